@@ -1,0 +1,45 @@
+# lonelypsd: see README.md.
+GO      ?= go
+BIN     ?= bin/lonelypsd
+PKGS    := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build run test vet fmt-check unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/lonelypsd
+
+## run: a single-node broadcaster on 127.0.0.1:3003, data in ./lonelypsd-data
+run:
+	$(GO) run ./cmd/lonelypsd dev
+
+## test: what CI runs: formatting, vet, and every test (fuzz targets run
+## over their seed corpus) with the race detector.
+test: fmt-check vet unit
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+## bench: the load generator against a real node (figures in docs/benchmarks.md).
+bench: build
+	$(GO) run ./cmd/lonelypsbench --server $(BIN) $(BENCHFLAGS)
+
+clean:
+	rm -rf bin lonelypsd-data

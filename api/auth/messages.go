@@ -1,0 +1,487 @@
+package auth
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Kind is the AuthMessageType byte that starts every HMAC to_sign. The
+// values are part of the protocol.
+type Kind uint8
+
+const (
+	KindSubscribeExact             Kind = 1
+	KindSubscribeGlob              Kind = 2
+	KindNotify                     Kind = 3
+	KindStatefulConfigure          Kind = 4
+	KindCheckSubscriptions         Kind = 5
+	KindSetSubscriptions           Kind = 6
+	KindStatefulContinueReceive    Kind = 7
+	KindConfirmReceive             Kind = 8
+	KindConfirmMissed              Kind = 9
+	KindReceive                    Kind = 10
+	KindMissed                     Kind = 11
+	KindConfirmSubscribeExact      Kind = 12
+	KindConfirmSubscribeGlob       Kind = 13
+	KindConfirmNotify              Kind = 14
+	KindCheckSubscriptionsResponse Kind = 15
+	KindSetSubscriptionsResponse   Kind = 16
+	KindStatefulConfirmConfigure   Kind = 17
+	KindStatefulEnableZstdPreset   Kind = 18
+	KindStatefulEnableZstdCustom   Kind = 19
+	KindStatefulDisableZstdCustom  Kind = 20
+	KindStatefulContinueNotify     Kind = 21
+)
+
+// Message is a message that carries an authorization. appendFields writes
+// the type-specific part of the signed bytes; it fails only for values the
+// protocol cannot sign (a part id above 255).
+type Message interface {
+	Kind() Kind
+	Direction() Direction
+	tracing() []byte
+	appendFields(dst []byte) ([]byte, error)
+}
+
+// ToSign returns the exact bytes HMAC-SHA512 is computed over: kind,
+// u64 timestamp, u8 nonce length and nonce, u16 tracing length and
+// tracing, then the message's own fields.
+func ToSign(m Message, timestamp uint64, nonce string) ([]byte, error) {
+	if len(nonce) > 255 {
+		return nil, fmt.Errorf("auth: nonce of %d bytes is too long", len(nonce))
+	}
+	tr := m.tracing()
+	if len(tr) > 65535 {
+		return nil, fmt.Errorf("auth: tracing of %d bytes is too long", len(tr))
+	}
+	b := make([]byte, 0, 128+len(tr))
+	b = append(b, byte(m.Kind()))
+	b = binary.BigEndian.AppendUint64(b, timestamp)
+	b = append(b, byte(len(nonce)))
+	b = append(b, nonce...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(tr)))
+	b = append(b, tr...)
+	return m.appendFields(b)
+}
+
+// fields accumulates the length-prefixed fields of a message and the
+// first error: a field too long for its prefix.
+type fields struct {
+	b   []byte
+	err error
+}
+
+func (f *fields) str16(s []byte) {
+	if len(s) > 65535 && f.err == nil {
+		f.err = fmt.Errorf("auth: field of %d bytes exceeds 65535", len(s))
+	}
+	f.b = binary.BigEndian.AppendUint16(f.b, uint16(len(s)))
+	f.b = append(f.b, s...)
+}
+
+func (f *fields) str8(s []byte) {
+	if len(s) > 255 && f.err == nil {
+		f.err = fmt.Errorf("auth: field of %d bytes exceeds 255", len(s))
+	}
+	f.b = append(f.b, byte(len(s)))
+	f.b = append(f.b, s...)
+}
+
+func (f *fields) u8(v uint8)            { f.b = append(f.b, v) }
+func (f *fields) u16(v uint16)          { f.b = binary.BigEndian.AppendUint16(f.b, v) }
+func (f *fields) u32(v uint32)          { f.b = binary.BigEndian.AppendUint32(f.b, v) }
+func (f *fields) u64(v uint64)          { f.b = binary.BigEndian.AppendUint64(f.b, v) }
+func (f *fields) raw(p []byte)          { f.b = append(f.b, p...) }
+func (f *fields) done() ([]byte, error) { return f.b, f.err }
+
+func boolByte(v bool) uint8 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// SubscribeExact signs subscribe/exact; unsubscribe/exact uses it with an
+// empty Recovery.
+type SubscribeExact struct {
+	Tracing  []byte
+	URL      string
+	Recovery string // "" = none
+	Topic    []byte
+}
+
+func (SubscribeExact) Kind() Kind           { return KindSubscribeExact }
+func (SubscribeExact) Direction() Direction { return ToBroadcaster }
+func (m SubscribeExact) tracing() []byte    { return m.Tracing }
+func (m SubscribeExact) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.URL))
+	f.str16([]byte(m.Recovery))
+	f.str16(m.Topic)
+	return f.done()
+}
+
+// SubscribeGlob signs subscribe/glob and unsubscribe/glob.
+type SubscribeGlob struct {
+	Tracing  []byte
+	URL      string
+	Recovery string
+	Glob     string
+}
+
+func (SubscribeGlob) Kind() Kind           { return KindSubscribeGlob }
+func (SubscribeGlob) Direction() Direction { return ToBroadcaster }
+func (m SubscribeGlob) tracing() []byte    { return m.Tracing }
+func (m SubscribeGlob) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.URL))
+	f.str16([]byte(m.Recovery))
+	f.str16([]byte(m.Glob))
+	return f.done()
+}
+
+// Notify signs a notification; SHA512 is of the bytes on the wire.
+type Notify struct {
+	Tracing    []byte
+	Topic      []byte
+	Identifier []byte
+	SHA512     [64]byte
+}
+
+func (Notify) Kind() Kind           { return KindNotify }
+func (Notify) Direction() Direction { return ToBroadcaster }
+func (m Notify) tracing() []byte    { return m.Tracing }
+func (m Notify) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16(m.Topic)
+	f.str8(m.Identifier)
+	f.raw(m.SHA512[:])
+	return f.done()
+}
+
+// StatefulConfigure signs a websocket CONFIGURE.
+type StatefulConfigure struct {
+	Tracing         []byte
+	SubscriberNonce [32]byte
+	EnableZstd      bool
+	EnableTraining  bool
+	InitialDict     uint16
+}
+
+func (StatefulConfigure) Kind() Kind           { return KindStatefulConfigure }
+func (StatefulConfigure) Direction() Direction { return ToBroadcaster }
+func (m StatefulConfigure) tracing() []byte    { return m.Tracing }
+func (m StatefulConfigure) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str8(m.SubscriberNonce[:])
+	f.u8(boolByte(m.EnableZstd))
+	f.u8(boolByte(m.EnableTraining))
+	f.u16(m.InitialDict)
+	return f.done()
+}
+
+// CheckSubscriptions signs check_subscriptions.
+type CheckSubscriptions struct {
+	Tracing []byte
+	URL     string
+}
+
+func (CheckSubscriptions) Kind() Kind           { return KindCheckSubscriptions }
+func (CheckSubscriptions) Direction() Direction { return ToBroadcaster }
+func (m CheckSubscriptions) tracing() []byte    { return m.Tracing }
+func (m CheckSubscriptions) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.URL))
+	return f.done()
+}
+
+// SetSubscriptions signs set_subscriptions: the etag only, which the
+// broadcaster recomputes from the lists.
+type SetSubscriptions struct {
+	Tracing []byte
+	URL     string
+	Etag    [64]byte
+}
+
+func (SetSubscriptions) Kind() Kind           { return KindSetSubscriptions }
+func (SetSubscriptions) Direction() Direction { return ToBroadcaster }
+func (m SetSubscriptions) tracing() []byte    { return m.Tracing }
+func (m SetSubscriptions) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.URL))
+	f.u8(0) // etag format
+	f.raw(m.Etag[:])
+	return f.done()
+}
+
+// StatefulContinueReceive signs a websocket CONTINUE_RECEIVE. The
+// reference signs the part id as one byte, so parts above 255 cannot be
+// signed: Authorize fails and Verify refuses rather than truncating.
+type StatefulContinueReceive struct {
+	Tracing    []byte
+	Identifier []byte
+	PartID     uint64
+	URL        string
+}
+
+func (StatefulContinueReceive) Kind() Kind           { return KindStatefulContinueReceive }
+func (StatefulContinueReceive) Direction() Direction { return ToBroadcaster }
+func (m StatefulContinueReceive) tracing() []byte    { return m.Tracing }
+func (m StatefulContinueReceive) appendFields(dst []byte) ([]byte, error) {
+	if m.PartID > 255 {
+		return nil, fmt.Errorf("auth: continue_receive part id %d cannot be signed (one byte)", m.PartID)
+	}
+	f := fields{b: dst}
+	f.str8(m.Identifier)
+	f.u8(uint8(m.PartID))
+	f.str16([]byte(m.URL))
+	return f.done()
+}
+
+// ConfirmReceive signs a subscriber's confirmation of a RECEIVE.
+type ConfirmReceive struct {
+	Tracing        []byte
+	Identifier     []byte
+	NumSubscribers uint32
+	URL            string
+}
+
+func (ConfirmReceive) Kind() Kind           { return KindConfirmReceive }
+func (ConfirmReceive) Direction() Direction { return ToBroadcaster }
+func (m ConfirmReceive) tracing() []byte    { return m.Tracing }
+func (m ConfirmReceive) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str8(m.Identifier)
+	f.u32(m.NumSubscribers)
+	f.str16([]byte(m.URL))
+	return f.done()
+}
+
+// ConfirmMissed signs a subscriber's confirmation of a MISSED; URL is the
+// recovery URL.
+type ConfirmMissed struct {
+	Tracing []byte
+	Topic   []byte
+	URL     string
+}
+
+func (ConfirmMissed) Kind() Kind           { return KindConfirmMissed }
+func (ConfirmMissed) Direction() Direction { return ToBroadcaster }
+func (m ConfirmMissed) tracing() []byte    { return m.Tracing }
+func (m ConfirmMissed) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16(m.Topic)
+	f.str16([]byte(m.URL))
+	return f.done()
+}
+
+// Receive signs a RECEIVE; SHA512 is of the bytes on the wire.
+type Receive struct {
+	Tracing    []byte
+	URL        string
+	Topic      []byte
+	Identifier []byte
+	SHA512     [64]byte
+}
+
+func (Receive) Kind() Kind           { return KindReceive }
+func (Receive) Direction() Direction { return ToSubscriber }
+func (m Receive) tracing() []byte    { return m.Tracing }
+func (m Receive) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.URL))
+	f.str16(m.Topic)
+	f.str8(m.Identifier)
+	f.raw(m.SHA512[:])
+	return f.done()
+}
+
+// Missed signs a MISSED notice.
+type Missed struct {
+	Tracing  []byte
+	Recovery string
+	Topic    []byte
+}
+
+func (Missed) Kind() Kind           { return KindMissed }
+func (Missed) Direction() Direction { return ToSubscriber }
+func (m Missed) tracing() []byte    { return m.Tracing }
+func (m Missed) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.Recovery))
+	f.str16(m.Topic)
+	return f.done()
+}
+
+// ConfirmSubscribeExact signs the answer to (un)subscribe/exact.
+type ConfirmSubscribeExact struct {
+	Tracing  []byte
+	URL      string
+	Recovery string
+	Topic    []byte
+}
+
+func (ConfirmSubscribeExact) Kind() Kind           { return KindConfirmSubscribeExact }
+func (ConfirmSubscribeExact) Direction() Direction { return ToSubscriber }
+func (m ConfirmSubscribeExact) tracing() []byte    { return m.Tracing }
+func (m ConfirmSubscribeExact) appendFields(dst []byte) ([]byte, error) {
+	return SubscribeExact{URL: m.URL, Recovery: m.Recovery, Topic: m.Topic}.appendFields(dst)
+}
+
+// ConfirmSubscribeGlob signs the answer to (un)subscribe/glob.
+type ConfirmSubscribeGlob struct {
+	Tracing  []byte
+	URL      string
+	Recovery string
+	Glob     string
+}
+
+func (ConfirmSubscribeGlob) Kind() Kind           { return KindConfirmSubscribeGlob }
+func (ConfirmSubscribeGlob) Direction() Direction { return ToSubscriber }
+func (m ConfirmSubscribeGlob) tracing() []byte    { return m.Tracing }
+func (m ConfirmSubscribeGlob) appendFields(dst []byte) ([]byte, error) {
+	return SubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob}.appendFields(dst)
+}
+
+// ConfirmNotify signs the answer to a notify.
+type ConfirmNotify struct {
+	Tracing     []byte
+	Identifier  []byte
+	Subscribers uint32
+	Topic       []byte
+	SHA512      [64]byte
+}
+
+func (ConfirmNotify) Kind() Kind           { return KindConfirmNotify }
+func (ConfirmNotify) Direction() Direction { return ToSubscriber }
+func (m ConfirmNotify) tracing() []byte    { return m.Tracing }
+func (m ConfirmNotify) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str8(m.Identifier)
+	f.u32(m.Subscribers)
+	f.str16(m.Topic)
+	f.raw(m.SHA512[:])
+	return f.done()
+}
+
+// CheckSubscriptionsResponse signs the answer to check_subscriptions.
+type CheckSubscriptionsResponse struct {
+	Tracing []byte
+	Etag    [64]byte
+}
+
+func (CheckSubscriptionsResponse) Kind() Kind           { return KindCheckSubscriptionsResponse }
+func (CheckSubscriptionsResponse) Direction() Direction { return ToSubscriber }
+func (m CheckSubscriptionsResponse) tracing() []byte    { return m.Tracing }
+func (m CheckSubscriptionsResponse) appendFields(dst []byte) ([]byte, error) {
+	return append(append(dst, 0), m.Etag[:]...), nil
+}
+
+// SetSubscriptionsResponse signs the answer to set_subscriptions.
+type SetSubscriptionsResponse struct {
+	Tracing []byte
+	Etag    [64]byte
+}
+
+func (SetSubscriptionsResponse) Kind() Kind           { return KindSetSubscriptionsResponse }
+func (SetSubscriptionsResponse) Direction() Direction { return ToSubscriber }
+func (m SetSubscriptionsResponse) tracing() []byte    { return m.Tracing }
+func (m SetSubscriptionsResponse) appendFields(dst []byte) ([]byte, error) {
+	return append(append(dst, 0), m.Etag[:]...), nil
+}
+
+// StatefulConfirmConfigure signs a websocket CONFIRM_CONFIGURE.
+type StatefulConfirmConfigure struct {
+	Tracing          []byte
+	BroadcasterNonce [32]byte
+}
+
+func (StatefulConfirmConfigure) Kind() Kind           { return KindStatefulConfirmConfigure }
+func (StatefulConfirmConfigure) Direction() Direction { return ToSubscriber }
+func (m StatefulConfirmConfigure) tracing() []byte    { return m.Tracing }
+func (m StatefulConfirmConfigure) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str8(m.BroadcasterNonce[:])
+	return f.done()
+}
+
+// StatefulEnableZstdPreset signs ENABLE_ZSTD_PRESET. The compression
+// level is signed as the u32 two's complement of the signed level.
+type StatefulEnableZstdPreset struct {
+	Tracing      []byte
+	URL          string
+	CompressorID uint32
+	Level        int32
+	MinSize      uint64
+	MaxSize      uint64
+}
+
+func (StatefulEnableZstdPreset) Kind() Kind           { return KindStatefulEnableZstdPreset }
+func (StatefulEnableZstdPreset) Direction() Direction { return ToSubscriber }
+func (m StatefulEnableZstdPreset) tracing() []byte    { return m.Tracing }
+func (m StatefulEnableZstdPreset) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str16([]byte(m.URL))
+	f.u32(m.CompressorID)
+	f.u32(uint32(m.Level))
+	f.u64(m.MinSize)
+	f.u64(m.MaxSize)
+	return f.done()
+}
+
+// StatefulEnableZstdCustom signs ENABLE_ZSTD_CUSTOM.
+type StatefulEnableZstdCustom struct {
+	Tracing      []byte
+	URL          string
+	CompressorID uint32
+	Level        int32
+	MinSize      uint64
+	MaxSize      uint64
+	DictSHA512   [64]byte
+}
+
+func (StatefulEnableZstdCustom) Kind() Kind           { return KindStatefulEnableZstdCustom }
+func (StatefulEnableZstdCustom) Direction() Direction { return ToSubscriber }
+func (m StatefulEnableZstdCustom) tracing() []byte    { return m.Tracing }
+func (m StatefulEnableZstdCustom) appendFields(dst []byte) ([]byte, error) {
+	b, err := StatefulEnableZstdPreset{URL: m.URL, CompressorID: m.CompressorID, Level: m.Level,
+		MinSize: m.MinSize, MaxSize: m.MaxSize}.appendFields(dst)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, m.DictSHA512[:]...), nil
+}
+
+// StatefulDisableZstdCustom signs DISABLE_ZSTD_CUSTOM.
+type StatefulDisableZstdCustom struct {
+	Tracing      []byte
+	CompressorID uint32
+	URL          string
+}
+
+func (StatefulDisableZstdCustom) Kind() Kind           { return KindStatefulDisableZstdCustom }
+func (StatefulDisableZstdCustom) Direction() Direction { return ToSubscriber }
+func (m StatefulDisableZstdCustom) tracing() []byte    { return m.Tracing }
+func (m StatefulDisableZstdCustom) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.u32(m.CompressorID)
+	f.str16([]byte(m.URL))
+	return f.done()
+}
+
+// StatefulContinueNotify signs CONTINUE_NOTIFY (part id on four bytes).
+type StatefulContinueNotify struct {
+	Tracing    []byte
+	Identifier []byte
+	PartID     uint32
+}
+
+func (StatefulContinueNotify) Kind() Kind           { return KindStatefulContinueNotify }
+func (StatefulContinueNotify) Direction() Direction { return ToSubscriber }
+func (m StatefulContinueNotify) tracing() []byte    { return m.Tracing }
+func (m StatefulContinueNotify) appendFields(dst []byte) ([]byte, error) {
+	f := fields{b: dst}
+	f.str8(m.Identifier)
+	f.u32(m.PartID)
+	return f.done()
+}

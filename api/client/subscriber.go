@@ -1,0 +1,244 @@
+package client
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+)
+
+// Received is one RECEIVE a Subscriber accepted.
+type Received struct {
+	// URL is the request URL as the subscriber saw it (what it signs).
+	URL        string
+	Topic      []byte
+	Tracing    []byte
+	Identifier []byte
+	Length     uint64
+	SHA512     [64]byte
+	// Message holds the body when Length is at most the subscriber's
+	// KeepBodies; longer bodies are only hashed.
+	Message []byte
+	Header  http.Header
+}
+
+// Reply tells a Subscriber how to answer a RECEIVE.
+type Reply int
+
+const (
+	// Confirm answers CONFIRM_RECEIVE with one subscriber.
+	Confirm Reply = iota
+	// Unsubscribe answers UNSUBSCRIBE_IMMEDIATE (with status 400, as the
+	// Python client does).
+	Unsubscribe
+	// Fail answers 500 with a body that is no confirmation.
+	Fail
+)
+
+// Subscriber is an http.Handler serving /v1/receive and /v1/recover the way
+// the Python client does: it checks Repr-Digest, the authorization and the
+// body's length and hash, and confirms. Safe for concurrent use.
+type Subscriber struct {
+	Auth auth.Pair
+	// KeepBodies: messages up to this many bytes are kept in Received.
+	KeepBodies uint64
+	// Decide, if set, chooses the reply to each valid RECEIVE.
+	Decide func(Received) Reply
+	// Discard keeps no Received records, only the count: for load tests.
+	Discard bool
+
+	count atomic.Int64
+
+	mu       sync.Mutex
+	received []Received
+	missed   [][]byte
+	notify   chan struct{}
+}
+
+// NewSubscriber returns a subscriber with auth none that keeps bodies up
+// to 1 MiB.
+func NewSubscriber() *Subscriber {
+	return &Subscriber{Auth: auth.Pair{ToBroadcaster: auth.None(), ToSubscriber: auth.None()}, KeepBodies: 1 << 20}
+}
+
+// Received returns the RECEIVEs accepted so far.
+func (s *Subscriber) Received() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.received...)
+}
+
+// Count returns how many RECEIVEs were confirmed.
+func (s *Subscriber) Count() int64 { return s.count.Load() }
+
+// Missed returns the topics of the MISSED notices accepted so far.
+func (s *Subscriber) Missed() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.missed...)
+}
+
+// Changed returns a channel closed at the next accepted RECEIVE or MISSED,
+// so tests wait for events instead of sleeping.
+func (s *Subscriber) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notify == nil {
+		s.notify = make(chan struct{})
+	}
+	return s.notify
+}
+
+func (s *Subscriber) changed() {
+	if s.notify != nil {
+		close(s.notify)
+		s.notify = nil
+	}
+}
+
+func requestURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.RequestURI()
+}
+
+func (s *Subscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/v1/receive":
+		s.receive(w, r)
+	case "/v1/recover":
+		s.recover(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func unsubscribeImmediate(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.WriteHeader(status)
+	_, _ = w.Write(wire.AppendUnsubscribeImmediate(nil))
+}
+
+func (s *Subscriber) receive(w http.ResponseWriter, r *http.Request) {
+	digest, err := wire.ParseReprDigest(r.Header.Get("Repr-Digest"))
+	if err != nil {
+		unsubscribeImmediate(w, http.StatusBadRequest)
+		return
+	}
+	head, err := wire.ReadReceiveHeader(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	url := requestURL(r)
+	if res := s.Auth.Verify(r.Context(), auth.Receive{
+		Tracing: head.Tracing, URL: url, Topic: head.Topic, Identifier: head.Identifier, SHA512: digest,
+	}, r.Header.Get("Authorization")); res != auth.OK {
+		if res == auth.Unavailable {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		unsubscribeImmediate(w, http.StatusForbidden)
+		return
+	}
+	h := sha512.New()
+	var keep bytes.Buffer
+	dst := io.Writer(h)
+	if head.Length <= s.KeepBodies {
+		dst = io.MultiWriter(h, &keep)
+	}
+	n, err := io.Copy(dst, io.LimitReader(r.Body, int64(head.Length)))
+	if err != nil || uint64(n) != head.Length {
+		unsubscribeImmediate(w, http.StatusBadRequest)
+		return
+	}
+	var extra [1]byte
+	if k, _ := r.Body.Read(extra[:]); k > 0 {
+		unsubscribeImmediate(w, http.StatusBadRequest)
+		return
+	}
+	var sum [64]byte
+	h.Sum(sum[:0])
+	if sum != digest {
+		unsubscribeImmediate(w, http.StatusForbidden)
+		return
+	}
+	rec := Received{URL: url, Topic: head.Topic, Tracing: head.Tracing, Identifier: head.Identifier,
+		Length: head.Length, SHA512: sum, Header: r.Header.Clone()}
+	if head.Length <= s.KeepBodies {
+		rec.Message = keep.Bytes()
+	}
+	reply := Confirm
+	if s.Decide != nil {
+		reply = s.Decide(rec)
+	}
+	switch reply {
+	case Unsubscribe:
+		unsubscribeImmediate(w, http.StatusBadRequest)
+		return
+	case Fail:
+		http.Error(w, "refusing on purpose", http.StatusInternalServerError)
+		return
+	}
+	authz, err := s.Auth.Authorize(auth.ConfirmReceive{Identifier: head.Identifier, NumSubscribers: 1, URL: url})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	body, err := wire.AppendConfirmReceive(nil, wire.ConfirmReceive{Authorization: authz, Identifier: head.Identifier, NumSubscribers: 1})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.count.Add(1)
+	if !s.Discard {
+		s.mu.Lock()
+		s.received = append(s.received, rec)
+		s.changed()
+		s.mu.Unlock()
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(body)
+}
+
+func (s *Subscriber) recover(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<17))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	m, err := wire.ParseMissed(b)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	url := requestURL(r)
+	if res := s.Auth.Verify(r.Context(), auth.Missed{Tracing: m.Tracing, Recovery: url, Topic: m.Topic},
+		r.Header.Get("Authorization")); res != auth.OK {
+		w.WriteHeader(res.HTTPStatus())
+		return
+	}
+	authz, err := s.Auth.Authorize(auth.ConfirmMissed{Topic: m.Topic, URL: url})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	body, err := wire.AppendConfirmMissed(nil, wire.ConfirmMissed{Authorization: authz})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.mu.Lock()
+	s.missed = append(s.missed, m.Topic)
+	s.changed()
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(body)
+}

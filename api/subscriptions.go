@@ -1,0 +1,278 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/fsm/globmatch"
+)
+
+const octetStream = "application/octet-stream"
+
+// readBody reads a whole request body of at most limit bytes.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > limit {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, limit))
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "reading body: "+err.Error())
+	}
+	if int64(len(b)) > limit {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body exceeds the limit of %d bytes", limit))
+	}
+	return b, nil
+}
+
+func badRequest(what string, err error) error {
+	return echo.NewHTTPError(http.StatusBadRequest, what+": "+err.Error()).SetInternal(err)
+}
+
+// checkURL refuses URLs the broadcaster could never POST to. The reference
+// stores any UTF-8 string and fails every delivery to it later; refusing
+// up front tells the subscriber at once.
+func checkURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s %q is not a URL: %w", field, raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s %q must be an absolute http or https URL", field, raw)
+	}
+	return nil
+}
+
+func checkURLs(url, recovery string) error {
+	if err := checkURL("url", url); err != nil {
+		return err
+	}
+	if recovery != "" {
+		return checkURL("recovery url", recovery)
+	}
+	return nil
+}
+
+func checkGlob(glob string) error {
+	if _, err := globmatch.Compile(glob); err != nil {
+		return fmt.Errorf("glob %q: %w", glob, err)
+	}
+	return nil
+}
+
+// apply commits cmd within the write timeout.
+func (s *Server) apply(c echo.Context, cmd fsm.Command) (fsm.Outcome, error) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.WriteTimeout)
+	defer cancel()
+	res, err := s.writer.Apply(ctx, cmd)
+	if err != nil {
+		return 0, writeError(err)
+	}
+	return res.Outcome, nil
+}
+
+// respondChange answers a subscription change: RESPONSE_GENERIC signed
+// with confirm on success, 409 with no body on conflict.
+func (s *Server) respondChange(c echo.Context, outcome fsm.Outcome, confirm auth.Message) error {
+	if outcome == fsm.Conflict {
+		return c.NoContent(http.StatusConflict)
+	}
+	authz, err := s.auth.Authorize(confirm)
+	if err != nil {
+		return fmt.Errorf("sign confirmation: %w", err)
+	}
+	body, err := wire.AppendResponseGeneric(nil, authz, nil)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, octetStream, body)
+}
+
+func (s *Server) subscribeExact(c echo.Context) error {
+	return s.changeExact(c, true)
+}
+
+func (s *Server) unsubscribeExact(c echo.Context) error {
+	return s.changeExact(c, false)
+}
+
+func (s *Server) subscribeGlob(c echo.Context) error {
+	return s.changeGlob(c, true)
+}
+
+func (s *Server) unsubscribeGlob(c echo.Context) error {
+	return s.changeGlob(c, false)
+}
+
+func (s *Server) changeExact(c echo.Context, subscribe bool) error {
+	body, err := readBody(c, s.cfg.MaxSmallBody)
+	if err != nil {
+		return err
+	}
+	var m wire.SubscribeExact
+	op := fsm.OpUnsubscribeExact
+	if subscribe {
+		op = fsm.OpSubscribeExact
+		m, err = wire.ParseSubscribeExact(body)
+	} else {
+		m, err = wire.ParseUnsubscribeExact(body)
+	}
+	if err != nil {
+		return badRequest(op.String(), err)
+	}
+	if err := checkURLs(m.URL, m.Recovery); err != nil {
+		return badRequest(op.String(), err)
+	}
+	if r := s.auth.Verify(c.Request().Context(), auth.SubscribeExact{
+		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Topic: m.Topic,
+	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+		return authError(r, op.String())
+	}
+	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery})
+	if err != nil {
+		return err
+	}
+	return s.respondChange(c, outcome, auth.ConfirmSubscribeExact{URL: m.URL, Recovery: m.Recovery, Topic: m.Topic})
+}
+
+func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
+	body, err := readBody(c, s.cfg.MaxSmallBody)
+	if err != nil {
+		return err
+	}
+	var m wire.SubscribeGlob
+	op := fsm.OpUnsubscribeGlob
+	if subscribe {
+		op = fsm.OpSubscribeGlob
+		m, err = wire.ParseSubscribeGlob(body)
+	} else {
+		m, err = wire.ParseUnsubscribeGlob(body)
+	}
+	if err != nil {
+		return badRequest(op.String(), err)
+	}
+	if err := checkURLs(m.URL, m.Recovery); err != nil {
+		return badRequest(op.String(), err)
+	}
+	if err := checkGlob(m.Glob); err != nil {
+		return badRequest(op.String(), err)
+	}
+	if r := s.auth.Verify(c.Request().Context(), auth.SubscribeGlob{
+		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Glob: m.Glob,
+	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+		return authError(r, op.String())
+	}
+	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery})
+	if err != nil {
+		return err
+	}
+	return s.respondChange(c, outcome, auth.ConfirmSubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob})
+}
+
+func (s *Server) checkSubscriptions(c echo.Context) error {
+	body, err := readBody(c, s.cfg.MaxSmallBody)
+	if err != nil {
+		return err
+	}
+	m, err := wire.ParseCheckSubscriptions(body)
+	if err != nil {
+		return badRequest("check_subscriptions", err)
+	}
+	if r := s.auth.Verify(c.Request().Context(), auth.CheckSubscriptions{
+		Tracing: m.Tracing, URL: m.URL,
+	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+		return authError(r, "check_subscriptions")
+	}
+	exact, globs, err := s.table.List(m.URL)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "subscription table unavailable").SetInternal(err)
+	}
+	b := wire.NewEtagBuilder(m.URL)
+	for _, e := range exact {
+		b.AddExact([]byte(e.Key), e.Recovery)
+	}
+	b.StartGlobs()
+	for _, g := range globs {
+		b.AddGlob(g.Key, g.Recovery)
+	}
+	etag := b.Sum()
+	authz, err := s.auth.Authorize(auth.CheckSubscriptionsResponse{Etag: etag})
+	if err != nil {
+		return fmt.Errorf("sign check_subscriptions response: %w", err)
+	}
+	out, err := wire.AppendResponseCheckSubscriptions(nil, authz, nil, etag)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, octetStream, out)
+}
+
+var errEtagMismatch = errors.New("the etag does not match the listed subscriptions")
+
+func (s *Server) setSubscriptions(c echo.Context) error {
+	body, err := readBody(c, s.cfg.MaxSetSubscriptionsBody)
+	if err != nil {
+		return err
+	}
+	m, err := wire.ParseSetSubscriptions(body)
+	if err != nil {
+		return badRequest("set_subscriptions", err)
+	}
+	if r := s.auth.Verify(c.Request().Context(), auth.SetSubscriptions{
+		Tracing: m.Tracing, URL: m.URL, Etag: m.Etag,
+	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+		return authError(r, "set_subscriptions")
+	}
+	// The signature covers only the etag; recomputing it from the lists
+	// is what binds the lists to the signature.
+	etag := wire.Etag(m.URL, m.Exact, m.Globs)
+	if etag != m.Etag {
+		return badRequest("set_subscriptions", errEtagMismatch)
+	}
+	if err := checkURL("url", m.URL); err != nil {
+		return badRequest("set_subscriptions", err)
+	}
+	cmd := fsm.Command{Op: fsm.OpSetSubscriptions, URL: m.URL}
+	for _, e := range m.Exact {
+		if e.Recovery != "" {
+			if err := checkURL("recovery url", e.Recovery); err != nil {
+				return badRequest("set_subscriptions", err)
+			}
+		}
+		cmd.Exact = append(cmd.Exact, fsm.ExactEntry{Topic: e.Topic, Recovery: e.Recovery})
+	}
+	for _, g := range m.Globs {
+		if err := checkGlob(g.Glob); err != nil {
+			return badRequest("set_subscriptions", err)
+		}
+		if g.Recovery != "" {
+			if err := checkURL("recovery url", g.Recovery); err != nil {
+				return badRequest("set_subscriptions", err)
+			}
+		}
+		cmd.Globs = append(cmd.Globs, fsm.GlobEntry{Glob: g.Glob, Recovery: g.Recovery})
+	}
+	if _, err := s.apply(c, cmd); err != nil {
+		return err
+	}
+	authz, err := s.auth.Authorize(auth.SetSubscriptionsResponse{Etag: etag})
+	if err != nil {
+		return fmt.Errorf("sign set_subscriptions response: %w", err)
+	}
+	out, err := wire.AppendResponseGeneric(nil, authz, nil)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, octetStream, out)
+}

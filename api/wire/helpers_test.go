@@ -1,0 +1,60 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/binary"
+	"encoding/hex"
+	"testing"
+)
+
+// etagDocument builds the document Etag hashes, through the same builder
+// code, so the worked example in the spec can be compared byte for byte.
+func etagDocument(url string, exact []ExactEntry, globs []GlobEntry) []byte {
+	var buf bytes.Buffer
+	b := &EtagBuilder{w: &buf}
+	b.start(url)
+	for _, x := range exact {
+		b.AddExact(x.Topic, x.Recovery)
+	}
+	b.StartGlobs()
+	for _, g := range globs {
+		b.AddGlob(g.Glob, g.Recovery)
+	}
+	b.finish()
+	return buf.Bytes()
+}
+
+func mustHex(tb testing.TB, s string) []byte {
+	tb.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		tb.Fatalf("bad hex in test: %v", err)
+	}
+	return b
+}
+
+func mustHex64(tb testing.TB, s string) [64]byte {
+	tb.Helper()
+	var out [64]byte
+	b := mustHex(tb, s)
+	if len(b) != 64 {
+		tb.Fatalf("hex %q is %d bytes, want 64", s, len(b))
+	}
+	copy(out[:], b)
+	return out
+}
+
+// body assembles hand-made bodies for error cases the encoders refuse to
+// produce.
+type body []byte
+
+func (b body) u8(v uint8) body   { return append(b, v) }
+func (b body) u16(v uint16) body { return binary.BigEndian.AppendUint16(b, v) }
+func (b body) u32(v uint32) body { return binary.BigEndian.AppendUint32(b, v) }
+func (b body) u64(v uint64) body { return binary.BigEndian.AppendUint64(b, v) }
+func (b body) raw(p string) body { return append(b, p...) }
+func (b body) s16(p string) body { return b.u16(uint16(len(p))).raw(p) }
+func (b body) s8(p string) body  { return b.u8(uint8(len(p))).raw(p) }
+
+func sha512Sum(p []byte) [64]byte { return sha512.Sum512(p) }

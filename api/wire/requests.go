@@ -1,0 +1,383 @@
+package wire
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Notify is the prefix of a /v1/notify body; the message itself follows it on
+// the wire and is never held here, since it may be larger than memory.
+type Notify struct {
+	Topic      []byte
+	SHA512     [64]byte // claimed hash of the message, to be re-verified
+	Tracing    []byte
+	Identifier []byte // chosen by the notifier, echoed in RESPONSE_NOTIFY
+	Length     uint64 // message length
+}
+
+// ReadNotifyHeader reads exactly the prefix of a /v1/notify body (topic up to
+// and including the u64 message length) and nothing more, leaving r at the
+// first message byte. A body that ends early yields an error wrapping
+// ErrTruncated; other read errors are wrapped as they are.
+func ReadNotifyHeader(r io.Reader) (Notify, error) {
+	s := streamDecoder{what: "notify body", r: r}
+	var n Notify
+	var err error
+	if n.Topic, err = s.bytes16("topic"); err != nil {
+		return Notify{}, err
+	}
+	if err = s.full(n.SHA512[:], "sha-512"); err != nil {
+		return Notify{}, err
+	}
+	if n.Tracing, err = s.bytes16("tracing"); err != nil {
+		return Notify{}, err
+	}
+	if n.Identifier, err = s.bytes8("identifier"); err != nil {
+		return Notify{}, err
+	}
+	if n.Length, err = s.u64("message length"); err != nil {
+		return Notify{}, err
+	}
+	return n, nil
+}
+
+// AppendNotifyHeader appends the prefix of a /v1/notify body; the caller
+// writes the n.Length message bytes after it.
+func AppendNotifyHeader(dst []byte, n Notify) ([]byte, error) {
+	e := encoder{what: "notify body", b: dst}
+	e.bytes16("topic", n.Topic)
+	e.raw(n.SHA512[:])
+	e.bytes16("tracing", n.Tracing)
+	e.bytes8("identifier", n.Identifier)
+	e.u64(n.Length)
+	return e.finish(dst)
+}
+
+// SubscribeExact is the body of /v1/subscribe/exact and, without Recovery, of
+// /v1/unsubscribe/exact.
+type SubscribeExact struct {
+	URL      string
+	Topic    []byte
+	Recovery string // "" = none; the wire cannot tell none from empty
+	Tracing  []byte
+}
+
+// SubscribeGlob is the body of /v1/subscribe/glob and, without Recovery, of
+// /v1/unsubscribe/glob.
+type SubscribeGlob struct {
+	URL      string
+	Glob     string
+	Recovery string // "" = none
+	Tracing  []byte
+}
+
+// ParseSubscribeExact parses a /v1/subscribe/exact body.
+func ParseSubscribeExact(b []byte) (SubscribeExact, error) {
+	return parseExact(b, "subscribe exact body", true)
+}
+
+// ParseUnsubscribeExact parses a /v1/unsubscribe/exact body, which has no
+// recovery field; Recovery is always "".
+func ParseUnsubscribeExact(b []byte) (SubscribeExact, error) {
+	return parseExact(b, "unsubscribe exact body", false)
+}
+
+func parseExact(b []byte, what string, withRecovery bool) (SubscribeExact, error) {
+	d := decoder{what: what, b: b}
+	var m SubscribeExact
+	var err error
+	if m.URL, err = d.text16("url"); err != nil {
+		return SubscribeExact{}, err
+	}
+	if m.Topic, err = d.bytes16("topic"); err != nil {
+		return SubscribeExact{}, err
+	}
+	if withRecovery {
+		if m.Recovery, err = d.text16("recovery"); err != nil {
+			return SubscribeExact{}, err
+		}
+	}
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return SubscribeExact{}, err
+	}
+	return m, nil
+}
+
+// ParseSubscribeGlob parses a /v1/subscribe/glob body.
+func ParseSubscribeGlob(b []byte) (SubscribeGlob, error) {
+	return parseGlob(b, "subscribe glob body", true)
+}
+
+// ParseUnsubscribeGlob parses a /v1/unsubscribe/glob body, which has no
+// recovery field; Recovery is always "".
+func ParseUnsubscribeGlob(b []byte) (SubscribeGlob, error) {
+	return parseGlob(b, "unsubscribe glob body", false)
+}
+
+func parseGlob(b []byte, what string, withRecovery bool) (SubscribeGlob, error) {
+	d := decoder{what: what, b: b}
+	var m SubscribeGlob
+	var err error
+	if m.URL, err = d.text16("url"); err != nil {
+		return SubscribeGlob{}, err
+	}
+	if m.Glob, err = d.text16("glob"); err != nil {
+		return SubscribeGlob{}, err
+	}
+	if withRecovery {
+		if m.Recovery, err = d.text16("recovery"); err != nil {
+			return SubscribeGlob{}, err
+		}
+	}
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return SubscribeGlob{}, err
+	}
+	return m, nil
+}
+
+// AppendSubscribeExact appends a /v1/subscribe/exact body.
+func AppendSubscribeExact(dst []byte, m SubscribeExact) ([]byte, error) {
+	return appendExact(dst, m, "subscribe exact body", true)
+}
+
+// AppendUnsubscribeExact appends a /v1/unsubscribe/exact body. m.Recovery is
+// not part of that body and is ignored, so one value can serve both calls.
+func AppendUnsubscribeExact(dst []byte, m SubscribeExact) ([]byte, error) {
+	return appendExact(dst, m, "unsubscribe exact body", false)
+}
+
+func appendExact(dst []byte, m SubscribeExact, what string, withRecovery bool) ([]byte, error) {
+	e := encoder{what: what, b: dst}
+	e.text16("url", m.URL)
+	e.bytes16("topic", m.Topic)
+	if withRecovery {
+		e.text16("recovery", m.Recovery)
+	}
+	e.bytes16("tracing", m.Tracing)
+	return e.finish(dst)
+}
+
+// AppendSubscribeGlob appends a /v1/subscribe/glob body.
+func AppendSubscribeGlob(dst []byte, m SubscribeGlob) ([]byte, error) {
+	return appendGlob(dst, m, "subscribe glob body", true)
+}
+
+// AppendUnsubscribeGlob appends a /v1/unsubscribe/glob body. m.Recovery is
+// not part of that body and is ignored.
+func AppendUnsubscribeGlob(dst []byte, m SubscribeGlob) ([]byte, error) {
+	return appendGlob(dst, m, "unsubscribe glob body", false)
+}
+
+func appendGlob(dst []byte, m SubscribeGlob, what string, withRecovery bool) ([]byte, error) {
+	e := encoder{what: what, b: dst}
+	e.text16("url", m.URL)
+	e.text16("glob", m.Glob)
+	if withRecovery {
+		e.text16("recovery", m.Recovery)
+	}
+	e.bytes16("tracing", m.Tracing)
+	return e.finish(dst)
+}
+
+// CheckSubscriptions is the body of /v1/check_subscriptions. Unlike subscribe
+// bodies, tracing comes first on the wire.
+type CheckSubscriptions struct {
+	Tracing []byte
+	URL     string
+}
+
+// ParseCheckSubscriptions parses a /v1/check_subscriptions body.
+func ParseCheckSubscriptions(b []byte) (CheckSubscriptions, error) {
+	d := decoder{what: "check subscriptions body", b: b}
+	var m CheckSubscriptions
+	var err error
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return CheckSubscriptions{}, err
+	}
+	if m.URL, err = d.text16("url"); err != nil {
+		return CheckSubscriptions{}, err
+	}
+	return m, nil
+}
+
+// AppendCheckSubscriptions appends a /v1/check_subscriptions body.
+func AppendCheckSubscriptions(dst []byte, m CheckSubscriptions) ([]byte, error) {
+	e := encoder{what: "check subscriptions body", b: dst}
+	e.bytes16("tracing", m.Tracing)
+	e.text16("url", m.URL)
+	return e.finish(dst)
+}
+
+// ExactEntry is one exact subscription in a set_subscriptions list or etag.
+type ExactEntry struct {
+	Topic    []byte
+	Recovery string // "" = none
+}
+
+// GlobEntry is one glob subscription in a set_subscriptions list or etag.
+type GlobEntry struct {
+	Glob     string
+	Recovery string // "" = none
+}
+
+// SetSubscriptions is the body of /v1/set_subscriptions: the complete desired
+// subscription set of one URL, with the etag the subscriber computed for it.
+type SetSubscriptions struct {
+	Tracing []byte
+	URL     string
+	Etag    [64]byte // claimed by the subscriber; compare with Etag(URL, Exact, Globs)
+	Exact   []ExactEntry
+	Globs   []GlobEntry
+}
+
+// minEntrySize is the smallest encoding of a list entry (two empty str16s);
+// it bounds how many entries a body of a given size can really hold.
+const minEntrySize = 4
+
+// ParseSetSubscriptions parses a /v1/set_subscriptions body. Beyond the
+// layout it enforces the etag format byte (ErrEtagFormat) and that both lists
+// are strictly ascending bytewise (ErrUnsorted), because the etag is only
+// defined over sorted unique lists. It does not compare the claimed etag: the
+// caller does, with Etag.
+func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
+	d := decoder{what: "set subscriptions body", b: b}
+	var m SetSubscriptions
+	var err error
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return SetSubscriptions{}, err
+	}
+	if m.URL, err = d.text16("url"); err != nil {
+		return SetSubscriptions{}, err
+	}
+	format, err := d.u8("etag format")
+	if err != nil {
+		return SetSubscriptions{}, err
+	}
+	if format != 0 {
+		return SetSubscriptions{}, fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w",
+			d.what, format, d.off-1, ErrEtagFormat)
+	}
+	etag, err := d.fixed(64, "etag")
+	if err != nil {
+		return SetSubscriptions{}, err
+	}
+	copy(m.Etag[:], etag)
+
+	n, err := d.listCount("exact")
+	if err != nil {
+		return SetSubscriptions{}, err
+	}
+	if n > 0 {
+		m.Exact = make([]ExactEntry, n)
+	}
+	var prev []byte
+	var recovery string
+	for i := range n {
+		d.index = i
+		topic, err := d.raw16("topic")
+		if err != nil {
+			return SetSubscriptions{}, err
+		}
+		recovery, err = d.text16Reuse("recovery", recovery)
+		if err != nil {
+			return SetSubscriptions{}, err
+		}
+		if i > 0 && bytes.Compare(prev, topic) >= 0 {
+			return SetSubscriptions{}, unsortedError(d.what, "exact", "topic", i, prev, topic)
+		}
+		prev = topic
+		m.Exact[i] = ExactEntry{Topic: clone(topic), Recovery: recovery}
+	}
+	d.list = ""
+
+	n, err = d.listCount("glob")
+	if err != nil {
+		return SetSubscriptions{}, err
+	}
+	if n > 0 {
+		m.Globs = make([]GlobEntry, n)
+	}
+	for i := range n {
+		d.index = i
+		glob, err := d.text16("glob")
+		if err != nil {
+			return SetSubscriptions{}, err
+		}
+		recovery, err = d.text16Reuse("recovery", recovery)
+		if err != nil {
+			return SetSubscriptions{}, err
+		}
+		if i > 0 && m.Globs[i-1].Glob >= glob {
+			return SetSubscriptions{}, unsortedError(d.what, "glob", "glob", i, []byte(m.Globs[i-1].Glob), []byte(glob))
+		}
+		m.Globs[i] = GlobEntry{Glob: glob, Recovery: recovery}
+	}
+	d.list = ""
+	return m, nil
+}
+
+// listCount reads a u32 entry count and rejects counts the rest of the body
+// cannot hold, before anything is allocated for them.
+func (d *decoder) listCount(list string) (uint32, error) {
+	n, err := d.u32(list + " count")
+	if err != nil {
+		return 0, err
+	}
+	if need := uint64(n) * minEntrySize; need > uint64(d.remaining()) {
+		return 0, fmt.Errorf("%s: %s count %d needs at least %d more bytes but only %d remain: %w",
+			d.what, list, n, need, d.remaining(), ErrTruncated)
+	}
+	d.list, d.count = list, n
+	return n, nil
+}
+
+func unsortedError(what, list, name string, i uint32, prev, cur []byte) error {
+	how := "sorts before"
+	if bytes.Equal(prev, cur) {
+		how = "duplicates"
+	}
+	return fmt.Errorf("%s: %s entry %d %s %q %s the previous entry %q: %w",
+		what, list, i, name, abbreviate(cur), how, abbreviate(prev), ErrUnsorted)
+}
+
+// abbreviate keeps error messages readable when values are up to 64 KiB.
+func abbreviate(p []byte) []byte {
+	const max = 64
+	if len(p) <= max {
+		return p
+	}
+	return append(p[:max:max], "..."...)
+}
+
+// AppendSetSubscriptions appends a /v1/set_subscriptions body with etag
+// format 0 and m.Etag as given. The lists must be strictly ascending
+// (ErrUnsorted otherwise), as the broadcaster rejects anything else.
+func AppendSetSubscriptions(dst []byte, m SetSubscriptions) ([]byte, error) {
+	e := encoder{what: "set subscriptions body", b: dst}
+	e.bytes16("tracing", m.Tracing)
+	e.text16("url", m.URL)
+	e.u8(0)
+	e.raw(m.Etag[:])
+	if uint64(len(m.Exact)) > math.MaxUint32 || uint64(len(m.Globs)) > math.MaxUint32 {
+		e.fail(fmt.Errorf("%s: more list entries than a u32 count allows: %w", e.what, ErrTooLong))
+	}
+	e.u32(uint32(len(m.Exact)))
+	for i, x := range m.Exact {
+		if i > 0 && bytes.Compare(m.Exact[i-1].Topic, x.Topic) >= 0 {
+			e.fail(unsortedError(e.what, "exact", "topic", uint32(i), m.Exact[i-1].Topic, x.Topic))
+		}
+		e.bytes16("exact topic", x.Topic)
+		e.text16("exact recovery", x.Recovery)
+	}
+	e.u32(uint32(len(m.Globs)))
+	for i, g := range m.Globs {
+		if i > 0 && m.Globs[i-1].Glob >= g.Glob {
+			e.fail(unsortedError(e.what, "glob", "glob", uint32(i), []byte(m.Globs[i-1].Glob), []byte(g.Glob)))
+		}
+		e.text16("glob", g.Glob)
+		e.text16("glob recovery", g.Recovery)
+	}
+	return e.finish(dst)
+}

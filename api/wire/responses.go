@@ -1,0 +1,144 @@
+package wire
+
+import "fmt"
+
+// Message types: the first u16 of every typed body. Request bodies and the
+// RECEIVE and MISSED bodies carry no type; only responses and replies do.
+const (
+	// Broadcaster -> subscriber responses.
+	TypeResponseGeneric            uint16 = 3 // subscribe, unsubscribe, set_subscriptions
+	TypeResponseNotify             uint16 = 4 // /v1/notify
+	TypeResponseCheckSubscriptions uint16 = 5 // /v1/check_subscriptions
+
+	// Subscriber -> broadcaster replies to RECEIVE and MISSED.
+	TypeConfirmReceive       uint16 = 8
+	TypeConfirmMissed        uint16 = 9
+	TypeUnsubscribeImmediate uint16 = 10
+)
+
+// ResponseGeneric is the body answering subscribe, unsubscribe and
+// set_subscriptions.
+type ResponseGeneric struct {
+	Authorization string // "" = none
+	Tracing       []byte
+}
+
+// ResponseNotify is the body answering /v1/notify. The Python client parses
+// it whatever the HTTP status and insists that Identifier echoes its own.
+type ResponseNotify struct {
+	Authorization string
+	Tracing       []byte
+	Count         uint32 // subscribers that confirmed the message
+	Identifier    []byte
+}
+
+// ResponseCheckSubscriptions is the body answering /v1/check_subscriptions.
+type ResponseCheckSubscriptions struct {
+	Authorization string
+	Tracing       []byte
+	Etag          [64]byte // format 0, the only format defined
+}
+
+// AppendResponseGeneric appends a RESPONSE_GENERIC body.
+func AppendResponseGeneric(dst []byte, authorization string, tracing []byte) ([]byte, error) {
+	e := encoder{what: "generic response", b: dst}
+	e.u16(TypeResponseGeneric)
+	e.text16("authorization", authorization)
+	e.bytes16("tracing", tracing)
+	return e.finish(dst)
+}
+
+// AppendResponseNotify appends a RESPONSE_NOTIFY body. identifier must be the
+// one the notifier sent, byte for byte.
+func AppendResponseNotify(dst []byte, authorization string, tracing []byte, count uint32, identifier []byte) ([]byte, error) {
+	e := encoder{what: "notify response", b: dst}
+	e.u16(TypeResponseNotify)
+	e.text16("authorization", authorization)
+	e.bytes16("tracing", tracing)
+	e.u32(count)
+	e.bytes8("identifier", identifier)
+	return e.finish(dst)
+}
+
+// AppendResponseCheckSubscriptions appends a RESPONSE_CHECK_SUBSCRIPTIONS
+// body carrying a format-0 etag.
+func AppendResponseCheckSubscriptions(dst []byte, authorization string, tracing []byte, etag [64]byte) ([]byte, error) {
+	e := encoder{what: "check subscriptions response", b: dst}
+	e.u16(TypeResponseCheckSubscriptions)
+	e.text16("authorization", authorization)
+	e.bytes16("tracing", tracing)
+	e.u8(0)
+	e.raw(etag[:])
+	return e.finish(dst)
+}
+
+// ParseResponseGeneric parses a RESPONSE_GENERIC body.
+func ParseResponseGeneric(b []byte) (ResponseGeneric, error) {
+	d := decoder{what: "generic response", b: b}
+	if err := d.messageType(TypeResponseGeneric); err != nil {
+		return ResponseGeneric{}, err
+	}
+	var m ResponseGeneric
+	var err error
+	if m.Authorization, err = d.text16("authorization"); err != nil {
+		return ResponseGeneric{}, err
+	}
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return ResponseGeneric{}, err
+	}
+	return m, nil
+}
+
+// ParseResponseNotify parses a RESPONSE_NOTIFY body.
+func ParseResponseNotify(b []byte) (ResponseNotify, error) {
+	d := decoder{what: "notify response", b: b}
+	if err := d.messageType(TypeResponseNotify); err != nil {
+		return ResponseNotify{}, err
+	}
+	var m ResponseNotify
+	var err error
+	if m.Authorization, err = d.text16("authorization"); err != nil {
+		return ResponseNotify{}, err
+	}
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return ResponseNotify{}, err
+	}
+	if m.Count, err = d.u32("count"); err != nil {
+		return ResponseNotify{}, err
+	}
+	if m.Identifier, err = d.bytes8("identifier"); err != nil {
+		return ResponseNotify{}, err
+	}
+	return m, nil
+}
+
+// ParseResponseCheckSubscriptions parses a RESPONSE_CHECK_SUBSCRIPTIONS body;
+// an etag format other than 0 yields ErrEtagFormat.
+func ParseResponseCheckSubscriptions(b []byte) (ResponseCheckSubscriptions, error) {
+	d := decoder{what: "check subscriptions response", b: b}
+	if err := d.messageType(TypeResponseCheckSubscriptions); err != nil {
+		return ResponseCheckSubscriptions{}, err
+	}
+	var m ResponseCheckSubscriptions
+	var err error
+	if m.Authorization, err = d.text16("authorization"); err != nil {
+		return ResponseCheckSubscriptions{}, err
+	}
+	if m.Tracing, err = d.bytes16("tracing"); err != nil {
+		return ResponseCheckSubscriptions{}, err
+	}
+	format, err := d.u8("etag format")
+	if err != nil {
+		return ResponseCheckSubscriptions{}, err
+	}
+	if format != 0 {
+		return ResponseCheckSubscriptions{}, fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w",
+			d.what, format, d.off-1, ErrEtagFormat)
+	}
+	etag, err := d.fixed(64, "etag")
+	if err != nil {
+		return ResponseCheckSubscriptions{}, err
+	}
+	copy(m.Etag[:], etag)
+	return m, nil
+}

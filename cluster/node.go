@@ -1,0 +1,411 @@
+// Package cluster runs the Raft node that replicates the subscription
+// table: it opens the log, stable and snapshot stores in the data folder,
+// bootstraps or rejoins the cluster, and turns subscription changes into
+// log entries whose application the caller can wait for.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// Sentinel errors the API maps to status codes.
+var (
+	// ErrNotLeader: this node cannot commit the write itself.
+	ErrNotLeader = errors.New("cluster: this node is not the leader")
+	// ErrNoLeader: the cluster has no leader right now; retry later.
+	ErrNoLeader = errors.New("cluster: no leader")
+	// ErrTimeout: the entry was not known to be applied in time; it may
+	// still be applied later.
+	ErrTimeout = errors.New("cluster: timed out waiting for the write to apply")
+	// ErrShutdown: the node is closing.
+	ErrShutdown = errors.New("cluster: node is shutting down")
+)
+
+// Config says where a node keeps its state and how its Raft behaves.
+type Config struct {
+	NodeID   string
+	RaftAddr string // bind address of the Raft transport
+	// AdvertiseRaft is the address peers dial; defaults to RaftAddr,
+	// which then must not be a wildcard address.
+	AdvertiseRaft string
+	DataDir       string
+	// Bootstrap makes a node with no Raft state form a cluster of itself.
+	Bootstrap bool
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+	SnapshotInterval   time.Duration
+	// RaftLogLevel is the level of the Raft library's own log (hclog
+	// names: trace, debug, info, warn, error).
+	RaftLogLevel string
+
+	Logger *slog.Logger
+}
+
+// Defaults tuned for a LAN: failover in well under a second on loopback
+// (see docs/benchmarks.md), batches large enough that concurrent
+// subscribers share one log write and one FSM transaction.
+const (
+	DefaultHeartbeatTimeout   = 300 * time.Millisecond
+	DefaultElectionTimeout    = 300 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
+	DefaultCommitTimeout      = 5 * time.Millisecond
+	DefaultSnapshotThreshold  = 8192
+	DefaultTrailingLogs       = 10240
+	DefaultSnapshotInterval   = 30 * time.Second
+	maxAppendEntries          = 256
+	snapshotsRetained         = 2
+	transportPool             = 5
+	transportTimeout          = 5 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = DefaultCommitTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = DefaultTrailingLogs
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.RaftLogLevel == "" {
+		c.RaftLogLevel = "warn"
+	}
+	if c.AdvertiseRaft == "" {
+		c.AdvertiseRaft = c.RaftAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is one member of the Raft cluster with its replica of the table.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	raft      *raft.Raft
+	fsm       *fsm.FSM
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+	stopObs   chan struct{}
+}
+
+// Open starts a node. The data folder is created if missing.
+func Open(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.NodeID == "" {
+		return nil, errors.New("cluster: node id is required")
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:       "raft",
+		Level:      hclog.LevelFromString(cfg.RaftLogLevel),
+		Output:     os.Stderr,
+		JSONFormat: true,
+	})
+
+	table, err := fsm.Open(filepath.Join(cfg.DataDir, "subscriptions.db"), cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: table, stopObs: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeStores()
+		}
+	}()
+
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, snapshotsRetained, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	if err := catchUpFromSnapshot(table, snaps, cfg.Logger); err != nil {
+		return nil, err
+	}
+
+	adv, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseRaft)
+	if err != nil {
+		return nil, fmt.Errorf("raft advertise address %q: %w", cfg.AdvertiseRaft, err)
+	}
+	if adv.IP == nil || adv.IP.IsUnspecified() {
+		return nil, fmt.Errorf("raft advertise address %q must name a reachable host, not a wildcard", cfg.AdvertiseRaft)
+	}
+	n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, transportPool, transportTimeout, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.MaxAppendEntries = maxAppendEntries
+	rc.BatchApplyCh = true
+	// The table is a durable bbolt file that records its applied index;
+	// copying the snapshot over it on every start would only cost time.
+	rc.NoSnapshotRestoreOnStart = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(n.store, n.store, snaps)
+		if err != nil {
+			return nil, fmt.Errorf("inspect raft state: %w", err)
+		}
+		if !has {
+			err := raft.BootstrapCluster(rc, n.store, n.store, snaps, n.transport, raft.Configuration{
+				Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("bootstrap cluster: %w", err)
+			}
+			n.log.Info("bootstrapped a new cluster", "node", cfg.NodeID, "raft", string(n.transport.LocalAddr()))
+		}
+	}
+
+	n.raft, err = raft.NewRaft(rc, table, n.store, n.store, snaps, n.transport)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	go n.observeLeadership()
+	ok = true
+	return n, nil
+}
+
+// catchUpFromSnapshot restores the newest snapshot when the table is
+// behind it, which happens when the table file was lost but the Raft
+// folder was not: with NoSnapshotRestoreOnStart Raft would otherwise skip
+// every entry the snapshot covers.
+func catchUpFromSnapshot(table *fsm.FSM, snaps *raft.FileSnapshotStore, log *slog.Logger) error {
+	list, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(list) == 0 || list[0].Index <= table.AppliedIndex() {
+		return nil
+	}
+	log.Warn("subscription table is behind the newest snapshot; restoring it",
+		"table_index", table.AppliedIndex(), "snapshot_index", list[0].Index)
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	if err := table.Restore(rc); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (n *Node) observeLeadership() {
+	ch := n.raft.LeaderCh()
+	for {
+		select {
+		case isLeader := <-ch:
+			if isLeader {
+				n.log.Info("this node is now the leader", "node", n.cfg.NodeID)
+			} else {
+				n.log.Info("this node is no longer the leader", "node", n.cfg.NodeID)
+			}
+		case <-n.stopObs:
+			return
+		}
+	}
+}
+
+// FSM is this node's replica of the table.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// ID is this node's id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// IsLeader reports whether this node is the leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's id and Raft address, empty when unknown.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// State is the Raft state of this node (Follower, Candidate, Leader,
+// Shutdown).
+func (n *Node) State() string { return n.raft.State().String() }
+
+// WaitForLeader blocks until some node is the leader.
+func (n *Node) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := n.Leader(); id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Apply commits cmd through Raft and returns its result once this node's
+// table has applied it.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	if n.raft.State() != raft.Leader {
+		if id, _ := n.Leader(); id == "" {
+			return fsm.Result{}, ErrNoLeader
+		}
+		return fsm.Result{}, ErrNotLeader
+	}
+	data, err := cmd.Encode()
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	enqueue := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		enqueue = time.Until(dl)
+	}
+	fut := n.raft.Apply(data, enqueue)
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fsm.Result{}, mapRaftErr(err)
+		}
+	case <-ctx.Done():
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+	res, _ := fut.Response().(fsm.Result)
+	if res.Err != nil {
+		return res, fmt.Errorf("apply %s: %w", cmd.Op, res.Err)
+	}
+	return res, nil
+}
+
+func mapRaftErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrShutdown, err)
+	}
+	return fmt.Errorf("raft apply: %w", err)
+}
+
+// Snapshot asks Raft for a snapshot now (tests and operators).
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
+
+// Close stops Raft and closes every store. A leader first hands its
+// leadership to a peer, if it has one, so writes resume quickly.
+func (n *Node) Close() error {
+	if n.raft == nil {
+		return n.closeStores()
+	}
+	if n.raft.State() == raft.Leader && len(n.peers()) > 0 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before shutdown failed", "err", err)
+		}
+	}
+	err := n.raft.Shutdown().Error()
+	close(n.stopObs)
+	if cerr := n.closeStores(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close node: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) peers() []raft.Server {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []raft.Server
+	for _, s := range f.Configuration().Servers {
+		if s.ID != raft.ServerID(n.cfg.NodeID) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.transport != nil {
+		errs = append(errs, n.transport.Close())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.fsm != nil {
+		errs = append(errs, n.fsm.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ready reports whether the node belongs to a cluster with a leader and
+// has applied everything it knows to be committed.
+func (n *Node) Ready() error {
+	if id, _ := n.Leader(); id == "" {
+		return ErrNoLeader
+	}
+	if applied, committed := n.raft.AppliedIndex(), n.raft.CommitIndex(); applied < committed {
+		return fmt.Errorf("cluster: applied index %d behind commit index %d", applied, committed)
+	}
+	return nil
+}

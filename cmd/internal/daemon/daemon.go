@@ -1,0 +1,182 @@
+// Package daemon assembles one broadcaster node from its parts (Raft node,
+// subscription table, fan-out, missed-message sweeper, HTTP API) and runs
+// it until its context ends, then shuts it down in order.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/fanout"
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// Config is everything a node needs; cmd/lonelypsd fills it from flags.
+type Config struct {
+	Cluster cluster.Config
+	API     api.Config
+	Fanout  fanout.Config
+
+	HTTPAddr string
+	// SecretsFile is a broadcaster-secrets.json; empty means auth none in
+	// both directions.
+	SecretsFile string
+	// MissedSweepInterval is how often due MISSED notices are looked for.
+	MissedSweepInterval time.Duration
+	// MissedRetry is the MISSED schedule.
+	MissedRetry fanout.RetryPolicy
+	// ShutdownTimeout bounds how long in-flight requests may take to
+	// finish after a stop signal.
+	ShutdownTimeout time.Duration
+
+	Logger *slog.Logger
+	// Ready, when set, is called once the node serves HTTP and the
+	// cluster has a leader, with the address actually bound.
+	Ready func(httpAddr string)
+}
+
+// Run starts the node and blocks until ctx ends, then stops it cleanly:
+// the listener closes, in-flight requests (notifies with their
+// deliveries) finish within ShutdownTimeout, and the stores close.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Cluster.Logger = log
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.MissedSweepInterval <= 0 {
+		cfg.MissedSweepInterval = time.Second
+	}
+	if cfg.MissedRetry.MaxRetries == 0 {
+		cfg.MissedRetry = fanout.DefaultRetryPolicy
+	}
+
+	pair, err := loadAuth(cfg.SecretsFile)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	if cfg.API.SpoolDir == "" {
+		cfg.API.SpoolDir = filepath.Join(cfg.Cluster.DataDir, "spool")
+	}
+	if err := os.MkdirAll(cfg.API.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("create spool folder: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http on %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+
+	node, err := cluster.Open(cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := node.Close(); err != nil {
+			log.Error("closing raft node", "err", err)
+		}
+	}()
+
+	missed, err := fanout.OpenMissedStore(filepath.Join(cfg.Cluster.DataDir, "missed.db"), cfg.MissedRetry)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := missed.Close(); err != nil {
+			log.Error("closing missed store", "err", err)
+		}
+	}()
+
+	table := node.FSM()
+	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
+	defer fan.Wait()
+
+	srv := api.New(cfg.API, node, node, table, fan, pair, log)
+	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), log)
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	sweeper := fan.NewSweeper(cfg.MissedSweepInterval)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		sweeper.Run(bg)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = node.WaitForLeader(waitCtx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		log.Warn("no leader yet; writes answer 503 until there is one", "err", err)
+	}
+	if cfg.Ready != nil && ctx.Err() == nil {
+		cfg.Ready(ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		log.Warn("requests still running at shutdown deadline", "err", err)
+		_ = httpSrv.Close()
+	}
+	stopBG()
+	<-sweepDone
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+func loadAuth(path string) (auth.Pair, error) {
+	if path == "" {
+		return auth.Pair{ToBroadcaster: auth.None(), ToSubscriber: auth.None()}, nil
+	}
+	secrets, err := auth.LoadSecrets(path)
+	if err != nil {
+		return auth.Pair{}, err
+	}
+	pair, err := secrets.Pair(auth.NewMemoryReplayStore(time.Now))
+	if err != nil {
+		return auth.Pair{}, fmt.Errorf("secrets %s: %w", path, err)
+	}
+	return pair, nil
+}
+
+// remover removes subscriptions whose subscriber answered
+// UNSUBSCRIBE_IMMEDIATE, through Raft like any other change.
+type remover struct{ node *cluster.Node }
+
+func (r remover) Remove(ctx context.Context, s fsm.Subscription) error {
+	cmd := fsm.Command{Op: fsm.OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
+	if s.Kind == fsm.Glob {
+		cmd = fsm.Command{Op: fsm.OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
+	}
+	_, err := r.node.Apply(ctx, cmd)
+	return err
+}

@@ -1,0 +1,487 @@
+// Command lonelypsbench measures a real lonelypsd process: it starts the
+// binary on loopback, runs HTTP subscribers that confirm every RECEIVE,
+// and reports notify throughput and latency for several fan-out shapes,
+// subscribes per second through Raft, and the server's peak memory for a
+// large message. `make bench` runs it; docs/benchmarks.md holds figures.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha512"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+)
+
+type options struct {
+	server      string
+	duration    time.Duration
+	concurrency int
+	msgSize     int
+	subConc     []int
+	subCount    int
+	largeMiB    int
+	only        string
+}
+
+func main() {
+	var o options
+	var subConc string
+	flag.StringVar(&o.server, "server", "bin/lonelypsd", "lonelypsd binary to measure")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "how long each notify workload runs")
+	flag.IntVar(&o.concurrency, "concurrency", 4, "notifies in flight")
+	flag.IntVar(&o.msgSize, "size", 32, "message size in bytes")
+	flag.StringVar(&subConc, "subscribe-concurrency", "8,64", "subscribes in flight, one run per value")
+	flag.IntVar(&o.subCount, "subscribes", 5000, "subscribes per subscribe run")
+	flag.IntVar(&o.largeMiB, "large-mib", 1024, "size of the large-message run in MiB (0 skips it)")
+	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
+	flag.Parse()
+	for _, s := range strings.Split(subConc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bad --subscribe-concurrency %q\n", subConc)
+			os.Exit(2)
+		}
+		o.subConc = append(o.subConc, n)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "lonelypsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	fmt.Printf("lonelypsbench: %s, %d CPUs, GOMAXPROCS %d, %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
+	fmt.Printf("notify: %d-byte messages, concurrency %d, %s per workload\n\n", o.msgSize, o.concurrency, o.duration)
+	srv, err := startServer(ctx, o.server)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	c := client.New(srv.base)
+	c.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256}}
+
+	want := func(name string) bool { return o.only == "" || strings.Contains(name, o.only) }
+
+	fmt.Printf("| workload | notifies/s | deliveries/s | p50 | p99 | server RSS peak |\n|---|---|---|---|---|---|\n")
+	for _, w := range []struct {
+		name           string
+		topics, perTop int
+	}{
+		{"1 subscriber", 1, 1},
+		{"10 subscribers, one topic", 1, 10},
+		{"100 subscribers, one topic", 1, 100},
+		{"1000 topics x 1 subscriber", 1000, 1},
+	} {
+		if !want(w.name) || ctx.Err() != nil {
+			continue
+		}
+		r, err := notifyWorkload(ctx, c, srv, o, w.topics, w.perTop)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.name, err)
+		}
+		fmt.Printf("| %s | %.0f | %.0f | %s | %s | %d MiB |\n", w.name, r.notifies, r.deliveries,
+			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.peakRSS>>20)
+	}
+
+	fmt.Printf("\n| subscribe burst | subscribes/s | p50 | p99 |\n|---|---|---|---|\n")
+	for _, n := range o.subConc {
+		name := fmt.Sprintf("subscribe, %d in flight", n)
+		if !want(name) || ctx.Err() != nil {
+			continue
+		}
+		rate, p50, p99, err := subscribeWorkload(ctx, c, o.subCount, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Printf("| %s | %.0f | %s | %s |\n", name, rate, p50.Round(time.Microsecond), p99.Round(time.Microsecond))
+	}
+
+	if o.largeMiB > 0 && want("large") && ctx.Err() == nil {
+		fmt.Printf("\n| large message | subscribers | time | server RSS before | server RSS peak |\n|---|---|---|---|---|\n")
+		d, before, peak, err := largeWorkload(ctx, c, srv, int64(o.largeMiB)<<20, 3)
+		if err != nil {
+			return fmt.Errorf("large message: %w", err)
+		}
+		fmt.Printf("| %d MiB | 3 | %s | %d MiB | %d MiB |\n", o.largeMiB, d.Round(time.Millisecond), before>>20, peak>>20)
+	}
+	return nil
+}
+
+// server is the lonelypsd process under measurement.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	dir  string
+	done chan struct{}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func startServer(ctx context.Context, bin string) (*server, error) {
+	dir, err := os.MkdirTemp("", "lonelypsbench-")
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	raftAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "serve", "--node-id", "bench", "--bootstrap", "--http-addr", httpAddr,
+		"--raft-addr", raftAddr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s (run `make build` first): %w", bin, err)
+	}
+	s := &server{cmd: cmd, base: "http://" + httpAddr, dir: dir, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(s.base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s, nil
+			}
+		}
+		select {
+		case <-s.done:
+			return nil, errors.New("lonelypsd exited during start-up")
+		case <-ctx.Done():
+			s.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, errors.New("lonelypsd not ready within 20s")
+		}
+	}
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	_ = os.RemoveAll(s.dir)
+}
+
+// rss returns the server's resident set size and its peak.
+func (s *server) rss() (rss, peak int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+func (s *server) resetPeak() {
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.cmd.Process.Pid), []byte("5"), 0)
+}
+
+// subscriberPool runs n confirming subscribers, each on its own listener.
+type subscriberPool struct {
+	subs  []*client.Subscriber
+	urls  []string
+	srvs  []*http.Server
+	count atomic.Int64
+}
+
+func startSubscribers(n int) (*subscriberPool, error) {
+	p := &subscriberPool{}
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		sub := client.NewSubscriber()
+		sub.Discard = true
+		srv := &http.Server{Handler: sub, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		p.subs = append(p.subs, sub)
+		p.srvs = append(p.srvs, srv)
+		p.urls = append(p.urls, "http://"+l.Addr().String()+"/v1/receive")
+	}
+	return p, nil
+}
+
+func (p *subscriberPool) close() {
+	for _, s := range p.srvs {
+		_ = s.Close()
+	}
+}
+
+func (p *subscriberPool) received() int64 {
+	var n int64
+	for _, s := range p.subs {
+		n += s.Count()
+	}
+	return n
+}
+
+type notifyResult struct {
+	notifies, deliveries float64
+	p50, p99             time.Duration
+	peakRSS              int64
+}
+
+func notifyWorkload(ctx context.Context, c *client.Client, srv *server, o options, topics, perTopic int) (notifyResult, error) {
+	pool, err := startSubscribers(topics * perTopic)
+	if err != nil {
+		return notifyResult{}, err
+	}
+	defer pool.close()
+	prefix := fmt.Sprintf("bench/%d/%d/", topics, perTopic)
+	for ti := range topics {
+		for si := range perTopic {
+			url := pool.urls[ti*perTopic+si]
+			if err := c.SubscribeExact(ctx, url, []byte(prefix+strconv.Itoa(ti)), ""); err != nil {
+				return notifyResult{}, err
+			}
+		}
+	}
+	msg := make([]byte, o.msgSize)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	// Warm the connection pools so the first second is not all dialing.
+	for ti := range min(topics, 50) {
+		if _, err := c.Notify(ctx, []byte(prefix+strconv.Itoa(ti)), msg); err != nil {
+			return notifyResult{}, err
+		}
+	}
+	srv.resetPeak()
+	startDeliveries := pool.received()
+
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		notifies  atomic.Int64
+		firstErr  error
+	)
+	runCtx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			var local []time.Duration
+			for runCtx.Err() == nil {
+				topic := []byte(prefix + strconv.Itoa(r.IntN(topics)))
+				t0 := time.Now()
+				n, err := c.Notify(runCtx, topic, msg)
+				if err != nil {
+					if runCtx.Err() != nil {
+						break
+					}
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				if int(n) != perTopic {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("notify counted %d subscribers, want %d", n, perTopic)
+					}
+					mu.Unlock()
+					return
+				}
+				local = append(local, time.Since(t0))
+				notifies.Add(1)
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return notifyResult{}, firstErr
+	}
+	_, peak := srv.rss()
+	slices.Sort(latencies)
+	res := notifyResult{
+		notifies:   float64(notifies.Load()) / elapsed.Seconds(),
+		deliveries: float64(pool.received()-startDeliveries) / elapsed.Seconds(),
+		peakRSS:    peak,
+	}
+	if len(latencies) > 0 {
+		res.p50 = latencies[len(latencies)/2]
+		res.p99 = latencies[len(latencies)*99/100]
+	}
+	// Leave the table as it was, so workloads do not slow each other.
+	for ti := range topics {
+		for si := range perTopic {
+			_ = c.UnsubscribeExact(ctx, pool.urls[ti*perTopic+si], []byte(prefix+strconv.Itoa(ti)))
+		}
+	}
+	return res, nil
+}
+
+func subscribeWorkload(ctx context.Context, c *client.Client, total, inFlight int) (float64, time.Duration, time.Duration, error) {
+	url := fmt.Sprintf("http://127.0.0.1:9/bench/%d", inFlight)
+	var next atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr error
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(total) || ctx.Err() != nil {
+					break
+				}
+				t0 := time.Now()
+				if err := c.SubscribeExact(ctx, url, []byte("sub/"+strconv.FormatInt(i, 10)), ""); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				local = append(local, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, 0, 0, firstErr
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		return 0, 0, 0, errors.New("no subscribes completed")
+	}
+	// Clean up in one request.
+	_ = c.SetSubscriptions(ctx, url, nil, nil)
+	return float64(len(lat)) / elapsed.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], nil
+}
+
+// patternReader yields n bytes of a repeated pseudo-random block.
+type patternReader struct {
+	block []byte
+	left  int64
+	off   int
+}
+
+func newPattern(n int64) *patternReader {
+	block := make([]byte, 1<<20)
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := range block {
+		block[i] = byte(r.Uint32())
+	}
+	return &patternReader{block: block, left: n}
+}
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(b)) > p.left {
+		b = b[:p.left]
+	}
+	n := copy(b, p.block[p.off:])
+	p.off = (p.off + n) % len(p.block)
+	p.left -= int64(n)
+	return n, nil
+}
+
+func largeWorkload(ctx context.Context, c *client.Client, srv *server, size int64, subscribers int) (time.Duration, int64, int64, error) {
+	pool, err := startSubscribers(subscribers)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer pool.close()
+	for _, u := range pool.urls {
+		if err := c.SubscribeExact(ctx, u, []byte("large"), ""); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	h := sha512.New()
+	if _, err := io.Copy(h, newPattern(size)); err != nil {
+		return 0, 0, 0, err
+	}
+	var sum [64]byte
+	h.Sum(sum[:0])
+	before, _ := srv.rss()
+	srv.resetPeak()
+	start := time.Now()
+	n, err := c.NotifyStream(ctx, []byte("large"), newPattern(size), uint64(size), sum)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if int(n) != subscribers {
+		return 0, 0, 0, fmt.Errorf("large notify counted %d, want %d", n, subscribers)
+	}
+	d := time.Since(start)
+	_, peak := srv.rss()
+	return d, before, peak, nil
+}

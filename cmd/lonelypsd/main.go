@@ -1,0 +1,262 @@
+// Command lonelypsd is a clustered broadcaster for pub/sub over HTTP,
+// wire-compatible with the Python lonelypss.
+//
+//	lonelypsd dev                 single node on 127.0.0.1:3003, data in ./lonelypsd-data
+//	lonelypsd serve --node-id ... a cluster node
+//	lonelypsd setup               write broadcaster and subscriber secrets files
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
+	"github.com/lonelypsd/lonelypsd/fanout"
+)
+
+const usage = `lonelypsd: pub/sub over HTTP, wire-compatible with lonelypss.
+
+Usage:
+  lonelypsd dev   [flags]   run a single-node broadcaster with embedded defaults
+  lonelypsd serve [flags]   run a node of a broadcaster cluster
+  lonelypsd setup [flags]   write broadcaster-secrets.json and subscriber-secrets.json
+  lonelypsd help  [command] show the flags of a command
+
+Every flag may also be given as an environment variable: --http-addr is
+LONELYPSD_HTTP_ADDR, --data-dir is LONELYPSD_DATA_DIR, and so on. A flag on
+the command line wins over the environment.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev", "serve":
+		return runNode(ctx, cmd, rest, stdout, stderr)
+	case "setup":
+		return runSetup(rest, stdout, stderr)
+	case "help", "-h", "--help":
+		if len(rest) > 0 {
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "lonelypsd: unknown command %q\n\n%s", cmd, usage)
+	return 2
+}
+
+// nodeFlags are the flags of dev and serve.
+type nodeFlags struct {
+	nodeID, httpAddr, raftAddr, advertiseRaft, dataDir, secrets string
+	bootstrap                                                   bool
+	logLevel, logFormat, raftLogLevel                           string
+
+	spoolThreshold        int64
+	maxSetSubscriptions   int64
+	writeTimeout          time.Duration
+	deliveryTimeout       time.Duration
+	deliveryConcurrency   int
+	deliveryMaxInFlight   int
+	missedSweepInterval   time.Duration
+	shutdownTimeout       time.Duration
+	heartbeatTimeout      time.Duration
+	electionTimeout       time.Duration
+	leaderLeaseTimeout    time.Duration
+	snapshotThreshold     uint64
+	trailingLogs          uint64
+	snapshotInterval      time.Duration
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
+	defHTTP, defData := "", ""
+	if dev {
+		defHTTP, defData = "127.0.0.1:3003", "./lonelypsd-data"
+	}
+	if !dev {
+		fs.StringVar(&f.nodeID, "node-id", "", "unique, stable id of this node (required)")
+		fs.BoolVar(&f.bootstrap, "bootstrap", false, "form a new single-node cluster if this node has no Raft state yet")
+	}
+	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "HOST:PORT the HTTP API listens on")
+	fs.StringVar(&f.raftAddr, "raft-addr", "", "HOST:PORT the Raft transport listens on (dev: the HTTP port + 1)")
+	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "HOST:PORT peers use to reach this node's Raft transport (default: --raft-addr)")
+	fs.StringVar(&f.dataDir, "data-dir", defData, "folder for the Raft log, snapshots, subscription table and spool")
+	fs.StringVar(&f.secrets, "secrets", "", "broadcaster-secrets.json written by 'lonelypsd setup' (default: auth none both ways)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.raftLogLevel, "raft-log-level", "warn", "level of the Raft library's own log: trace, debug, info, warn, error")
+	fs.Int64Var(&f.spoolThreshold, "spool-threshold", api.DefaultSpoolThreshold, "notify messages longer than this many bytes are spooled to a temporary file")
+	fs.Int64Var(&f.maxSetSubscriptions, "max-set-subscriptions-body", api.DefaultMaxSetSubscriptionsBody, "largest set_subscriptions body accepted, in bytes")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", api.DefaultWriteTimeout, "how long a subscription change may wait for Raft before answering 503")
+	fs.DurationVar(&f.deliveryTimeout, "delivery-timeout", fanout.DefaultTimeout, "deadline of one delivery, plus one second per MiB of message")
+	fs.IntVar(&f.deliveryConcurrency, "delivery-concurrency", fanout.DefaultConcurrency, "deliveries one notify runs at once")
+	fs.IntVar(&f.deliveryMaxInFlight, "delivery-max-in-flight", fanout.DefaultMaxInFlight, "deliveries all notifies together run at once")
+	fs.DurationVar(&f.missedSweepInterval, "missed-sweep-interval", time.Second, "how often due MISSED notices are sent")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may run after SIGTERM")
+	fs.DurationVar(&f.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
+	fs.DurationVar(&f.electionTimeout, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
+	fs.DurationVar(&f.leaderLeaseTimeout, "raft-leader-lease-timeout", cluster.DefaultLeaderLeaseTimeout, "Raft leader lease timeout")
+	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between snapshots")
+	fs.Uint64Var(&f.trailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot, for followers that lag")
+	fs.DurationVar(&f.snapshotInterval, "raft-snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
+}
+
+// applyEnv fills every flag not given on the command line from
+// LONELYPSD_<NAME>, with dashes as underscores.
+func applyEnv(fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		name := "LONELYPSD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	dev := cmd == "dev"
+	fs := flag.NewFlagSet("lonelypsd "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f nodeFlags
+	f.register(fs, dev)
+	fs.Usage = func() {
+		if dev {
+			fmt.Fprintln(fs.Output(), "Usage: lonelypsd dev [flags]\n\nA single-node broadcaster: bootstraps itself, keeps its data in ./lonelypsd-data, auth none unless --secrets.\n\nFlags:")
+		} else {
+			fmt.Fprintln(fs.Output(), "Usage: lonelypsd serve --node-id ID --http-addr HOST:PORT --raft-addr HOST:PORT --data-dir DIR [--bootstrap] [flags]\n\nFlags:")
+		}
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := applyEnv(fs); err != nil {
+		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "lonelypsd %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return 2
+	}
+	if dev {
+		f.nodeID, f.bootstrap = "dev", true
+		if f.raftAddr == "" {
+			addr, err := nextPort(f.httpAddr)
+			if err != nil {
+				fmt.Fprintf(stderr, "lonelypsd dev: %v\n", err)
+				return 2
+			}
+			f.raftAddr = addr
+		}
+	}
+	var missing []string
+	for name, v := range map[string]string{"--node-id": f.nodeID, "--http-addr": f.httpAddr, "--raft-addr": f.raftAddr, "--data-dir": f.dataDir} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "lonelypsd %s: missing %s (see lonelypsd %s --help)\n", cmd, strings.Join(missing, ", "), cmd)
+		return 2
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
+		return 2
+	}
+
+	cfg := daemon.Config{
+		Cluster: cluster.Config{
+			NodeID: f.nodeID, RaftAddr: f.raftAddr, AdvertiseRaft: f.advertiseRaft, DataDir: f.dataDir,
+			Bootstrap: f.bootstrap, HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
+			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
+			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
+		},
+		API: api.Config{
+			SpoolThreshold: f.spoolThreshold, MaxSetSubscriptionsBody: f.maxSetSubscriptions, WriteTimeout: f.writeTimeout,
+		},
+		Fanout: fanout.Config{
+			Concurrency: f.deliveryConcurrency, MaxInFlight: f.deliveryMaxInFlight, Timeout: f.deliveryTimeout,
+		},
+		HTTPAddr:            f.httpAddr,
+		SecretsFile:         f.secrets,
+		MissedSweepInterval: f.missedSweepInterval,
+		ShutdownTimeout:     f.shutdownTimeout,
+		Logger:              log,
+		Ready: func(addr string) {
+			authDesc := "auth none"
+			if f.secrets != "" {
+				authDesc = "auth from " + f.secrets
+			}
+			log.Info(fmt.Sprintf("lonelypsd %s listening on http://%s (node %s, raft %s, data in %s, %s)",
+				cmd, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc))
+		},
+	}
+	if err := daemon.Run(ctx, cfg); err != nil {
+		log.Error("lonelypsd stopped", "err", err)
+		return 1
+	}
+	log.Info("lonelypsd stopped cleanly")
+	return 0
+}
+
+// nextPort returns addr with its port plus one: dev mode's Raft port.
+func nextPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("--http-addr %q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p >= 65535 {
+		return "", fmt.Errorf("--http-addr %q: dev mode needs a fixed port (or give --raft-addr)", addr)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
+}

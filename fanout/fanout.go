@@ -1,0 +1,313 @@
+// Package fanout delivers a published message to every matching
+// subscription: it POSTs RECEIVE requests with bounded concurrency and a
+// per-delivery deadline, reuses keep-alive connections, streams large
+// bodies from one spooled file to every subscriber, interprets the
+// subscribers' replies, and records failed deliveries for MISSED notices.
+package fanout
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// Table is the read side of the replicated subscription table.
+type Table interface {
+	Match(topic []byte) []fsm.Subscription
+	Lookup(kind fsm.Kind, url, key string) (recovery string, ok bool)
+}
+
+// Remover deletes a subscription cluster-wide, for subscribers that answer
+// UNSUBSCRIBE_IMMEDIATE.
+type Remover interface {
+	Remove(ctx context.Context, s fsm.Subscription) error
+}
+
+// Config tunes delivery. Zero values take the defaults below.
+type Config struct {
+	// Concurrency bounds the deliveries one notify runs at once.
+	Concurrency int
+	// MaxInFlight bounds the deliveries of all notifies together, so a
+	// burst of notifies cannot open an unbounded number of connections.
+	MaxInFlight int
+	// Timeout is the deadline of one delivery of a small message; larger
+	// messages get one more second per MiB (see deadline).
+	Timeout time.Duration
+	// MaxReplyBytes bounds how much of a subscriber's reply is read: a
+	// confirmation is a few hundred bytes, anything longer is garbage.
+	MaxReplyBytes int64
+	// Client sends the requests; nil builds one tuned for many
+	// subscribers behind keep-alive connections.
+	Client *http.Client
+}
+
+const (
+	DefaultConcurrency   = 64
+	DefaultMaxInFlight   = 512
+	DefaultTimeout       = 30 * time.Second
+	DefaultMaxReplyBytes = 64 << 10
+	receiveIDLen         = 8
+)
+
+func (c *Config) setDefaults() {
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = DefaultMaxReplyBytes
+	}
+	if c.Client == nil {
+		c.Client = NewClient(c.MaxInFlight)
+	}
+}
+
+// NewClient returns an HTTP client for deliveries: it keeps enough idle
+// connections per subscriber host for the configured parallelism and never
+// follows redirects (a subscriber's URL is used exactly as registered).
+func NewClient(maxConns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = maxConns
+	tr.MaxIdleConnsPerHost = maxConns
+	tr.IdleConnTimeout = 90 * time.Second
+	tr.DisableCompression = true
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Message is one published message. Body is read with ReadAt so that any
+// number of deliveries can stream it at once from one file.
+type Message struct {
+	Topic   []byte
+	Tracing []byte
+	Body    io.ReaderAt
+	Length  uint64
+	SHA512  [64]byte
+}
+
+// Fanout delivers messages. It is safe for concurrent use.
+type Fanout struct {
+	cfg     Config
+	table   Table
+	remover Remover
+	auth    auth.Pair
+	missed  *MissedStore
+	log     *slog.Logger
+	sem     chan struct{}
+	wg      sync.WaitGroup
+
+	stats Stats
+}
+
+// Stats counts deliveries since start.
+type Stats struct {
+	Delivered    atomic.Uint64
+	Failed       atomic.Uint64
+	Unsubscribed atomic.Uint64
+}
+
+// New returns a Fanout. missed may be nil to disable missed bookkeeping.
+func New(cfg Config, table Table, remover Remover, pair auth.Pair, missed *MissedStore, log *slog.Logger) *Fanout {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Fanout{
+		cfg: cfg, table: table, remover: remover, auth: pair, missed: missed, log: log,
+		sem: make(chan struct{}, cfg.MaxInFlight),
+	}
+}
+
+// Stats returns the delivery counters.
+func (f *Fanout) Stats() *Stats { return &f.stats }
+
+// Wait blocks until background work started by deliveries (removals of
+// subscribers that asked to leave) has finished.
+func (f *Fanout) Wait() { f.wg.Wait() }
+
+// Deliver sends m to every subscription matching its topic and returns
+// the number of subscribers that confirmed (each confirmation counts the
+// num_subscribers it reports). It returns when every delivery has ended.
+func (f *Fanout) Deliver(ctx context.Context, m Message) uint32 {
+	return f.DeliverTo(ctx, m, f.table.Match(m.Topic))
+}
+
+// DeliverTo sends m to the given subscriptions.
+func (f *Fanout) DeliverTo(ctx context.Context, m Message, subs []fsm.Subscription) uint32 {
+	if len(subs) == 0 {
+		return 0
+	}
+	var count atomic.Uint64
+	if len(subs) == 1 {
+		count.Add(uint64(f.deliverOne(ctx, m, subs[0])))
+		return clampU32(count.Load())
+	}
+	workers := min(f.cfg.Concurrency, len(subs))
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	wg.Add(workers)
+	for range workers {
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(subs) {
+					return
+				}
+				count.Add(uint64(f.deliverOne(ctx, m, subs[i])))
+			}
+		}()
+	}
+	wg.Wait()
+	return clampU32(count.Load())
+}
+
+func clampU32(v uint64) uint32 {
+	if v > 1<<32-1 {
+		return 1<<32 - 1
+	}
+	return uint32(v)
+}
+
+// deadline gives large bodies time to stream: Timeout plus a second per
+// MiB, so a 5 GiB message is not cut off by a deadline sized for a ping.
+func (f *Fanout) deadline(length uint64) time.Duration {
+	return f.cfg.Timeout + time.Duration(length>>20)*time.Second
+}
+
+// deliverOne returns the subscribers the delivery counts for.
+func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) uint32 {
+	select {
+	case f.sem <- struct{}{}:
+	case <-ctx.Done():
+		f.failed(m, s, ctx.Err())
+		return 0
+	}
+	defer func() { <-f.sem }()
+
+	n, err := f.receive(ctx, m, s)
+	if err != nil {
+		f.failed(m, s, err)
+		return 0
+	}
+	return n
+}
+
+// errUnsubscribed marks a subscriber that asked to be dropped; it is
+// neither a success nor a failure.
+var errUnsubscribed = errors.New("subscriber asked to unsubscribe")
+
+func (f *Fanout) receive(ctx context.Context, m Message, s fsm.Subscription) (uint32, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.deadline(m.Length))
+	defer cancel()
+
+	var id [receiveIDLen]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return 0, fmt.Errorf("identifier: %w", err)
+	}
+	head, err := wire.AppendReceiveHeader(nil, wire.Receive{
+		Tracing: m.Tracing, Topic: m.Topic, Identifier: id[:], Length: m.Length,
+	})
+	if err != nil {
+		return 0, err
+	}
+	authz, err := f.auth.Authorize(auth.Receive{
+		Tracing: m.Tracing, URL: s.URL, Topic: m.Topic, Identifier: id[:], SHA512: m.SHA512,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sign receive: %w", err)
+	}
+	body := io.MultiReader(bytes.NewReader(head), io.NewSectionReader(m.Body, 0, int64(m.Length)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, body)
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	req.ContentLength = int64(len(head)) + int64(m.Length)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Repr-Digest", wire.ReprDigest(m.SHA512))
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := f.cfg.Client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("post: %w", err)
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxReplyBytes))
+	if err != nil {
+		return 0, fmt.Errorf("read reply (status %d): %w", resp.StatusCode, err)
+	}
+	// The reply's body decides, never its status: subscribers answer
+	// UNSUBSCRIBE_IMMEDIATE with 400 or 403.
+	kind, confirm, perr := wire.ParseReceiveReply(reply)
+	switch kind {
+	case wire.ReplyUnsubscribeImmediate:
+		f.stats.Unsubscribed.Add(1)
+		f.log.Info("subscriber asked to unsubscribe", "url", s.URL, "kind", s.Kind.String(), "status", resp.StatusCode)
+		f.unsubscribe(s)
+		return 0, nil
+	case wire.ReplyConfirmReceive:
+		res := f.auth.Verify(ctx, auth.ConfirmReceive{
+			Tracing: confirm.Tracing, Identifier: confirm.Identifier,
+			NumSubscribers: confirm.NumSubscribers, URL: s.URL,
+		}, confirm.Authorization)
+		if res != auth.OK {
+			return 0, fmt.Errorf("confirmation refused: %s", res)
+		}
+		f.stats.Delivered.Add(1)
+		return confirm.NumSubscribers, nil
+	}
+	return 0, fmt.Errorf("unusable reply (status %d, %d bytes): %w", resp.StatusCode, len(reply), perr)
+}
+
+// unsubscribe removes s in the background: the notify that found the
+// subscriber gone need not wait for a Raft round trip.
+func (f *Fanout) unsubscribe(s fsm.Subscription) {
+	if f.remover == nil {
+		return
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := f.remover.Remove(ctx, s); err != nil {
+			f.log.Warn("removing subscription after UNSUBSCRIBE_IMMEDIATE failed", "url", s.URL, "err", err)
+		}
+	}()
+}
+
+func (f *Fanout) failed(m Message, s fsm.Subscription, err error) {
+	if errors.Is(err, errUnsubscribed) {
+		return
+	}
+	f.stats.Failed.Add(1)
+	f.log.Info("delivery failed", "url", s.URL, "kind", s.Kind.String(), "err", err)
+	if f.missed == nil || s.Recovery == "" {
+		return
+	}
+	if err := f.missed.Record(s, m.Topic); err != nil {
+		f.log.Error("recording missed message failed", "url", s.URL, "err", err)
+	}
+}

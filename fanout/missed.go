@@ -1,0 +1,390 @@
+package fanout
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// Missed-message bookkeeping is local to the node that failed the
+// delivery: it is not replicated, since only this node knows it failed.
+// It is durable (bbolt), so a restart does not forget a pending notice.
+//
+// Layout: bucket "pending" maps a subscription key to its record; bucket
+// "due" maps u64 due-time (unix ms) || subscription key to nothing, so the
+// sweeper reads only what is due instead of scanning every record.
+var (
+	bucketPending = []byte("pending")
+	bucketDue     = []byte("due")
+)
+
+// MissedRecord is one pending MISSED notice.
+type MissedRecord struct {
+	Kind     fsm.Kind `json:"kind"`
+	URL      string   `json:"url"`
+	Key      string   `json:"key"`
+	Recovery string   `json:"recovery"`
+	// Topic is the topic of the latest failed delivery: a glob
+	// subscription keeps only its latest missed topic.
+	Topic    []byte `json:"topic"`
+	Attempts int    `json:"attempts"`
+	DueMs    int64  `json:"due_ms"`
+}
+
+// RetryPolicy is the schedule of MISSED attempts:
+// delay(n) = Factor * Base^min(n, MaxExponent) + Constant + U(0, Jitter),
+// giving up after MaxRetries attempts.
+type RetryPolicy struct {
+	Factor      time.Duration
+	Base        float64
+	MaxExponent int
+	Constant    time.Duration
+	Jitter      time.Duration
+	MaxRetries  int
+}
+
+// DefaultRetryPolicy is the reference schedule: 1 s * 2^min(n,10) + 1 s +
+// up to 2 s of jitter, 20 attempts.
+var DefaultRetryPolicy = RetryPolicy{
+	Factor: time.Second, Base: 2, MaxExponent: 10,
+	Constant: time.Second, Jitter: 2 * time.Second, MaxRetries: 20,
+}
+
+// Delay returns the wait before attempt n, and false when there is none.
+func (p RetryPolicy) Delay(n int) (time.Duration, bool) {
+	if n >= p.MaxRetries {
+		return 0, false
+	}
+	exp := 1.0
+	for range min(n, p.MaxExponent) {
+		exp *= p.Base
+	}
+	d := time.Duration(float64(p.Factor)*exp) + p.Constant
+	if p.Jitter > 0 {
+		d += time.Duration(rand.Int64N(int64(p.Jitter)))
+	}
+	return d, true
+}
+
+// MissedStore keeps pending MISSED notices in a bbolt file.
+type MissedStore struct {
+	db     *bolt.DB
+	policy RetryPolicy
+	now    func() time.Time
+}
+
+// OpenMissedStore opens (or creates) the store at path.
+func OpenMissedStore(path string, policy RetryPolicy) (*MissedStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open missed store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketPending, bucketDue} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("initialise missed store %s: %w", path, err)
+	}
+	return &MissedStore{db: db, policy: policy, now: time.Now}, nil
+}
+
+// Close closes the file.
+func (s *MissedStore) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close missed store: %w", err)
+	}
+	return nil
+}
+
+func recordKey(kind fsm.Kind, url, key string) []byte {
+	k := make([]byte, 0, 3+len(url)+len(key))
+	k = append(k, byte(kind))
+	k = binary.BigEndian.AppendUint16(k, uint16(len(url)))
+	k = append(k, url...)
+	return append(k, key...)
+}
+
+func dueKey(dueMs int64, rk []byte) []byte {
+	k := make([]byte, 8, 8+len(rk))
+	binary.BigEndian.PutUint64(k, uint64(dueMs))
+	return append(k, rk...)
+}
+
+// Record notes that a delivery of topic to s failed. A record already
+// pending for s starts its schedule over with the newest topic.
+func (s *MissedStore) Record(sub fsm.Subscription, topic []byte) error {
+	delay, ok := s.policy.Delay(0)
+	if !ok {
+		return nil
+	}
+	rec := MissedRecord{
+		Kind: sub.Kind, URL: sub.URL, Key: sub.Key, Recovery: sub.Recovery,
+		Topic: bytes.Clone(topic), DueMs: s.now().Add(delay).UnixMilli(),
+	}
+	// Batch coalesces the fsyncs of many concurrent failures (a whole
+	// fan-out to a dead host) into a few transactions.
+	err := s.db.Batch(func(tx *bolt.Tx) error { return putRecord(tx, rec) })
+	if err != nil {
+		return fmt.Errorf("record missed message for %s: %w", sub.URL, err)
+	}
+	return nil
+}
+
+func putRecord(tx *bolt.Tx, rec MissedRecord) error {
+	rk := recordKey(rec.Kind, rec.URL, rec.Key)
+	pending, due := tx.Bucket(bucketPending), tx.Bucket(bucketDue)
+	if old := pending.Get(rk); old != nil {
+		var prev MissedRecord
+		if err := json.Unmarshal(old, &prev); err == nil {
+			if err := due.Delete(dueKey(prev.DueMs, rk)); err != nil {
+				return err
+			}
+		}
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := pending.Put(rk, v); err != nil {
+		return err
+	}
+	return due.Put(dueKey(rec.DueMs, rk), nil)
+}
+
+func deleteRecord(tx *bolt.Tx, rec MissedRecord) error {
+	rk := recordKey(rec.Kind, rec.URL, rec.Key)
+	if err := tx.Bucket(bucketDue).Delete(dueKey(rec.DueMs, rk)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketPending).Delete(rk)
+}
+
+// Due returns up to limit records whose time has come.
+func (s *MissedStore) Due(limit int) ([]MissedRecord, error) {
+	nowMs := s.now().UnixMilli()
+	var out []MissedRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		pending := tx.Bucket(bucketPending)
+		c := tx.Bucket(bucketDue).Cursor()
+		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
+			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > nowMs {
+				break
+			}
+			v := pending.Get(k[8:])
+			if v == nil {
+				continue
+			}
+			var rec MissedRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("corrupt missed record: %w", err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read due missed records: %w", err)
+	}
+	return out, nil
+}
+
+// Pending returns every pending record (operators and tests).
+func (s *MissedStore) Pending() ([]MissedRecord, error) {
+	var out []MissedRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPending).ForEach(func(_, v []byte) error {
+			var rec MissedRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read missed records: %w", err)
+	}
+	return out, nil
+}
+
+// finish settles an attempt: success or no more retries drops the record;
+// otherwise it is rescheduled. A record that changed since it was read (a
+// newer failure) is left alone.
+func (s *MissedStore) finish(rec MissedRecord, ok bool) (dropped bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		rk := recordKey(rec.Kind, rec.URL, rec.Key)
+		cur := tx.Bucket(bucketPending).Get(rk)
+		if cur == nil {
+			return nil
+		}
+		var now MissedRecord
+		if err := json.Unmarshal(cur, &now); err != nil {
+			return err
+		}
+		if now.DueMs != rec.DueMs || now.Attempts != rec.Attempts {
+			return nil
+		}
+		if ok {
+			return deleteRecord(tx, rec)
+		}
+		delay, more := s.policy.Delay(rec.Attempts + 1)
+		if !more {
+			dropped = true
+			return deleteRecord(tx, rec)
+		}
+		if err := deleteRecord(tx, rec); err != nil {
+			return err
+		}
+		rec.Attempts++
+		rec.DueMs = s.now().Add(delay).UnixMilli()
+		return putRecord(tx, rec)
+	})
+	if err != nil {
+		return false, fmt.Errorf("update missed record for %s: %w", rec.URL, err)
+	}
+	return dropped, nil
+}
+
+// Sweeper posts MISSED notices that are due.
+type Sweeper struct {
+	store    *MissedStore
+	table    Table
+	auth     auth.Pair
+	client   *http.Client
+	interval time.Duration
+	timeout  time.Duration
+	log      interface {
+		Info(string, ...any)
+		Warn(string, ...any)
+	}
+}
+
+// NewSweeper returns a sweeper that looks for due notices every interval.
+func (f *Fanout) NewSweeper(interval time.Duration) *Sweeper {
+	return &Sweeper{
+		store: f.missed, table: f.table, auth: f.auth, client: f.cfg.Client,
+		interval: interval, timeout: f.cfg.Timeout, log: f.log,
+	}
+}
+
+// Run sweeps until ctx ends.
+func (sw *Sweeper) Run(ctx context.Context) {
+	t := time.NewTicker(sw.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sw.Sweep(ctx)
+		}
+	}
+}
+
+const sweepBatch = 256
+
+// Sweep sends every notice that is due now, a bounded batch at a time.
+func (sw *Sweeper) Sweep(ctx context.Context) {
+	for ctx.Err() == nil {
+		due, err := sw.store.Due(sweepBatch)
+		if err != nil {
+			sw.log.Warn("missed sweep failed", "err", err)
+			return
+		}
+		if len(due) == 0 {
+			return
+		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for _, rec := range due {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				sw.attempt(ctx, rec)
+			}()
+		}
+		wg.Wait()
+		if len(due) < sweepBatch {
+			return
+		}
+	}
+}
+
+func (sw *Sweeper) attempt(ctx context.Context, rec MissedRecord) {
+	// The subscription may have gone, or changed its recovery URL, since
+	// the delivery failed: nobody wants a notice for it any more.
+	if recovery, ok := sw.table.Lookup(rec.Kind, rec.URL, rec.Key); !ok || recovery != rec.Recovery {
+		_, _ = sw.store.finish(rec, true)
+		return
+	}
+	err := sw.post(ctx, rec)
+	if err != nil {
+		sw.log.Info("missed notice not accepted", "recovery", rec.Recovery, "attempt", rec.Attempts+1, "err", err)
+	}
+	dropped, ferr := sw.store.finish(rec, err == nil)
+	if ferr != nil {
+		sw.log.Warn("missed bookkeeping failed", "err", ferr)
+	}
+	if dropped {
+		sw.log.Warn("giving up on missed notice after retries", "recovery", rec.Recovery, "url", rec.URL)
+	}
+}
+
+func (sw *Sweeper) post(ctx context.Context, rec MissedRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, sw.timeout)
+	defer cancel()
+	body, err := wire.AppendMissed(nil, wire.Missed{Topic: rec.Topic})
+	if err != nil {
+		return err
+	}
+	authz, err := sw.auth.Authorize(auth.Missed{Recovery: rec.Recovery, Topic: rec.Topic})
+	if err != nil {
+		return fmt.Errorf("sign missed: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rec.Recovery, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := sw.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post: %w", err)
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxReplyBytes))
+	if err != nil {
+		return fmt.Errorf("read reply: %w", err)
+	}
+	confirm, err := wire.ParseMissedReply(reply)
+	if err != nil {
+		return fmt.Errorf("reply (status %d): %w", resp.StatusCode, err)
+	}
+	res := sw.auth.Verify(ctx, auth.ConfirmMissed{Tracing: confirm.Tracing, Topic: rec.Topic, URL: rec.Recovery}, confirm.Authorization)
+	if res != auth.OK {
+		return fmt.Errorf("confirmation refused: %s", res)
+	}
+	return nil
+}

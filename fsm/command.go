@@ -1,0 +1,103 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Op names a change to the subscription table. The values are part of the
+// Raft log format: never renumber them, only append.
+type Op uint8
+
+const (
+	OpSubscribeExact Op = iota + 1
+	OpSubscribeGlob
+	OpUnsubscribeExact
+	OpUnsubscribeGlob
+	OpSetSubscriptions
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpSubscribeExact:
+		return "subscribe_exact"
+	case OpSubscribeGlob:
+		return "subscribe_glob"
+	case OpUnsubscribeExact:
+		return "unsubscribe_exact"
+	case OpUnsubscribeGlob:
+		return "unsubscribe_glob"
+	case OpSetSubscriptions:
+		return "set_subscriptions"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// ExactEntry is one exact subscription of a URL in a set_subscriptions command.
+type ExactEntry struct {
+	Topic    []byte `json:"t"`
+	Recovery string `json:"r,omitempty"`
+}
+
+// GlobEntry is one glob subscription of a URL in a set_subscriptions command.
+type GlobEntry struct {
+	Glob     string `json:"g"`
+	Recovery string `json:"r,omitempty"`
+}
+
+// Command is one entry of the Raft log. It is encoded as JSON: entries are
+// small, the format is self-describing for operators reading a log, and
+// new optional fields can be added without a version bump.
+type Command struct {
+	Op  Op     `json:"op"`
+	URL string `json:"url"`
+	// Topic is the exact topic of OpSubscribeExact and OpUnsubscribeExact.
+	Topic []byte `json:"topic,omitempty"`
+	// Glob is the pattern of OpSubscribeGlob and OpUnsubscribeGlob.
+	Glob string `json:"glob,omitempty"`
+	// Recovery is the MISSED target of a subscribe; empty means none.
+	Recovery string `json:"recovery,omitempty"`
+	// Exact and Globs are the desired state of OpSetSubscriptions, each
+	// strictly ascending by key.
+	Exact []ExactEntry `json:"exact,omitempty"`
+	Globs []GlobEntry  `json:"globs,omitempty"`
+}
+
+// Encode returns the bytes stored in the Raft log.
+func (c Command) Encode() ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s command: %w", c.Op, err)
+	}
+	return b, nil
+}
+
+// DecodeCommand parses a Raft log entry written by Encode.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Command{}, fmt.Errorf("decode command: %w", err)
+	}
+	if c.Op < OpSubscribeExact || c.Op > OpSetSubscriptions {
+		return Command{}, fmt.Errorf("decode command: unknown op %d", c.Op)
+	}
+	return c, nil
+}
+
+// Outcome is what applying a command did; the API maps it to a status code.
+type Outcome uint8
+
+const (
+	// Applied: the table changed as asked (200).
+	Applied Outcome = iota + 1
+	// Conflict: a subscribe found the row present, or an unsubscribe found
+	// it absent; nothing changed (409).
+	Conflict
+)
+
+// Result is the response of Apply for one command.
+type Result struct {
+	Outcome Outcome
+	// Err is set when the entry could not be decoded; nothing changed.
+	Err error
+}

@@ -1,0 +1,452 @@
+// Package fsm holds the replicated subscription table: the Raft commands
+// that change it, the state machine that applies them to a bbolt file, and
+// the in-memory index that notify uses to find the subscribers of a topic.
+//
+// bbolt is the source of truth and memory is the index (see DESIGN.md in
+// this folder). Every batch of log entries is applied in one bbolt
+// transaction that also records the last applied log index, so a restart
+// neither loses an entry nor applies one twice, and concurrent writers
+// share one fsync.
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketMeta  = []byte("meta")
+	bucketExact = []byte("exact")
+	bucketGlob  = []byte("glob")
+	keyApplied  = []byte("applied")
+)
+
+// ErrClosed is returned by reads after Close.
+var ErrClosed = errors.New("fsm: store closed")
+
+// FSM is the replicated subscription table. It implements
+// raft.BatchingFSM; reads (Match, Lookup, List) may run concurrently with
+// Apply from any goroutine.
+type FSM struct {
+	path string
+	log  *slog.Logger
+
+	// dbMu guards the db pointer, which Restore swaps. Apply and reads
+	// take it shared; Restore and Close take it exclusively.
+	dbMu sync.RWMutex
+	db   *bolt.DB
+
+	// idxMu guards idx. Writers hold it only to apply the effects of a
+	// committed transaction, never across disk I/O.
+	idxMu sync.RWMutex
+	idx   *index
+
+	applied uint64 // guarded by idxMu
+}
+
+// Open opens (or creates) the table at path and rebuilds the in-memory
+// index from it.
+func Open(path string, log *slog.Logger) (*FSM, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	f := &FSM{path: path, log: log, db: db}
+	if err := f.rebuild(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: 2 * time.Second,
+		// A snapshot holds a read transaction while it streams; a write that
+		// must grow the mmap waits for it. Reserving address space up front
+		// keeps ordinary growth from stalling behind a snapshot.
+		InitialMmapSize: 64 << 20,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open subscription table %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("initialise subscription table %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// rebuild reloads the index from bbolt. Callers hold dbMu (or own f).
+func (f *FSM) rebuild() error {
+	idx := newIndex()
+	var applied uint64
+	err := f.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyApplied); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		for _, kind := range []Kind{Exact, Glob} {
+			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
+				url, key, err := splitKey(k)
+				if err != nil {
+					return err
+				}
+				return idx.add(kind, url, key, string(v))
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild index from %s: %w", f.path, err)
+	}
+	f.idxMu.Lock()
+	f.idx, f.applied = idx, applied
+	f.idxMu.Unlock()
+	return nil
+}
+
+// AppliedIndex is the index of the last Raft log entry reflected in the
+// table.
+func (f *FSM) AppliedIndex() uint64 {
+	f.idxMu.RLock()
+	defer f.idxMu.RUnlock()
+	return f.applied
+}
+
+// Close closes the bbolt file. Apply must not be called afterwards.
+func (f *FSM) Close() error {
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	if err != nil {
+		return fmt.Errorf("close subscription table: %w", err)
+	}
+	return nil
+}
+
+// Apply implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch implements raft.BatchingFSM: the whole batch is one bbolt
+// transaction, hence one fsync however many subscribers were waiting.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		for i := range out {
+			out[i] = Result{Err: ErrClosed}
+		}
+		return out
+	}
+
+	applied := f.AppliedIndex()
+	var effects []effect
+	last := applied
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		effects = effects[:0]
+		for i, l := range logs {
+			if l.Index <= applied {
+				// Already in bbolt: Raft replays entries after its last
+				// snapshot on restart, and applying them twice would turn a
+				// subscribe into a conflict.
+				out[i] = Result{Outcome: Applied}
+				continue
+			}
+			last = l.Index
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			cmd, err := DecodeCommand(l.Data)
+			if err != nil {
+				f.log.Error("skipping undecodable raft entry", "index", l.Index, "err", err)
+				out[i] = Result{Err: err}
+				continue
+			}
+			res, eff, err := applyCommand(tx, cmd)
+			if err != nil {
+				return fmt.Errorf("apply %s at index %d: %w", cmd.Op, l.Index, err)
+			}
+			out[i] = res
+			effects = append(effects, eff...)
+		}
+		if last == applied {
+			return nil
+		}
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], last)
+		return tx.Bucket(bucketMeta).Put(keyApplied, buf[:])
+	})
+	if err != nil {
+		// The replica can no longer follow the log (disk full, I/O error).
+		// Carrying on would let this node serve a table that silently
+		// diverges from its peers; stopping lets an operator repair it and
+		// the node catch up from the log or a snapshot on restart.
+		f.log.Error("subscription table write failed; stopping", "err", err)
+		panic(fmt.Sprintf("fsm: %v", err))
+	}
+
+	f.idxMu.Lock()
+	for _, e := range effects {
+		if e.remove {
+			f.idx.remove(e.kind, e.url, e.key)
+		} else if err := f.idx.add(e.kind, e.url, e.key, e.recovery); err != nil {
+			// Globs are validated before they are proposed; a bad one here
+			// is in bbolt but cannot match anything.
+			f.log.Error("glob not indexed", "glob", e.key, "err", err)
+		}
+	}
+	if last > f.applied {
+		f.applied = last
+	}
+	f.idxMu.Unlock()
+	return out
+}
+
+// effect is one change to the in-memory index, applied after the bbolt
+// transaction that made it durable has committed.
+type effect struct {
+	remove   bool
+	kind     Kind
+	url      string
+	key      string
+	recovery string
+}
+
+func applyCommand(tx *bolt.Tx, c Command) (Result, []effect, error) {
+	switch c.Op {
+	case OpSubscribeExact:
+		return subscribe(tx, Exact, c.URL, string(c.Topic), c.Recovery)
+	case OpSubscribeGlob:
+		return subscribe(tx, Glob, c.URL, c.Glob, c.Recovery)
+	case OpUnsubscribeExact:
+		return unsubscribe(tx, Exact, c.URL, string(c.Topic))
+	case OpUnsubscribeGlob:
+		return unsubscribe(tx, Glob, c.URL, c.Glob)
+	case OpSetSubscriptions:
+		exact := make([]entry, len(c.Exact))
+		for i, e := range c.Exact {
+			exact[i] = entry{string(e.Topic), e.Recovery}
+		}
+		globs := make([]entry, len(c.Globs))
+		for i, e := range c.Globs {
+			globs[i] = entry{e.Glob, e.Recovery}
+		}
+		var effects []effect
+		for _, part := range []struct {
+			kind Kind
+			want []entry
+		}{{Exact, exact}, {Glob, globs}} {
+			eff, err := reconcile(tx, part.kind, c.URL, part.want)
+			if err != nil {
+				return Result{}, nil, err
+			}
+			effects = append(effects, eff...)
+		}
+		return Result{Outcome: Applied}, effects, nil
+	}
+	return Result{Err: fmt.Errorf("unknown op %d", c.Op)}, nil, nil
+}
+
+func subscribe(tx *bolt.Tx, kind Kind, url, key, recovery string) (Result, []effect, error) {
+	b := tx.Bucket(kind.bucket())
+	k := makeKey(url, key)
+	if b.Get(k) != nil {
+		return Result{Outcome: Conflict}, nil, nil
+	}
+	if err := b.Put(k, []byte(recovery)); err != nil {
+		return Result{}, nil, err
+	}
+	return Result{Outcome: Applied}, []effect{{kind: kind, url: url, key: key, recovery: recovery}}, nil
+}
+
+func unsubscribe(tx *bolt.Tx, kind Kind, url, key string) (Result, []effect, error) {
+	b := tx.Bucket(kind.bucket())
+	k := makeKey(url, key)
+	if b.Get(k) == nil {
+		return Result{Outcome: Conflict}, nil, nil
+	}
+	if err := b.Delete(k); err != nil {
+		return Result{}, nil, err
+	}
+	return Result{Outcome: Applied}, []effect{{remove: true, kind: kind, url: url, key: key}}, nil
+}
+
+type entry struct{ key, recovery string }
+
+// reconcile makes the rows of url in one bucket equal to want (sorted,
+// unique). Rows in both keep existing and take want's recovery URL, so
+// check_subscriptions reports the etag that was just set.
+func reconcile(tx *bolt.Tx, kind Kind, url string, want []entry) ([]effect, error) {
+	b := tx.Bucket(kind.bucket())
+	prefix := makeKey(url, "")
+	var have []entry
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		have = append(have, entry{string(k[len(prefix):]), string(v)})
+	}
+	var effects []effect
+	put := func(e entry) error {
+		effects = append(effects, effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
+		return b.Put(makeKey(url, e.key), []byte(e.recovery))
+	}
+	del := func(e entry) error {
+		effects = append(effects, effect{remove: true, kind: kind, url: url, key: e.key})
+		return b.Delete(makeKey(url, e.key))
+	}
+	i, j := 0, 0
+	for i < len(want) || j < len(have) {
+		var err error
+		switch {
+		case j == len(have) || (i < len(want) && want[i].key < have[j].key):
+			err = put(want[i])
+			i++
+		case i == len(want) || want[i].key > have[j].key:
+			err = del(have[j])
+			j++
+		default:
+			if want[i].recovery != have[j].recovery {
+				err = put(want[i])
+			}
+			i++
+			j++
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return effects, nil
+}
+
+// makeKey lays rows out as u16 len(url) || url || key so that one URL's
+// rows are contiguous and ordered by key bytes: exactly the order the
+// strong etag hashes them in.
+func makeKey(url, key string) []byte {
+	k := make([]byte, 2+len(url)+len(key))
+	binary.BigEndian.PutUint16(k, uint16(len(url)))
+	copy(k[2:], url)
+	copy(k[2+len(url):], key)
+	return k
+}
+
+func splitKey(k []byte) (url, key string, err error) {
+	if len(k) < 2 {
+		return "", "", fmt.Errorf("corrupt row key %x", k)
+	}
+	n := int(binary.BigEndian.Uint16(k))
+	if len(k) < 2+n {
+		return "", "", fmt.Errorf("corrupt row key %x", k)
+	}
+	return string(k[2 : 2+n]), string(k[2+n:]), nil
+}
+
+// Snapshot implements raft.FSM. The snapshot is the bbolt file as seen by
+// one read transaction, so it is consistent with the applied index stored
+// inside it, and Apply can go on while it is written out.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.dbMu.RLock()
+	defer f.dbMu.RUnlock()
+	if f.db == nil {
+		return nil, ErrClosed
+	}
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	return &snapshot{tx: tx}, nil
+}
+
+type snapshot struct{ tx *bolt.Tx }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.tx.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot: %w", err)
+	}
+	return nil
+}
+
+func (s *snapshot) Release() { _ = s.tx.Rollback() }
+
+// Restore implements raft.FSM: it replaces the table with a snapshot's
+// bbolt file. The new file is written and synced beside the old one and
+// renamed over it, so a crash leaves one complete table or the other.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(f.path), filepath.Base(f.path)+".restore-*")
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, rc); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("restore snapshot: copy: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("restore snapshot: sync: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	// Check the snapshot opens before the live table is touched.
+	check, err := openDB(tmp.Name())
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if err := check.Close(); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+
+	f.dbMu.Lock()
+	defer f.dbMu.Unlock()
+	if f.db != nil {
+		if err := f.db.Close(); err != nil {
+			return fmt.Errorf("restore snapshot: close table: %w", err)
+		}
+		f.db = nil
+	}
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	db, err := openDB(f.path)
+	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	f.db = db
+	return f.rebuild()
+}

@@ -1,0 +1,324 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+func openTest(t *testing.T) (*FSM, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "subs.db")
+	f, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f, path
+}
+
+type applier struct {
+	t     testing.TB
+	f     *FSM
+	index uint64
+}
+
+func (a *applier) apply(cmds ...Command) []Result {
+	a.t.Helper()
+	logs := make([]*raft.Log, len(cmds))
+	for i, c := range cmds {
+		data, err := c.Encode()
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		a.index++
+		logs[i] = &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data}
+	}
+	out := a.f.ApplyBatch(logs)
+	res := make([]Result, len(out))
+	for i, o := range out {
+		res[i] = o.(Result)
+	}
+	return res
+}
+
+const (
+	u1  = "http://127.0.0.1:3002/v1/receive"
+	u2  = "http://127.0.0.1:3005/v1/receive"
+	rec = "http://127.0.0.1:3002/v1/recover"
+)
+
+func sub(topic string) Command {
+	return Command{Op: OpSubscribeExact, URL: u1, Topic: []byte(topic), Recovery: rec}
+}
+
+func TestSubscribeUnsubscribeOutcomes(t *testing.T) {
+	tests := []struct {
+		name string
+		cmds []Command
+		want []Outcome
+	}{
+		{"subscribe then duplicate conflicts", []Command{sub("a"), sub("a")}, []Outcome{Applied, Conflict}},
+		{"unsubscribe absent conflicts", []Command{{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a")}}, []Outcome{Conflict}},
+		{"subscribe unsubscribe subscribe", []Command{sub("a"), {Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a")}, sub("a")}, []Outcome{Applied, Applied, Applied}},
+		{"same topic two urls", []Command{sub("a"), {Op: OpSubscribeExact, URL: u2, Topic: []byte("a")}}, []Outcome{Applied, Applied}},
+		{"glob twice conflicts", []Command{{Op: OpSubscribeGlob, URL: u1, Glob: "a/*"}, {Op: OpSubscribeGlob, URL: u1, Glob: "a/*", Recovery: rec}}, []Outcome{Applied, Conflict}},
+		{"unsubscribe glob", []Command{{Op: OpSubscribeGlob, URL: u1, Glob: "a/*"}, {Op: OpUnsubscribeGlob, URL: u1, Glob: "a/*"}, {Op: OpUnsubscribeGlob, URL: u1, Glob: "a/*"}}, []Outcome{Applied, Applied, Conflict}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, _ := openTest(t)
+			a := &applier{t: t, f: f}
+			// Once as one batch, once entry by entry: the outcomes of a
+			// batch must equal those of sequential application.
+			got := a.apply(tc.cmds...)
+			for i, r := range got {
+				if r.Outcome != tc.want[i] || r.Err != nil {
+					t.Fatalf("batched: entry %d: got %+v, want %v", i, r, tc.want[i])
+				}
+			}
+			g, _ := openTest(t)
+			b := &applier{t: t, f: g}
+			for i, c := range tc.cmds {
+				if r := b.apply(c)[0]; r.Outcome != tc.want[i] {
+					t.Fatalf("sequential: entry %d: got %+v, want %v", i, r, tc.want[i])
+				}
+			}
+			if !reflect.DeepEqual(f.All(), g.All()) {
+				t.Fatalf("batched and sequential tables differ:\n%v\n%v", f.All(), g.All())
+			}
+		})
+	}
+}
+
+func TestConflictKeepsExistingRecovery(t *testing.T) {
+	f, _ := openTest(t)
+	a := &applier{t: t, f: f}
+	a.apply(sub("a"), Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("a"), Recovery: "http://other/"})
+	if r, ok := f.Lookup(Exact, u1, "a"); !ok || r != rec {
+		t.Fatalf("recovery = %q, %v; want %q", r, ok, rec)
+	}
+}
+
+func TestMatchExactThenGlob(t *testing.T) {
+	f, _ := openTest(t)
+	a := &applier{t: t, f: f}
+	a.apply(
+		sub("foo/bar"),
+		Command{Op: OpSubscribeGlob, URL: u1, Glob: "foo/*"},
+		Command{Op: OpSubscribeGlob, URL: u2, Glob: "*bar"},
+		Command{Op: OpSubscribeGlob, URL: u2, Glob: "nope/*"},
+		Command{Op: OpSubscribeExact, URL: u2, Topic: []byte("\xff\xfe")},
+		Command{Op: OpSubscribeGlob, URL: u2, Glob: "*"},
+	)
+	got := f.Match([]byte("foo/bar"))
+	if len(got) != 4 || got[0].Kind != Exact {
+		t.Fatalf("match = %+v, want exact first then 3 globs", got)
+	}
+	var globs []string
+	for _, s := range got[1:] {
+		globs = append(globs, s.URL+" "+s.Key)
+	}
+	sort.Strings(globs)
+	want := []string{u1 + " foo/*", u2 + " *", u2 + " *bar"}
+	if !reflect.DeepEqual(globs, want) {
+		t.Fatalf("globs = %v, want %v", globs, want)
+	}
+	// A topic that is not UTF-8 reaches exact subscriptions only.
+	if got := f.Match([]byte("\xff\xfe")); len(got) != 1 || got[0].Kind != Exact {
+		t.Fatalf("invalid UTF-8 topic matched %+v", got)
+	}
+}
+
+func TestSetSubscriptionsReconciles(t *testing.T) {
+	f, _ := openTest(t)
+	a := &applier{t: t, f: f}
+	a.apply(
+		sub("a"), sub("b"), sub("c"),
+		Command{Op: OpSubscribeGlob, URL: u1, Glob: "x*"},
+		Command{Op: OpSubscribeExact, URL: u2, Topic: []byte("b")},
+	)
+	res := a.apply(Command{
+		Op: OpSetSubscriptions, URL: u1,
+		Exact: []ExactEntry{{Topic: []byte("b"), Recovery: "http://new/"}, {Topic: []byte("d")}},
+		Globs: []GlobEntry{{Glob: "y*", Recovery: rec}},
+	})
+	if res[0].Outcome != Applied {
+		t.Fatalf("set_subscriptions: %+v", res[0])
+	}
+	exact, globs, err := f.List(u1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Subscription{{Exact, u1, "b", "http://new/"}, {Exact, u1, "d", ""}}
+	if !reflect.DeepEqual(exact, want) {
+		t.Fatalf("exact = %+v, want %+v", exact, want)
+	}
+	if want := []Subscription{{Glob, u1, "y*", rec}}; !reflect.DeepEqual(globs, want) {
+		t.Fatalf("globs = %+v, want %+v", globs, want)
+	}
+	// The other URL is untouched, and the index agrees with bbolt.
+	if _, ok := f.Lookup(Exact, u2, "b"); !ok {
+		t.Fatal("other URL's subscription removed")
+	}
+	if got := f.Match([]byte("xa")); len(got) != 0 {
+		t.Fatalf("removed glob still matches: %+v", got)
+	}
+	if got := f.Match([]byte("ya")); len(got) != 1 {
+		t.Fatalf("new glob does not match: %+v", got)
+	}
+	// Empty lists remove everything of the URL (what a client sends on
+	// shutdown).
+	a.apply(Command{Op: OpSetSubscriptions, URL: u1})
+	if exact, globs, _ := f.List(u1); len(exact)+len(globs) != 0 {
+		t.Fatalf("left after empty set: %v %v", exact, globs)
+	}
+}
+
+func TestListOrdersByKeyBytes(t *testing.T) {
+	f, _ := openTest(t)
+	a := &applier{t: t, f: f}
+	// A URL that is a prefix of another must not see its rows.
+	a.apply(sub("b"), sub("a/b"), sub("a"), Command{Op: OpSubscribeExact, URL: u1 + "x", Topic: []byte("0")})
+	exact, _, err := f.List(u1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, e := range exact {
+		keys = append(keys, e.Key)
+	}
+	if want := []string{"a", "a/b", "b"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("keys = %q, want %q", keys, want)
+	}
+}
+
+func TestRestartNeitherLosesNorReapplies(t *testing.T) {
+	f, path := openTest(t)
+	a := &applier{t: t, f: f}
+	var cmds []Command
+	for i := range 50 {
+		cmds = append(cmds, sub(fmt.Sprintf("t%d", i)))
+	}
+	a.apply(cmds...)
+	before := f.All()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.AppliedIndex() != 50 {
+		t.Fatalf("applied index after restart = %d, want 50", g.AppliedIndex())
+	}
+	if !reflect.DeepEqual(g.All(), before) {
+		t.Fatal("table differs after restart")
+	}
+	// Raft replays entries after its last snapshot: they must be skipped,
+	// not turned into conflicts, and a new entry must still apply.
+	b := &applier{t: t, f: g, index: 40}
+	res := b.apply(cmds[40:]...)
+	for i, r := range res {
+		if r.Outcome != Applied {
+			t.Fatalf("replayed entry %d: %+v", 41+i, r)
+		}
+	}
+	if res := b.apply(sub("new")); res[0].Outcome != Applied {
+		t.Fatalf("new entry after replay: %+v", res[0])
+	}
+	if n, _ := g.Counts(); n != 51 {
+		t.Fatalf("count = %d, want 51", n)
+	}
+}
+
+type sink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Cancel() error { s.cancelled = true; return nil }
+func (s *sink) Close() error  { return nil }
+
+func TestSnapshotRestore(t *testing.T) {
+	f, _ := openTest(t)
+	a := &applier{t: t, f: f}
+	a.apply(sub("a"), sub("b"), Command{Op: OpSubscribeGlob, URL: u2, Glob: "a*", Recovery: rec})
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writes after the snapshot was taken are not in it.
+	a.apply(sub("c"))
+	var s sink
+	if err := snap.Persist(&s); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+
+	g, _ := openTest(t)
+	gb := &applier{t: t, f: g}
+	gb.apply(sub("stale"))
+	if err := g.Restore(io.NopCloser(&s)); err != nil {
+		t.Fatal(err)
+	}
+	if g.AppliedIndex() != 3 {
+		t.Fatalf("applied after restore = %d, want 3", g.AppliedIndex())
+	}
+	want := []Subscription{{Exact, u1, "a", rec}, {Exact, u1, "b", rec}, {Glob, u2, "a*", rec}}
+	if got := g.All(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restored = %+v, want %+v", got, want)
+	}
+	if got := g.Match([]byte("abc")); len(got) != 1 {
+		t.Fatalf("restored index match = %+v", got)
+	}
+}
+
+func TestUndecodableEntryChangesNothing(t *testing.T) {
+	f, _ := openTest(t)
+	out := f.ApplyBatch([]*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: []byte("not json")},
+		{Index: 2, Type: raft.LogCommand, Data: []byte(`{"op":99}`)},
+		{Index: 3, Type: raft.LogConfiguration},
+	})
+	for i, o := range out[:2] {
+		if r := o.(Result); r.Err == nil {
+			t.Fatalf("entry %d accepted", i+1)
+		}
+	}
+	if f.AppliedIndex() != 3 {
+		t.Fatalf("applied = %d, want 3", f.AppliedIndex())
+	}
+	if len(f.All()) != 0 {
+		t.Fatal("table changed")
+	}
+}
+
+func BenchmarkMatchExact1000Topics(b *testing.B) {
+	f, err := Open(filepath.Join(b.TempDir(), "s.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	a := &applier{t: b, f: f}
+	var cmds []Command
+	for i := range 1000 {
+		cmds = append(cmds, sub(fmt.Sprintf("topic-%d", i)))
+	}
+	a.apply(cmds...)
+	topic := []byte("topic-500")
+	b.ResetTimer()
+	for b.Loop() {
+		if len(f.Match(topic)) != 1 {
+			b.Fatal("no match")
+		}
+	}
+}

@@ -1,0 +1,217 @@
+package globmatch
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// collect returns the sorted patterns x yields for topic, failing on a
+// pattern yielded twice.
+func collect(x *Index, topic string) []string {
+	got := []string{}
+	x.Match([]byte(topic), func(p string) { got = append(got, p) })
+	slices.Sort(got)
+	return got
+}
+
+// checkIndex checks that x yields for topic exactly the patterns among
+// patterns that the SQLite port matches, once each.
+func checkIndex(t *testing.T, x *Index, patterns []string, topic string) {
+	t.Helper()
+	want := []string{}
+	for _, p := range patterns {
+		if sqliteGlob(p, []byte(topic)) {
+			want = append(want, p)
+		}
+	}
+	slices.Sort(want)
+	if got := collect(x, topic); !slices.Equal(got, want) {
+		t.Errorf("Index.Match(%q) = %q, want %q", topic, got, want)
+	}
+}
+
+// checkInvariants checks the shape of the radix tree: every pattern is at
+// the node of its literal prefix, labels are non-empty and children sorted
+// by distinct first bytes, and no node is useless (a non-root node holds a
+// pattern or at least two children).
+func checkInvariants(t *testing.T, x *Index) {
+	t.Helper()
+	count := 0
+	var walk func(n *node, key string)
+	walk = func(n *node, key string) {
+		if n != &x.root {
+			if n.label == "" {
+				t.Errorf("node %q: empty label", key)
+			}
+			if n.exact == nil && len(n.globs) == 0 && len(n.children) < 2 {
+				t.Errorf("node %q: no pattern and %d children", key, len(n.children))
+			}
+		}
+		if n.exact != nil {
+			count++
+			if n.exact.src != key {
+				t.Errorf("node %q holds exact pattern %q", key, n.exact.src)
+			}
+		}
+		for _, g := range n.globs {
+			count++
+			if pre, wild := literalPrefix(g.src); !wild || pre != key {
+				t.Errorf("node %q holds glob %q", key, g.src)
+			}
+			if x.all[g.src] != g {
+				t.Errorf("glob %q is not the one in the set", g.src)
+			}
+		}
+		for i, c := range n.children {
+			if i > 0 && n.children[i-1].label[0] >= c.label[0] {
+				t.Errorf("node %q: children out of order", key)
+			}
+			walk(c, key+c.label)
+		}
+	}
+	walk(&x.root, "")
+	if count != x.Len() {
+		t.Errorf("tree holds %d patterns, Len() = %d", count, x.Len())
+	}
+}
+
+func TestIndexAddRemove(t *testing.T) {
+	x := NewIndex()
+	for _, p := range []string{"svc/*", "svc/a", "svc/a", "svc/*", "s*", "", "svc/ab?", "*"} {
+		if err := x.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if x.Len() != 6 {
+		t.Fatalf("Len() = %d, want 6 (Add is idempotent)", x.Len())
+	}
+	checkInvariants(t, x)
+	if got, want := collect(x, "svc/a"), []string{"*", "s*", "svc/*", "svc/a"}; !slices.Equal(got, want) {
+		t.Errorf("Match(svc/a) = %q, want %q", got, want)
+	}
+	if got, want := collect(x, ""), []string{"", "*"}; !slices.Equal(got, want) {
+		t.Errorf("Match(\"\") = %q, want %q", got, want)
+	}
+	if got := collect(x, "svc/\xff"); len(got) != 0 {
+		t.Errorf("Match(invalid UTF-8) = %q, want nothing", got)
+	}
+	x.Remove("svc/a")
+	x.Remove("svc/a")
+	x.Remove("absent")
+	x.Remove("svc/ab*") // Absent, but shares a node with svc/ab?.
+	if x.Len() != 5 {
+		t.Fatalf("Len() = %d, want 5", x.Len())
+	}
+	checkInvariants(t, x)
+	if got, want := collect(x, "svc/a"), []string{"*", "s*", "svc/*"}; !slices.Equal(got, want) {
+		t.Errorf("Match(svc/a) = %q, want %q", got, want)
+	}
+	for _, p := range []string{"svc/*", "s*", "", "svc/ab?", "*"} {
+		x.Remove(p)
+		checkInvariants(t, x)
+	}
+	if x.Len() != 0 || len(x.root.children) != 0 || x.root.exact != nil || len(x.root.globs) != 0 {
+		t.Errorf("index not empty after removing everything: Len()=%d root=%+v", x.Len(), x.root)
+	}
+}
+
+// TestIndexDifferential fills an index with random patterns, many sharing
+// prefixes, and checks random topics against the SQLite port, while
+// patterns are added and removed.
+func TestIndexDifferential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := NewIndex()
+	set := map[string]bool{}
+	patterns := func() []string {
+		var ps []string
+		for p := range set {
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	check := func(round int) {
+		checkInvariants(t, x)
+		if x.Len() != len(set) {
+			t.Fatalf("round %d: Len() = %d, want %d", round, x.Len(), len(set))
+		}
+		ps := patterns()
+		for range 300 {
+			var topic string
+			if len(ps) > 0 && rng.IntN(2) == 0 {
+				topic = instantiate(rng, ps[rng.IntN(len(ps))])
+			} else {
+				topic = randomString(rng, topicAlphabet, 8)
+			}
+			checkIndex(t, x, ps, topic)
+		}
+	}
+	for round := range 12 {
+		for range 150 {
+			p := randomPattern(rng)
+			if rng.IntN(4) == 0 {
+				// Literal patterns, exact topics.
+				p = strings.Map(func(r rune) rune {
+					if strings.ContainsRune("*?[", r) {
+						return 'a'
+					}
+					return r
+				}, p)
+			}
+			if err := x.Add(p); err != nil {
+				t.Fatal(err)
+			}
+			set[p] = true
+		}
+		check(round)
+		for _, p := range patterns() {
+			if rng.IntN(3) == 0 {
+				x.Remove(p)
+				delete(set, p)
+			}
+		}
+		check(round)
+	}
+	for _, p := range patterns() {
+		x.Remove(p)
+	}
+	checkInvariants(t, x)
+	if x.Len() != 0 || len(x.root.children) != 0 {
+		t.Errorf("index not empty after removing everything")
+	}
+}
+
+// TestIndexTestsOnlyPrefixMatches checks that Match does not test the
+// patterns whose literal prefix the topic does not start with.
+func TestIndexTestsOnlyPrefixMatches(t *testing.T) {
+	x := NewIndex()
+	for i := range 1000 {
+		if err := x.Add("svc/" + strconv.Itoa(i) + "/*"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tested := 0
+	n := &x.root
+	topic := "svc/42/events"
+	for rest := topic; ; {
+		tested += len(n.globs)
+		i, ok := n.find(rest[0])
+		if !ok || !strings.HasPrefix(rest, n.children[i].label) {
+			break
+		}
+		n = n.children[i]
+		rest = rest[len(n.label):]
+		if rest == "" {
+			tested += len(n.globs)
+			break
+		}
+	}
+	if tested != 1 {
+		t.Errorf("walk for %q meets %d patterns, want 1", topic, tested)
+	}
+	if got := collect(x, topic); !slices.Equal(got, []string{"svc/42/*"}) {
+		t.Errorf("Match(%q) = %q", topic, got)
+	}
+}
