@@ -74,20 +74,20 @@ type nodeFlags struct {
 	bootstrap                                                   bool
 	logLevel, logFormat, raftLogLevel                           string
 
-	spoolThreshold        int64
-	maxSetSubscriptions   int64
-	writeTimeout          time.Duration
-	deliveryTimeout       time.Duration
-	deliveryConcurrency   int
-	deliveryMaxInFlight   int
-	missedSweepInterval   time.Duration
-	shutdownTimeout       time.Duration
-	heartbeatTimeout      time.Duration
-	electionTimeout       time.Duration
-	leaderLeaseTimeout    time.Duration
-	snapshotThreshold     uint64
-	trailingLogs          uint64
-	snapshotInterval      time.Duration
+	spoolThreshold      int64
+	maxSetSubscriptions int64
+	writeTimeout        time.Duration
+	deliveryTimeout     time.Duration
+	deliveryConcurrency int
+	deliveryMaxInFlight int
+	missedSweepInterval time.Duration
+	shutdownTimeout     time.Duration
+	heartbeatTimeout    time.Duration
+	electionTimeout     time.Duration
+	leaderLeaseTimeout  time.Duration
+	snapshotThreshold   uint64
+	trailingLogs        uint64
+	snapshotInterval    time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
