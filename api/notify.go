@@ -44,6 +44,8 @@ func (s *Server) notify(c echo.Context) error {
 		return authError(r, "notify")
 	}
 
+	authorized := time.Now()
+
 	body, cleanup, err := s.readMessage(req.Body, n)
 	if err != nil {
 		return err
@@ -58,7 +60,10 @@ func (s *Server) notify(c echo.Context) error {
 		Topic: n.Topic, Body: body, Length: n.Length, SHA512: n.SHA512,
 	})
 
-	tracing := wire.SimpleTracing(received, time.Now())
+	done := time.Now()
+	tracing := wire.SimpleTracing(received, done,
+		wire.Trace{Name: "auth_accepted", ExtraJSON: "{}", At: authorized},
+		wire.Trace{Name: "no_more_subscribers", ExtraJSON: fmt.Sprintf(`{"confirmed":%d}`, count), At: done})
 	authz, err := s.auth.Authorize(auth.ConfirmNotify{
 		Tracing: tracing, Identifier: n.Identifier, Subscribers: count, Topic: n.Topic, SHA512: n.SHA512,
 	})

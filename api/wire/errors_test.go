@@ -2,8 +2,10 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -618,6 +620,16 @@ func TestSimpleTracing(t *testing.T) {
 	}
 	if len(got) != 19 {
 		t.Errorf("length %d, want 19", len(got))
+	}
+	at := time.Unix(1700000000, 500000000)
+	got = SimpleTracing(recv, sent, Trace{Name: "auth_accepted", ExtraJSON: "{}", At: at})
+	want = body{0}.u16(1).s16("auth_accepted").s16("{}").u64(math.Float64bits(1700000000.5)).u64(1700000000000000005).u64(1700000001000000000)
+	if !bytes.Equal(got, want) {
+		t.Errorf("with a trace: got %x, want %x", got, want)
+	}
+	big := Trace{Name: "x", ExtraJSON: strings.Repeat("a", 40000), At: at}
+	if got := SimpleTracing(recv, sent, big, big); got[0] != 1 || binary.BigEndian.Uint16(got[1:]) != 1 {
+		t.Errorf("oversized traces not truncated: flag %d, count %d", got[0], binary.BigEndian.Uint16(got[1:]))
 	}
 }
 
