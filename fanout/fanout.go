@@ -59,6 +59,9 @@ const (
 	DefaultTimeout       = 30 * time.Second
 	DefaultMaxReplyBytes = 64 << 10
 	receiveIDLen         = 8
+	// inMemoryBody: messages up to this size are copied into each
+	// request's buffer instead of streamed from the spooled body.
+	inMemoryBody = 64 << 10
 )
 
 func (c *Config) setDefaults() {
@@ -84,7 +87,10 @@ func (c *Config) setDefaults() {
 // follows redirects (a subscriber's URL is used exactly as registered).
 func NewClient(maxConns int) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = maxConns
+	// No cap on idle connections in total: with one subscriber per host
+	// (the common shape) any cap below the number of subscribers makes
+	// every delivery dial a new connection.
+	tr.MaxIdleConns = 0
 	tr.MaxIdleConnsPerHost = maxConns
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.DisableCompression = true
@@ -214,10 +220,6 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 	return n
 }
 
-// errUnsubscribed marks a subscriber that asked to be dropped; it is
-// neither a success nor a failure.
-var errUnsubscribed = errors.New("subscriber asked to unsubscribe")
-
 func (f *Fanout) receive(ctx context.Context, m Message, s fsm.Subscription) (uint32, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.deadline(m.Length))
 	defer cancel()
@@ -238,7 +240,20 @@ func (f *Fanout) receive(ctx context.Context, m Message, s fsm.Subscription) (ui
 	if err != nil {
 		return 0, fmt.Errorf("sign receive: %w", err)
 	}
-	body := io.MultiReader(bytes.NewReader(head), io.NewSectionReader(m.Body, 0, int64(m.Length)))
+	var body io.Reader
+	if m.Length <= inMemoryBody {
+		// One in-memory buffer: net/http then writes headers and body in
+		// one syscall, where a streaming body costs a flush of the headers
+		// first. Small messages are the common case.
+		buf := make([]byte, len(head)+int(m.Length))
+		copy(buf, head)
+		if _, err := m.Body.ReadAt(buf[len(head):], 0); err != nil && !(errors.Is(err, io.EOF) && m.Length == 0) {
+			return 0, fmt.Errorf("read message: %w", err)
+		}
+		body = bytes.NewReader(buf)
+	} else {
+		body = io.MultiReader(bytes.NewReader(head), io.NewSectionReader(m.Body, 0, int64(m.Length)))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, body)
 	if err != nil {
 		return 0, fmt.Errorf("build request: %w", err)
@@ -299,9 +314,6 @@ func (f *Fanout) unsubscribe(s fsm.Subscription) {
 }
 
 func (f *Fanout) failed(m Message, s fsm.Subscription, err error) {
-	if errors.Is(err, errUnsubscribed) {
-		return
-	}
 	f.stats.Failed.Add(1)
 	f.log.Info("delivery failed", "url", s.URL, "kind", s.Kind.String(), "err", err)
 	if f.missed == nil || s.Recovery == "" {

@@ -73,6 +73,7 @@ type nodeFlags struct {
 	nodeID, httpAddr, raftAddr, advertiseRaft, dataDir, secrets string
 	bootstrap                                                   bool
 	logLevel, logFormat, raftLogLevel                           string
+	debugAddr                                                   string
 
 	spoolThreshold      int64
 	maxSetSubscriptions int64
@@ -106,6 +107,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.secrets, "secrets", "", "broadcaster-secrets.json written by 'lonelypsd setup' (default: auth none both ways)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
 	fs.StringVar(&f.raftLogLevel, "raft-log-level", "warn", "level of the Raft library's own log: trace, debug, info, warn, error")
 	fs.Int64Var(&f.spoolThreshold, "spool-threshold", api.DefaultSpoolThreshold, "notify messages longer than this many bytes are spooled to a temporary file")
 	fs.Int64Var(&f.maxSetSubscriptions, "max-set-subscriptions-body", api.DefaultMaxSetSubscriptionsBody, "largest set_subscriptions body accepted, in bytes")
@@ -227,6 +229,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			Concurrency: f.deliveryConcurrency, MaxInFlight: f.deliveryMaxInFlight, Timeout: f.deliveryTimeout,
 		},
 		HTTPAddr:            f.httpAddr,
+		DebugAddr:           f.debugAddr,
 		SecretsFile:         f.secrets,
 		MissedSweepInterval: f.missedSweepInterval,
 		ShutdownTimeout:     f.shutdownTimeout,

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -28,6 +29,8 @@ type Config struct {
 	Fanout  fanout.Config
 
 	HTTPAddr string
+	// DebugAddr, when set, serves net/http/pprof on its own listener.
+	DebugAddr string
 	// SecretsFile is a broadcaster-secrets.json; empty means auth none in
 	// both directions.
 	SecretsFile string
@@ -120,6 +123,14 @@ func Run(ctx context.Context, cfg Config) error {
 		sweeper.Run(bg)
 	}()
 
+	if cfg.DebugAddr != "" {
+		dbg, err := startDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer dbg.Close()
+	}
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 
@@ -179,4 +190,23 @@ func (r remover) Remove(ctx context.Context, s fsm.Subscription) error {
 	}
 	_, err := r.node.Apply(ctx, cmd)
 	return err
+}
+
+// startDebug serves the pprof endpoints, separate from the API so they are
+// never exposed where the API is.
+func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for debug on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiling endpoints listening", "addr", ln.Addr().String())
+	return srv, nil
 }
