@@ -99,7 +99,7 @@ func (c *Config) setDefaults() {
 		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	if c.RaftLogLevel == "" {
-		c.RaftLogLevel = "warn"
+		c.RaftLogLevel = "error"
 	}
 	if c.AdvertiseRaft == "" {
 		c.AdvertiseRaft = c.RaftAddr

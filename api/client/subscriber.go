@@ -151,7 +151,7 @@ func (s *Subscriber) receive(w http.ResponseWriter, r *http.Request) {
 	h := sha512.New()
 	var keep bytes.Buffer
 	dst := io.Writer(h)
-	if head.Length <= s.KeepBodies && !s.Discard {
+	if head.Length <= s.KeepBodies {
 		dst = io.MultiWriter(h, &keep)
 	}
 	n, err := io.Copy(dst, io.LimitReader(r.Body, int64(head.Length)))
@@ -172,11 +172,11 @@ func (s *Subscriber) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := Received{URL: url, Topic: head.Topic, Tracing: head.Tracing, Identifier: head.Identifier,
 		Length: head.Length, SHA512: sum}
+	if head.Length <= s.KeepBodies {
+		rec.Message = keep.Bytes()
+	}
 	if !s.Discard {
 		rec.Header = r.Header.Clone()
-		if head.Length <= s.KeepBodies {
-			rec.Message = keep.Bytes()
-		}
 	}
 	reply := Confirm
 	if s.Decide != nil {

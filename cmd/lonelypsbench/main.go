@@ -258,7 +258,7 @@ func startSubscribers(n int) (*subscriberPool, error) {
 			return nil, err
 		}
 		sub := client.NewSubscriber()
-		sub.Discard = true
+		sub.Discard, sub.KeepBodies = true, 0
 		srv := &http.Server{Handler: sub, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(l) }()
 		p.subs = append(p.subs, sub)

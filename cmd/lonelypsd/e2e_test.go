@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha512"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -299,4 +303,67 @@ func TestRestartKeepsSubscriptions(t *testing.T) {
 	if n, err := c.Notify(ctx, []byte("gx"), []byte("m")); err != nil || n != 1 {
 		t.Fatalf("glob notify after restart: %d, %v", n, err)
 	}
+}
+
+// TestListenAndNotifyCommands drives the binary the way the README shows.
+func TestListenAndNotifyCommands(t *testing.T) {
+	node := startNode(t, t.TempDir())
+	listen := exec.Command(binPath, "listen", "--addr", node.HTTP, "--glob", "deploy/*", "--topic", "cache/bust")
+	var out syncBuffer
+	listen.Stdout = &out
+	stderr, err := listen.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := listen.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = listen.Process.Kill(); _ = listen.Wait() })
+	// The listener says so once it is subscribed.
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "listening on") {
+		t.Fatalf("listen: %q, %v", line, err)
+	}
+	notify := func(topic, msg string) string {
+		t.Helper()
+		b, err := exec.Command(binPath, "notify", "--addr", node.HTTP, "--topic", topic, "--message", msg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("notify: %v\n%s", err, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if got := notify("deploy/api", "restart please"); got != "delivered to 1 subscriber(s)" {
+		t.Fatalf("notify printed %q", got)
+	}
+	if got := notify("elsewhere", "x"); got != "delivered to 0 subscriber(s)" {
+		t.Fatalf("notify printed %q", got)
+	}
+	if !strings.Contains(out.String(), "deploy/api\t\"restart please\"") {
+		t.Fatalf("listener printed %q", out.String())
+	}
+	// Ctrl-C unsubscribes.
+	_ = listen.Process.Signal(os.Interrupt)
+	if err := listen.Wait(); err != nil {
+		t.Fatalf("listen exit: %v", err)
+	}
+	if got := notify("deploy/api", "again"); got != "delivered to 0 subscriber(s)" {
+		t.Fatalf("after the listener left: %q", got)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

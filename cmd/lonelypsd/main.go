@@ -33,6 +33,8 @@ Usage:
   lonelypsd dev   [flags]   run a single-node broadcaster with embedded defaults
   lonelypsd serve [flags]   run a node of a broadcaster cluster
   lonelypsd setup [flags]   write broadcaster-secrets.json and subscriber-secrets.json
+  lonelypsd listen --topic T | --glob G   subscribe and print what arrives
+  lonelypsd notify --topic T --message M  publish a message
   lonelypsd help  [command] show the flags of a command
 
 Every flag may also be given as an environment variable: --http-addr is
@@ -57,6 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runNode(ctx, cmd, rest, stdout, stderr)
 	case "setup":
 		return runSetup(rest, stdout, stderr)
+	case "notify":
+		return runNotify(ctx, rest, stdout, stderr)
+	case "listen":
+		return runListen(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -108,7 +114,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
-	fs.StringVar(&f.raftLogLevel, "raft-log-level", "warn", "level of the Raft library's own log: trace, debug, info, warn, error")
+	fs.StringVar(&f.raftLogLevel, "raft-log-level", "error", "level of the Raft library's own log: trace, debug, info, warn, error")
 	fs.Int64Var(&f.spoolThreshold, "spool-threshold", api.DefaultSpoolThreshold, "notify messages longer than this many bytes are spooled to a temporary file")
 	fs.Int64Var(&f.maxSetSubscriptions, "max-set-subscriptions-body", api.DefaultMaxSetSubscriptionsBody, "largest set_subscriptions body accepted, in bytes")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", api.DefaultWriteTimeout, "how long a subscription change may wait for Raft before answering 503")
