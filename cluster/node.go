@@ -9,7 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/http"
+	"sync"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,8 +43,24 @@ type Config struct {
 	// which then must not be a wildcard address.
 	AdvertiseRaft string
 	DataDir       string
+	// AdvertiseHTTP is the address peers (and forwarded writes) use to
+	// reach this node's HTTP API.
+	AdvertiseHTTP string
 	// Bootstrap makes a node with no Raft state form a cluster of itself.
 	Bootstrap bool
+	// Join lists other nodes' HTTP API addresses (HOST:PORT). A host name
+	// that resolves to several addresses (a Kubernetes headless Service)
+	// stands for each of them. This node's own address may appear.
+	Join []string
+	// BootstrapExpect: when no node of Join has a cluster yet, the nodes
+	// form one as soon as this many of them (this one included) know each
+	// other. 0 means only join an existing cluster.
+	BootstrapExpect int
+	// Secret authenticates nodes to each other; empty leaves the /cluster
+	// endpoints open (only for trusted networks).
+	Secret string
+	// HTTPClient calls peers; nil uses a default with short timeouts.
+	HTTPClient *http.Client
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -104,6 +121,9 @@ func (c *Config) setDefaults() {
 	if c.AdvertiseRaft == "" {
 		c.AdvertiseRaft = c.RaftAddr
 	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -117,7 +137,16 @@ type Node struct {
 	fsm       *fsm.FSM
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
-	stopObs   chan struct{}
+	peers     *peerClient
+	self      fsm.NodeInfo
+
+	// bootMu guards candidates: nodes without a cluster that contacted
+	// this one while forming the first cluster.
+	bootMu     sync.Mutex
+	candidates map[string]fsm.NodeInfo
+
+	stop chan struct{}
+	wg   sync.WaitGroup
 }
 
 // Open starts a node. The data folder is created if missing.
@@ -141,7 +170,12 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, fsm: table, stopObs: make(chan struct{})}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger, fsm: table, stop: make(chan struct{}),
+		peers:      &peerClient{http: cfg.HTTPClient, secret: []byte(cfg.Secret)},
+		self:       fsm.NodeInfo{ID: cfg.NodeID, HTTP: cfg.AdvertiseHTTP, Raft: cfg.AdvertiseRaft},
+		candidates: map[string]fsm.NodeInfo{},
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -161,16 +195,15 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	adv, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseRaft)
-	if err != nil {
-		return nil, fmt.Errorf("raft advertise address %q: %w", cfg.AdvertiseRaft, err)
+	if cfg.AdvertiseHTTP == "" {
+		return nil, errors.New("cluster: the advertised HTTP address is required")
 	}
-	if adv.IP == nil || adv.IP.IsUnspecified() {
-		return nil, fmt.Errorf("raft advertise address %q must name a reachable host, not a wildcard", cfg.AdvertiseRaft)
+	if err := checkAdvertise("http advertise address", cfg.AdvertiseHTTP); err != nil {
+		return nil, err
 	}
-	n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, transportPool, transportTimeout, hlog)
+	n.transport, err = newTransport(cfg.RaftAddr, cfg.AdvertiseRaft, hlog)
 	if err != nil {
-		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
+		return nil, err
 	}
 
 	rc := raft.DefaultConfig()
@@ -192,28 +225,36 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raft configuration: %w", err)
 	}
 
-	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(n.store, n.store, snaps)
-		if err != nil {
-			return nil, fmt.Errorf("inspect raft state: %w", err)
-		}
-		if !has {
-			err := raft.BootstrapCluster(rc, n.store, n.store, snaps, n.transport, raft.Configuration{
-				Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}},
-			})
-			if err != nil {
-				return nil, fmt.Errorf("bootstrap cluster: %w", err)
-			}
-			n.log.Info("bootstrapped a new cluster", "node", cfg.NodeID, "raft", string(n.transport.LocalAddr()))
-		}
+	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-
 	n.raft, err = raft.NewRaft(rc, table, n.store, n.store, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	go n.observeLeadership()
 	ok = true
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.observeLeadership() }()
+	go func() { defer n.wg.Done(); n.registerSelf() }()
+	switch {
+	case hasState:
+		n.log.Info("restarting with existing raft state", "node", cfg.NodeID)
+	case cfg.Bootstrap:
+		err := n.raft.BootstrapCluster(raft.Configuration{
+			Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}},
+		}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			_ = n.Close()
+			return nil, fmt.Errorf("bootstrap cluster: %w", err)
+		}
+		n.log.Info("bootstrapped a new cluster", "node", cfg.NodeID, "raft", string(n.transport.LocalAddr()))
+	case len(cfg.Join) > 0:
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.joinLoop() }()
+	default:
+		n.log.Warn("no raft state, no --bootstrap and no --join: waiting for a leader to add this node", "node", cfg.NodeID)
+	}
 	return n, nil
 }
 
@@ -251,7 +292,7 @@ func (n *Node) observeLeadership() {
 			} else {
 				n.log.Info("this node is no longer the leader", "node", n.cfg.NodeID)
 			}
-		case <-n.stopObs:
+		case <-n.stop:
 			return
 		}
 	}
@@ -292,41 +333,6 @@ func (n *Node) WaitForLeader(ctx context.Context) error {
 	}
 }
 
-// Apply commits cmd through Raft and returns its result once this node's
-// table has applied it.
-func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
-	if n.raft.State() != raft.Leader {
-		if id, _ := n.Leader(); id == "" {
-			return fsm.Result{}, ErrNoLeader
-		}
-		return fsm.Result{}, ErrNotLeader
-	}
-	data, err := cmd.Encode()
-	if err != nil {
-		return fsm.Result{}, err
-	}
-	enqueue := 5 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		enqueue = time.Until(dl)
-	}
-	fut := n.raft.Apply(data, enqueue)
-	done := make(chan error, 1)
-	go func() { done <- fut.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fsm.Result{}, mapRaftErr(err)
-		}
-	case <-ctx.Done():
-		return fsm.Result{}, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
-	}
-	res, _ := fut.Response().(fsm.Result)
-	if res.Err != nil {
-		return res, fmt.Errorf("apply %s: %w", cmd.Op, res.Err)
-	}
-	return res, nil
-}
-
 func mapRaftErr(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
@@ -354,13 +360,14 @@ func (n *Node) Close() error {
 	if n.raft == nil {
 		return n.closeStores()
 	}
-	if n.raft.State() == raft.Leader && len(n.peers()) > 0 {
+	if n.raft.State() == raft.Leader && len(n.otherServers()) > 0 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "err", err)
 		}
 	}
+	close(n.stop)
 	err := n.raft.Shutdown().Error()
-	close(n.stopObs)
+	n.wg.Wait()
 	if cerr := n.closeStores(); err == nil {
 		err = cerr
 	}
@@ -370,7 +377,7 @@ func (n *Node) Close() error {
 	return nil
 }
 
-func (n *Node) peers() []raft.Server {
+func (n *Node) otherServers() []raft.Server {
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
 		return nil

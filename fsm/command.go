@@ -15,6 +15,10 @@ const (
 	OpUnsubscribeExact
 	OpUnsubscribeGlob
 	OpSetSubscriptions
+	// OpSetNode records a cluster member's addresses (joins, restarts).
+	OpSetNode
+	// OpRemoveNode forgets a member that left the cluster.
+	OpRemoveNode
 )
 
 func (o Op) String() string {
@@ -29,6 +33,10 @@ func (o Op) String() string {
 		return "unsubscribe_glob"
 	case OpSetSubscriptions:
 		return "set_subscriptions"
+	case OpSetNode:
+		return "set_node"
+	case OpRemoveNode:
+		return "remove_node"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -49,8 +57,13 @@ type GlobEntry struct {
 // small, the format is self-describing for operators reading a log, and
 // new optional fields can be added without a version bump.
 type Command struct {
-	Op  Op     `json:"op"`
-	URL string `json:"url"`
+	Op Op `json:"op"`
+	// ID names the request that proposed the command. A command whose ID
+	// was applied before (within RequestRetention of log time) is not
+	// applied again: its first outcome is returned. This is what makes a
+	// write retried across a leader change apply at most once.
+	ID  string `json:"id,omitempty"`
+	URL string `json:"url,omitempty"`
 	// Topic is the exact topic of OpSubscribeExact and OpUnsubscribeExact.
 	Topic []byte `json:"topic,omitempty"`
 	// Glob is the pattern of OpSubscribeGlob and OpUnsubscribeGlob.
@@ -61,6 +74,17 @@ type Command struct {
 	// strictly ascending by key.
 	Exact []ExactEntry `json:"exact,omitempty"`
 	Globs []GlobEntry  `json:"globs,omitempty"`
+	// Node is the member of OpSetNode and OpRemoveNode (only ID for the
+	// latter).
+	Node *NodeInfo `json:"node,omitempty"`
+}
+
+// NodeInfo is what the cluster knows of a member: how to reach its API and
+// its Raft transport.
+type NodeInfo struct {
+	ID   string `json:"id"`
+	HTTP string `json:"http,omitempty"`
+	Raft string `json:"raft,omitempty"`
 }
 
 // Encode returns the bytes stored in the Raft log.
@@ -78,8 +102,11 @@ func DecodeCommand(b []byte) (Command, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return Command{}, fmt.Errorf("decode command: %w", err)
 	}
-	if c.Op < OpSubscribeExact || c.Op > OpSetSubscriptions {
+	if c.Op < OpSubscribeExact || c.Op > OpRemoveNode {
 		return Command{}, fmt.Errorf("decode command: unknown op %d", c.Op)
+	}
+	if (c.Op == OpSetNode || c.Op == OpRemoveNode) && (c.Node == nil || c.Node.ID == "") {
+		return Command{}, fmt.Errorf("decode command: %s without a node id", c.Op)
 	}
 	return c, nil
 }

@@ -11,7 +11,9 @@ package fsm
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,11 +28,19 @@ import (
 )
 
 var (
-	bucketMeta  = []byte("meta")
-	bucketExact = []byte("exact")
-	bucketGlob  = []byte("glob")
-	keyApplied  = []byte("applied")
+	bucketMeta     = []byte("meta")
+	bucketExact    = []byte("exact")
+	bucketGlob     = []byte("glob")
+	bucketNodes    = []byte("nodes")
+	bucketRequests = []byte("requests")      // request id -> u64 log time (ms) || outcome
+	bucketReqTimes = []byte("request_times") // u64 log time (ms) || request id -> nil
+	keyApplied     = []byte("applied")
 )
+
+// RequestRetention is how long (in log time) a request id is remembered.
+// A client retries a write for seconds, so minutes are ample; the bound
+// keeps the table from growing with every write ever made.
+const RequestRetention = 10 * time.Minute
 
 // ErrClosed is returned by reads after Close.
 var ErrClosed = errors.New("fsm: store closed")
@@ -52,7 +62,11 @@ type FSM struct {
 	idxMu sync.RWMutex
 	idx   *index
 
-	applied uint64 // guarded by idxMu
+	applied uint64              // guarded by idxMu
+	nodes   map[string]NodeInfo // guarded by idxMu
+	// advanced is closed and replaced whenever applied grows, so
+	// WaitApplied can block without polling. Guarded by idxMu.
+	advanced chan struct{}
 }
 
 // Open opens (or creates) the table at path and rebuilds the in-memory
@@ -85,7 +99,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open subscription table %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob} {
+		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob, bucketNodes, bucketRequests, bucketReqTimes} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -102,10 +116,22 @@ func openDB(path string) (*bolt.DB, error) {
 // rebuild reloads the index from bbolt. Callers hold dbMu (or own f).
 func (f *FSM) rebuild() error {
 	idx := newIndex()
+	nodes := map[string]NodeInfo{}
 	var applied uint64
 	err := f.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyApplied); len(v) == 8 {
 			applied = binary.BigEndian.Uint64(v)
+		}
+		err := tx.Bucket(bucketNodes).ForEach(func(k, v []byte) error {
+			var n NodeInfo
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("corrupt node record %q: %w", k, err)
+			}
+			nodes[n.ID] = n
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		for _, kind := range []Kind{Exact, Glob} {
 			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
@@ -125,7 +151,11 @@ func (f *FSM) rebuild() error {
 		return fmt.Errorf("rebuild index from %s: %w", f.path, err)
 	}
 	f.idxMu.Lock()
-	f.idx, f.applied = idx, applied
+	f.idx, f.applied, f.nodes = idx, applied, nodes
+	if f.advanced != nil {
+		close(f.advanced)
+	}
+	f.advanced = make(chan struct{})
 	f.idxMu.Unlock()
 	return nil
 }
@@ -136,6 +166,25 @@ func (f *FSM) AppliedIndex() uint64 {
 	f.idxMu.RLock()
 	defer f.idxMu.RUnlock()
 	return f.applied
+}
+
+// WaitApplied blocks until the table reflects the log entry at index:
+// the node that accepted a write answers only after its own replica shows
+// it, so a subscriber always sees its own subscription at that node.
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		f.idxMu.RLock()
+		applied, ch := f.applied, f.advanced
+		f.idxMu.RUnlock()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for index %d (applied %d): %w", index, applied, ctx.Err())
+		}
+	}
 }
 
 // Close closes the bbolt file. Apply must not be called afterwards.
@@ -173,6 +222,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 
 	applied := f.AppliedIndex()
 	var effects []effect
+	var newestMs int64
 	last := applied
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		effects = effects[:0]
@@ -194,12 +244,29 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 				out[i] = Result{Err: err}
 				continue
 			}
+			logMs := l.AppendedAt.UnixMilli()
+			if l.AppendedAt.IsZero() {
+				logMs = 0
+			}
+			if logMs > newestMs {
+				newestMs = logMs
+			}
+			if prev, ok := seenRequest(tx, cmd.ID); ok {
+				out[i] = Result{Outcome: prev}
+				continue
+			}
 			res, eff, err := applyCommand(tx, cmd)
 			if err != nil {
 				return fmt.Errorf("apply %s at index %d: %w", cmd.Op, l.Index, err)
 			}
+			if err := rememberRequest(tx, cmd.ID, logMs, res.Outcome); err != nil {
+				return err
+			}
 			out[i] = res
 			effects = append(effects, eff...)
+		}
+		if err := forgetRequests(tx, newestMs-RequestRetention.Milliseconds()); err != nil {
+			return err
 		}
 		if last == applied {
 			return nil
@@ -219,6 +286,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 
 	f.idxMu.Lock()
 	for _, e := range effects {
+		if e.node != nil {
+			if e.remove {
+				delete(f.nodes, e.node.ID)
+			} else {
+				f.nodes[e.node.ID] = *e.node
+			}
+			continue
+		}
 		if e.remove {
 			f.idx.remove(e.kind, e.url, e.key)
 		} else if err := f.idx.add(e.kind, e.url, e.key, e.recovery); err != nil {
@@ -229,6 +304,8 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	}
 	if last > f.applied {
 		f.applied = last
+		close(f.advanced)
+		f.advanced = make(chan struct{})
 	}
 	f.idxMu.Unlock()
 	return out
@@ -238,6 +315,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 // transaction that made it durable has committed.
 type effect struct {
 	remove   bool
+	node     *NodeInfo // set for member changes
 	kind     Kind
 	url      string
 	key      string
@@ -275,8 +353,71 @@ func applyCommand(tx *bolt.Tx, c Command) (Result, []effect, error) {
 			effects = append(effects, eff...)
 		}
 		return Result{Outcome: Applied}, effects, nil
+	case OpSetNode:
+		v, err := json.Marshal(c.Node)
+		if err != nil {
+			return Result{}, nil, err
+		}
+		if err := tx.Bucket(bucketNodes).Put([]byte(c.Node.ID), v); err != nil {
+			return Result{}, nil, err
+		}
+		n := *c.Node
+		return Result{Outcome: Applied}, []effect{{node: &n}}, nil
+	case OpRemoveNode:
+		b := tx.Bucket(bucketNodes)
+		if b.Get([]byte(c.Node.ID)) == nil {
+			return Result{Outcome: Conflict}, nil, nil
+		}
+		if err := b.Delete([]byte(c.Node.ID)); err != nil {
+			return Result{}, nil, err
+		}
+		return Result{Outcome: Applied}, []effect{{remove: true, node: &NodeInfo{ID: c.Node.ID}}}, nil
 	}
 	return Result{Err: fmt.Errorf("unknown op %d", c.Op)}, nil, nil
+}
+
+func seenRequest(tx *bolt.Tx, id string) (Outcome, bool) {
+	if id == "" {
+		return 0, false
+	}
+	v := tx.Bucket(bucketRequests).Get([]byte(id))
+	if len(v) != 9 {
+		return 0, false
+	}
+	return Outcome(v[8]), true
+}
+
+func rememberRequest(tx *bolt.Tx, id string, logMs int64, o Outcome) error {
+	if id == "" {
+		return nil
+	}
+	var v [9]byte
+	binary.BigEndian.PutUint64(v[:], uint64(logMs))
+	v[8] = byte(o)
+	if err := tx.Bucket(bucketRequests).Put([]byte(id), v[:]); err != nil {
+		return err
+	}
+	k := binary.BigEndian.AppendUint64(nil, uint64(logMs))
+	return tx.Bucket(bucketReqTimes).Put(append(k, id...), nil)
+}
+
+// forgetRequests drops request ids recorded before cutoffMs (log time, so
+// every replica forgets the same ids at the same entry).
+func forgetRequests(tx *bolt.Tx, cutoffMs int64) error {
+	if cutoffMs <= 0 {
+		return nil
+	}
+	times, reqs := tx.Bucket(bucketReqTimes), tx.Bucket(bucketRequests)
+	c := times.Cursor()
+	for k, _ := c.First(); k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < cutoffMs; k, _ = c.First() {
+		if err := reqs.Delete(k[8:]); err != nil {
+			return err
+		}
+		if err := times.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func subscribe(tx *bolt.Tx, kind Kind, url, key, recovery string) (Result, []effect, error) {

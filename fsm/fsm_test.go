@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -320,5 +321,68 @@ func BenchmarkMatchExact1000Topics(b *testing.B) {
 		if len(f.Match(topic)) != 1 {
 			b.Fatal("no match")
 		}
+	}
+}
+
+func TestRequestIDAppliesAtMostOnce(t *testing.T) {
+	f, _ := openTest(t)
+	at := time.Unix(1700000000, 0)
+	apply := func(index uint64, c Command, when time.Time) Result {
+		data, err := c.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: data, AppendedAt: when}})[0].(Result)
+	}
+	c := sub("a")
+	c.ID = "req-1"
+	if r := apply(1, c, at); r.Outcome != Applied {
+		t.Fatalf("first: %+v", r)
+	}
+	// The same request retried (a new log entry, after a leader change)
+	// reports its first outcome instead of a 409.
+	if r := apply(2, c, at.Add(time.Second)); r.Outcome != Applied {
+		t.Fatalf("retry: %+v, want the first outcome (applied)", r)
+	}
+	// Even when a later write undid it in between, the retry changes
+	// nothing.
+	apply(3, Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a"), ID: "req-2"}, at.Add(2*time.Second))
+	apply(4, c, at.Add(3*time.Second))
+	if _, ok := f.Lookup(Exact, u1, "a"); ok {
+		t.Fatal("a retried request was applied a second time")
+	}
+	// After the retention, the id is forgotten (and the table bounded).
+	apply(5, Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("z"), ID: "req-3"}, at.Add(RequestRetention+time.Minute))
+	if r := apply(6, c, at.Add(RequestRetention+2*time.Minute)); r.Outcome != Applied {
+		t.Fatalf("after retention: %+v", r)
+	}
+	if _, ok := f.Lookup(Exact, u1, "a"); !ok {
+		t.Fatal("a request id past its retention still blocked the command")
+	}
+}
+
+func TestNodesAreReplicatedState(t *testing.T) {
+	f, path := openTest(t)
+	a := &applier{t: t, f: f}
+	a.apply(
+		Command{Op: OpSetNode, Node: &NodeInfo{ID: "n1", HTTP: "h1:1", Raft: "r1:1"}},
+		Command{Op: OpSetNode, Node: &NodeInfo{ID: "n2", HTTP: "h2:1", Raft: "r2:1"}},
+		Command{Op: OpSetNode, Node: &NodeInfo{ID: "n1", HTTP: "h1:2", Raft: "r1:1"}},
+	)
+	if res := a.apply(Command{Op: OpRemoveNode, Node: &NodeInfo{ID: "n2"}}, Command{Op: OpRemoveNode, Node: &NodeInfo{ID: "n2"}}); res[0].Outcome != Applied || res[1].Outcome != Conflict {
+		t.Fatalf("remove: %+v", res)
+	}
+	want := map[string]NodeInfo{"n1": {ID: "n1", HTTP: "h1:2", Raft: "r1:1"}}
+	if got := f.Nodes(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("nodes %+v", got)
+	}
+	f.Close()
+	g, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if got := g.Nodes(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("nodes after reopen %+v", got)
 	}
 }

@@ -202,3 +202,14 @@ func (f *FSM) All() []Subscription {
 	})
 	return out
 }
+
+// Nodes returns the cluster members the table knows, by id.
+func (f *FSM) Nodes() map[string]NodeInfo {
+	f.idxMu.RLock()
+	defer f.idxMu.RUnlock()
+	out := make(map[string]NodeInfo, len(f.nodes))
+	for id, n := range f.nodes {
+		out[id] = n
+	}
+	return out
+}

@@ -35,6 +35,7 @@ Usage:
   lonelypsd setup [flags]   write broadcaster-secrets.json and subscriber-secrets.json
   lonelypsd listen --topic T | --glob G   subscribe and print what arrives
   lonelypsd notify --topic T --message M  publish a message
+  lonelypsd cluster status|remove         inspect or shrink a cluster
   lonelypsd help  [command] show the flags of a command
 
 Every flag may also be given as an environment variable: --http-addr is
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runNotify(ctx, rest, stdout, stderr)
 	case "listen":
 		return runListen(ctx, rest, stdout, stderr)
+	case "cluster":
+		return runCluster(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -80,6 +83,8 @@ type nodeFlags struct {
 	bootstrap                                                   bool
 	logLevel, logFormat, raftLogLevel                           string
 	debugAddr                                                   string
+	advertiseHTTP, join, clusterSecretFile                      string
+	bootstrapExpect                                             int
 
 	spoolThreshold      int64
 	maxSetSubscriptions int64
@@ -105,6 +110,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	if !dev {
 		fs.StringVar(&f.nodeID, "node-id", "", "unique, stable id of this node (required)")
 		fs.BoolVar(&f.bootstrap, "bootstrap", false, "form a new single-node cluster if this node has no Raft state yet")
+		fs.StringVar(&f.join, "join", "", "other nodes' HTTP API addresses, HOST:PORT[,HOST:PORT...]; a name with several addresses (a headless Service) counts as each")
+		fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes of --join (this one included) know each other")
+		fs.StringVar(&f.advertiseHTTP, "advertise-http", "", "HOST:PORT peers use to reach this node's HTTP API (default: --http-addr)")
+		fs.StringVar(&f.clusterSecretFile, "cluster-secret-file", "", "file holding the cluster secret (default: the \"cluster\" key of --secrets)")
 	}
 	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "HOST:PORT the HTTP API listens on")
 	fs.StringVar(&f.raftAddr, "raft-addr", "", "HOST:PORT the Raft transport listens on (dev: the HTTP port + 1)")
@@ -224,6 +233,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	cfg := daemon.Config{
 		Cluster: cluster.Config{
 			NodeID: f.nodeID, RaftAddr: f.raftAddr, AdvertiseRaft: f.advertiseRaft, DataDir: f.dataDir,
+			AdvertiseHTTP: f.advertiseHTTP, Join: splitList(f.join), BootstrapExpect: f.bootstrapExpect,
 			Bootstrap: f.bootstrap, HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
@@ -237,6 +247,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		HTTPAddr:            f.httpAddr,
 		DebugAddr:           f.debugAddr,
 		SecretsFile:         f.secrets,
+		ClusterSecretFile:   f.clusterSecretFile,
 		MissedSweepInterval: f.missedSweepInterval,
 		ShutdownTimeout:     f.shutdownTimeout,
 		Logger:              log,
@@ -268,4 +279,14 @@ func nextPort(addr string) (string, error) {
 		return "", fmt.Errorf("--http-addr %q: dev mode needs a fixed port (or give --raft-addr)", addr)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p+1)), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

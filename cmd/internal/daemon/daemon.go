@@ -13,7 +13,10 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/auth"
@@ -34,6 +37,9 @@ type Config struct {
 	// SecretsFile is a broadcaster-secrets.json; empty means auth none in
 	// both directions.
 	SecretsFile string
+	// ClusterSecretFile holds the cluster secret when the secrets file
+	// does not (or there is none).
+	ClusterSecretFile string
 	// MissedSweepInterval is how often due MISSED notices are looked for.
 	MissedSweepInterval time.Duration
 	// MissedRetry is the MISSED schedule.
@@ -67,9 +73,16 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.MissedRetry = fanout.DefaultRetryPolicy
 	}
 
-	pair, err := loadAuth(cfg.SecretsFile)
+	pair, clusterSecret, err := loadAuth(cfg.SecretsFile, cfg.ClusterSecretFile)
 	if err != nil {
 		return err
+	}
+	cfg.Cluster.Secret = clusterSecret
+	if cfg.Cluster.AdvertiseHTTP == "" {
+		cfg.Cluster.AdvertiseHTTP = cfg.HTTPAddr
+	}
+	if clusterSecret == "" && len(cfg.Cluster.Join) > 0 {
+		log.Warn("no cluster secret: the /cluster endpoints accept any caller; set one (lonelypsd setup, --cluster-secret-file) outside trusted networks")
 	}
 	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
@@ -112,6 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer fan.Wait()
 
 	srv := api.New(cfg.API, node, node, table, fan, pair, log)
+	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
 	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), log)
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -164,19 +178,29 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-func loadAuth(path string) (auth.Pair, error) {
-	if path == "" {
-		return auth.Pair{ToBroadcaster: auth.None(), ToSubscriber: auth.None()}, nil
+func loadAuth(path, clusterFile string) (auth.Pair, string, error) {
+	pair := auth.NonePair()
+	var cluster string
+	if path != "" {
+		secrets, err := auth.LoadSecrets(path)
+		if err != nil {
+			return auth.Pair{}, "", err
+		}
+		if pair, err = secrets.Pair(auth.NewMemoryReplayStore(time.Now)); err != nil {
+			return auth.Pair{}, "", fmt.Errorf("secrets %s: %w", path, err)
+		}
+		cluster = secrets.Cluster
 	}
-	secrets, err := auth.LoadSecrets(path)
-	if err != nil {
-		return auth.Pair{}, err
+	if clusterFile != "" {
+		b, err := os.ReadFile(clusterFile)
+		if err != nil {
+			return auth.Pair{}, "", fmt.Errorf("cluster secret: %w", err)
+		}
+		if cluster = strings.TrimSpace(string(b)); cluster == "" {
+			return auth.Pair{}, "", fmt.Errorf("cluster secret file %s is empty", clusterFile)
+		}
 	}
-	pair, err := secrets.Pair(auth.NewMemoryReplayStore(time.Now))
-	if err != nil {
-		return auth.Pair{}, fmt.Errorf("secrets %s: %w", path, err)
-	}
-	return pair, nil
+	return pair, cluster, nil
 }
 
 // remover removes subscriptions whose subscriber answered

@@ -1,0 +1,133 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// applyResult is the answer of /cluster/apply.
+type applyResult struct {
+	Outcome fsm.Outcome `json:"outcome"`
+	Index   uint64      `json:"index"`
+	Error   string      `json:"error,omitempty"`
+}
+
+// retryPause is the wait between attempts to reach a leader: short, since
+// a failover on a LAN completes in well under a second.
+const retryPause = 50 * time.Millisecond
+
+// Apply commits cmd through Raft from any node: the leader applies it
+// itself, a follower forwards it to the leader over the HTTP API port.
+// Either way it returns once this node's own table has applied the entry.
+//
+// A write gets a request id before its first attempt; retries (after a
+// leader change, a lost connection) carry the same id, and the FSM applies
+// an id at most once. Without a leader Apply keeps trying until ctx ends,
+// then returns ErrNoLeader.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	if cmd.ID == "" {
+		cmd.ID = newRequestID()
+	}
+	var lastErr error = ErrNoLeader
+	for {
+		res, index, err := n.applyOnce(ctx, cmd)
+		if err == nil {
+			if werr := n.fsm.WaitApplied(ctx, index); werr != nil {
+				return fsm.Result{}, fmt.Errorf("%w: %w", ErrTimeout, werr)
+			}
+			return res, nil
+		}
+		if !retryable(err) {
+			return fsm.Result{}, err
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			if errors.Is(lastErr, ErrNoLeader) || errors.Is(lastErr, ErrNotLeader) {
+				return fsm.Result{}, fmt.Errorf("%w: %w", ErrNoLeader, lastErr)
+			}
+			return fsm.Result{}, fmt.Errorf("%w: %w", ErrTimeout, lastErr)
+		case <-n.stop:
+			return fsm.Result{}, ErrShutdown
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+func newRequestID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("cluster: no randomness: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// errForward marks a failure to reach the leader, worth another attempt.
+var errForward = errors.New("cluster: forwarding to the leader failed")
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, errForward)
+}
+
+func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error) {
+	if n.raft.State() == raft.Leader {
+		return n.applyLocal(ctx, cmd)
+	}
+	id, _ := n.Leader()
+	if id == "" {
+		return fsm.Result{}, 0, ErrNoLeader
+	}
+	leader, ok := n.fsm.Nodes()[id]
+	if !ok || leader.HTTP == "" {
+		// The leader's address is replicated state; a node that has just
+		// joined may not have it yet.
+		return fsm.Result{}, 0, fmt.Errorf("%w: no http address known for leader %s", ErrNotLeader, id)
+	}
+	var out applyResult
+	err := n.peers.call(ctx, http.MethodPost, leader.HTTP, "/cluster/apply", cmd, &out)
+	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && se.Code != http.StatusServiceUnavailable {
+			return fsm.Result{}, 0, fmt.Errorf("leader %s refused the write: %w", id, err)
+		}
+		return fsm.Result{}, 0, fmt.Errorf("%w: %w", errForward, err)
+	}
+	return fsm.Result{Outcome: out.Outcome}, out.Index, nil
+}
+
+// applyLocal proposes cmd on this node, which must be the leader.
+func (n *Node) applyLocal(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error) {
+	data, err := cmd.Encode()
+	if err != nil {
+		return fsm.Result{}, 0, err
+	}
+	enqueue := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		enqueue = time.Until(dl)
+	}
+	fut := n.raft.Apply(data, enqueue)
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fsm.Result{}, 0, mapRaftErr(err)
+		}
+	case <-ctx.Done():
+		return fsm.Result{}, 0, fmt.Errorf("%w: %w", ErrTimeout, ctx.Err())
+	}
+	res, _ := fut.Response().(fsm.Result)
+	if res.Err != nil {
+		return res, 0, fmt.Errorf("apply %s: %w", cmd.Op, res.Err)
+	}
+	return res, fut.Index(), nil
+}
