@@ -80,9 +80,9 @@ type Config struct {
 // (see docs/benchmarks.md), batches large enough that concurrent
 // subscribers share one log write and one FSM transaction.
 const (
-	DefaultHeartbeatTimeout   = 300 * time.Millisecond
-	DefaultElectionTimeout    = 300 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
+	DefaultHeartbeatTimeout   = 200 * time.Millisecond
+	DefaultElectionTimeout    = 200 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 100 * time.Millisecond
 	DefaultCommitTimeout      = 5 * time.Millisecond
 	DefaultSnapshotThreshold  = 8192
 	DefaultTrailingLogs       = 10240

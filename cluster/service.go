@@ -70,6 +70,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("POST /cluster/join", n.peerOnly(n.serveJoin))
 	mux.HandleFunc("POST /cluster/boot", n.peerOnly(n.serveBoot))
 	mux.HandleFunc("POST /cluster/remove", n.peerOnly(n.serveRemove))
+	mux.HandleFunc("POST /cluster/subscriptions", n.peerOnly(n.serveSubscriptions))
 	return mux
 }
 
@@ -215,4 +216,30 @@ func (c *Client) Status(ctx context.Context, httpAddr string) (Status, error) {
 // Remove asks the cluster (through any node) to remove a member.
 func (c *Client) Remove(ctx context.Context, httpAddr, id string) error {
 	return c.peers.call(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
+}
+
+// Subscriptions lists, from one node's replica, the subscriptions of url
+// (signed with the cluster secret: subscriber URLs are not public).
+func (c *Client) Subscriptions(ctx context.Context, httpAddr, url string) ([]fsm.Subscription, error) {
+	var out []fsm.Subscription
+	err := c.peers.call(ctx, http.MethodPost, httpAddr, "/cluster/subscriptions", subscriptionsRequest{URL: url}, &out)
+	return out, err
+}
+
+type subscriptionsRequest struct {
+	URL string `json:"url"`
+}
+
+func (n *Node) serveSubscriptions(w http.ResponseWriter, _ *http.Request, body []byte) {
+	var req subscriptionsRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	exact, globs, err := n.fsm.List(req.URL)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, append(append([]fsm.Subscription{}, exact...), globs...))
 }

@@ -2,8 +2,11 @@ package fsm
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"fmt"
 	"sort"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -147,13 +150,33 @@ func (f *FSM) Counts() (exact, globs int) {
 // the order of the strong etag. It reads bbolt, so it sees exactly what
 // has been applied.
 func (f *FSM) List(url string) (exact, globs []Subscription, err error) {
+	exact, globs, seen, err := f.listDB(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	// bbolt commits before the in-memory index is updated. Whatever List
+	// shows, Match must show too (a subscriber that saw its subscription
+	// listed expects deliveries), so wait out that short window.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.WaitApplied(ctx, seen); err != nil {
+		return nil, nil, err
+	}
+	return exact, globs, nil
+}
+
+// listDB reads url's rows and the applied index of the same transaction.
+func (f *FSM) listDB(url string) (exact, globs []Subscription, seen uint64, err error) {
 	f.dbMu.RLock()
 	defer f.dbMu.RUnlock()
 	if f.db == nil {
-		return nil, nil, ErrClosed
+		return nil, nil, 0, ErrClosed
 	}
 	prefix := makeKey(url, "")
 	err = f.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyApplied); len(v) == 8 {
+			seen = binary.BigEndian.Uint64(v)
+		}
 		for _, kind := range []Kind{Exact, Glob} {
 			var rows []Subscription
 			c := tx.Bucket(kind.bucket()).Cursor()
@@ -169,9 +192,9 @@ func (f *FSM) List(url string) (exact, globs []Subscription, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list subscriptions of %q: %w", url, err)
+		return nil, nil, 0, fmt.Errorf("list subscriptions of %q: %w", url, err)
 	}
-	return exact, globs, nil
+	return exact, globs, seen, nil
 }
 
 // All returns every subscription, ordered by kind, URL and key; for

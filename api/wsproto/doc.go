@@ -47,9 +47,11 @@
 // Every error returned by this package wraps one of the sentinel errors
 // below, so callers can branch with errors.Is.
 //
-// Encoders check everything a parser would check, so whatever an Append
-// method produces, the matching Parse function accepts and decodes back to
-// the same value. On error an Append method returns dst unchanged.
+// Encoders check everything a parser would check (for Notify that includes
+// hashing the payload), so whatever an Append method produces, the matching
+// Parse function accepts and decodes back to the same value, empty byte
+// slices coming back as nil. On error an Append method returns dst
+// unchanged.
 package wsproto
 
 import "errors"

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -99,17 +100,7 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	p.done = make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.logs.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
+	go p.collect(stderr)
 	p.waitReady()
 }
 
@@ -132,6 +123,19 @@ func (p *proc) waitReady() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.t.Fatalf("lonelypsd not ready in 20s\n%s", p.Logs())
+}
+
+// collect keeps the process's stderr and notes its exit.
+func (p *proc) collect(stderr io.Reader) {
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.logs.WriteString(sc.Text() + "\n")
+		p.mu.Unlock()
+	}
+	p.err = p.cmd.Wait()
+	close(p.done)
 }
 
 // Logs returns what the process wrote to stderr.

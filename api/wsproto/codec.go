@@ -1,0 +1,558 @@
+package wsproto
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"unicode/utf8"
+)
+
+// Header names, exactly as the reference writes them in expanded form.
+const (
+	hAuthorization      = "authorization"
+	hTracing            = "x-tracing"
+	hTopic              = "x-topic"
+	hGlob               = "x-glob"
+	hIdentifier         = "x-identifier"
+	hPartID             = "x-part-id"
+	hCompressor         = "x-compressor"
+	hCompressedLength   = "x-compressed-length"
+	hDecompressedLength = "x-decompressed-length"
+	hCompressedSHA512   = "x-compressed-sha512"
+	hSubscriberNonce    = "x-subscriber-nonce"
+	hBroadcasterNonce   = "x-broadcaster-nonce"
+	hEnableZstd         = "x-enable-zstd"
+	hEnableTraining     = "x-enable-training"
+	hInitialDict        = "x-initial-dict"
+	hNumSubscribers     = "x-num-subscribers"
+	hSubscribers        = "x-subscribers"
+	hCompressionLevel   = "x-compression-level"
+	hMinSize            = "x-min-size"
+	hMaxSize            = "x-max-size"
+	hSHA512             = "x-sha512"
+)
+
+// maxHeaders is the most headers any message type has (the first part of a
+// stream); headers.have is a bit set over that many slots.
+const maxHeaders = 9
+
+// MinimalUnsigned returns v big-endian in as few bytes as possible: 0 is no
+// bytes at all, 1..255 one byte, 256..65535 two bytes, and so on up to 8.
+func MinimalUnsigned(v uint64) []byte {
+	return appendMinimalUnsigned(nil, v)
+}
+
+func minimalLen(v uint64) int { return (bits.Len64(v) + 7) / 8 }
+
+func appendMinimalUnsigned(dst []byte, v uint64) []byte {
+	for i := minimalLen(v) - 1; i >= 0; i-- {
+		dst = append(dst, byte(v>>(8*i)))
+	}
+	return dst
+}
+
+// ParseUnsigned decodes a big-endian unsigned header value of at most max
+// bytes (max is clamped to 1..8); the empty value is 0 and leading zero bytes
+// are allowed. A longer value yields an error wrapping ErrHeader.
+func ParseUnsigned(b []byte, max int) (uint64, error) {
+	if max > 8 {
+		max = 8
+	}
+	if max < 1 {
+		max = 1
+	}
+	if len(b) > max {
+		return 0, fmt.Errorf("unsigned value of %d bytes, at most %d allowed: %w", len(b), max, ErrHeader)
+	}
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v, nil
+}
+
+// Message is implemented by every message type of this package (the values
+// ParseS2B and ParseB2S return).
+type Message interface {
+	// AppendMinimal appends the message with minimal headers, the form the
+	// broadcaster sends.
+	AppendMinimal(dst []byte) ([]byte, error)
+	// AppendExpanded appends the message with expanded headers.
+	AppendExpanded(dst []byte) ([]byte, error)
+}
+
+// ParseS2B parses one subscriber-to-broadcaster message and returns it as a
+// value of its concrete type: Configure, SubscribeExact, SubscribeGlob,
+// UnsubscribeExact, UnsubscribeGlob, Notify, NotifyStream, ContinueReceive
+// or ConfirmReceive. Payload fields alias b (see the package comment).
+func ParseS2B(b []byte) (any, error) {
+	d, typ, err := newDecoder(b, "subscriber message")
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case S2BConfigure:
+		return parseConfigure(d)
+	case S2BSubscribeExact:
+		m, err := parseAuthTopic(d, "subscribe exact")
+		return ret(SubscribeExact(m), err)
+	case S2BSubscribeGlob:
+		m, err := parseAuthGlob(d, "subscribe glob")
+		return ret(SubscribeGlob(m), err)
+	case S2BUnsubscribeExact:
+		m, err := parseAuthTopic(d, "unsubscribe exact")
+		return ret(UnsubscribeExact(m), err)
+	case S2BUnsubscribeGlob:
+		m, err := parseAuthGlob(d, "unsubscribe glob")
+		return ret(UnsubscribeGlob(m), err)
+	case S2BNotify:
+		return parseNotify(d)
+	case S2BNotifyStream:
+		m, err := parseStream(d, "notify stream")
+		return ret(NotifyStream(m), err)
+	case S2BContinueReceive:
+		m, err := parseIdentPart(d, "continue receive")
+		return ret(ContinueReceive(m), err)
+	case S2BConfirmReceive:
+		return parseConfirmReceive(d)
+	}
+	return nil, fmt.Errorf("%s: type %d: %w", d.what, typ, ErrUnknownType)
+}
+
+// ParseB2S parses one broadcaster-to-subscriber message and returns it as a
+// value of its concrete type: ConfirmConfigure, ConfirmSubscribeExact,
+// ConfirmSubscribeGlob, ConfirmUnsubscribeExact, ConfirmUnsubscribeGlob,
+// ConfirmNotify, ContinueNotify, ReceiveStream, EnableZstdPreset,
+// EnableZstdCustom, DisableZstdCustom or Missed. Payload fields alias b (see
+// the package comment).
+func ParseB2S(b []byte) (any, error) {
+	d, typ, err := newDecoder(b, "broadcaster message")
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case B2SConfirmConfigure:
+		return parseConfirmConfigure(d)
+	case B2SConfirmSubscribeExact:
+		m, err := parseTopicAuth(d, "confirm subscribe exact")
+		return ret(ConfirmSubscribeExact(m), err)
+	case B2SConfirmSubscribeGlob:
+		m, err := parseGlobAuth(d, "confirm subscribe glob")
+		return ret(ConfirmSubscribeGlob(m), err)
+	case B2SConfirmUnsubscribeExact:
+		m, err := parseTopicAuth(d, "confirm unsubscribe exact")
+		return ret(ConfirmUnsubscribeExact(m), err)
+	case B2SConfirmUnsubscribeGlob:
+		m, err := parseGlobAuth(d, "confirm unsubscribe glob")
+		return ret(ConfirmUnsubscribeGlob(m), err)
+	case B2SConfirmNotify:
+		return parseConfirmNotify(d)
+	case B2SContinueNotify:
+		m, err := parseIdentPart(d, "continue notify")
+		return ret(ContinueNotify(m), err)
+	case B2SReceiveStream:
+		m, err := parseStream(d, "receive stream")
+		return ret(ReceiveStream(m), err)
+	case B2SEnableZstdPreset:
+		return parseEnableZstdPreset(d)
+	case B2SEnableZstdCustom:
+		return parseEnableZstdCustom(d)
+	case B2SDisableZstdCustom:
+		return parseDisableZstdCustom(d)
+	case B2SMissed:
+		m, err := parseAuthTopic(d, "missed")
+		return ret(Missed(m), err)
+	}
+	return nil, fmt.Errorf("%s: type %d: %w", d.what, typ, ErrUnknownType)
+}
+
+// ret turns a (value, error) pair into the (any, error) of the Parse
+// functions, so that a failed parse returns a nil interface.
+func ret[T any](m T, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decoder walks one message. what names the message type in errors.
+type decoder struct {
+	what    string
+	b       []byte
+	off     int
+	minimal bool
+}
+
+func newDecoder(b []byte, what string) (*decoder, uint16, error) {
+	if len(b) < 4 {
+		return nil, 0, fmt.Errorf("%s: %d bytes, the flags and type need 4: %w", what, len(b), ErrTruncated)
+	}
+	d := &decoder{
+		what:    what,
+		b:       b,
+		off:     4,
+		minimal: binary.BigEndian.Uint16(b)&FlagMinimalHeaders != 0,
+	}
+	return d, binary.BigEndian.Uint16(b[2:]), nil
+}
+
+func (d *decoder) mode() string {
+	if d.minimal {
+		return "minimal"
+	}
+	return "expanded"
+}
+
+// u16 reads a length or count; name is only used to build an error.
+func (d *decoder) u16(name string, index int) (int, error) {
+	if len(d.b)-d.off < 2 {
+		return 0, d.short(2, name, index)
+	}
+	v := int(binary.BigEndian.Uint16(d.b[d.off:]))
+	d.off += 2
+	return v, nil
+}
+
+// str16 reads a u16 length and that many bytes, aliasing the input.
+func (d *decoder) str16(name string, index int) ([]byte, error) {
+	n, err := d.u16(name, index)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.b)-d.off < n {
+		return nil, d.short(n, name, index)
+	}
+	p := d.b[d.off : d.off+n : d.off+n]
+	d.off += n
+	return p, nil
+}
+
+func (d *decoder) short(n int, name string, index int) error {
+	if index >= 0 {
+		name = fmt.Sprintf("%s of expanded header %d", name, index)
+	}
+	return fmt.Errorf("%s (%s headers): %s needs %d bytes at offset %d but the message is %d bytes: %w",
+		d.what, d.mode(), name, n, d.off, len(d.b), ErrTruncated)
+}
+
+// payload returns the rest of the message, aliasing the input with its
+// capacity capped; nil when empty.
+func (d *decoder) payload() []byte {
+	if d.off >= len(d.b) {
+		return nil
+	}
+	p := d.b[d.off:len(d.b):len(d.b)]
+	d.off = len(d.b)
+	return p
+}
+
+// headers holds the raw values of one message's headers, aliasing the input,
+// in slots matching names (the minimal-form order).
+type headers struct {
+	d     *decoder
+	names []string
+	vals  [maxHeaders][]byte
+	have  uint16
+}
+
+// readHeaders reads the headers of a message whose header set is fixed. In
+// minimal form all names are read in order; in expanded form the names
+// present are collected and required (every name but those listed in
+// optional) is checked.
+func (d *decoder) readHeaders(names []string, optional ...string) (*headers, error) {
+	h := &headers{d: d, names: names}
+	if d.minimal {
+		return h, h.readMinimal(0, len(names))
+	}
+	if err := h.readExpanded(); err != nil {
+		return nil, err
+	}
+	for i, name := range names {
+		if h.have&(1<<i) == 0 && !contains(optional, name) {
+			return nil, h.missing(name)
+		}
+	}
+	return h, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// readMinimal reads the values of names[from:to] in order.
+func (h *headers) readMinimal(from, to int) error {
+	for i := from; i < to; i++ {
+		v, err := h.d.str16(h.names[i], -1)
+		if err != nil {
+			return err
+		}
+		h.vals[i] = v
+		h.have |= 1 << i
+	}
+	return nil
+}
+
+// readExpanded reads a u16 count of (name, value) pairs; names are ASCII,
+// matched case-insensitively against h.names, the last of repeated names
+// wins and unknown names are skipped. Each pair consumes at least 4 bytes,
+// so an absurd count ends in ErrTruncated without allocating.
+func (h *headers) readExpanded() error {
+	d := h.d
+	count, err := d.u16("header count", -1)
+	if err != nil {
+		return err
+	}
+	for k := 0; k < count; k++ {
+		name, err := d.str16("name", k)
+		if err != nil {
+			return err
+		}
+		val, err := d.str16("value", k)
+		if err != nil {
+			return err
+		}
+		for _, c := range name {
+			if c >= utf8.RuneSelf {
+				return fmt.Errorf("%s: expanded header %d has a non-ASCII name %q: %w", d.what, k, name, ErrHeader)
+			}
+		}
+		for i, want := range h.names {
+			if asciiEqualFold(name, want) {
+				h.vals[i] = val
+				h.have |= 1 << i
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// asciiEqualFold reports whether name, lower-cased, equals want (which is
+// already lower case).
+func asciiEqualFold(name []byte, want string) bool {
+	if len(name) != len(want) {
+		return false
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *headers) missing(name string) error {
+	return fmt.Errorf("%s: missing header %s: %w", h.d.what, name, ErrHeader)
+}
+
+func (h *headers) bad(name, format string, args ...any) error {
+	return fmt.Errorf("%s: %s %s: %w", h.d.what, name, fmt.Sprintf(format, args...), ErrHeader)
+}
+
+// raw returns the value of a header, aliasing the input.
+func (h *headers) raw(name string) ([]byte, error) {
+	for i, n := range h.names {
+		if n == name {
+			if h.have&(1<<i) == 0 {
+				return nil, h.missing(name)
+			}
+			return h.vals[i], nil
+		}
+	}
+	// Only reachable through a programming error in this package; an error
+	// rather than a panic keeps the parsers panic-free regardless.
+	return nil, h.missing(name)
+}
+
+// has reports whether a header was present.
+func (h *headers) has(name string) bool {
+	for i, n := range h.names {
+		if n == name {
+			return h.have&(1<<i) != 0
+		}
+	}
+	return false
+}
+
+// bytes returns a private copy of a header value; nil when empty.
+func (h *headers) bytes(name string) ([]byte, error) {
+	v, err := h.raw(name)
+	if err != nil || len(v) == 0 {
+		return nil, err
+	}
+	return bytes.Clone(v), nil
+}
+
+// text returns a header value that must be UTF-8 (authorization, glob).
+func (h *headers) text(name string) (string, error) {
+	v, err := h.raw(name)
+	if err != nil {
+		return "", err
+	}
+	if !utf8.Valid(v) {
+		return "", fmt.Errorf("%s: %s is not valid UTF-8: %w", h.d.what, name, ErrInvalidUTF8)
+	}
+	return string(v), nil
+}
+
+// identifier returns a copy of a byte identifier of at most MaxIdentifier
+// bytes.
+func (h *headers) identifier(name string) ([]byte, error) {
+	v, err := h.raw(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(v) > MaxIdentifier {
+		return nil, h.bad(name, "is %d bytes, at most %d allowed", len(v), MaxIdentifier)
+	}
+	return h.bytes(name)
+}
+
+// uint decodes an unsigned header of at most width bytes.
+func (h *headers) uint(name string, width int) (uint64, error) {
+	v, err := h.raw(name)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) > width {
+		return 0, h.bad(name, "is %d bytes, at most %d allowed", len(v), width)
+	}
+	return ParseUnsigned(v, width)
+}
+
+// exact copies a header of exactly len(dst) bytes into dst.
+func (h *headers) exact(name string, dst []byte) error {
+	v, err := h.raw(name)
+	if err != nil {
+		return err
+	}
+	if len(v) != len(dst) {
+		return h.bad(name, "is %d bytes, exactly %d required", len(v), len(dst))
+	}
+	copy(dst, v)
+	return nil
+}
+
+// encoder appends one message and remembers the first error, so encoding
+// methods read as a list of headers.
+type encoder struct {
+	what    string
+	minimal bool
+	b       []byte
+	err     error
+}
+
+// newEncoder writes the flags, the type and, in expanded form, the count of
+// headers that will follow.
+func newEncoder(dst []byte, what string, typ uint16, minimal bool, count int) *encoder {
+	var flags uint16
+	if minimal {
+		flags = FlagMinimalHeaders
+	}
+	dst = binary.BigEndian.AppendUint16(dst, flags)
+	dst = binary.BigEndian.AppendUint16(dst, typ)
+	if !minimal {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(count))
+	}
+	return &encoder{what: what, minimal: minimal, b: dst}
+}
+
+func (e *encoder) fail(err error) {
+	if e.err == nil {
+		e.err = err
+	}
+}
+
+func (e *encoder) bad(name, format string, args ...any) {
+	e.fail(fmt.Errorf("%s: %s %s: %w", e.what, name, fmt.Sprintf(format, args...), ErrHeader))
+}
+
+// head writes the name (expanded form) and the length of a value of n bytes;
+// the caller appends the value.
+func (e *encoder) head(name string, n int) bool {
+	if e.err != nil {
+		return false
+	}
+	if n > MaxHeaderValue {
+		e.bad(name, "is %d bytes, more than the %d a header value can hold", n, MaxHeaderValue)
+		return false
+	}
+	if !e.minimal {
+		e.b = binary.BigEndian.AppendUint16(e.b, uint16(len(name)))
+		e.b = append(e.b, name...)
+	}
+	e.b = binary.BigEndian.AppendUint16(e.b, uint16(n))
+	return true
+}
+
+func (e *encoder) bytes(name string, v []byte) {
+	if e.head(name, len(v)) {
+		e.b = append(e.b, v...)
+	}
+}
+
+func (e *encoder) text(name, s string) {
+	if e.err == nil && !utf8.ValidString(s) {
+		e.fail(fmt.Errorf("%s: %s is not valid UTF-8: %w", e.what, name, ErrInvalidUTF8))
+	}
+	if e.head(name, len(s)) {
+		e.b = append(e.b, s...)
+	}
+}
+
+func (e *encoder) identifier(name string, v []byte) {
+	if len(v) > MaxIdentifier {
+		e.bad(name, "is %d bytes, at most %d allowed", len(v), MaxIdentifier)
+	}
+	e.bytes(name, v)
+}
+
+// uint writes v in minimal form (0 is an empty value).
+func (e *encoder) uint(name string, v uint64) {
+	if e.head(name, minimalLen(v)) {
+		e.b = appendMinimalUnsigned(e.b, v)
+	}
+}
+
+// uintOrZeroByte writes v in minimal form except that 0 is one 00 byte, as
+// the reference writes part id 0 of a stream's first part and compressor 0.
+func (e *encoder) uintOrZeroByte(name string, v uint64) {
+	if v == 0 {
+		e.bytes(name, []byte{0})
+		return
+	}
+	e.uint(name, v)
+}
+
+// fixed writes the low width bytes of v, big-endian.
+func (e *encoder) fixed(name string, v uint64, width int) {
+	if e.head(name, width) {
+		for i := width - 1; i >= 0; i-- {
+			e.b = append(e.b, byte(v>>(8*i)))
+		}
+	}
+}
+
+func (e *encoder) payload(p []byte) {
+	if e.err == nil {
+		e.b = append(e.b, p...)
+	}
+}
+
+// finish returns the appended bytes, or the caller's original dst on error so
+// a failed append never leaves half a message behind.
+func (e *encoder) finish(orig []byte) ([]byte, error) {
+	if e.err != nil {
+		return orig, e.err
+	}
+	return e.b, nil
+}

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cluster"
+)
+
+// testCluster is N real lonelypsd processes forming one cluster with the
+// same command line each, as deploy/local/cluster.sh starts them.
+type testCluster struct {
+	t       *testing.T
+	nodes   []*proc
+	secret  string
+	secrets string
+}
+
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command(binPath, "setup", "--dir", dir, "--to-broadcaster-auth", "none", "--to-subscriber-auth", "none").CombinedOutput()
+	if err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	secretsPath := filepath.Join(dir, "broadcaster-secrets.json")
+	s, err := auth.LoadSecrets(secretsPath)
+	if err != nil || s.Cluster == "" {
+		t.Fatalf("setup wrote no cluster secret: %+v %v", s, err)
+	}
+	c := &testCluster{t: t, secret: s.Cluster, secrets: secretsPath}
+	var https, join []string
+	for range n {
+		h := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		https = append(https, h)
+		join = append(join, h)
+	}
+	var wg sync.WaitGroup
+	c.nodes = make([]*proc, n)
+	for i := range n {
+		args := []string{"serve", "--node-id", fmt.Sprintf("n%d", i+1),
+			"--http-addr", https[i], "--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			"--join", strings.Join(join, ","), "--bootstrap-expect", fmt.Sprint(n),
+			"--secrets", secretsPath, "--missed-sweep-interval", "100ms"}
+		p := &proc{t: t, HTTP: "http://" + https[i], DataDir: args[8], args: args, done: make(chan struct{})}
+		c.nodes[i] = p
+		t.Cleanup(p.Stop)
+		wg.Add(1)
+		// Started together: each waits for the others to form the cluster.
+		go func() {
+			defer wg.Done()
+			p.startNoWait()
+		}()
+	}
+	wg.Wait()
+	for _, p := range c.nodes {
+		p.waitReady()
+	}
+	return c
+}
+
+func (c *testCluster) status(p *proc) (cluster.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return cluster.NewClient(c.secret).Status(ctx, strings.TrimPrefix(p.HTTP, "http://"))
+}
+
+// leader returns the node that is leader according to a live node.
+func (c *testCluster) leader() (int, *proc) {
+	c.t.Helper()
+	for range 500 {
+		for i, p := range c.nodes {
+			if !p.alive() {
+				continue
+			}
+			st, err := c.status(p)
+			if err == nil && st.State == "Leader" {
+				return i, p
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatal("no leader within 5s")
+	return 0, nil
+}
+
+func (c *testCluster) followers() []*proc {
+	li, _ := c.leader()
+	var out []*proc
+	for i, p := range c.nodes {
+		if i != li && p.alive() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// topics lists, from node p's replica, the exact topics of url.
+func (c *testCluster) topics(p *proc, url string) []string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	subs, err := cluster.NewClient(c.secret).Subscriptions(ctx, strings.TrimPrefix(p.HTTP, "http://"), url)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []string
+	for _, s := range subs {
+		out = append(out, s.Key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) startNoWait() {
+	p.cmd = exec.Command(binPath, p.args...)
+	p.cmd.Env = os.Environ()
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		p.t.Error(err)
+		return
+	}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Error(err)
+		return
+	}
+	p.done = make(chan struct{})
+	go p.collect(stderr)
+}
+
+func (p *proc) kill9() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func TestClusterForwardsWritesAndDeliversFromAnyNode(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := ctxT(t)
+	f := c.followers()
+	s := startSubscriber(t, client.NewSubscriber())
+
+	// Subscribe at one follower, notify at the other.
+	if err := f[0].Client().SubscribeExact(ctx, s.Receive, []byte("a"), s.Recover); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replication to the other follower", 5*time.Second, func() bool {
+		return len(c.topics(f[1], s.Receive)) == 1
+	})
+	if n, err := f[1].Client().Notify(ctx, []byte("a"), []byte("hello")); err != nil || n != 1 {
+		t.Fatalf("notify at the other follower: %d, %v", n, err)
+	}
+	// Read-your-writes at the accepting node, every time.
+	for i := range 30 {
+		p := c.nodes[i%3]
+		topic := []byte(fmt.Sprintf("ryw-%d", i))
+		if err := p.Client().SubscribeExact(ctx, s.Receive, topic, ""); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.Client().Notify(ctx, topic, []byte("m")); err != nil || n != 1 {
+			t.Fatalf("subscribe-then-notify at node %d: %d, %v", i%3+1, n, err)
+		}
+	}
+	// 409 from a follower too, and the same etag everywhere once caught up.
+	if err := f[0].Client().SubscribeExact(ctx, s.Receive, []byte("a"), s.Recover); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("duplicate at a follower: %v", err)
+	}
+	var etags [][64]byte
+	waitFor(t, "equal etags on every node", 5*time.Second, func() bool {
+		etags = etags[:0]
+		for _, p := range c.nodes {
+			e, err := p.Client().CheckSubscriptions(ctx, s.Receive)
+			if err != nil {
+				return false
+			}
+			etags = append(etags, e)
+		}
+		return etags[0] == etags[1] && etags[1] == etags[2]
+	})
+	// An UNSUBSCRIBE_IMMEDIATE seen by a follower's delivery removes the
+	// subscription cluster-wide.
+	bye := client.NewSubscriber()
+	bye.Decide = func(client.Received) client.Reply { return client.Unsubscribe }
+	b := startSubscriber(t, bye)
+	if err := f[0].Client().SubscribeGlob(ctx, b.Receive, "bye/*", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f[0].Client().Notify(ctx, []byte("bye/now"), nil); err != nil {
+		t.Fatal(err)
+	}
+	empty := wire.Etag(b.Receive, nil, nil)
+	for _, p := range c.nodes {
+		waitFor(t, "removal on every node", 5*time.Second, func() bool {
+			e, err := p.Client().CheckSubscriptions(ctx, b.Receive)
+			return err == nil && e == empty
+		})
+	}
+}
+
+func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
+	c := startCluster(t, 3)
+	li, leader := c.leader()
+	url := "http://127.0.0.1:9/v1/receive"
+
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	stopAt := make(chan struct{})
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stopAt:
+					return
+				default:
+				}
+				// Spread over all nodes; the killed one's requests fail.
+				p := c.nodes[(w+i)%3]
+				topic := fmt.Sprintf("w%d-%d", w, i)
+				rctx, rcancel := context.WithTimeout(ctx, 6*time.Second)
+				err := p.Client().SubscribeExact(rctx, url, []byte(topic), "")
+				rcancel()
+				if err == nil || errors.Is(err, client.ErrConflict) {
+					mu.Lock()
+					acked = append(acked, topic)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(700 * time.Millisecond)
+	killed := time.Now()
+	leader.kill9()
+	// Writes resume at a new leader, within a bounded time.
+	var failover time.Duration
+	survivor := c.nodes[(li+1)%3]
+	for {
+		err := survivor.Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("probe-%d", time.Now().UnixNano())), "")
+		if err == nil {
+			failover = time.Since(killed)
+			break
+		}
+		if time.Since(killed) > 10*time.Second {
+			t.Fatalf("no successful write 10s after the leader died: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("leader killed to first successful write: %s", failover)
+	time.Sleep(500 * time.Millisecond)
+	close(stopAt)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 50 {
+		t.Fatalf("only %d subscribes acknowledged; the test did not exercise much", len(acked))
+	}
+	for _, p := range c.nodes {
+		if !p.alive() {
+			continue
+		}
+		waitFor(t, "survivors to converge", 5*time.Second, func() bool {
+			have := map[string]bool{}
+			for _, k := range c.topics(p, url) {
+				have[k] = true
+			}
+			for _, a := range acked {
+				if !have[a] {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	// The killed node restarts and catches up.
+	leader.startNoWait()
+	leader.waitReady()
+	want := c.topics(c.nodes[(li+1)%3], url)
+	waitFor(t, "the restarted node to catch up", 10*time.Second, func() bool {
+		got := c.topics(leader, url)
+		return len(got) == len(want)
+	})
+	t.Logf("%d acknowledged subscribes, all present on every node", len(acked))
+}
+
+func TestClusterWipedNodeRejoins(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := ctxT(t)
+	url := "http://127.0.0.1:9/v1/receive"
+	for i := range 20 {
+		if err := c.nodes[i%3].Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("t%d", i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := c.followers()[0]
+	victim.Stop()
+	if err := os.RemoveAll(victim.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	// Writes go on while it is away.
+	if err := c.followers()[0].Client().SubscribeExact(ctx, url, []byte("while-away"), ""); err != nil {
+		t.Fatal(err)
+	}
+	victim.startNoWait()
+	victim.waitReady()
+	waitFor(t, "the wiped node to converge", 10*time.Second, func() bool {
+		return len(c.topics(victim, url)) == 21
+	})
+	if st, err := c.status(victim); err != nil || len(st.Members) != 3 {
+		t.Fatalf("members after rejoin: %+v, %v", st, err)
+	}
+	e0, _ := c.nodes[0].Client().CheckSubscriptions(ctx, url)
+	ev, _ := victim.Client().CheckSubscriptions(ctx, url)
+	if e0 != ev {
+		t.Fatal("the rejoined node reports another etag")
+	}
+}
+
+func TestClusterMinorityServesNotifiesAndRefusesWrites(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := ctxT(t)
+	s := startSubscriber(t, client.NewSubscriber())
+	if err := c.nodes[0].Client().SubscribeExact(ctx, s.Receive, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	lone := c.nodes[2]
+	waitFor(t, "replication", 5*time.Second, func() bool { return len(c.topics(lone, s.Receive)) == 1 })
+	// Freeze the two others: lone is a minority of one.
+	for _, p := range c.nodes[:2] {
+		_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+	defer func() {
+		for _, p := range c.nodes[:2] {
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	if n, err := lone.Client().Notify(ctx, []byte("t"), []byte("still here")); err != nil || n != 1 {
+		t.Fatalf("notify in the minority: %d, %v\n%s", n, err, lone.Logs())
+	}
+	start := time.Now()
+	err := lone.Client().SubscribeExact(ctx, s.Receive, []byte("minority"), "")
+	var se *client.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable {
+		t.Fatalf("write in the minority: %v, want 503", err)
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Fatalf("the 503 took %s", d)
+	}
+	if resp, err := http.Get(lone.HTTP + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz in the minority: %v %v", resp, err)
+	}
+	for _, p := range c.nodes[:2] {
+		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+	}
+	// Healed: writes work again at the same node and converge.
+	waitFor(t, "writes to work after healing", 10*time.Second, func() bool {
+		err := lone.Client().SubscribeExact(ctx, s.Receive, []byte("healed"), "")
+		return err == nil || errors.Is(err, client.ErrConflict)
+	})
+	for _, p := range c.nodes {
+		waitFor(t, "convergence", 5*time.Second, func() bool {
+			ts := c.topics(p, s.Receive)
+			return contains(ts, "t") && contains(ts, "healed")
+		})
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
