@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
