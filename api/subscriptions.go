@@ -64,6 +64,15 @@ func checkURLs(url, recovery string) error {
 	return nil
 }
 
+// checkRowLen refuses what the table cannot store: the protocol allows
+// 64 KiB URLs and topics, the table at most fsm.MaxRowKey bytes of both.
+func checkRowLen(url string, keyLen int) error {
+	if len(url)+keyLen > fsm.MaxRowKey {
+		return fmt.Errorf("url (%d bytes) and topic or glob (%d bytes) together exceed the limit of %d bytes", len(url), keyLen, fsm.MaxRowKey)
+	}
+	return nil
+}
+
 func checkGlob(glob string) error {
 	if _, err := globmatch.Compile(glob); err != nil {
 		return fmt.Errorf("glob %q: %w", glob, err)
@@ -134,6 +143,9 @@ func (s *Server) changeExact(c echo.Context, subscribe bool) error {
 	if err := checkURLs(m.URL, m.Recovery); err != nil {
 		return badRequest(op.String(), err)
 	}
+	if err := checkRowLen(m.URL, len(m.Topic)); err != nil {
+		return badRequest(op.String(), err)
+	}
 	if r := s.auth.Verify(c.Request().Context(), auth.SubscribeExact{
 		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Topic: m.Topic,
 	}, c.Request().Header.Get("Authorization")); r != auth.OK {
@@ -166,6 +178,9 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 		return badRequest(op.String(), err)
 	}
 	if err := checkGlob(m.Glob); err != nil {
+		return badRequest(op.String(), err)
+	}
+	if err := checkRowLen(m.URL, len(m.Glob)); err != nil {
 		return badRequest(op.String(), err)
 	}
 	if r := s.auth.Verify(c.Request().Context(), auth.SubscribeGlob{
@@ -250,6 +265,9 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 				return badRequest("set_subscriptions", err)
 			}
 		}
+		if err := checkRowLen(m.URL, len(e.Topic)); err != nil {
+			return badRequest("set_subscriptions", err)
+		}
 		cmd.Exact = append(cmd.Exact, fsm.ExactEntry{Topic: e.Topic, Recovery: e.Recovery})
 	}
 	for _, g := range m.Globs {
@@ -260,6 +278,9 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 			if err := checkURL("recovery url", g.Recovery); err != nil {
 				return badRequest("set_subscriptions", err)
 			}
+		}
+		if err := checkRowLen(m.URL, len(g.Glob)); err != nil {
+			return badRequest("set_subscriptions", err)
 		}
 		cmd.Globs = append(cmd.Globs, fsm.GlobEntry{Glob: g.Glob, Recovery: g.Recovery})
 	}

@@ -89,7 +89,12 @@ func TestDeliverSendsReceiveHeadersAndBodyExactly(t *testing.T) {
 	f := newFanout(t, Config{}, table, nil, auth.NonePair(), nil)
 
 	seen := map[string]bool{}
-	for round, msg := range [][]byte{[]byte("first message"), {}, bytes.Repeat([]byte{0, 0xff}, 3000)} {
+	// Both sides of the in-memory/streamed split (inMemoryBody) included.
+	rounds := [][]byte{
+		[]byte("first message"), {}, bytes.Repeat([]byte{0, 0xff}, 3000),
+		bytes.Repeat([]byte{'a'}, inMemoryBody), bytes.Repeat([]byte{'b'}, inMemoryBody+1), bytes.Repeat([]byte{'c'}, 3<<20),
+	}
+	for round, msg := range rounds {
 		m := bytesMessage("t", msg)
 		m.Tracing = []byte{1, 2, 3}
 		if got := f.Deliver(context.Background(), m); got != uint32(len(subs)) {
@@ -144,8 +149,8 @@ func TestDeliverSendsReceiveHeadersAndBodyExactly(t *testing.T) {
 			}
 		}
 	}
-	if len(seen) != 3*len(subs) {
-		t.Errorf("%d distinct identifiers, want %d", len(seen), 3*len(subs))
+	if len(seen) != len(rounds)*len(subs) {
+		t.Errorf("%d distinct identifiers, want %d", len(seen), len(rounds)*len(subs))
 	}
 }
 
@@ -794,8 +799,9 @@ func TestNewAppliesConfigDefaults(t *testing.T) {
 	if !ok {
 		t.Fatalf("transport %T", c.Client.Transport)
 	}
-	if tr.MaxIdleConnsPerHost != DefaultMaxInFlight || !tr.DisableCompression {
-		t.Errorf("transport: MaxIdleConnsPerHost=%d DisableCompression=%v", tr.MaxIdleConnsPerHost, tr.DisableCompression)
+	if tr.MaxIdleConnsPerHost != DefaultMaxInFlight || tr.MaxIdleConns != 0 || !tr.DisableCompression {
+		t.Errorf("transport: MaxIdleConnsPerHost=%d MaxIdleConns=%d DisableCompression=%v, want %d, 0 (no cap), true",
+			tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tr.DisableCompression, DefaultMaxInFlight)
 	}
 	if err := c.Client.CheckRedirect(nil, nil); !errors.Is(err, http.ErrUseLastResponse) {
 		t.Errorf("CheckRedirect = %v, want ErrUseLastResponse", err)
@@ -805,5 +811,117 @@ func TestNewAppliesConfigDefaults(t *testing.T) {
 	g := New(Config{Concurrency: 3, MaxInFlight: 7, Timeout: time.Second, MaxReplyBytes: 10, Client: own}, newTable(), nil, auth.NonePair(), nil, nil)
 	if g.cfg.Concurrency != 3 || g.cfg.MaxInFlight != 7 || g.cfg.Timeout != time.Second || g.cfg.MaxReplyBytes != 10 || g.cfg.Client != own {
 		t.Errorf("explicit config overridden: %+v", g.cfg)
+	}
+}
+
+func TestDeliverFailsWithoutSendingWhenRequestCannotBeBuilt(t *testing.T) {
+	var hits atomic.Int32
+	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		replyWith(http.StatusOK, nil)(w, r)
+	}))
+	longTopic := string(bytes.Repeat([]byte("t"), 1<<16)) // u16 length prefix overflows
+	for _, tc := range []struct {
+		name  string
+		sub   fsm.Subscription
+		topic string
+		trace []byte
+	}{
+		// A glob row, so that the missed record's key stays short.
+		{"topic longer than 65535 bytes", fsm.Subscription{Kind: fsm.Glob, URL: srv.URL, Key: "t*"}, longTopic, nil},
+		{"tracing longer than 65535 bytes", fsm.Subscription{Kind: fsm.Exact, URL: srv.URL, Key: "t"}, "t", make([]byte, 1<<16)},
+		{"unparseable subscription URL", fsm.Subscription{Kind: fsm.Exact, URL: "http://[::1", Key: "t"}, "t", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hits.Store(0)
+			tc.sub.Recovery = srv.URL + "/v1/recover"
+			store := openStore(t, DefaultRetryPolicy)
+			f := newFanout(t, Config{}, newTable(tc.sub), nil, auth.NonePair(), store)
+			m := bytesMessage(tc.topic, []byte("x"))
+			m.Tracing = tc.trace
+			if got := f.Deliver(context.Background(), m); got != 0 {
+				t.Errorf("Deliver = %d, want 0", got)
+			}
+			if n := hits.Load(); n != 0 {
+				t.Errorf("%d requests sent", n)
+			}
+			if got := f.Stats().Failed.Load(); got != 1 {
+				t.Errorf("Stats.Failed = %d, want 1", got)
+			}
+			if recs := pendingRecords(t, store); len(recs) != 1 {
+				t.Errorf("pending %+v, want one record", recs)
+			}
+		})
+	}
+}
+
+// failingRemover always fails, as a Raft proposal can.
+type failingRemover struct{ calls atomic.Int32 }
+
+func (r *failingRemover) Remove(context.Context, fsm.Subscription) error {
+	r.calls.Add(1)
+	return errors.New("not the leader")
+}
+
+func TestDeliverSurvivesRemoverAndStoreErrors(t *testing.T) {
+	leaving := serve(t, replyWith(http.StatusBadRequest, wire.AppendUnsubscribeImmediate(nil)))
+	failing := serve(t, replyWith(http.StatusOK, []byte("no")))
+	store := openStore(t, DefaultRetryPolicy)
+	if err := store.Close(); err != nil { // Record now fails
+		t.Fatal(err)
+	}
+	rem := &failingRemover{}
+	good := &confirmer{numSubscribers: 1}
+	table := newTable(
+		fsm.Subscription{Kind: fsm.Exact, URL: leaving.URL, Key: "t", Recovery: leaving.URL + "/r"},
+		fsm.Subscription{Kind: fsm.Exact, URL: failing.URL, Key: "t", Recovery: failing.URL + "/r"},
+		fsm.Subscription{Kind: fsm.Exact, URL: serve(t, good).URL, Key: "t"},
+	)
+	f := newFanout(t, Config{}, table, rem, auth.NonePair(), store)
+	if got := f.Deliver(context.Background(), bytesMessage("t", []byte("x"))); got != 1 {
+		t.Errorf("Deliver = %d, want 1", got)
+	}
+	f.Wait()
+	if n := rem.calls.Load(); n != 1 {
+		t.Errorf("Remove called %d times, want 1", n)
+	}
+	st := f.Stats()
+	if st.Delivered.Load() != 1 || st.Failed.Load() != 1 || st.Unsubscribed.Load() != 1 {
+		t.Errorf("stats delivered=%d failed=%d unsubscribed=%d, want 1/1/1",
+			st.Delivered.Load(), st.Failed.Load(), st.Unsubscribed.Load())
+	}
+}
+
+// eofAtEndReaderAt is a valid io.ReaderAt that, as the io.ReaderAt contract
+// allows, returns io.EOF together with the last bytes of its input.
+type eofAtEndReaderAt []byte
+
+func (b eofAtEndReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, b[off:])
+	if off+int64(n) == int64(len(b)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// io.ReaderAt allows "n == len(p), err == io.EOF" when a read ends at the
+// end of the input; a small message read that way is delivered, not
+// failed.
+func TestDeliverSmallBodyFromReaderAtReturningEOFWithLastBytes(t *testing.T) {
+	for _, size := range []int{1, 100, inMemoryBody, inMemoryBody + 1} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			sub := client.NewSubscriber()
+			srv := serve(t, sub)
+			f := newFanout(t, Config{}, newTable(fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive", Key: "t"}),
+				nil, auth.NonePair(), nil)
+			msg := bytes.Repeat([]byte{'z'}, size)
+			m := Message{Topic: []byte("t"), Body: eofAtEndReaderAt(msg), Length: uint64(size), SHA512: sha512.Sum512(msg)}
+			if got := f.Deliver(context.Background(), m); got != 1 {
+				t.Errorf("Deliver of %d bytes = %d, want 1", size, got)
+			}
+		})
 	}
 }

@@ -247,7 +247,8 @@ func (f *Fanout) receive(ctx context.Context, m Message, s fsm.Subscription) (ui
 		// first. Small messages are the common case.
 		buf := make([]byte, len(head)+int(m.Length))
 		copy(buf, head)
-		if _, err := m.Body.ReadAt(buf[len(head):], 0); err != nil && !(errors.Is(err, io.EOF) && m.Length == 0) {
+		// io.ReaderAt may report io.EOF with a full read of the last bytes.
+		if k, err := m.Body.ReadAt(buf[len(head):], 0); err != nil && !(errors.Is(err, io.EOF) && uint64(k) == m.Length) {
 			return 0, fmt.Errorf("read message: %w", err)
 		}
 		body = bytes.NewReader(buf)

@@ -3,6 +3,7 @@ package fanout
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -115,12 +116,18 @@ func (s *MissedStore) Close() error {
 	return nil
 }
 
+// recordKey is a digest of the subscription's identity: URL and key
+// together may be far longer than bbolt's 32 KiB key limit, and the record
+// itself keeps them in full.
 func recordKey(kind fsm.Kind, url, key string) []byte {
-	k := make([]byte, 0, 3+len(url)+len(key))
-	k = append(k, byte(kind))
-	k = binary.BigEndian.AppendUint16(k, uint16(len(url)))
-	k = append(k, url...)
-	return append(k, key...)
+	h := sha256.New()
+	h.Write([]byte{byte(kind)})
+	var n [2]byte
+	binary.BigEndian.PutUint16(n[:], uint16(len(url)))
+	h.Write(n[:])
+	h.Write([]byte(url))
+	h.Write([]byte(key))
+	return h.Sum(nil)
 }
 
 func dueKey(dueMs int64, rk []byte) []byte {

@@ -417,3 +417,31 @@ func TestOpenMissedStoreFailsOnUnusablePath(t *testing.T) {
 		t.Error("OpenMissedStore in a missing directory succeeded")
 	}
 }
+
+// A subscription's URL and key together may exceed bbolt's 32 KiB key
+// limit (topics and globs are up to 65535 bytes on the wire): records are
+// keyed by a digest, so such a subscription still gets its MISSED notice.
+func TestMissedStoreRecordsLongSubscriptionKeys(t *testing.T) {
+	const url = "http://127.0.0.1:9/v1/receive"
+	for _, tc := range []struct {
+		name   string
+		keyLen int
+	}{
+		{"within bbolt key limit (url+key = 32757)", 32757 - len(url)},
+		{"longest row the fsm table accepts (url+key = 32766)", 32766 - len(url)},
+		{"40000-byte topic, valid on the wire", 40000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, clk := openClockedStore(t, fixedPolicy)
+			key := string(bytes.Repeat([]byte("k"), tc.keyLen))
+			sub := fsm.Subscription{Kind: fsm.Exact, URL: url, Key: key, Recovery: "http://127.0.0.1:9/v1/recover"}
+			if err := s.Record(sub, []byte(key)); err != nil {
+				t.Fatalf("Record(url+key = %d bytes): %v", len(url)+len(key), err)
+			}
+			clk.advance(time.Hour)
+			if due := dueRecords(t, s, 1); len(due) != 1 || due[0].Key != key {
+				t.Errorf("due %d records, want the long one", len(due))
+			}
+		})
+	}
+}

@@ -45,6 +45,15 @@ const RequestRetention = 10 * time.Minute
 // ErrClosed is returned by reads after Close.
 var ErrClosed = errors.New("fsm: store closed")
 
+// MaxRowKey is the longest URL plus topic (or glob) a row can hold: bbolt
+// keys are at most 32 KiB and a row key is u16 len(url) · url · key.
+const MaxRowKey = bolt.MaxKeySize - 2
+
+// ErrRowTooLong refuses a row whose URL and key exceed MaxRowKey. The API
+// checks this before proposing; the FSM checks again so that no entry can
+// ever make Apply fail (which would stop every node).
+var ErrRowTooLong = fmt.Errorf("fsm: url and topic together exceed %d bytes", MaxRowKey)
+
 // FSM is the replicated subscription table. It implements
 // raft.BatchingFSM; reads (Match, Lookup, List) may run concurrently with
 // Apply from any goroutine.
@@ -333,6 +342,16 @@ func applyCommand(tx *bolt.Tx, c Command) (Result, []effect, error) {
 	case OpUnsubscribeGlob:
 		return unsubscribe(tx, Glob, c.URL, c.Glob)
 	case OpSetSubscriptions:
+		for _, e := range c.Exact {
+			if len(c.URL)+len(e.Topic) > MaxRowKey {
+				return Result{Err: ErrRowTooLong}, nil, nil
+			}
+		}
+		for _, g := range c.Globs {
+			if len(c.URL)+len(g.Glob) > MaxRowKey {
+				return Result{Err: ErrRowTooLong}, nil, nil
+			}
+		}
 		exact := make([]entry, len(c.Exact))
 		for i, e := range c.Exact {
 			exact[i] = entry{string(e.Topic), e.Recovery}
@@ -421,6 +440,9 @@ func forgetRequests(tx *bolt.Tx, cutoffMs int64) error {
 }
 
 func subscribe(tx *bolt.Tx, kind Kind, url, key, recovery string) (Result, []effect, error) {
+	if len(url)+len(key) > MaxRowKey {
+		return Result{Err: ErrRowTooLong}, nil, nil
+	}
 	b := tx.Bucket(kind.bucket())
 	k := makeKey(url, key)
 	if b.Get(k) != nil {
@@ -433,6 +455,9 @@ func subscribe(tx *bolt.Tx, kind Kind, url, key, recovery string) (Result, []eff
 }
 
 func unsubscribe(tx *bolt.Tx, kind Kind, url, key string) (Result, []effect, error) {
+	if len(url)+len(key) > MaxRowKey {
+		return Result{Outcome: Conflict}, nil, nil
+	}
 	b := tx.Bucket(kind.bucket())
 	k := makeKey(url, key)
 	if b.Get(k) == nil {
