@@ -68,6 +68,8 @@ func TestBadInputIsRefusedAndNodeStaysUp(t *testing.T) {
 		{"subscribe glob invalid utf-8", "POST", "/v1/subscribe/glob", glob(s.Receive, "a\xff*"), 400},
 		{"subscribe relative url", "POST", "/v1/subscribe/glob", glob("/v1/receive", "a*"), 400},
 		{"subscribe oversized body", "POST", "/v1/subscribe/exact", make([]byte, 1<<20), 413},
+		{"subscribe url and topic beyond what the table can key", "POST", "/v1/subscribe/exact", glob(s.Receive, strings.Repeat("t", 40000)), 400},
+		{"subscribe glob beyond what the table can key", "POST", "/v1/subscribe/glob", glob(s.Receive, strings.Repeat("g", 40000)+"*"), 400},
 		{"check truncated", "POST", "/v1/check_subscriptions", []byte{0, 5, 1}, 400},
 		{"set wrong etag format", "POST", "/v1/set_subscriptions", append([]byte{0, 0, 0, 1, 'h', 1}, make([]byte, 72)...), 400},
 		{"unknown path", "POST", "/v1/nope", nil, 404},
