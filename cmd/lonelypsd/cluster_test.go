@@ -30,7 +30,7 @@ type testCluster struct {
 	secrets string
 }
 
-func startCluster(t *testing.T, n int) *testCluster {
+func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
 	dir := t.TempDir()
 	out, err := exec.Command(binPath, "setup", "--dir", dir, "--to-broadcaster-auth", "none", "--to-subscriber-auth", "none").CombinedOutput()
@@ -45,10 +45,21 @@ func startCluster(t *testing.T, n int) *testCluster {
 	c := &testCluster{t: t, secret: s.Cluster, secrets: secretsPath}
 	var https, join []string
 	for range n {
-		h := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		https = append(https, h)
-		join = append(join, h)
+		port := freePort(t)
+		https = append(https, fmt.Sprintf("127.0.0.1:%d", port))
+		// Names, not addresses: discovery resolves them (localhost may
+		// also give ::1, where nobody listens).
+		join = append(join, fmt.Sprintf("localhost:%d", port))
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range c.nodes {
+				if p != nil {
+					t.Logf("log of %s:\n%s", p.args[2], p.Logs())
+				}
+			}
+		}
+	})
 	var wg sync.WaitGroup
 	c.nodes = make([]*proc, n)
 	for i := range n {
@@ -57,6 +68,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			"--join", strings.Join(join, ","), "--bootstrap-expect", fmt.Sprint(n),
 			"--secrets", secretsPath, "--missed-sweep-interval", "100ms"}
+		args = append(args, extra...)
 		p := &proc{t: t, HTTP: "http://" + https[i], DataDir: args[8], args: args, done: make(chan struct{})}
 		c.nodes[i] = p
 		t.Cleanup(p.Stop)
@@ -401,4 +413,50 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestClusterCompactsLogAndCatchesUpFromSnapshot: under a steady stream of
+// changes the Raft log is compacted into snapshots, and a node that was
+// away for the whole stream catches up from a snapshot.
+func TestClusterCompactsLogAndCatchesUpFromSnapshot(t *testing.T) {
+	c := startCluster(t, 3, "--raft-snapshot-threshold", "100", "--raft-trailing-logs", "20", "--raft-snapshot-interval", "100ms")
+	ctx := ctxT(t)
+	url := "http://127.0.0.1:9/v1/receive"
+	away := c.followers()[0]
+	away.Stop()
+	var live []*proc
+	for _, p := range c.nodes {
+		if p.alive() {
+			live = append(live, p)
+		}
+	}
+	for i := range 600 {
+		if err := live[i%2].Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("t%04d", i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 300 {
+		if err := live[i%2].Client().UnsubscribeExact(ctx, url, []byte(fmt.Sprintf("t%04d", i*2))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, leader := c.leader()
+	waitFor(t, "a snapshot on the leader", 10*time.Second, func() bool {
+		snaps, _ := filepath.Glob(filepath.Join(leader.DataDir, "raft", "snapshots", "*", "meta.json"))
+		return len(snaps) > 0
+	})
+	snaps, _ := filepath.Glob(filepath.Join(leader.DataDir, "raft", "snapshots", "*"))
+	if len(snaps) > 2 {
+		t.Fatalf("%d snapshots retained, want at most 2", len(snaps))
+	}
+	away.startNoWait()
+	away.waitReady()
+	waitFor(t, "the returning node to catch up", 10*time.Second, func() bool {
+		return len(c.topics(away, url)) == 300
+	})
+	e1, _ := leader.Client().CheckSubscriptions(ctx, url)
+	e2, _ := away.Client().CheckSubscriptions(ctx, url)
+	if e1 != e2 {
+		t.Fatal("the node that caught up reports another etag")
+	}
 }
