@@ -2,11 +2,15 @@
 // protocol (none, token, HMAC) in both directions: to-broadcaster (what
 // subscribers send, verified by the broadcaster) and to-subscriber (what the
 // broadcaster sends, verified by subscribers). A broadcaster holds both
-// secrets: it signs and verifies in both roles when it forwards messages for
-// its websocket clients.
+// secrets: it also signs and verifies in the subscriber's role when it
+// forwards messages for its websocket clients, so it uses a Pair, which
+// picks the scheme from the message and cannot sign with the wrong secret.
 //
-// Every signed message type is a struct implementing Message; its fields are
-// exactly what the reference signs, in the order it signs them (see ToSign).
+// Every signed message type is a struct implementing Message; its fields
+// are exactly what the reference signs, in the order it signs them (see
+// ToSign). Compatibility with the Python client is byte for byte: the
+// signed layouts, the header syntax and the secrets file are those of
+// lonelypsp / lonelypsc (spec: auth.md, vectors in vectors.md).
 package auth
 
 import (
@@ -47,7 +51,9 @@ func (r Result) String() string {
 	return fmt.Sprintf("result(%d)", int(r))
 }
 
-// HTTPStatus is the status a broadcaster endpoint answers with.
+// HTTPStatus is the status a broadcaster endpoint answers with: 200 for
+// OK (nothing to refuse), 401, 403, 503. The Python client retries 503
+// only, which is why a replay-store failure must not look like a 403.
 func (r Result) HTTPStatus() int {
 	switch r {
 	case Unauthorized:
@@ -86,13 +92,15 @@ type Scheme interface {
 	Verify(ctx context.Context, m Message, authorization string) Result
 }
 
-// ErrDirection is returned for a message signed with the other
-// direction's scheme.
-var ErrDirection = errors.New("auth: message belongs to the other direction")
+// ErrNoScheme is returned by Pair.Authorize when the Pair has no scheme
+// for the message's direction (a zero Pair); Pair.Verify answers
+// Forbidden then, failing closed.
+var ErrNoScheme = errors.New("no scheme configured for this direction")
 
 // Pair holds one scheme per direction and picks the right one for each
-// message, so a caller can never sign a RECEIVE with the subscribers'
-// secret.
+// message from its Direction, so a caller can never sign a RECEIVE with the
+// subscribers' secret nor accept a NOTIFY checked against the
+// broadcaster's.
 type Pair struct {
 	ToBroadcaster Scheme
 	ToSubscriber  Scheme
@@ -109,11 +117,21 @@ func (p Pair) scheme(m Message) Scheme {
 }
 
 // Authorize signs m with the scheme of its direction.
-func (p Pair) Authorize(m Message) (string, error) { return p.scheme(m).Authorize(m) }
+func (p Pair) Authorize(m Message) (string, error) {
+	s := p.scheme(m)
+	if s == nil {
+		return "", fmt.Errorf("auth: %s: %w", m.Direction(), ErrNoScheme)
+	}
+	return s.Authorize(m)
+}
 
 // Verify checks m with the scheme of its direction.
 func (p Pair) Verify(ctx context.Context, m Message, authorization string) Result {
-	return p.scheme(m).Verify(ctx, m, authorization)
+	s := p.scheme(m)
+	if s == nil {
+		return Forbidden
+	}
+	return s.Verify(ctx, m, authorization)
 }
 
 type none struct{}
@@ -126,9 +144,11 @@ func (none) Verify(context.Context, Message, string) Result { return OK }
 
 type token struct{ want string }
 
-// Token sends "Bearer <secret>" with every message and accepts exactly
-// that. It proves nothing about the message itself, so it is only
-// meaningful over https.
+// Token sends "Bearer <secret>" (the secret from the file verbatim, not
+// decoded) with every message of its direction and accepts exactly that.
+// It proves nothing about the message itself, so it is only meaningful
+// over https. The comparison is constant-time; only the length leaks, as
+// with the reference's compare.
 func Token(secret string) Scheme { return token{want: "Bearer " + secret} }
 
 func (t token) Authorize(Message) (string, error) { return t.want, nil }

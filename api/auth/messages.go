@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 )
 
@@ -9,6 +10,7 @@ import (
 // values are part of the protocol.
 type Kind uint8
 
+// The 21 AuthMessageType values (vectors.md "hmac_auth_message_type_values").
 const (
 	KindSubscribeExact             Kind = 1
 	KindSubscribeGlob              Kind = 2
@@ -33,35 +35,83 @@ const (
 	KindStatefulContinueNotify     Kind = 21
 )
 
-// Message is a message that carries an authorization. appendFields writes
-// the type-specific part of the signed bytes; it fails only for values the
-// protocol cannot sign (a part id above 255).
+var kindNames = [...]string{
+	KindSubscribeExact:             "SUBSCRIBE_EXACT",
+	KindSubscribeGlob:              "SUBSCRIBE_GLOB",
+	KindNotify:                     "NOTIFY",
+	KindStatefulConfigure:          "STATEFUL_CONFIGURE",
+	KindCheckSubscriptions:         "CHECK_SUBSCRIPTIONS",
+	KindSetSubscriptions:           "SET_SUBSCRIPTIONS",
+	KindStatefulContinueReceive:    "STATEFUL_CONTINUE_RECEIVE",
+	KindConfirmReceive:             "CONFIRM_RECEIVE",
+	KindConfirmMissed:              "CONFIRM_MISSED",
+	KindReceive:                    "RECEIVE",
+	KindMissed:                     "MISSED",
+	KindConfirmSubscribeExact:      "CONFIRM_SUBSCRIBE_EXACT",
+	KindConfirmSubscribeGlob:       "CONFIRM_SUBSCRIBE_GLOB",
+	KindConfirmNotify:              "CONFIRM_NOTIFY",
+	KindCheckSubscriptionsResponse: "CHECK_SUBSCRIPTIONS_RESPONSE",
+	KindSetSubscriptionsResponse:   "SET_SUBSCRIPTIONS_RESPONSE",
+	KindStatefulConfirmConfigure:   "STATEFUL_CONFIRM_CONFIGURE",
+	KindStatefulEnableZstdPreset:   "STATEFUL_ENABLE_ZSTD_PRESET",
+	KindStatefulEnableZstdCustom:   "STATEFUL_ENABLE_ZSTD_CUSTOM",
+	KindStatefulDisableZstdCustom:  "STATEFUL_DISABLE_ZSTD_CUSTOM",
+	KindStatefulContinueNotify:     "STATEFUL_CONTINUE_NOTIFY",
+}
+
+// String is the reference's enum name, for logs.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ErrUnsignable is wrapped by the error ToSign (and so Authorize) returns
+// for a value the signed layout cannot represent: a field longer than its
+// length prefix, a continue_receive part id above 255, a negative
+// compression level, a nonce over 255 bytes. The reference cannot sign
+// such values either (its int.to_bytes raises), so truncating or wrapping
+// them would only produce signatures no peer can check.
+var ErrUnsignable = errors.New("value cannot be signed")
+
+// Message is a message that carries an authorization. The set is closed:
+// only this package's 21 structs implement it, one per AuthMessageType.
 type Message interface {
+	// Kind is the AuthMessageType, the first signed byte.
 	Kind() Kind
+	// Direction says whose secret signs the message.
 	Direction() Direction
 	tracing() []byte
+	// appendFields appends the type-specific suffix of to_sign; it fails
+	// (wrapping ErrUnsignable) only for values the layout cannot hold.
 	appendFields(dst []byte) ([]byte, error)
 }
 
 // ToSign returns the exact bytes HMAC-SHA512 is computed over: kind,
-// u64 timestamp, u8 nonce length and nonce, u16 tracing length and
-// tracing, then the message's own fields.
+// u64 timestamp, u8 nonce length and UTF-8 nonce, u16 tracing length and
+// tracing, then the message's own fields. It returns an error wrapping
+// ErrUnsignable instead of truncating a value that does not fit.
 func ToSign(m Message, timestamp uint64, nonce string) ([]byte, error) {
 	if len(nonce) > 255 {
-		return nil, fmt.Errorf("auth: nonce of %d bytes is too long", len(nonce))
+		return nil, fmt.Errorf("auth: nonce of %d bytes: %w", len(nonce), ErrUnsignable)
 	}
 	tr := m.tracing()
 	if len(tr) > 65535 {
-		return nil, fmt.Errorf("auth: tracing of %d bytes is too long", len(tr))
+		return nil, fmt.Errorf("auth: tracing of %d bytes: %w", len(tr), ErrUnsignable)
 	}
-	b := make([]byte, 0, 128+len(tr))
+	b := make([]byte, 0, 160+len(tr))
 	b = append(b, byte(m.Kind()))
 	b = binary.BigEndian.AppendUint64(b, timestamp)
 	b = append(b, byte(len(nonce)))
 	b = append(b, nonce...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(tr)))
 	b = append(b, tr...)
-	return m.appendFields(b)
+	out, err := m.appendFields(b)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %s: %w", m.Kind(), err)
+	}
+	return out, nil
 }
 
 // fields accumulates the length-prefixed fields of a message and the
@@ -71,17 +121,25 @@ type fields struct {
 	err error
 }
 
+func (f *fields) fail(err error) {
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+// str16 writes a u16 length then the bytes (urls, topics, globs).
 func (f *fields) str16(s []byte) {
-	if len(s) > 65535 && f.err == nil {
-		f.err = fmt.Errorf("auth: field of %d bytes exceeds 65535", len(s))
+	if len(s) > 65535 {
+		f.fail(fmt.Errorf("field of %d bytes exceeds 65535: %w", len(s), ErrUnsignable))
 	}
 	f.b = binary.BigEndian.AppendUint16(f.b, uint16(len(s)))
 	f.b = append(f.b, s...)
 }
 
+// str8 writes a u8 length then the bytes (identifiers, nonces).
 func (f *fields) str8(s []byte) {
-	if len(s) > 255 && f.err == nil {
-		f.err = fmt.Errorf("auth: field of %d bytes exceeds 255", len(s))
+	if len(s) > 255 {
+		f.fail(fmt.Errorf("field of %d bytes exceeds 255: %w", len(s), ErrUnsignable))
 	}
 	f.b = append(f.b, byte(len(s)))
 	f.b = append(f.b, s...)
@@ -101,8 +159,9 @@ func boolByte(v bool) uint8 {
 	return 0
 }
 
-// SubscribeExact signs subscribe/exact; unsubscribe/exact uses it with an
-// empty Recovery.
+// SubscribeExact signs subscribe/exact; unsubscribe/exact reuses it with
+// an empty Recovery. The reference encodes a missing recovery and an
+// empty one identically (length 0), so "" stands for both.
 type SubscribeExact struct {
 	Tracing  []byte
 	URL      string
@@ -140,7 +199,8 @@ func (m SubscribeGlob) appendFields(dst []byte) ([]byte, error) {
 	return f.done()
 }
 
-// Notify signs a notification; SHA512 is of the bytes on the wire.
+// Notify signs a notification. SHA512 is of the bytes on the wire: of the
+// compressed payload when a websocket NOTIFY names a compressor.
 type Notify struct {
 	Tracing    []byte
 	Topic      []byte
@@ -159,7 +219,8 @@ func (m Notify) appendFields(dst []byte) ([]byte, error) {
 	return f.done()
 }
 
-// StatefulConfigure signs a websocket CONFIGURE.
+// StatefulConfigure signs a websocket CONFIGURE. The nonce is signed with
+// a one-byte length (always 32) in front.
 type StatefulConfigure struct {
 	Tracing         []byte
 	SubscriberNonce [32]byte
@@ -195,8 +256,9 @@ func (m CheckSubscriptions) appendFields(dst []byte) ([]byte, error) {
 	return f.done()
 }
 
-// SetSubscriptions signs set_subscriptions: the etag only, which the
-// broadcaster recomputes from the lists.
+// SetSubscriptions signs set_subscriptions: the url and the strong etag
+// (format byte 0 then 64 bytes) only, not the lists; the broadcaster
+// recomputes the etag from the lists to bind them.
 type SetSubscriptions struct {
 	Tracing []byte
 	URL     string
@@ -215,13 +277,17 @@ func (m SetSubscriptions) appendFields(dst []byte) ([]byte, error) {
 }
 
 // StatefulContinueReceive signs a websocket CONTINUE_RECEIVE. The
-// reference signs the part id as one byte, so parts above 255 cannot be
-// signed: Authorize fails and Verify refuses rather than truncating.
+// reference signs the part id as ONE byte (CONTINUE_NOTIFY uses four), so
+// a part id above 255 cannot be signed: Authorize returns an error
+// wrapping ErrUnsignable and Verify answers Forbidden, rather than
+// truncating to a byte, which would let part 256's acknowledgement be
+// replayed as part 0's. PartID is wide so callers pass the wire value
+// unchanged and this check sees it.
 type StatefulContinueReceive struct {
 	Tracing    []byte
 	Identifier []byte
 	PartID     uint64
-	URL        string
+	URL        string // websocket:<nonce>:<subscriber counter>
 }
 
 func (StatefulContinueReceive) Kind() Kind           { return KindStatefulContinueReceive }
@@ -229,7 +295,7 @@ func (StatefulContinueReceive) Direction() Direction { return ToBroadcaster }
 func (m StatefulContinueReceive) tracing() []byte    { return m.Tracing }
 func (m StatefulContinueReceive) appendFields(dst []byte) ([]byte, error) {
 	if m.PartID > 255 {
-		return nil, fmt.Errorf("auth: continue_receive part id %d cannot be signed (one byte)", m.PartID)
+		return nil, fmt.Errorf("part id %d does not fit the one signed byte: %w", m.PartID, ErrUnsignable)
 	}
 	f := fields{b: dst}
 	f.str8(m.Identifier)
@@ -275,7 +341,10 @@ func (m ConfirmMissed) appendFields(dst []byte) ([]byte, error) {
 	return f.done()
 }
 
-// Receive signs a RECEIVE; SHA512 is of the bytes on the wire.
+// Receive signs a RECEIVE. SHA512 is of the bytes on the wire (compressed
+// when compressed). Over HTTP, URL is the stored subscription URL, which
+// the subscriber compares with str(request.url): the strings must match
+// byte for byte.
 type Receive struct {
 	Tracing    []byte
 	URL        string
@@ -343,7 +412,8 @@ func (m ConfirmSubscribeGlob) appendFields(dst []byte) ([]byte, error) {
 	return SubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob}.appendFields(dst)
 }
 
-// ConfirmNotify signs the answer to a notify.
+// ConfirmNotify signs the answer to a notify. The HTTP client verifies
+// it with the SHA-512 of the body it sent.
 type ConfirmNotify struct {
 	Tracing     []byte
 	Identifier  []byte
@@ -364,7 +434,8 @@ func (m ConfirmNotify) appendFields(dst []byte) ([]byte, error) {
 	return f.done()
 }
 
-// CheckSubscriptionsResponse signs the answer to check_subscriptions.
+// CheckSubscriptionsResponse signs the answer to check_subscriptions
+// (etag format byte 0, then the etag).
 type CheckSubscriptionsResponse struct {
 	Tracing []byte
 	Etag    [64]byte
@@ -406,20 +477,27 @@ func (m StatefulConfirmConfigure) appendFields(dst []byte) ([]byte, error) {
 }
 
 // StatefulEnableZstdPreset signs ENABLE_ZSTD_PRESET. The compression
-// level is signed as the u32 two's complement of the signed level.
+// level travels as a signed 2-byte header but is signed as an unsigned
+// u32: the reference calls to_bytes(4, "big") without signed=True, which
+// raises for a negative level. So a negative Level cannot be signed
+// (error wrapping ErrUnsignable; Verify answers Forbidden) instead of
+// being sent as a two's complement no Python peer would compute.
 type StatefulEnableZstdPreset struct {
 	Tracing      []byte
-	URL          string
+	URL          string // websocket:<nonce>:<broadcaster counter>
 	CompressorID uint32
 	Level        int32
 	MinSize      uint64
-	MaxSize      uint64
+	MaxSize      uint64 // 2^64-1 = unbounded
 }
 
 func (StatefulEnableZstdPreset) Kind() Kind           { return KindStatefulEnableZstdPreset }
 func (StatefulEnableZstdPreset) Direction() Direction { return ToSubscriber }
 func (m StatefulEnableZstdPreset) tracing() []byte    { return m.Tracing }
 func (m StatefulEnableZstdPreset) appendFields(dst []byte) ([]byte, error) {
+	if m.Level < 0 {
+		return nil, fmt.Errorf("compression level %d is signed unsigned: %w", m.Level, ErrUnsignable)
+	}
 	f := fields{b: dst}
 	f.str16([]byte(m.URL))
 	f.u32(m.CompressorID)
@@ -429,7 +507,8 @@ func (m StatefulEnableZstdPreset) appendFields(dst []byte) ([]byte, error) {
 	return f.done()
 }
 
-// StatefulEnableZstdCustom signs ENABLE_ZSTD_CUSTOM.
+// StatefulEnableZstdCustom signs ENABLE_ZSTD_CUSTOM: the preset layout
+// (same Level rule) followed by the SHA-512 of the dictionary.
 type StatefulEnableZstdCustom struct {
 	Tracing      []byte
 	URL          string

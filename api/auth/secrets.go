@@ -12,10 +12,17 @@ import (
 	"time"
 )
 
+// Scheme types of a secrets file.
+const (
+	TypeHMAC  = "hmac"
+	TypeToken = "token"
+	TypeNone  = "none"
+)
+
 // SecretSpec is one direction of a secrets file.
 type SecretSpec struct {
-	Type   string // "hmac", "token" or "none"
-	Secret string
+	Type   string // "hmac", "token" or "none" ("" is read as none)
+	Secret string // hmac: url-safe base64 of 64 bytes; token: sent verbatim
 }
 
 // Secrets is the content of a secrets file in the reference's format
@@ -23,80 +30,138 @@ type SecretSpec struct {
 type Secrets struct {
 	ToBroadcaster SecretSpec
 	ToSubscriber  SecretSpec
-	// Cluster authenticates nodes to each other; never written to the
+	// Cluster authenticates nodes to each other: the optional extra key
+	// "cluster", which Python readers ignore. Never written to the
 	// subscribers' file.
 	Cluster string
 }
 
-type fileSpec struct {
-	Type   string `json:"type"`
-	Secret string `json:"secret"`
+// ErrInvalidSecrets is wrapped by every LoadSecrets error about the
+// file's content (as opposed to reading it), so a caller can tell a typo
+// from a missing file.
+var ErrInvalidSecrets = errors.New("invalid secrets file")
+
+// secretsError names the file and the field at fault.
+type secretsError struct {
+	path, field string
+	err         error
 }
 
-// LoadSecrets reads a secrets file. A missing direction means none;
-// unknown keys are ignored, as the Python client does.
+func (e *secretsError) Error() string {
+	if e.field == "" {
+		return fmt.Sprintf("auth: secrets file %s: %v", e.path, e.err)
+	}
+	return fmt.Sprintf("auth: secrets file %s: %q: %v", e.path, e.field, e.err)
+}
+
+func (e *secretsError) Unwrap() []error { return []error{ErrInvalidSecrets, e.err} }
+
+// LoadSecrets reads a secrets file as lonelypsc does: "version" must be
+// the string "2"; a missing direction means none; unknown keys are
+// ignored. It is stricter than the Python reader where that reader would
+// crash later or fail at the first request: a direction must be an object
+// with a known "type", an hmac secret must decode to 64 bytes, a token
+// must not be empty.
 func LoadSecrets(path string) (Secrets, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return Secrets{}, fmt.Errorf("secrets file: %w", err)
+		return Secrets{}, fmt.Errorf("auth: read secrets file: %w", err)
+	}
+	bad := func(field string, err error) (Secrets, error) {
+		return Secrets{}, &secretsError{path: path, field: field, err: err}
 	}
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return Secrets{}, fmt.Errorf("secrets file %s: not a JSON object: %w", path, err)
+		return bad("", fmt.Errorf("not a JSON object: %w", err))
 	}
 	var version string
-	if v, ok := doc["version"]; !ok || json.Unmarshal(v, &version) != nil || version != "2" {
-		return Secrets{}, fmt.Errorf(`secrets file %s: "version" must be the string "2"`, path)
+	if v, ok := doc["version"]; !ok {
+		return bad("version", errors.New(`missing; want the string "2"`))
+	} else if json.Unmarshal(v, &version) != nil || version != "2" {
+		return bad("version", fmt.Errorf(`is %s; want the string "2"`, v))
 	}
 	var s Secrets
-	for key, dst := range map[string]*SecretSpec{"to-broadcaster": &s.ToBroadcaster, "to-subscriber": &s.ToSubscriber} {
-		*dst = SecretSpec{Type: "none"}
-		v, ok := doc[key]
+	for _, d := range []struct {
+		key string
+		dst *SecretSpec
+	}{{"to-broadcaster", &s.ToBroadcaster}, {"to-subscriber", &s.ToSubscriber}} {
+		*d.dst = SecretSpec{Type: TypeNone}
+		v, ok := doc[d.key]
 		if !ok {
 			continue
 		}
-		var fs fileSpec
-		if err := json.Unmarshal(v, &fs); err != nil {
-			return Secrets{}, fmt.Errorf("secrets file %s: %q must be an object with \"type\" and \"secret\": %w", path, key, err)
+		var fs struct {
+			Type   *string `json:"type"`
+			Secret *string `json:"secret"`
 		}
-		switch fs.Type {
-		case "none":
-		case "token":
-			if fs.Secret == "" {
-				return Secrets{}, fmt.Errorf("secrets file %s: %q: token secret is empty", path, key)
+		if err := json.Unmarshal(v, &fs); err != nil || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			return bad(d.key, errors.New(`must be an object with "type" and "secret" strings`))
+		}
+		if fs.Type == nil {
+			return bad(d.key, errors.New(`missing "type" (hmac, token or none)`))
+		}
+		spec := SecretSpec{Type: *fs.Type}
+		if fs.Secret != nil {
+			spec.Secret = *fs.Secret
+		}
+		switch spec.Type {
+		case TypeNone:
+			spec.Secret = "" // never used; the Python reader does not read it
+		case TypeToken, TypeHMAC:
+			if fs.Secret == nil {
+				return bad(d.key, fmt.Errorf(`missing "secret" for type %s`, spec.Type))
 			}
-		case "hmac":
-			if _, err := DecodeHMACSecret(fs.Secret); err != nil {
-				return Secrets{}, fmt.Errorf("secrets file %s: %q: %w", path, key, err)
+			if err := spec.validate(); err != nil {
+				return bad(d.key, err)
 			}
 		default:
-			return Secrets{}, fmt.Errorf("secrets file %s: %q: unknown type %q (want hmac, token or none)", path, key, fs.Type)
+			return bad(d.key, fmt.Errorf("unknown type %q (want hmac, token or none)", spec.Type))
 		}
-		*dst = SecretSpec{Type: fs.Type, Secret: fs.Secret}
+		*d.dst = spec
 	}
 	if v, ok := doc["cluster"]; ok {
 		if err := json.Unmarshal(v, &s.Cluster); err != nil || s.Cluster == "" {
-			return Secrets{}, fmt.Errorf("secrets file %s: \"cluster\" must be a non-empty string", path)
+			return bad("cluster", errors.New("must be a non-empty string"))
 		}
 	}
 	return s, nil
 }
 
-// DecodeHMACSecret decodes a url-safe base64 secret (padding optional),
-// which must give exactly 64 bytes.
+// validate checks the secret of a hmac or token spec.
+func (sp SecretSpec) validate() error {
+	switch sp.Type {
+	case TypeToken:
+		if sp.Secret == "" {
+			return errors.New("token secret is empty")
+		}
+	case TypeHMAC:
+		_, err := DecodeHMACSecret(sp.Secret)
+		return err
+	case "", TypeNone:
+	default:
+		return fmt.Errorf("unknown type %q (want hmac, token or none)", sp.Type)
+	}
+	return nil
+}
+
+// DecodeHMACSecret decodes a secrets-file hmac secret: url-safe base64,
+// padding optional, which must give exactly 64 bytes. Like the reference's
+// urlsafe_b64decode it also takes the standard alphabet's '+' and '/'.
 func DecodeHMACSecret(s string) ([]byte, error) {
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	norm := strings.NewReplacer("+", "-", "/", "_").Replace(strings.TrimRight(s, "="))
+	b, err := base64.RawURLEncoding.DecodeString(norm)
 	if err != nil {
-		return nil, fmt.Errorf("hmac secret is not url-safe base64: %w", err)
+		return nil, fmt.Errorf("%w: not url-safe base64: %w", ErrBadSecret, err)
 	}
 	if len(b) != 64 {
-		return nil, fmt.Errorf("hmac secret decodes to %d bytes, want 64", len(b))
+		return nil, fmt.Errorf("%w: decodes to %d bytes, want 64", ErrBadSecret, len(b))
 	}
 	return b, nil
 }
 
 // Pair builds the schemes of both directions. Both HMAC directions share
-// one replay store: codes are unique per secret and message anyway.
+// replay: codes are unique per secret and message anyway, and the
+// reference shares its store the same way.
 func (s Secrets) Pair(replay ReplayStore, opts ...HMACOption) (Pair, error) {
 	var p Pair
 	for _, d := range []struct {
@@ -104,46 +169,51 @@ func (s Secrets) Pair(replay ReplayStore, opts ...HMACOption) (Pair, error) {
 		dst  *Scheme
 		name string
 	}{{s.ToBroadcaster, &p.ToBroadcaster, "to-broadcaster"}, {s.ToSubscriber, &p.ToSubscriber, "to-subscriber"}} {
+		if err := d.spec.validate(); err != nil {
+			return Pair{}, fmt.Errorf("auth: %s: %w", d.name, err)
+		}
 		switch d.spec.Type {
-		case "", "none":
+		case "", TypeNone:
 			*d.dst = None()
-		case "token":
+		case TypeToken:
 			*d.dst = Token(d.spec.Secret)
-		case "hmac":
+		case TypeHMAC:
 			key, err := DecodeHMACSecret(d.spec.Secret)
 			if err != nil {
-				return Pair{}, fmt.Errorf("%s: %w", d.name, err)
+				return Pair{}, fmt.Errorf("auth: %s: %w", d.name, err)
 			}
 			sch, err := HMAC(key, replay, opts...)
 			if err != nil {
-				return Pair{}, fmt.Errorf("%s: %w", d.name, err)
+				return Pair{}, fmt.Errorf("auth: %s: %w", d.name, err)
 			}
 			*d.dst = sch
-		default:
-			return Pair{}, fmt.Errorf("%s: unknown type %q", d.name, d.spec.Type)
 		}
 	}
 	return p, nil
 }
 
-// NewPair is Pair with an in-memory replay store.
+// NewPair is Pair with a fresh in-memory replay store.
 func (s Secrets) NewPair(opts ...HMACOption) (Pair, error) {
 	return s.Pair(NewMemoryReplayStore(time.Now), opts...)
 }
 
 // GenerateSecret returns 64 random bytes as unpadded url-safe base64
-// (86 characters), like the reference's token_urlsafe(64).
+// (86 characters), like the reference's token_urlsafe(64). It serves for
+// hmac and token secrets alike.
 func GenerateSecret() (string, error) {
 	var b [64]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generate secret: %w", err)
+		return "", fmt.Errorf("auth: generate secret: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// WriteSecretsFile writes s in the reference's layout (indent 2, trailing
-// newline, mode 0600), omitting directions whose type is none. It never
-// overwrites: an existing file gives an error wrapping fs.ErrExist.
+// WriteSecretsFile writes s byte for byte as the reference's --setup
+// does (json.dumps with indent=2, ASCII-only, then a newline), omitting
+// directions whose type is none, then "cluster" if includeCluster and
+// s.Cluster is set. The file gets mode 0600 and is never overwritten: an
+// existing file gives an error wrapping fs.ErrExist (O_EXCL, so two
+// concurrent setups cannot both win).
 func WriteSecretsFile(path string, s Secrets, includeCluster bool) error {
 	var buf bytes.Buffer
 	buf.WriteString("{\n  \"version\": \"2\"")
@@ -151,39 +221,75 @@ func WriteSecretsFile(path string, s Secrets, includeCluster bool) error {
 		key  string
 		spec SecretSpec
 	}{{"to-broadcaster", s.ToBroadcaster}, {"to-subscriber", s.ToSubscriber}} {
-		if d.spec.Type == "" || d.spec.Type == "none" {
+		if err := d.spec.validate(); err != nil {
+			return fmt.Errorf("auth: write secrets file %s: %q: %w", path, d.key, err)
+		}
+		if d.spec.Type == "" || d.spec.Type == TypeNone {
 			continue
 		}
-		if d.spec.Type == "hmac" {
-			if _, err := DecodeHMACSecret(d.spec.Secret); err != nil {
-				return fmt.Errorf("%s: %w", d.key, err)
-			}
-		}
-		spec, err := json.Marshal(fileSpec{Type: d.spec.Type, Secret: d.spec.Secret})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&buf, ",\n  %q: %s", d.key, spec)
+		fmt.Fprintf(&buf, ",\n  %s: {\n    \"type\": %s,\n    \"secret\": %s\n  }",
+			pyJSONString(d.key), pyJSONString(d.spec.Type), pyJSONString(d.spec.Secret))
 	}
 	if includeCluster && s.Cluster != "" {
-		c, err := json.Marshal(s.Cluster)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&buf, ",\n  \"cluster\": %s", c)
+		fmt.Fprintf(&buf, ",\n  \"cluster\": %s", pyJSONString(s.Cluster))
 	}
 	buf.WriteString("\n}\n")
+
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("write secrets file: %w", err)
+		return fmt.Errorf("auth: write secrets file: %w", err)
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return fmt.Errorf("write secrets file %s: %w", path, err)
+	_, err = f.Write(buf.Bytes())
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Close(); err != nil {
-		return errors.Join(fmt.Errorf("write secrets file %s: %w", path, err), os.Remove(path))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// Leave no half-written secrets behind; a retry would otherwise
+		// be refused by O_EXCL.
+		return errors.Join(fmt.Errorf("auth: write secrets file %s: %w", path, err), os.Remove(path))
 	}
 	return nil
+}
+
+// pyJSONString quotes s as Python's json.dumps does by default
+// (ensure_ascii): printable ASCII verbatim, the usual short escapes, and
+// \uXXXX (surrogate pairs above the BMP) for everything else. Go's
+// encoder differs (it keeps UTF-8 and escapes <, >, &), which would make
+// the file differ from the reference's for unusual tokens.
+func pyJSONString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s { // invalid UTF-8 reads as U+FFFD, as Python would refuse it anyway
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		default:
+			switch {
+			case r >= 0x20 && r <= 0x7e:
+				b.WriteRune(r)
+			case r > 0xffff:
+				r -= 0x10000
+				fmt.Fprintf(&b, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
+			default:
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }
