@@ -122,7 +122,11 @@ func (c *Config) setDefaults() {
 		c.AdvertiseRaft = c.RaftAddr
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		// Followers forward every write of their clients: keep enough
+		// connections to the leader open for that concurrency.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 128
+		c.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

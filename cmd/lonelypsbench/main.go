@@ -42,6 +42,7 @@ type options struct {
 	subCount    int
 	largeMiB    int
 	only        string
+	cluster     bool
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&o.subCount, "subscribes", 5000, "subscribes per subscribe run")
 	flag.IntVar(&o.largeMiB, "large-mib", 1024, "size of the large-message run in MiB (0 skips it)")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
+	flag.BoolVar(&o.cluster, "cluster", false, "measure a three-node cluster instead of a single node")
 	flag.Parse()
 	for _, s := range strings.Split(subConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -78,6 +80,9 @@ func main() {
 func run(ctx context.Context, o options) error {
 	fmt.Printf("lonelypsbench: %s, %d CPUs, GOMAXPROCS %d, %s\n", runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Now().UTC().Format(time.RFC3339))
 	fmt.Printf("notify: %d-byte messages, concurrency %d, %s per workload\n\n", o.msgSize, o.concurrency, o.duration)
+	if o.cluster {
+		return runCluster(ctx, o)
+	}
 	srv, err := startServer(ctx, o.server)
 	if err != nil {
 		return err
@@ -163,8 +168,21 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--node-id", "bench", "--bootstrap", "--http-addr", httpAddr,
+	s, err := launch(bin, dir, httpAddr, "serve", "--node-id", "bench", "--bootstrap", "--http-addr", httpAddr,
 		"--raft-addr", raftAddr, "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts the binary; dir is removed when the server stops.
+func launch(bin, dir, httpAddr string, args ...string) (*server, error) {
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	// The server runs with its own defaults whatever this process was
 	// tuned with.
@@ -178,26 +196,28 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 	}
 	s := &server{cmd: cmd, base: "http://" + httpAddr, dir: dir, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(s.done) }()
+	return s, nil
+}
+
+func (s *server) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return s, nil
+				return nil
 			}
 		}
 		select {
 		case <-s.done:
-			return nil, errors.New("lonelypsd exited during start-up")
+			return errors.New("lonelypsd exited during start-up")
 		case <-ctx.Done():
-			s.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			s.stop()
-			return nil, errors.New("lonelypsd not ready within 20s")
+			return errors.New("lonelypsd not ready within 20s")
 		}
 	}
 }
@@ -210,7 +230,9 @@ func (s *server) stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-	_ = os.RemoveAll(s.dir)
+	if s.dir != "" {
+		_ = os.RemoveAll(s.dir)
+	}
 }
 
 // rss returns the server's resident set size and its peak.

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cluster"
+)
+
+// benchCluster is three lonelypsd processes started as deploy/local/cluster.sh
+// starts them: the same --join list and --bootstrap-expect 3 on each.
+type benchCluster struct {
+	nodes []*server
+	dir   string
+}
+
+func startCluster(ctx context.Context, bin string) (*benchCluster, error) {
+	dir, err := os.MkdirTemp("", "lonelypsbench-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	var https []string
+	for range 3 {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		https = append(https, a)
+	}
+	c := &benchCluster{dir: dir}
+	for i := range 3 {
+		raftAddr, err := freeAddr()
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		s, err := launch(bin, "", https[i], "serve", "--node-id", fmt.Sprintf("n%d", i+1),
+			"--http-addr", https[i], "--raft-addr", raftAddr, "--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+			"--join", strings.Join(https, ","), "--bootstrap-expect", "3", "--log-level", "warn")
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		c.nodes = append(c.nodes, s)
+	}
+	for _, s := range c.nodes {
+		if err := s.waitReady(ctx); err != nil {
+			c.stop()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *benchCluster) stop() {
+	for _, s := range c.nodes {
+		if s.alive() {
+			s.stop()
+		}
+	}
+	_ = os.RemoveAll(c.dir)
+}
+
+func (s *server) alive() bool {
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (c *benchCluster) leader(ctx context.Context) (int, error) {
+	cl := cluster.NewClient("")
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, s := range c.nodes {
+			if !s.alive() {
+				continue
+			}
+			st, err := cl.Status(ctx, strings.TrimPrefix(s.base, "http://"))
+			if err == nil && st.State == "Leader" {
+				return i, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no leader")
+}
+
+func benchClient(base string) *client.Client {
+	c := client.New(base)
+	c.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256}}
+	return c
+}
+
+// runCluster measures a three-node cluster: subscribes at the leader and
+// at a follower, notifies on all three nodes at once, and failover.
+func runCluster(ctx context.Context, o options) error {
+	c, err := startCluster(ctx, o.server)
+	if err != nil {
+		return err
+	}
+	defer c.stop()
+	li, err := c.leader(ctx)
+	if err != nil {
+		return err
+	}
+	fi := (li + 1) % 3
+
+	fmt.Printf("| three-node cluster | subscribes/s | p50 | p99 |\n|---|---|---|---|\n")
+	for _, t := range []struct {
+		name string
+		node int
+	}{{"subscribe at the leader, 64 in flight", li}, {"subscribe at a follower, 64 in flight", fi}} {
+		rate, p50, p99, err := subscribeWorkload(ctx, benchClient(c.nodes[t.node].base), o.subCount, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
+		}
+		fmt.Printf("| %s | %.0f | %s | %s |\n", t.name, rate, p50.Round(time.Microsecond), p99.Round(time.Microsecond))
+	}
+
+	// Notifies on all three nodes at once: 10 subscribers on one topic,
+	// o.concurrency notifiers per node.
+	pool, err := startSubscribers(10)
+	if err != nil {
+		return err
+	}
+	defer pool.close()
+	for _, u := range pool.urls {
+		if err := benchClient(c.nodes[li].base).SubscribeExact(ctx, u, []byte("all"), ""); err != nil {
+			return err
+		}
+	}
+	// Every node must see the subscriptions before it is measured.
+	time.Sleep(200 * time.Millisecond)
+	msg := make([]byte, o.msgSize)
+	var notifies atomic.Int64
+	var lat []time.Duration
+	var mu sync.Mutex
+	var firstErr error
+	runCtx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
+	start := time.Now()
+	before := pool.received()
+	var wg sync.WaitGroup
+	for _, s := range c.nodes {
+		cl := benchClient(s.base)
+		for range o.concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var local []time.Duration
+				for runCtx.Err() == nil {
+					t0 := time.Now()
+					n, err := cl.Notify(runCtx, []byte("all"), msg)
+					if err != nil || n != 10 {
+						if runCtx.Err() == nil {
+							mu.Lock()
+							if firstErr == nil {
+								firstErr = fmt.Errorf("notify: count %d, %v", n, err)
+							}
+							mu.Unlock()
+						}
+						break
+					}
+					local = append(local, time.Since(t0))
+					notifies.Add(1)
+				}
+				mu.Lock()
+				lat = append(lat, local...)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return firstErr
+	}
+	slices.Sort(lat)
+	fmt.Printf("\n| notify on all three nodes at once (10 subscribers, %d notifiers per node) | notifies/s | deliveries/s | p50 | p99 |\n|---|---|---|---|---|\n", o.concurrency)
+	fmt.Printf("| cluster total | %.0f | %.0f | %s | %s |\n", float64(notifies.Load())/elapsed.Seconds(),
+		float64(pool.received()-before)/elapsed.Seconds(), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
+
+	// Failover: kill -9 the leader, time until a write succeeds at a
+	// survivor.
+	var failovers []time.Duration
+	for round := range 3 {
+		li, err := c.leader(ctx)
+		if err != nil {
+			return err
+		}
+		survivor := benchClient(c.nodes[(li+1)%3].base)
+		_ = c.nodes[li].cmd.Process.Kill()
+		<-c.nodes[li].done
+		killed := time.Now()
+		for i := 0; ; i++ {
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			err := survivor.SubscribeExact(wctx, "http://127.0.0.1:9/failover", []byte("r"+strconv.Itoa(round)+"-"+strconv.Itoa(i)), "")
+			wcancel()
+			if err == nil {
+				break
+			}
+			if time.Since(killed) > 15*time.Second {
+				return fmt.Errorf("no write 15s after killing the leader: %w", err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		failovers = append(failovers, time.Since(killed))
+		// Bring the node back for the next round.
+		args := c.nodes[li].cmd.Args[1:]
+		s, err := launch(o.server, "", c.nodes[li].base[len("http://"):], args...)
+		if err != nil {
+			return err
+		}
+		c.nodes[li] = s
+		if err := s.waitReady(ctx); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\n| failover (leader killed with SIGKILL to first successful write) | round 1 | round 2 | round 3 |\n|---|---|---|---|\n")
+	fmt.Printf("| default Raft timeouts (200 ms heartbeat and election) | %s | %s | %s |\n",
+		failovers[0].Round(time.Millisecond), failovers[1].Round(time.Millisecond), failovers[2].Round(time.Millisecond))
+	return nil
+}
