@@ -80,6 +80,15 @@ func checkGlob(glob string) error {
 	return nil
 }
 
+// authCode carries a verified HMAC code into the Raft command, where the
+// replay check holds for the whole cluster.
+func authCode(r *auth.Replay) *fsm.AuthCode {
+	if r == nil {
+		return nil
+	}
+	return &fsm.AuthCode{Code: r.Code[:], ExpiresMs: r.Expires.UnixMilli()}
+}
+
 // apply commits cmd within the write timeout.
 func (s *Server) apply(c echo.Context, cmd fsm.Command) (fsm.Outcome, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.WriteTimeout)
@@ -94,8 +103,11 @@ func (s *Server) apply(c echo.Context, cmd fsm.Command) (fsm.Outcome, error) {
 // respondChange answers a subscription change: RESPONSE_GENERIC signed
 // with confirm on success, 409 with no body on conflict.
 func (s *Server) respondChange(c echo.Context, outcome fsm.Outcome, confirm auth.Message) error {
-	if outcome == fsm.Conflict {
+	switch outcome {
+	case fsm.Conflict:
 		return c.NoContent(http.StatusConflict)
+	case fsm.Replayed:
+		return authError(auth.Forbidden, "subscription change (replayed authorization)")
 	}
 	authz, err := s.auth.Authorize(confirm)
 	if err != nil {
@@ -146,12 +158,13 @@ func (s *Server) changeExact(c echo.Context, subscribe bool) error {
 	if err := checkRowLen(m.URL, len(m.Topic)); err != nil {
 		return badRequest(op.String(), err)
 	}
-	if r := s.auth.Verify(c.Request().Context(), auth.SubscribeExact{
+	r, replay := s.auth.VerifyDeferred(c.Request().Context(), auth.SubscribeExact{
 		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Topic: m.Topic,
-	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+	}, c.Request().Header.Get("Authorization"))
+	if r != auth.OK {
 		return authError(r, op.String())
 	}
-	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery})
+	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery, AuthCode: authCode(replay)})
 	if err != nil {
 		return err
 	}
@@ -183,12 +196,13 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 	if err := checkRowLen(m.URL, len(m.Glob)); err != nil {
 		return badRequest(op.String(), err)
 	}
-	if r := s.auth.Verify(c.Request().Context(), auth.SubscribeGlob{
+	r, replay := s.auth.VerifyDeferred(c.Request().Context(), auth.SubscribeGlob{
 		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Glob: m.Glob,
-	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+	}, c.Request().Header.Get("Authorization"))
+	if r != auth.OK {
 		return authError(r, op.String())
 	}
-	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery})
+	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery, AuthCode: authCode(replay)})
 	if err != nil {
 		return err
 	}
@@ -244,9 +258,10 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 	if err != nil {
 		return badRequest("set_subscriptions", err)
 	}
-	if r := s.auth.Verify(c.Request().Context(), auth.SetSubscriptions{
+	r, replay := s.auth.VerifyDeferred(c.Request().Context(), auth.SetSubscriptions{
 		Tracing: m.Tracing, URL: m.URL, Etag: m.Etag,
-	}, c.Request().Header.Get("Authorization")); r != auth.OK {
+	}, c.Request().Header.Get("Authorization"))
+	if r != auth.OK {
 		return authError(r, "set_subscriptions")
 	}
 	// The signature covers only the etag; recomputing it from the lists
@@ -258,7 +273,7 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 	if err := checkURL("url", m.URL); err != nil {
 		return badRequest("set_subscriptions", err)
 	}
-	cmd := fsm.Command{Op: fsm.OpSetSubscriptions, URL: m.URL}
+	cmd := fsm.Command{Op: fsm.OpSetSubscriptions, URL: m.URL, AuthCode: authCode(replay)}
 	for _, e := range m.Exact {
 		if e.Recovery != "" {
 			if err := checkURL("recovery url", e.Recovery); err != nil {
@@ -284,8 +299,12 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 		}
 		cmd.Globs = append(cmd.Globs, fsm.GlobEntry{Glob: g.Glob, Recovery: g.Recovery})
 	}
-	if _, err := s.apply(c, cmd); err != nil {
+	outcome, err := s.apply(c, cmd)
+	if err != nil {
 		return err
+	}
+	if outcome == fsm.Replayed {
+		return authError(auth.Forbidden, "set_subscriptions (replayed authorization)")
 	}
 	authz, err := s.auth.Authorize(auth.SetSubscriptionsResponse{Etag: etag})
 	if err != nil {

@@ -77,6 +77,16 @@ type Command struct {
 	// Node is the member of OpSetNode and OpRemoveNode (only ID for the
 	// latter).
 	Node *NodeInfo `json:"node,omitempty"`
+	// AuthCode is the HMAC code that authorised the change, if any. The
+	// FSM refuses a code it has seen before its expiry: a replayed
+	// subscription change is refused on every node of the cluster.
+	AuthCode *AuthCode `json:"auth,omitempty"`
+}
+
+// AuthCode is a 64-byte HMAC code and when it may be forgotten.
+type AuthCode struct {
+	Code      []byte `json:"code"`
+	ExpiresMs int64  `json:"expires_ms"`
 }
 
 // NodeInfo is what the cluster knows of a member: how to reach its API and
@@ -120,6 +130,9 @@ const (
 	// Conflict: a subscribe found the row present, or an unsubscribe found
 	// it absent; nothing changed (409).
 	Conflict
+	// Replayed: the command's HMAC code was used before; nothing changed
+	// (403).
+	Replayed
 )
 
 // Result is the response of Apply for one command.

@@ -34,6 +34,8 @@ var (
 	bucketNodes    = []byte("nodes")
 	bucketRequests = []byte("requests")      // request id -> u64 log time (ms) || outcome
 	bucketReqTimes = []byte("request_times") // u64 log time (ms) || request id -> nil
+	bucketCodes    = []byte("auth_codes")      // HMAC code -> u64 expiry (ms)
+	bucketCodeExp  = []byte("auth_code_times") // u64 expiry (ms) || code -> nil
 	keyApplied     = []byte("applied")
 )
 
@@ -108,7 +110,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open subscription table %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob, bucketNodes, bucketRequests, bucketReqTimes} {
+		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob, bucketNodes, bucketRequests, bucketReqTimes, bucketCodes, bucketCodeExp} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -264,9 +266,18 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 				out[i] = Result{Outcome: prev}
 				continue
 			}
-			res, eff, err := applyCommand(tx, cmd)
+			var res Result
+			var eff []effect
+			fresh, err := recordCode(tx, cmd.AuthCode, logMs)
 			if err != nil {
-				return fmt.Errorf("apply %s at index %d: %w", cmd.Op, l.Index, err)
+				return fmt.Errorf("record auth code at index %d: %w", l.Index, err)
+			}
+			if fresh {
+				if res, eff, err = applyCommand(tx, cmd); err != nil {
+					return fmt.Errorf("apply %s at index %d: %w", cmd.Op, l.Index, err)
+				}
+			} else {
+				res = Result{Outcome: Replayed}
 			}
 			if err := rememberRequest(tx, cmd.ID, logMs, res.Outcome); err != nil {
 				return err
@@ -275,6 +286,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			effects = append(effects, eff...)
 		}
 		if err := forgetRequests(tx, newestMs-RequestRetention.Milliseconds()); err != nil {
+			return err
+		}
+		if err := forgetCodes(tx, newestMs); err != nil {
 			return err
 		}
 		if last == applied {
@@ -393,6 +407,44 @@ func applyCommand(tx *bolt.Tx, c Command) (Result, []effect, error) {
 		return Result{Outcome: Applied}, []effect{{remove: true, node: &NodeInfo{ID: c.Node.ID}}}, nil
 	}
 	return Result{Err: fmt.Errorf("unknown op %d", c.Op)}, nil, nil
+}
+
+// recordCode notes an HMAC code and reports whether it was fresh. Expiry
+// is judged by log time, so every replica decides alike.
+func recordCode(tx *bolt.Tx, c *AuthCode, logMs int64) (bool, error) {
+	if c == nil || len(c.Code) == 0 {
+		return true, nil
+	}
+	codes := tx.Bucket(bucketCodes)
+	if v := codes.Get(c.Code); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= logMs {
+		return false, nil
+	}
+	var exp [8]byte
+	binary.BigEndian.PutUint64(exp[:], uint64(c.ExpiresMs))
+	if err := codes.Put(c.Code, exp[:]); err != nil {
+		return false, err
+	}
+	return true, tx.Bucket(bucketCodeExp).Put(append(exp[:], c.Code...), nil)
+}
+
+// forgetCodes drops codes expired at log time nowMs.
+func forgetCodes(tx *bolt.Tx, nowMs int64) error {
+	if nowMs <= 0 {
+		return nil
+	}
+	codes, exp := tx.Bucket(bucketCodes), tx.Bucket(bucketCodeExp)
+	c := exp.Cursor()
+	for k, _ := c.First(); k != nil && len(k) > 8 && int64(binary.BigEndian.Uint64(k)) < nowMs; k, _ = c.First() {
+		if v := codes.Get(k[8:]); len(v) == 8 && binary.BigEndian.Uint64(v) == binary.BigEndian.Uint64(k) {
+			if err := codes.Delete(k[8:]); err != nil {
+				return err
+			}
+		}
+		if err := exp.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func seenRequest(tx *bolt.Tx, id string) (Outcome, bool) {

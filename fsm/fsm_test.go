@@ -386,3 +386,31 @@ func TestNodesAreReplicatedState(t *testing.T) {
 		t.Fatalf("nodes after reopen %+v", got)
 	}
 }
+
+func TestReplayedAuthCodeIsRefused(t *testing.T) {
+	f, _ := openTest(t)
+	at := time.Unix(1700000000, 0)
+	code := &AuthCode{Code: bytes.Repeat([]byte{7}, 64), ExpiresMs: at.Add(3 * time.Minute).UnixMilli()}
+	apply := func(index uint64, c Command, when time.Time) Result {
+		data, _ := c.Encode()
+		return f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: data, AppendedAt: when}})[0].(Result)
+	}
+	first := sub("a")
+	first.AuthCode = code
+	if r := apply(1, first, at); r.Outcome != Applied {
+		t.Fatalf("first use: %+v", r)
+	}
+	// The same signed request again (another request id: a replay, not a
+	// retry), even for another change, is refused and changes nothing.
+	again := Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a"), AuthCode: code}
+	if r := apply(2, again, at.Add(time.Minute)); r.Outcome != Replayed {
+		t.Fatalf("replay: %+v", r)
+	}
+	if _, ok := f.Lookup(Exact, u1, "a"); !ok {
+		t.Fatal("a replayed command changed the table")
+	}
+	// Once expired (by log time) the code is forgotten.
+	if r := apply(3, again, at.Add(4*time.Minute)); r.Outcome != Applied {
+		t.Fatalf("after expiry: %+v", r)
+	}
+}

@@ -47,6 +47,8 @@ type hmacScheme struct {
 	clock  func() time.Time
 	skew   time.Duration
 	nonce  func() string
+	// notBefore: signatures older than this (unix seconds) are refused.
+	notBefore int64
 }
 
 // HMACOption configures HMAC.
@@ -139,21 +141,9 @@ func (h *hmacScheme) Authorize(m Message) (string, error) {
 // Unavailable on a store error). The store is consulted only for a valid
 // signature, so forged headers cannot fill it.
 func (h *hmacScheme) Verify(ctx context.Context, m Message, authorization string) Result {
-	// 1. An empty header counts as missing.
-	if authorization == "" {
-		return Unauthorized
-	}
-	// 2-6.
-	ts, nonce, code, ok := parseHMAC(authorization, h.clock(), h.skew)
-	if !ok {
-		return Forbidden
-	}
-	// 7. Recompute over the received fields with the header's timestamp
-	// and nonce. Values the layout cannot hold (part id > 255...) were not
-	// signed by any correct peer.
-	want, err := h.code(m, uint64(ts), nonce)
-	if err != nil || !hmac.Equal(want[:], code[:]) {
-		return Forbidden
+	code, ts, r := h.check(m, authorization)
+	if r != OK {
+		return r
 	}
 	// 8. Replay check, keyed on the code (not the nonce).
 	if h.replay == nil {
@@ -167,6 +157,27 @@ func (h *hmacScheme) Verify(ctx context.Context, m Message, authorization string
 		return Forbidden
 	}
 	return OK
+}
+
+// check performs steps 1-7: everything but the replay store.
+func (h *hmacScheme) check(m Message, authorization string) ([64]byte, int64, Result) {
+	// 1. An empty header counts as missing.
+	if authorization == "" {
+		return [64]byte{}, 0, Unauthorized
+	}
+	// 2-6.
+	ts, nonce, code, ok := parseHMAC(authorization, h.clock(), h.skew)
+	if !ok || ts < h.notBefore {
+		return [64]byte{}, 0, Forbidden
+	}
+	// 7. Recompute over the received fields with the header's timestamp
+	// and nonce. Values the layout cannot hold (part id > 255...) were not
+	// signed by any correct peer.
+	want, err := h.code(m, uint64(ts), nonce)
+	if err != nil || !hmac.Equal(want[:], code[:]) {
+		return [64]byte{}, 0, Forbidden
+	}
+	return code, ts, OK
 }
 
 // expires is when a code with timestamp ts may be forgotten: once ts is

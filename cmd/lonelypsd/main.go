@@ -85,6 +85,7 @@ type nodeFlags struct {
 	debugAddr                                                   string
 	advertiseHTTP, join, clusterSecretFile                      string
 	bootstrapExpect                                             int
+	hmacSkew                                                    time.Duration
 
 	spoolThreshold      int64
 	maxSetSubscriptions int64
@@ -120,6 +121,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "HOST:PORT peers use to reach this node's Raft transport (default: --raft-addr)")
 	fs.StringVar(&f.dataDir, "data-dir", defData, "folder for the Raft log, snapshots, subscription table and spool")
 	fs.StringVar(&f.secrets, "secrets", "", "broadcaster-secrets.json written by 'lonelypsd setup' (default: auth none both ways)")
+	fs.DurationVar(&f.hmacSkew, "hmac-skew", 120*time.Second, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
@@ -248,6 +250,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		DebugAddr:           f.debugAddr,
 		SecretsFile:         f.secrets,
 		ClusterSecretFile:   f.clusterSecretFile,
+		HMACSkew:            f.hmacSkew,
 		MissedSweepInterval: f.missedSweepInterval,
 		ShutdownTimeout:     f.shutdownTimeout,
 		Logger:              log,

@@ -13,13 +13,11 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api"
-	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
@@ -40,6 +38,8 @@ type Config struct {
 	// ClusterSecretFile holds the cluster secret when the secrets file
 	// does not (or there is none).
 	ClusterSecretFile string
+	// HMACSkew is the accepted clock skew of HMAC signatures (0: 120 s).
+	HMACSkew time.Duration
 	// MissedSweepInterval is how often due MISSED notices are looked for.
 	MissedSweepInterval time.Duration
 	// MissedRetry is the MISSED schedule.
@@ -73,19 +73,20 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.MissedRetry = fanout.DefaultRetryPolicy
 	}
 
-	pair, clusterSecret, err := loadAuth(cfg.SecretsFile, cfg.ClusterSecretFile)
+	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	pair, clusterSecret, closeAuth, err := openAuth(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer closeAuth()
 	cfg.Cluster.Secret = clusterSecret
 	if cfg.Cluster.AdvertiseHTTP == "" {
 		cfg.Cluster.AdvertiseHTTP = cfg.HTTPAddr
 	}
 	if clusterSecret == "" && len(cfg.Cluster.Join) > 0 {
 		log.Warn("no cluster secret: the /cluster endpoints accept any caller; set one (lonelypsd setup, --cluster-secret-file) outside trusted networks")
-	}
-	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
 	}
 	if cfg.API.SpoolDir == "" {
 		cfg.API.SpoolDir = filepath.Join(cfg.Cluster.DataDir, "spool")
@@ -176,31 +177,6 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
-}
-
-func loadAuth(path, clusterFile string) (auth.Pair, string, error) {
-	pair := auth.NonePair()
-	var cluster string
-	if path != "" {
-		secrets, err := auth.LoadSecrets(path)
-		if err != nil {
-			return auth.Pair{}, "", err
-		}
-		if pair, err = secrets.Pair(auth.NewMemoryReplayStore(time.Now)); err != nil {
-			return auth.Pair{}, "", fmt.Errorf("secrets %s: %w", path, err)
-		}
-		cluster = secrets.Cluster
-	}
-	if clusterFile != "" {
-		b, err := os.ReadFile(clusterFile)
-		if err != nil {
-			return auth.Pair{}, "", fmt.Errorf("cluster secret: %w", err)
-		}
-		if cluster = strings.TrimSpace(string(b)); cluster == "" {
-			return auth.Pair{}, "", fmt.Errorf("cluster secret file %s is empty", clusterFile)
-		}
-	}
-	return pair, cluster, nil
 }
 
 // remover removes subscriptions whose subscriber answered

@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// BoltReplayStore is a ReplayStore in a bbolt file, so a node still
+// refuses replays of codes it accepted before a restart.
+//
+// Writes are not fsynced one by one (that would cost a disk flush per
+// notify); the file is synced every second and on Close. After an unclean
+// shutdown the last second of codes may be lost: Unclean reports it, and
+// the node then refuses signatures dated before its start
+// (WithNotBefore), which closes the gap.
+type BoltReplayStore struct {
+	db      *bolt.DB
+	clock   func() time.Time
+	unclean bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+var (
+	bucketCodes  = []byte("codes")  // code -> u64 expiry (unix ms)
+	bucketExpiry = []byte("expiry") // u64 expiry || code -> nil
+	bucketState  = []byte("state")
+	keyClean     = []byte("clean")
+)
+
+// OpenBoltReplayStore opens (or creates) the store at path.
+func OpenBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("open replay store %s: %w", path, err)
+	}
+	s := &BoltReplayStore{db: db, clock: clock, stop: make(chan struct{})}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketCodes, bucketExpiry, bucketState} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		st := tx.Bucket(bucketState)
+		// A file that was just created has no codes to lose.
+		fresh := tx.Bucket(bucketCodes).Stats().KeyN == 0 && st.Get(keyClean) == nil
+		s.unclean = !fresh && string(st.Get(keyClean)) != "1"
+		return st.Put(keyClean, []byte("0"))
+	})
+	if err == nil {
+		err = db.Sync()
+	}
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("initialise replay store %s: %w", path, err)
+	}
+	s.wg.Add(1)
+	go s.maintain()
+	return s, nil
+}
+
+// Unclean reports that the previous process did not close the store.
+func (s *BoltReplayStore) Unclean() bool { return s.unclean }
+
+// Seen implements ReplayStore.
+func (s *BoltReplayStore) Seen(_ context.Context, code [64]byte, expires time.Time) (replay bool, err error) {
+	nowMs := s.clock().UnixMilli()
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		codes := tx.Bucket(bucketCodes)
+		if v := codes.Get(code[:]); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= nowMs {
+			replay = true
+			return nil
+		}
+		var exp [8]byte
+		binary.BigEndian.PutUint64(exp[:], uint64(expires.UnixMilli()))
+		if err := codes.Put(code[:], exp[:]); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketExpiry).Put(append(exp[:], code[:]...), nil)
+	})
+	if err != nil {
+		return false, fmt.Errorf("replay store: %w", err)
+	}
+	return replay, nil
+}
+
+// Len is the number of codes remembered (expired ones included until the
+// next sweep).
+func (s *BoltReplayStore) Len() int {
+	n := 0
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketCodes).Stats().KeyN
+		return nil
+	})
+	return n
+}
+
+// Prune drops expired codes.
+func (s *BoltReplayStore) Prune() error {
+	nowMs := uint64(s.clock().UnixMilli())
+	return s.db.Update(func(tx *bolt.Tx) error {
+		codes, exp := tx.Bucket(bucketCodes), tx.Bucket(bucketExpiry)
+		c := exp.Cursor()
+		for k, _ := c.First(); k != nil && len(k) == 72 && binary.BigEndian.Uint64(k) < nowMs; k, _ = c.First() {
+			// A code seen again later has a newer expiry entry: delete the
+			// code only if this entry is its current one.
+			if v := codes.Get(k[8:]); len(v) == 8 && binary.BigEndian.Uint64(v) == binary.BigEndian.Uint64(k) {
+				if err := codes.Delete(k[8:]); err != nil {
+					return err
+				}
+			}
+			if err := exp.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *BoltReplayStore) maintain() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			_ = s.Prune()
+			_ = s.db.Sync()
+		}
+	}
+}
+
+// Close syncs, marks the shutdown clean and closes the file.
+func (s *BoltReplayStore) Close() error {
+	close(s.stop)
+	s.wg.Wait()
+	err := s.Prune()
+	if err == nil {
+		err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(keyClean, []byte("1")) })
+	}
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close replay store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+)
+
+// openAuth builds the node's authorization schemes from its secrets file
+// and returns the cluster secret. HMAC replay protection of this node
+// (notify, and the replies it verifies) lives in <data>/replay.db, so a
+// restart does not reopen the window for codes it accepted before; codes
+// of subscription changes are checked in the Raft log instead.
+func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
+	nop := func() {}
+	var cluster string
+	if cfg.ClusterSecretFile != "" {
+		b, err := os.ReadFile(cfg.ClusterSecretFile)
+		if err != nil {
+			return auth.Pair{}, "", nop, fmt.Errorf("cluster secret: %w", err)
+		}
+		if cluster = strings.TrimSpace(string(b)); cluster == "" {
+			return auth.Pair{}, "", nop, fmt.Errorf("cluster secret file %s is empty", cfg.ClusterSecretFile)
+		}
+	}
+	if cfg.SecretsFile == "" {
+		return auth.NonePair(), cluster, nop, nil
+	}
+	secrets, err := auth.LoadSecrets(cfg.SecretsFile)
+	if err != nil {
+		return auth.Pair{}, "", nop, err
+	}
+	if cluster == "" {
+		cluster = secrets.Cluster
+	}
+	store, err := auth.OpenBoltReplayStore(filepath.Join(cfg.Cluster.DataDir, "replay.db"), time.Now)
+	if err != nil {
+		return auth.Pair{}, "", nop, err
+	}
+	opts := []auth.HMACOption{}
+	if cfg.HMACSkew > 0 {
+		opts = append(opts, auth.WithSkew(cfg.HMACSkew))
+	}
+	if store.Unclean() {
+		log.Warn("the previous run did not stop cleanly: refusing HMAC signatures dated before now, whose replay could go unnoticed")
+		opts = append(opts, auth.WithNotBefore(time.Now()))
+	}
+	pair, err := secrets.Pair(store, opts...)
+	if err != nil {
+		_ = store.Close()
+		return auth.Pair{}, "", nop, fmt.Errorf("secrets %s: %w", cfg.SecretsFile, err)
+	}
+	return pair, cluster, func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing replay store", "err", err)
+		}
+	}, nil
+}
