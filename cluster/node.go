@@ -6,6 +6,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,9 @@ type Config struct {
 	Secret string
 	// HTTPClient calls peers; nil uses a default with short timeouts.
 	HTTPClient *http.Client
+	// TLS, when set, makes peers' APIs https and configures the default
+	// client's trust.
+	TLS *tls.Config
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -126,6 +130,9 @@ func (c *Config) setDefaults() {
 		// connections to the leader open for that concurrency.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 128
+		if c.TLS != nil {
+			tr.TLSClientConfig = c.TLS.Clone()
+		}
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: tr}
 	}
 	if c.Logger == nil {
@@ -176,7 +183,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger, fsm: table, stop: make(chan struct{}),
-		peers:      &peerClient{http: cfg.HTTPClient, secret: []byte(cfg.Secret)},
+		peers:      &peerClient{http: cfg.HTTPClient, secret: []byte(cfg.Secret), tls: cfg.TLS != nil},
 		self:       fsm.NodeInfo{ID: cfg.NodeID, HTTP: cfg.AdvertiseHTTP, Raft: cfg.AdvertiseRaft},
 		candidates: map[string]fsm.NodeInfo{},
 	}

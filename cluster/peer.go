@@ -16,6 +16,7 @@ import (
 type peerClient struct {
 	http   *http.Client
 	secret []byte
+	tls    bool // peers serve https
 }
 
 // StatusError is a peer's refusal.
@@ -28,9 +29,12 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("peer answered %d: %s", e.Code, strings.TrimSpace(e.Body))
 }
 
-func baseURL(httpAddr string) string {
+func (p *peerClient) baseURL(httpAddr string) string {
 	if strings.Contains(httpAddr, "://") {
 		return strings.TrimRight(httpAddr, "/")
+	}
+	if p.tls {
+		return "https://" + httpAddr
 	}
 	return "http://" + httpAddr
 }
@@ -45,7 +49,7 @@ func (p *peerClient) call(ctx context.Context, method, httpAddr, path string, in
 			return fmt.Errorf("encode %s request: %w", path, err)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, baseURL(httpAddr)+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, p.baseURL(httpAddr)+path, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,9 @@ type Config struct {
 	// Client sends the requests; nil builds one tuned for many
 	// subscribers behind keep-alive connections.
 	Client *http.Client
+	// TLS configures the built client's https connections (extra CAs);
+	// nil verifies subscribers against the system's roots.
+	TLS *tls.Config
 }
 
 const (
@@ -78,15 +82,18 @@ func (c *Config) setDefaults() {
 		c.MaxReplyBytes = DefaultMaxReplyBytes
 	}
 	if c.Client == nil {
-		c.Client = NewClient(c.MaxInFlight)
+		c.Client = NewClient(c.MaxInFlight, c.TLS)
 	}
 }
 
 // NewClient returns an HTTP client for deliveries: it keeps enough idle
 // connections per subscriber host for the configured parallelism and never
 // follows redirects (a subscriber's URL is used exactly as registered).
-func NewClient(maxConns int) *http.Client {
+func NewClient(maxConns int, tlsConf *tls.Config) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tlsConf != nil {
+		tr.TLSClientConfig = tlsConf.Clone()
+	}
 	// No cap on idle connections in total: with one subscriber per host
 	// (the common shape) any cap below the number of subscribers makes
 	// every delivery dial a new connection.

@@ -61,6 +61,8 @@ type proc struct {
 	HTTP    string // base URL
 	DataDir string
 	args    []string
+	// httpc reaches the node (https tests set one trusting their CA).
+	httpc *http.Client
 
 	mu   sync.Mutex
 	logs bytes.Buffer
@@ -113,7 +115,11 @@ func (p *proc) waitReady() {
 			p.t.Fatalf("lonelypsd exited during start-up: %v\n%s", p.err, p.Logs())
 		default:
 		}
-		resp, err := http.Get(p.HTTP + "/readyz")
+		hc := p.httpc
+		if hc == nil {
+			hc = http.DefaultClient
+		}
+		resp, err := hc.Get(p.HTTP + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -199,7 +205,13 @@ func (p *proc) resetPeakRSS() {
 	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
 }
 
-func (p *proc) Client() *client.Client { return client.New(p.HTTP) }
+func (p *proc) Client() *client.Client {
+	c := client.New(p.HTTP)
+	if p.httpc != nil {
+		c.HTTP = p.httpc
+	}
+	return c
+}
 
 // subscriberServer runs a client.Subscriber on a real loopback listener.
 type subscriberServer struct {

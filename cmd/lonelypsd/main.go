@@ -86,6 +86,7 @@ type nodeFlags struct {
 	advertiseHTTP, join, clusterSecretFile                      string
 	bootstrapExpect                                             int
 	hmacSkew                                                    time.Duration
+	tlsCert, tlsKey, tlsCA                                      string
 
 	spoolThreshold      int64
 	maxSetSubscriptions int64
@@ -121,6 +122,9 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "HOST:PORT peers use to reach this node's Raft transport (default: --raft-addr)")
 	fs.StringVar(&f.dataDir, "data-dir", defData, "folder for the Raft log, snapshots, subscription table and spool")
 	fs.StringVar(&f.secrets, "secrets", "", "broadcaster-secrets.json written by 'lonelypsd setup' (default: auth none both ways)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve the API over https; with --tls-key")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of certificate authorities to trust, besides the system's, when calling https subscribers and peers")
 	fs.DurationVar(&f.hmacSkew, "hmac-skew", 120*time.Second, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -251,6 +255,9 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		SecretsFile:         f.secrets,
 		ClusterSecretFile:   f.clusterSecretFile,
 		HMACSkew:            f.hmacSkew,
+		TLSCert:             f.tlsCert,
+		TLSKey:              f.tlsKey,
+		TLSCA:               f.tlsCA,
 		MissedSweepInterval: f.missedSweepInterval,
 		ShutdownTimeout:     f.shutdownTimeout,
 		Logger:              log,
@@ -259,8 +266,12 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			if f.secrets != "" {
 				authDesc = "auth from " + f.secrets
 			}
-			log.Info(fmt.Sprintf("lonelypsd %s listening on http://%s (node %s, raft %s, data in %s, %s)",
-				cmd, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc))
+			scheme := "http"
+			if f.tlsCert != "" {
+				scheme = "https"
+			}
+			log.Info(fmt.Sprintf("lonelypsd %s listening on %s://%s (node %s, raft %s, data in %s, %s)",
+				cmd, scheme, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc))
 		},
 	}
 	if err := daemon.Run(ctx, cfg); err != nil {

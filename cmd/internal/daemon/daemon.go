@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,11 @@ type Config struct {
 	ClusterSecretFile string
 	// HMACSkew is the accepted clock skew of HMAC signatures (0: 120 s).
 	HMACSkew time.Duration
+	// TLSCert and TLSKey (PEM files) serve the API over https.
+	TLSCert, TLSKey string
+	// TLSCA (PEM file) adds certificate authorities trusted when calling
+	// subscribers and peers over https, beyond the system's.
+	TLSCA string
 	// MissedSweepInterval is how often due MISSED notices are looked for.
 	MissedSweepInterval time.Duration
 	// MissedRetry is the MISSED schedule.
@@ -75,6 +81,19 @@ func Run(ctx context.Context, cfg Config) error {
 
 	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
+	}
+	serverTLS, clientTLS, err := loadTLS(cfg)
+	if err != nil {
+		return err
+	}
+	if clientTLS != nil {
+		cfg.Fanout.TLS = clientTLS
+	}
+	if serverTLS != nil {
+		cfg.Cluster.TLS = clientTLS
+		if cfg.Cluster.TLS == nil {
+			cfg.Cluster.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
 	}
 	pair, clusterSecret, closeAuth, err := openAuth(cfg, log)
 	if err != nil {
@@ -128,6 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := api.New(cfg.API, node, node, table, fan, pair, log)
 	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
 	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), log)
+	httpSrv.TLSConfig = serverTLS
 
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
@@ -147,7 +167,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	go func() {
+		if serverTLS != nil {
+			serveErr <- httpSrv.ServeTLS(ln, "", "")
+			return
+		}
+		serveErr <- httpSrv.Serve(ln)
+	}()
 
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = node.WaitForLeader(waitCtx)

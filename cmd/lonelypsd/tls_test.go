@@ -1,0 +1,153 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+)
+
+// testCA issues certificates for 127.0.0.1.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lonelypsd test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+func (ca *testCA) issue(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+func (ca *testCA) httpClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.pem)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// startTLSNode runs a node serving https with a certificate of ca.
+func startTLSNode(t *testing.T, ca *testCA, trustCA bool) *proc {
+	t.Helper()
+	dir := t.TempDir()
+	certPEM, keyPEM := ca.issue(t, 2)
+	for name, b := range map[string][]byte{"cert.pem": certPEM, "key.pem": keyPEM, "ca.pem": ca.pem} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	args := []string{"serve", "--node-id", "n1", "--bootstrap", "--http-addr", httpAddr,
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", filepath.Join(dir, "data"),
+		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"), "--delivery-timeout", "2s"}
+	if trustCA {
+		args = append(args, "--tls-ca", filepath.Join(dir, "ca.pem"))
+	}
+	p := &proc{t: t, HTTP: "https://" + httpAddr, DataDir: dir, args: args, httpc: ca.httpClient(), done: make(chan struct{})}
+	p.start()
+	t.Cleanup(p.Stop)
+	return p
+}
+
+func startTLSSubscriber(t *testing.T, ca *testCA) (*client.Subscriber, string) {
+	t.Helper()
+	certPEM, keyPEM := ca.issue(t, 3)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := client.NewSubscriber()
+	srv := httptest.NewUnstartedServer(sub)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return sub, srv.URL + "/v1/receive"
+}
+
+func TestHTTPSBothWays(t *testing.T) {
+	ca := newTestCA(t)
+	node := startTLSNode(t, ca, true)
+	ctx := ctxT(t)
+	c := node.Client()
+	sub, url := startTLSSubscriber(t, ca)
+	if err := c.SubscribeExact(ctx, url, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Notify(ctx, []byte("t"), []byte("over https")); err != nil || n != 1 {
+		t.Fatalf("notify: %d, %v", n, err)
+	}
+	if got := sub.Received(); len(got) != 1 || string(got[0].Message) != "over https" {
+		t.Fatalf("received %+v", got)
+	}
+	// Plain http to an https node is refused by the server.
+	if resp, err := http.Get("http" + node.HTTP[len("https"):] + "/healthz"); err == nil && resp.StatusCode == 200 {
+		t.Fatal("the https node answered plain http")
+	}
+}
+
+func TestHTTPSSubscriberWithUnknownCAIsNotTrusted(t *testing.T) {
+	ca := newTestCA(t)
+	node := startTLSNode(t, ca, false)
+	ctx := ctxT(t)
+	c := node.Client()
+	sub, url := startTLSSubscriber(t, ca)
+	if err := c.SubscribeExact(ctx, url, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Notify(ctx, []byte("t"), []byte("m")); err != nil || n != 0 {
+		t.Fatalf("notify: %d, %v; want 0: the subscriber's certificate is not trusted", n, err)
+	}
+	if len(sub.Received()) != 0 {
+		t.Fatal("delivered to an untrusted subscriber")
+	}
+}
