@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+)
+
+// setupSecrets runs `lonelypsd setup` and returns the broadcaster's file
+// and the subscribers' secrets.
+func setupSecrets(t *testing.T, toB, toS string) (string, auth.Secrets) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command(binPath, "setup", "--dir", dir, "--to-broadcaster-auth", toB, "--to-subscriber-auth", toS).CombinedOutput()
+	if err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	s, err := auth.LoadSecrets(filepath.Join(dir, "subscriber-secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Cluster != "" {
+		t.Fatal("the subscribers' file holds the cluster secret")
+	}
+	return filepath.Join(dir, "broadcaster-secrets.json"), s
+}
+
+func pairOf(t *testing.T, s auth.Secrets) auth.Pair {
+	t.Helper()
+	p, err := s.NewPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestAuthAllNineCombinations: subscribe, notify, deliver and confirm with
+// every scheme in each direction; the subscriber verifies the
+// broadcaster's RECEIVE with the to-subscriber secret and signs its
+// confirmation with the to-broadcaster one.
+func TestAuthAllNineCombinations(t *testing.T) {
+	schemes := []string{"none", "token", "hmac"}
+	for _, toB := range schemes {
+		for _, toS := range schemes {
+			t.Run(toB+"-to-broadcaster/"+toS+"-to-subscriber", func(t *testing.T) {
+				file, secrets := setupSecrets(t, toB, toS)
+				node := startNode(t, t.TempDir(), "--secrets", file)
+				ctx := ctxT(t)
+				c := node.Client()
+				c.Auth = pairOf(t, secrets)
+				sub := client.NewSubscriber()
+				sub.Auth = pairOf(t, secrets)
+				s := startSubscriber(t, sub)
+				if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.SubscribeGlob(ctx, s.Receive, "g/*", ""); err != nil {
+					t.Fatal(err)
+				}
+				n, err := c.Notify(ctx, []byte("t"), []byte("secret message"))
+				if err != nil || n != 1 {
+					t.Fatalf("notify: %d, %v", n, err)
+				}
+				if n, err := c.Notify(ctx, []byte("g/1"), []byte("x")); err != nil || n != 1 {
+					t.Fatalf("glob notify: %d, %v", n, err)
+				}
+				r := sub.Received()
+				if len(r) != 2 || string(r[0].Message) != "secret message" {
+					t.Fatalf("received %+v", r)
+				}
+				if h := r[0].Header.Get("Authorization"); (toS == "none") != (h == "") {
+					t.Fatalf("RECEIVE authorization %q under %s", h, toS)
+				}
+				etag, err := c.CheckSubscriptions(ctx, s.Receive)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := wire.Etag(s.Receive, []wire.ExactEntry{{Topic: []byte("t"), Recovery: s.Recover}}, []wire.GlobEntry{{Glob: "g/*"}})
+				if etag != want {
+					t.Fatal("etag mismatch")
+				}
+				if err := c.SetSubscriptions(ctx, s.Receive, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.UnsubscribeExact(ctx, s.Receive, []byte("t")); err != client.ErrConflict {
+					t.Fatalf("unsubscribe after set: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// rawPost sends body with the given Authorization header.
+func rawPost(t *testing.T, url, authz string, body []byte) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func hmacScheme(t *testing.T, secret string, opts ...auth.HMACOption) auth.Scheme {
+	t.Helper()
+	key, err := auth.DecodeHMACSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := auth.HMAC(key, auth.NewMemoryReplayStore(time.Now), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestAuthRefusalsChangeNothing: missing, wrong, expired, replayed and
+// tampered authorizations get 401 or 403, and nothing is applied or
+// delivered.
+func TestAuthRefusalsChangeNothing(t *testing.T) {
+	file, secrets := setupSecrets(t, "hmac", "hmac")
+	node := startNode(t, t.TempDir(), "--secrets", file)
+	ctx := ctxT(t)
+	good := node.Client()
+	good.Auth = pairOf(t, secrets)
+	sub := client.NewSubscriber()
+	sub.Auth = pairOf(t, secrets)
+	s := startSubscriber(t, sub)
+	if err := good.SubscribeExact(ctx, s.Receive, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	before, err := good.CheckSubscriptions(ctx, s.Receive)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	right := hmacScheme(t, secrets.ToBroadcaster.Secret)
+	other, _ := auth.GenerateSecret()
+	wrong := hmacScheme(t, other)
+	old := hmacScheme(t, secrets.ToBroadcaster.Secret, auth.WithClock(func() time.Time { return time.Now().Add(-5 * time.Minute) }))
+
+	subBody := func(topic string) []byte {
+		b, _ := wire.AppendSubscribeExact(nil, wire.SubscribeExact{URL: s.Receive, Topic: []byte(topic)})
+		return b
+	}
+	sign := func(sch auth.Scheme, topic string) string {
+		h, err := sch.Authorize(auth.SubscribeExact{URL: s.Receive, Topic: []byte(topic)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	msg := []byte("m")
+	sum := sha512.Sum512(msg)
+	notifyBody := func(topic string) []byte {
+		b, _ := wire.AppendNotifyHeader(nil, wire.Notify{Topic: []byte(topic), SHA512: sum, Identifier: []byte{1, 2, 3, 4}, Length: 1})
+		return append(b, msg...)
+	}
+	signNotify := func(sch auth.Scheme, topic string) string {
+		h, _ := sch.Authorize(auth.Notify{Topic: []byte(topic), Identifier: []byte{1, 2, 3, 4}, SHA512: sum})
+		return h
+	}
+
+	replayed := sign(right, "x")
+	if code := rawPost(t, node.HTTP+"/v1/subscribe/exact", replayed, subBody("x")); code != 200 {
+		t.Fatalf("first use of a valid header: %d", code)
+	}
+	if code := rawPost(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "x"), subBody("x")[:len(subBody("x"))-2]); code != 200 {
+		t.Fatalf("unsubscribe: %d", code)
+	}
+	before2, _ := good.CheckSubscriptions(ctx, s.Receive)
+	if before2 != before {
+		t.Fatal("setup changed the subscriptions")
+	}
+	notifyReplayed := signNotify(right, "t")
+	if code := rawPost(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 200 {
+		t.Fatalf("first notify: %d", code)
+	}
+	delivered := len(sub.Received())
+
+	tests := []struct {
+		name  string
+		path  string
+		authz string
+		body  []byte
+		want  int
+	}{
+		{"subscribe without authorization", "/v1/subscribe/exact", "", subBody("y"), 401},
+		{"subscribe with the wrong secret", "/v1/subscribe/exact", sign(wrong, "y"), subBody("y"), 403},
+		{"subscribe with an expired timestamp", "/v1/subscribe/exact", sign(old, "y"), subBody("y"), 403},
+		{"subscribe replayed", "/v1/subscribe/exact", replayed, subBody("x"), 403},
+		{"subscribe with a tampered topic", "/v1/subscribe/exact", sign(right, "y"), subBody("z"), 403},
+		{"subscribe with a token instead", "/v1/subscribe/exact", "Bearer " + secrets.ToBroadcaster.Secret, subBody("y"), 403},
+		{"notify without authorization", "/v1/notify", "", notifyBody("t"), 401},
+		{"notify with the wrong secret", "/v1/notify", signNotify(wrong, "t"), notifyBody("t"), 403},
+		{"notify replayed", "/v1/notify", notifyReplayed, notifyBody("t"), 403},
+		{"notify with a tampered topic", "/v1/notify", signNotify(right, "u"), notifyBody("t"), 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if code := rawPost(t, node.HTTP+tc.path, tc.authz, tc.body); code != tc.want {
+				t.Fatalf("status %d, want %d", code, tc.want)
+			}
+		})
+	}
+	if after, _ := good.CheckSubscriptions(ctx, s.Receive); after != before {
+		t.Fatal("a refused request changed the subscriptions")
+	}
+	if got := len(sub.Received()); got != delivered {
+		t.Fatalf("refused notifies delivered %d messages", got-delivered)
+	}
+
+	// A subscribe replayed after a restart is still refused: the code is
+	// in the Raft log, not in memory.
+	fresh := sign(right, "after-restart")
+	if code := rawPost(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 200 {
+		t.Fatalf("subscribe: %d", code)
+	}
+	if code := rawPost(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "after-restart"), subBody("after-restart")[:len(subBody("after-restart"))-2]); code != 200 {
+		t.Fatalf("unsubscribe: %d", code)
+	}
+	node.Restart()
+	if code := rawPost(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 403 {
+		t.Fatalf("subscribe replayed after a restart: %d, want 403", code)
+	}
+	// And a notify replayed after a clean restart: the node-local store is
+	// durable.
+	if code := rawPost(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 403 {
+		t.Fatalf("notify replayed after a restart: %d, want 403", code)
+	}
+	if after, _ := good.CheckSubscriptions(ctx, s.Receive); after != before {
+		t.Fatal("replays after the restart changed the subscriptions")
+	}
+}
+
+// TestMissingOrMalformedSecretsStopStartUp: the node refuses to start and
+// says why.
+func TestMissingOrMalformedSecretsStopStartUp(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := writeFile(bad, `{"version": "2", "to-broadcaster": {"type": "hmac", "secret": "short"}}`); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ file, want string }{
+		"missing":   {filepath.Join(dir, "nope.json"), "no such file"},
+		"malformed": {bad, `\"to-broadcaster\": invalid hmac secret`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				"--data-dir", t.TempDir(), "--secrets", tc.file).CombinedOutput()
+			if err == nil {
+				t.Fatal("started with a bad secrets file")
+			}
+			if !bytes.Contains(out, []byte(tc.want)) || !bytes.Contains(out, []byte(tc.file)) {
+				t.Fatalf("output does not say what is wrong:\n%s", out)
+			}
+		})
+	}
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
