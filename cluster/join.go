@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -213,7 +214,42 @@ func (n *Node) removeMember(ctx context.Context, id string) error {
 		return fmt.Errorf("forget node %s: %w", id, err)
 	}
 	n.log.Info("removed a cluster member", "id", id)
+	// The node's internal subscriptions (for its websocket clients) have
+	// nobody to deliver to any more.
+	removed := 0
+	for _, s := range n.fsm.All() {
+		if InternalURLNode(s.URL) != id {
+			continue
+		}
+		cmd := fsm.Command{Op: fsm.OpUnsubscribeExact, ID: newRequestID(), URL: s.URL, Topic: []byte(s.Key)}
+		if s.Kind == fsm.Glob {
+			cmd = fsm.Command{Op: fsm.OpUnsubscribeGlob, ID: newRequestID(), URL: s.URL, Glob: s.Key}
+		}
+		if _, _, err := n.applyLocal(ctx, cmd); err != nil {
+			return fmt.Errorf("remove subscriptions of node %s: %w", id, err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		n.log.Info("removed the internal subscriptions of a removed member", "id", id, "count", removed)
+	}
 	return nil
+}
+
+// Internal paths a node subscribes for its websocket clients.
+const (
+	ReceiveForWebsocketsPath = "/v1/receive_for_websockets"
+	MissedForWebsocketsPath  = "/v1/missed_for_websockets"
+)
+
+// InternalURLNode returns the node id of a node's internal websocket
+// forwarding URL (…/v1/receive_for_websockets?node=ID&inc=…), or "".
+func InternalURLNode(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Path != ReceiveForWebsocketsPath && u.Path != MissedForWebsocketsPath) {
+		return ""
+	}
+	return u.Query().Get("node")
 }
 
 // registerSelf makes sure the replicated member table holds this node's

@@ -213,9 +213,21 @@ func (c *Client) Status(ctx context.Context, httpAddr string) (Status, error) {
 	return st, err
 }
 
-// Remove asks the cluster (through any node) to remove a member.
+// Remove asks the cluster (through any node) to remove a member. It
+// retries while the cluster has no leader (503), until ctx ends.
 func (c *Client) Remove(ctx context.Context, httpAddr, id string) error {
-	return c.peers.call(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
+	for {
+		err := c.peers.call(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
+		var se *StatusError
+		if err == nil || !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Subscriptions lists, from one node's replica, the subscriptions of url

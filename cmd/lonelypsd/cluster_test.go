@@ -460,3 +460,57 @@ func TestClusterCompactsLogAndCatchesUpFromSnapshot(t *testing.T) {
 		t.Fatal("the node that caught up reports another etag")
 	}
 }
+
+// TestClusterRemoveMember: `lonelypsd cluster remove` shrinks the cluster
+// and drops the removed node's internal websocket subscriptions.
+func TestClusterRemoveMember(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := ctxT(t)
+	gone := c.followers()[0]
+	st, err := c.status(gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	internal := gone.HTTP + "/v1/receive_for_websockets?node=" + st.ID + "&inc=abc"
+	other := "http://127.0.0.1:9/v1/receive_for_websockets?node=elsewhere&inc=abc"
+	for _, u := range []string{internal, other} {
+		if err := c.nodes[0].Client().SubscribeExact(ctx, u, []byte("t"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone.Stop()
+	out, err := exec.Command(binPath, "cluster", "remove", st.ID, "--addr", strings.TrimPrefix(c.followers()[0].HTTP, "http://"), "--secrets", c.secrets).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster remove: %v\n%s", err, out)
+	}
+	var live *proc
+	for _, p := range c.nodes {
+		if p.alive() {
+			live = p
+		}
+	}
+	waitFor(t, "two members", 5*time.Second, func() bool {
+		s, err := c.status(live)
+		return err == nil && len(s.Members) == 2
+	})
+	waitFor(t, "the removed node's subscriptions to go", 5*time.Second, func() bool {
+		return len(c.topics(live, internal)) == 0
+	})
+	if len(c.topics(live, other)) != 1 {
+		t.Fatal("another node's subscription was removed")
+	}
+	// Without the cluster secret the request is refused.
+	out, err = exec.Command(binPath, "cluster", "remove", "n1", "--addr", strings.TrimPrefix(live.HTTP, "http://")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "403") {
+		t.Fatalf("unsigned remove: %v\n%s", err, out)
+	}
+	// Writes still work with two of three.
+	if err := live.Client().SubscribeExact(ctx, other, []byte("after"), ""); err != nil {
+		t.Fatal(err)
+	}
+	// The status command prints the leader and both members.
+	out, err = exec.Command(binPath, "cluster", "status", "--addr", strings.TrimPrefix(live.HTTP, "http://")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "leader: n") || strings.Contains(string(out), st.ID+" ") {
+		t.Fatalf("cluster status: %v\n%s", err, out)
+	}
+}
