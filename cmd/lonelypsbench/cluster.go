@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
@@ -145,52 +143,20 @@ func runCluster(ctx context.Context, o options) error {
 	// Every node must see the subscriptions before it is measured.
 	time.Sleep(200 * time.Millisecond)
 	msg := make([]byte, o.msgSize)
-	var notifies atomic.Int64
-	var lat []time.Duration
-	var mu sync.Mutex
-	var firstErr error
-	runCtx, cancel := context.WithTimeout(ctx, o.duration)
-	defer cancel()
-	start := time.Now()
-	before := pool.received()
-	var wg sync.WaitGroup
+	var clients []*client.Client
 	for _, s := range c.nodes {
 		cl := benchClient(s.base)
 		for range o.concurrency {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var local []time.Duration
-				for runCtx.Err() == nil {
-					t0 := time.Now()
-					n, err := cl.Notify(runCtx, []byte("all"), msg)
-					if err != nil || n != 10 {
-						if runCtx.Err() == nil {
-							mu.Lock()
-							if firstErr == nil {
-								firstErr = fmt.Errorf("notify: count %d, %v", n, err)
-							}
-							mu.Unlock()
-						}
-						break
-					}
-					local = append(local, time.Since(t0))
-					notifies.Add(1)
-				}
-				mu.Lock()
-				lat = append(lat, local...)
-				mu.Unlock()
-			}()
+			clients = append(clients, cl)
 		}
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr != nil {
-		return firstErr
+	before := pool.received()
+	notifies, lat, elapsed, err := notifyLoop(ctx, clients, o.duration, 10, func(*rand.Rand) []byte { return []byte("all") }, msg)
+	if err != nil {
+		return err
 	}
-	slices.Sort(lat)
 	fmt.Printf("\n| notify on all three nodes at once (10 subscribers, %d notifiers per node) | notifies/s | deliveries/s | p50 | p99 |\n|---|---|---|---|---|\n", o.concurrency)
-	fmt.Printf("| cluster total | %.0f | %.0f | %s | %s |\n", float64(notifies.Load())/elapsed.Seconds(),
+	fmt.Printf("| cluster total | %.0f | %.0f | %s | %s |\n", float64(notifies)/elapsed.Seconds(),
 		float64(pool.received()-before)/elapsed.Seconds(), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
 
 	// Failover: kill -9 the leader, time until a write succeeds at a

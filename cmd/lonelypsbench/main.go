@@ -338,62 +338,20 @@ func notifyWorkload(ctx context.Context, c *client.Client, srv *server, o option
 	srv.resetPeak()
 	startDeliveries := pool.received()
 
-	var (
-		mu        sync.Mutex
-		latencies []time.Duration
-		notifies  atomic.Int64
-		firstErr  error
-	)
-	runCtx, cancel := context.WithTimeout(ctx, o.duration)
-	defer cancel()
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range o.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(w), 7))
-			var local []time.Duration
-			for runCtx.Err() == nil {
-				topic := []byte(prefix + strconv.Itoa(r.IntN(topics)))
-				t0 := time.Now()
-				n, err := c.Notify(runCtx, topic, msg)
-				if err != nil {
-					if runCtx.Err() != nil {
-						break
-					}
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					return
-				}
-				if int(n) != perTopic {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("notify counted %d subscribers, want %d", n, perTopic)
-					}
-					mu.Unlock()
-					return
-				}
-				local = append(local, time.Since(t0))
-				notifies.Add(1)
-			}
-			mu.Lock()
-			latencies = append(latencies, local...)
-			mu.Unlock()
-		}()
+	clients := make([]*client.Client, o.concurrency)
+	for i := range clients {
+		clients[i] = c
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr != nil {
-		return notifyResult{}, firstErr
+	count, latencies, elapsed, err := notifyLoop(ctx, clients, o.duration, uint32(perTopic), func(r *rand.Rand) []byte {
+		return []byte(prefix + strconv.Itoa(r.IntN(topics)))
+	}, msg)
+	if err != nil {
+		return notifyResult{}, err
 	}
+	notifies := count
 	_, peak := srv.rss()
-	slices.Sort(latencies)
 	res := notifyResult{
-		notifies:   float64(notifies.Load()) / elapsed.Seconds(),
+		notifies:   float64(notifies) / elapsed.Seconds(),
 		deliveries: float64(pool.received()-startDeliveries) / elapsed.Seconds(),
 		peakRSS:    peak,
 	}
@@ -408,6 +366,64 @@ func notifyWorkload(ctx context.Context, c *client.Client, srv *server, o option
 		}
 	}
 	return res, nil
+}
+
+// notifyLoop runs one notifier per client until d has passed and returns
+// the notifies done, their latencies (sorted) and the time taken. Every
+// notify must count want subscribers.
+func notifyLoop(ctx context.Context, clients []*client.Client, d time.Duration, want uint32,
+	topic func(*rand.Rand) []byte, msg []byte) (int64, []time.Duration, time.Duration, error) {
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		notifies  atomic.Int64
+		firstErr  error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	runCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			var local []time.Duration
+			for runCtx.Err() == nil {
+				t0 := time.Now()
+				n, err := c.Notify(runCtx, topic(r), msg)
+				if err != nil {
+					if runCtx.Err() == nil {
+						fail(err)
+					}
+					break
+				}
+				if n != want {
+					fail(fmt.Errorf("notify counted %d subscribers, want %d", n, want))
+					break
+				}
+				local = append(local, time.Since(t0))
+				notifies.Add(1)
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(latencies)
+	if firstErr == nil && len(latencies) == 0 {
+		firstErr = errors.New("no notify completed")
+	}
+	return notifies.Load(), latencies, elapsed, firstErr
 }
 
 func subscribeWorkload(ctx context.Context, c *client.Client, total, inFlight int) (float64, time.Duration, time.Duration, error) {
