@@ -32,8 +32,8 @@ var (
 	bucketExact    = []byte("exact")
 	bucketGlob     = []byte("glob")
 	bucketNodes    = []byte("nodes")
-	bucketRequests = []byte("requests")      // request id -> u64 log time (ms) || outcome
-	bucketReqTimes = []byte("request_times") // u64 log time (ms) || request id -> nil
+	bucketRequests = []byte("requests")        // request id -> u64 log time (ms) || outcome
+	bucketReqTimes = []byte("request_times")   // u64 log time (ms) || request id -> nil
 	bucketCodes    = []byte("auth_codes")      // HMAC code -> u64 expiry (ms)
 	bucketCodeExp  = []byte("auth_code_times") // u64 expiry (ms) || code -> nil
 	keyApplied     = []byte("applied")
