@@ -158,6 +158,9 @@ type Node struct {
 
 	stop chan struct{}
 	wg   sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open starts a node. The data folder is created if missing.
@@ -368,6 +371,11 @@ func (n *Node) Snapshot() error {
 // Close stops Raft and closes every store. A leader first hands its
 // leadership to a peer, if it has one, so writes resume quickly.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	if n.raft == nil {
 		return n.closeStores()
 	}
