@@ -524,14 +524,13 @@ func TestAdvertisedAddressesSeparateFromBind(t *testing.T) {
 		"--http-addr", fmt.Sprintf("0.0.0.0:%d", hp), "--advertise-http", fmt.Sprintf("127.0.0.1:%d", hp),
 		"--raft-addr", fmt.Sprintf("0.0.0.0:%d", rp), "--advertise-raft", fmt.Sprintf("localhost:%d", rp),
 		"--data-dir", dir}
-	p := startProc(t, dir, fmt.Sprintf("http://127.0.0.1:%d", hp), args)
+	startProc(t, dir, fmt.Sprintf("http://127.0.0.1:%d", hp), args)
 	want := cluster.Member{ID: "a1", HTTP: fmt.Sprintf("127.0.0.1:%d", hp), Raft: fmt.Sprintf("localhost:%d", rp), Voter: true}
 	// The node records its HTTP address through Raft just after start.
 	waitFor(t, "the advertised addresses in the member list", 5*time.Second, func() bool {
 		st, err := cluster.NewClient("").Status(ctxT(t), fmt.Sprintf("127.0.0.1:%d", hp))
 		return err == nil && len(st.Members) == 1 && st.Members[0] == want
 	})
-	_ = p
 	// Without an advertised address a wildcard bind is refused with a reason.
 	out, err := exec.Command(binPath, "serve", "--node-id", "a2", "--bootstrap", "--http-addr", fmt.Sprintf("0.0.0.0:%d", freePort(t)),
 		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", t.TempDir()).CombinedOutput()
