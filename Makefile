@@ -4,7 +4,7 @@ BIN     ?= bin/lonelypsd
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check unit fuzz bench clean
+.PHONY: all build run test vet fmt-check unit fuzz bench clean check-manifests sim-k8s
 
 all: build
 
@@ -40,6 +40,14 @@ fuzz:
 ## bench: the load generator against a real node (figures in docs/benchmarks.md).
 bench: build
 	$(GO) run ./cmd/lonelypsbench --server $(BIN) $(BENCHFLAGS)
+
+## check-manifests: validate deploy/kubernetes and deploy/Dockerfile (no cluster needed).
+check-manifests:
+	bash .ci/check-manifests
+
+## sim-k8s: run the StatefulSet's command lines as local processes (root).
+sim-k8s: build
+	BIN=$(BIN) bash deploy/local/statefulset-sim.sh
 
 clean:
 	rm -rf bin lonelypsd-data

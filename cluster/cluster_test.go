@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -196,3 +197,49 @@ func TestApplyWithoutLeaderAnswersWithinTheDeadline(t *testing.T) {
 }
 
 func isNoLeader(err error) bool { return errors.Is(err, ErrNoLeader) }
+
+// TestRecoverFromPeersJSON: after losing quorum for good, an operator
+// writes peers.json on a survivor; it restarts as a cluster of the
+// servers listed, with every row it had.
+func TestRecoverFromPeersJSON(t *testing.T) {
+	nodes := startInProcess(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 10 {
+		if _, err := nodes[0].node.Apply(ctx, subscribeCmd(fmt.Sprintf("r%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	survivor := nodes[2]
+	if err := survivor.node.FSM().WaitApplied(ctx, nodes[0].node.raft.LastIndex()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := survivor.node.cfg
+	for _, p := range nodes {
+		_ = p.srv.Close()
+		_ = p.node.Close()
+	}
+	peers := fmt.Sprintf(`[{"id": %q, "address": %q, "non_voter": false}]`, cfg.NodeID, cfg.AdvertiseRaft)
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.WriteFile(filepath.Join(raftDir, "peers.json"), []byte(peers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Join, cfg.BootstrapExpect = nil, 0
+	node, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if err := node.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := node.FSM().Counts(); n != 10 {
+		t.Fatalf("%d rows after recovery, want 10", n)
+	}
+	if _, err := node.Apply(ctx, subscribeCmd("after-recovery")); err != nil {
+		t.Fatalf("write after recovery: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(raftDir, "peers.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("peers.json still there: %v", err)
+	}
+}

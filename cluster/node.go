@@ -239,6 +239,9 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("raft configuration: %w", err)
 	}
 
+	if err := recoverFromPeersJSON(raftDir, rc, table, n.store, snaps, n.transport, n.log); err != nil {
+		return nil, err
+	}
 	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("inspect raft state: %w", err)
@@ -270,6 +273,31 @@ func Open(cfg Config) (*Node, error) {
 		n.log.Warn("no raft state, no --bootstrap and no --join: waiting for a leader to add this node", "node", cfg.NodeID)
 	}
 	return n, nil
+}
+
+// recoverFromPeersJSON implements Raft's manual recovery from a lost
+// quorum: an operator writes <data>/raft/peers.json (the servers that
+// remain) on every surviving node, stopped; at start the node rewrites its
+// Raft configuration to exactly those servers and renames the file, so the
+// recovery happens once.
+func recoverFromPeersJSON(raftDir string, rc *raft.Config, table *fsm.FSM, store *raftboltdb.BoltStore,
+	snaps raft.SnapshotStore, trans raft.Transport, log *slog.Logger) error {
+	path := filepath.Join(raftDir, "peers.json")
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	conf, err := raft.ReadConfigJSON(path)
+	if err != nil {
+		return fmt.Errorf("recovery file %s: %w", path, err)
+	}
+	log.Warn("recovering the cluster configuration from peers.json", "path", path, "servers", len(conf.Servers))
+	if err := raft.RecoverCluster(rc, table, store, store, snaps, trans, conf); err != nil {
+		return fmt.Errorf("recover from %s: %w", path, err)
+	}
+	if err := os.Rename(path, filepath.Join(raftDir, "peers.info")); err != nil {
+		return fmt.Errorf("recovery done, but %s could not be renamed (remove it before the next start): %w", path, err)
+	}
+	return nil
 }
 
 // catchUpFromSnapshot restores the newest snapshot when the table is

@@ -608,6 +608,10 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 type snapshot struct{ tx *bolt.Tx }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	// The read transaction ends here, not only in Release: raft's
+	// RecoverCluster never calls Release, and an open read transaction
+	// would block bbolt's Close forever.
+	defer func() { _ = s.tx.Rollback() }()
 	if _, err := s.tx.WriteTo(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("write snapshot: %w", err)

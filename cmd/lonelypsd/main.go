@@ -114,10 +114,10 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 		fs.BoolVar(&f.bootstrap, "bootstrap", false, "form a new single-node cluster if this node has no Raft state yet")
 		fs.StringVar(&f.join, "join", "", "other nodes' HTTP API addresses, HOST:PORT[,HOST:PORT...]; a name with several addresses (a headless Service) counts as each")
 		fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many nodes of --join (this one included) know each other")
-		fs.StringVar(&f.advertiseHTTP, "advertise-http", "", "HOST:PORT peers use to reach this node's HTTP API (default: --http-addr)")
 		fs.StringVar(&f.clusterSecretFile, "cluster-secret-file", "", "file holding the cluster secret (default: the \"cluster\" key of --secrets)")
 	}
 	fs.StringVar(&f.httpAddr, "http-addr", defHTTP, "HOST:PORT the HTTP API listens on")
+	fs.StringVar(&f.advertiseHTTP, "advertise-http", "", "HOST:PORT peers use to reach this node's HTTP API (default: --http-addr)")
 	fs.StringVar(&f.raftAddr, "raft-addr", "", "HOST:PORT the Raft transport listens on (dev: the HTTP port + 1)")
 	fs.StringVar(&f.advertiseRaft, "advertise-raft", "", "HOST:PORT peers use to reach this node's Raft transport (default: --raft-addr)")
 	fs.StringVar(&f.dataDir, "data-dir", defData, "folder for the Raft log, snapshots, subscription table and spool")

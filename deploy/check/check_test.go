@@ -1,0 +1,184 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// copyDeploy copies deploy/kubernetes and deploy/Dockerfile into a fresh
+// folder and returns the options that check it.
+func copyDeploy(t *testing.T) (options, string) {
+	t.Helper()
+	dst := t.TempDir()
+	k8s := filepath.Join(dst, "kubernetes")
+	if err := os.MkdirAll(k8s, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("../kubernetes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		copyFile(t, filepath.Join("../kubernetes", e.Name()), filepath.Join(k8s, e.Name()))
+	}
+	copyFile(t, "../Dockerfile", filepath.Join(dst, "Dockerfile"))
+	return options{
+		kustomize:  k8s,
+		extra:      []string{filepath.Join(k8s, "secret.example.yaml")},
+		dockerfile: filepath.Join(dst, "Dockerfile"),
+		source:     "../../cmd/lonelypsd/main.go",
+	}, dst
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRealManifestsPass(t *testing.T) {
+	o, _ := copyDeploy(t)
+	r := check(o)
+	if len(r.errs) > 0 {
+		t.Fatalf("errors:\n%s", strings.Join(r.errs, "\n"))
+	}
+	kinds := map[string]bool{}
+	for _, obj := range r.objects {
+		kinds[obj.kind] = true
+	}
+	for _, k := range []string{"apps/v1 StatefulSet", "v1 Service", "policy/v1 PodDisruptionBudget", "networking.k8s.io/v1 NetworkPolicy", "v1 Secret"} {
+		if !kinds[k] {
+			t.Errorf("no %s checked", k)
+		}
+	}
+}
+
+// Each case breaks one thing in a copy of the real files; the check must
+// report it.
+func TestBrokenManifestsFail(t *testing.T) {
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"unknown field", "kubernetes/statefulset.yaml", "readinessProbe:", "readynessProbe:", `unknown field "readynessProbe"`},
+		{"wrong type", "kubernetes/statefulset.yaml", "replicas: 3", "replicas: three", "cannot unmarshal string"},
+		{"bad quantity", "kubernetes/statefulset.yaml", "memory: 64Mi", "memory: 64MB!", "quantities must match"},
+		{"duplicate key", "kubernetes/service.yaml", "  type: ClusterIP\n", "  type: ClusterIP\n  type: ClusterIP\n", "duplicate"},
+		{"required field", "kubernetes/statefulset.yaml", "            - name: raft\n              containerPort: 4003\n", "            - name: raft\n", "required field spec.template.spec.containers[0].ports[1].containerPort is missing"},
+		{"unknown kind", "kubernetes/poddisruptionbudget.yaml", "apiVersion: policy/v1", "apiVersion: policy/v1beta1", `"policy/v1beta1 PodDisruptionBudget" is not one this check knows`},
+		{"missing resource file", "kubernetes/kustomization.yaml", "  - networkpolicy.yaml", "  - networkpolicies.yaml", "kustomize build"},
+		{"selector mismatch", "kubernetes/statefulset.yaml", "  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: lonelypsd", "  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: lonelypsd-x", "spec.selector does not match spec.template.metadata.labels"},
+		{"bad label value", "kubernetes/service.yaml", "app.kubernetes.io/component: api", "app.kubernetes.io/component: api/v1", "metadata.labels"},
+		{"named targetPort typo", "kubernetes/service.yaml", "targetPort: http", "targetPort: htp", "targetPort htp: lonelypsd has no such container port"},
+		{"unnamed ports", "kubernetes/service-internal.yaml", "    - name: raft\n      port: 4003", "    - port: 4003", "must name each"},
+		{"probe port typo", "kubernetes/statefulset.yaml", "path: /readyz\n              port: http", "path: /readyz\n              port: https", `readinessProbe.httpGet.port "https"`},
+		{"undefined env var", "kubernetes/statefulset.yaml", "--join=lonelypsd-internal.$(POD_NAMESPACE)", "--join=lonelypsd-internal.$(NAMESPACE)", "$(NAMESPACE) is not a variable of the container"},
+		{"limit below request", "kubernetes/statefulset.yaml", "memory: 256Mi", "memory: 32Mi", "limits.memory 32Mi is below requests.memory 64Mi"},
+		{"missing volume", "kubernetes/statefulset.yaml", "            - name: tmp\n              mountPath: /tmp", "            - name: scratch\n              mountPath: /tmp", `no volume or volumeClaimTemplate named "scratch"`},
+		{"secret key", "kubernetes/statefulset.yaml", "- key: broadcaster-secrets.json", "- key: broadcaster.json", `key "broadcaster.json" is not in Secret`},
+		{"pdb too loose", "kubernetes/poddisruptionbudget.yaml", "maxUnavailable: 1", "maxUnavailable: 2", "more than a Raft quorum can lose"},
+		{"unknown lonelypsd flag", "kubernetes/statefulset.yaml", "--bootstrap-expect=3", "--bootstrap-expected=3", "lonelypsd serve has no flag --bootstrap-expected"},
+		{"unknown lonelypsd env", "kubernetes/statefulset.yaml", "            - name: GOMEMLIMIT\n", "            - name: LONELYPSD_LOGLEVEL\n              value: debug\n            - name: GOMEMLIMIT\n", "env LONELYPSD_LOGLEVEL is no flag of lonelypsd serve"},
+		{"constant node id", "kubernetes/statefulset.yaml", "--node-id=$(POD_NAME)", "--node-id=n1", "every pod would get the same id"},
+		{"ordered ready", "kubernetes/statefulset.yaml", "podManagementPolicy: Parallel", "podManagementPolicy: OrderedReady", "needs podManagementPolicy: Parallel"},
+		{"bootstrap expect too high", "kubernetes/statefulset.yaml", "--bootstrap-expect=3", "--bootstrap-expect=4", "the cluster would never form"},
+		{"bootstrap on every pod", "kubernetes/statefulset.yaml", "- --bootstrap-expect=3", "- --bootstrap", "every pod would form a cluster of its own"},
+		{"not published before ready", "kubernetes/service-internal.yaml", "publishNotReadyAddresses: true", "publishNotReadyAddresses: false", "lacks publishNotReadyAddresses"},
+		{"join not headless", "kubernetes/statefulset.yaml", "--join=lonelypsd-internal.", "--join=lonelypsd.", "is not headless"},
+		{"join wrong port", "kubernetes/statefulset.yaml", "svc.cluster.local:3003\n            - --bootstrap-expect", "svc.cluster.local:4003\n            - --bootstrap-expect", "is not the nodes' HTTP port"},
+		{"advertise wildcard", "kubernetes/statefulset.yaml", "            - --advertise-raft=$(POD_NAME).lonelypsd-internal.$(POD_NAMESPACE).svc.cluster.local:4003\n", "", "is a wildcard address: lonelypsd refuses to start"},
+		{"advertise wrong service", "kubernetes/statefulset.yaml", "--advertise-raft=$(POD_NAME).lonelypsd-internal.", "--advertise-raft=$(POD_NAME).lonelypsd.", "is not under the StatefulSet's serviceName"},
+		{"advertise wrong port", "kubernetes/statefulset.yaml", "svc.cluster.local:4003", "svc.cluster.local:4004", "advertises port 4004 but --raft-addr listens on 4003"},
+		{"data on emptyDir", "kubernetes/statefulset.yaml", "--data-dir=/var/lib/lonelypsd", "--data-dir=/tmp/lonelypsd", `on volume "tmp", not on a volumeClaimTemplate`},
+		{"data on root fs", "kubernetes/statefulset.yaml", "--data-dir=/var/lib/lonelypsd", "--data-dir=/data", "is on no volume"},
+		{"secrets not mounted", "kubernetes/statefulset.yaml", "--secrets=/etc/lonelypsd/broadcaster-secrets.json", "--secrets=/etc/lonelypsd/secrets.json", "maps no item to secrets.json"},
+		{"no cluster secret", "kubernetes/secret.example.yaml", "},\n      \"cluster\": \"REPLACE: a long random string shared by the nodes only\"", "}", `has no "cluster" secret`},
+		{"liveness on readyz", "kubernetes/statefulset.yaml", "path: /healthz\n              port: http\n            periodSeconds: 10", "path: /readyz\n              port: http\n            periodSeconds: 10", "livenessProbe GETs /readyz; want /healthz"},
+		{"short grace period", "kubernetes/statefulset.yaml", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 12", "the kubelet would kill the node mid-shutdown"},
+		{"gomemlimit above limit", "kubernetes/statefulset.yaml", "value: 200MiB", "value: 300MiB", "is not below the memory limit"},
+		{"service links", "kubernetes/statefulset.yaml", "      enableServiceLinks: false\n", "", ""},
+		{"tls without https probes", "kubernetes/statefulset.yaml", "            - --log-format=json\n", "            - --log-format=json\n            - --tls-cert=/etc/lonelypsd/broadcaster-secrets.json\n            - --tls-key=/etc/lonelypsd/broadcaster-secrets.json\n", "scheme must be HTTPS"},
+		{"tls cert not mounted", "kubernetes/statefulset.yaml", "            - --log-format=json\n", "            - --log-format=json\n            - --tls-cert=/tls/tls.crt\n            - --tls-key=/etc/lonelypsd/broadcaster-secrets.json\n", "--tls-cert /tls/tls.crt is on no volume"},
+		{"dockerfile port", "Dockerfile", "EXPOSE 3003 4003", "EXPOSE 3003", "containerPort 4003 (raft) is not EXPOSEd"},
+		{"dockerfile shell entrypoint", "Dockerfile", `ENTRYPOINT ["/usr/local/bin/lonelypsd"]`, "ENTRYPOINT /usr/local/bin/lonelypsd", "shell form"},
+		{"dockerfile stage", "Dockerfile", "COPY --from=build /out/lonelypsd", "COPY --from=builder /out/lonelypsd", "COPY --from=builder: no earlier stage"},
+		{"dockerfile syntax", "Dockerfile", "EXPOSE 3003 4003", "EXPOSE", "EXPOSE needs arguments"},
+		{"dockerfile bad json", "Dockerfile", `ENTRYPOINT ["/usr/local/bin/lonelypsd"]`, `ENTRYPOINT ["/usr/local/bin/lonelypsd]`, "not a JSON array of strings"},
+		{"dockerfile unknown instruction", "Dockerfile", "WORKDIR /src", "WORKDIRS /src", `unknown instruction "WORKDIRS"`},
+		{"dockerfile unknown flag", "Dockerfile", "COPY --from=build --chown", "COPY --from=build --owner", "COPY has no flag --owner"},
+		{"dockerfile volume", "Dockerfile", `VOLUME ["/var/lib/lonelypsd"]`, `VOLUME ["/data"]`, "is not the Dockerfile's VOLUME"},
+		{"dockerfile user", "Dockerfile", "USER 65532:65532", "USER 1000:1000", "differs from the Dockerfile's USER"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, dir := copyDeploy(t)
+			p := filepath.Join(dir, tc.file)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), tc.old) {
+				t.Fatalf("%s does not contain %q: update the case", tc.file, tc.old)
+			}
+			if err := os.WriteFile(p, []byte(strings.Replace(string(b), tc.old, tc.new, 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := check(o)
+			if tc.want == "" {
+				// Not an error today: only checks that the change is
+				// tolerated (no spurious failure).
+				if len(r.errs) > 0 {
+					t.Fatalf("unexpected errors:\n%s", strings.Join(r.errs, "\n"))
+				}
+				return
+			}
+			for _, e := range r.errs {
+				if strings.Contains(e, tc.want) {
+					return
+				}
+			}
+			t.Fatalf("no error containing %q; got:\n%s", tc.want, strings.Join(r.errs, "\n"))
+		})
+	}
+}
+
+// No Service link variable collides with a flag today; a future flag
+// could (a --port flag would be set by the Service "lonelypsd"'s
+// LONELYPSD_PORT), and the check must then demand enableServiceLinks:
+// false.
+func TestServiceLinkCollision(t *testing.T) {
+	o, dir := copyDeploy(t)
+	p := filepath.Join(dir, "kubernetes/statefulset.yaml")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), "      enableServiceLinks: false\n", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	objs, errs := loadKustomization(o.kustomize)
+	extra, errs2 := loadFile(o.extra[0])
+	if len(errs)+len(errs2) > 0 {
+		t.Fatal(errs, errs2)
+	}
+	flags, err := flagsFromSource("../../cmd/lonelypsd/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags["port"] = true
+	c := &checker{objs: objs, extra: extra}
+	c.checkLonelypsd(flags, nil)
+	want := "Service lonelypsd puts LONELYPSD_PORT in the environment, which lonelypsd reads as --port"
+	for _, e := range c.errs {
+		if strings.Contains(e, want) {
+			return
+		}
+	}
+	t.Fatalf("no error containing %q; got:\n%s", want, strings.Join(c.errs, "\n"))
+}
