@@ -1,7 +1,7 @@
 // Package api serves the broadcaster's HTTP protocol: the endpoints of the
 // lonelypss stateless protocol (notify, subscribe, unsubscribe,
-// check_subscriptions, set_subscriptions), the internal websocket
-// forwarding endpoints, and the health endpoints. Bodies are decoded by
+// check_subscriptions, set_subscriptions) and the health endpoints (the
+// websocket endpoints live in api/ws). Bodies are decoded by
 // api/wire and authorised by api/auth; subscription changes go to the
 // cluster, deliveries to fanout.
 package api

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
 	"github.com/lonelypsd/lonelypsd/fanout"
@@ -87,6 +88,8 @@ type nodeFlags struct {
 	bootstrapExpect                                             int
 	hmacSkew                                                    time.Duration
 	tlsCert, tlsKey, tlsCA                                      string
+	ws                                                          ws.Config
+	wsCompression                                               bool
 
 	spoolThreshold      int64
 	maxSetSubscriptions int64
@@ -125,6 +128,17 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve the API over https; with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of certificate authorities to trust, besides the system's, when calling https subscribers and peers")
+	fs.IntVar(&f.ws.MaxConnections, "ws-max-connections", 10000, "websocket connections this node accepts at once (503 beyond)")
+	fs.IntVar(&f.ws.MaxQueuedMessages, "ws-max-queued-messages", 65536, "messages waiting for one slow websocket before it is closed")
+	fs.Int64Var(&f.ws.MaxQueuedBytes, "ws-max-queued-bytes", 64<<20, "bytes waiting for one slow websocket before it is closed")
+	fs.Int64Var(&f.ws.MaxBufferedBytes, "ws-max-buffered-bytes", 1<<30, "message bodies all websockets may hold in memory together; beyond, bodies go to the spool")
+	fs.Int64Var(&f.ws.MaxPendingBytes, "ws-max-pending-bytes", 32<<20, "unprocessed incoming bytes per websocket before reading pauses")
+	fs.IntVar(&f.ws.OutgoingMaxMessage, "ws-outgoing-max-message", 3670016, "largest websocket message sent (RECEIVE_STREAM parts); the Python client refuses more than 4 MiB")
+	fs.Int64Var(&f.ws.IncomingMaxMessage, "ws-incoming-max-message", 16<<20+128<<10, "largest websocket message accepted")
+	fs.DurationVar(&f.ws.PingInterval, "ws-ping-interval", 30*time.Second, "how often idle websockets are pinged")
+	fs.DurationVar(&f.ws.PingTimeout, "ws-ping-timeout", 20*time.Second, "how long a ping may go unanswered before the websocket is closed")
+	fs.DurationVar(&f.ws.WriteTimeout, "ws-write-timeout", 30*time.Second, "how long one websocket write may take")
+	fs.BoolVar(&f.wsCompression, "ws-compression", true, "compress websocket messages of 16 KiB and more with zstd when the client allows it")
 	fs.DurationVar(&f.hmacSkew, "hmac-skew", 120*time.Second, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -255,6 +269,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		SecretsFile:         f.secrets,
 		ClusterSecretFile:   f.clusterSecretFile,
 		HMACSkew:            f.hmacSkew,
+		WS:                  f.wsConfig(),
 		TLSCert:             f.tlsCert,
 		TLSKey:              f.tlsKey,
 		TLSCA:               f.tlsCA,
@@ -303,4 +318,10 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func (f *nodeFlags) wsConfig() ws.Config {
+	c := f.ws
+	c.DisableCompression = !f.wsCompression
+	return c
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
@@ -29,6 +30,9 @@ type Config struct {
 	Cluster cluster.Config
 	API     api.Config
 	Fanout  fanout.Config
+	// WS tunes the websocket endpoint; the node's identity, advertised
+	// address, TLS and spool settings are filled in by Run.
+	WS ws.Config
 
 	HTTPAddr string
 	// DebugAddr, when set, serves net/http/pprof on its own listener.
@@ -146,6 +150,31 @@ func Run(ctx context.Context, cfg Config) error {
 
 	srv := api.New(cfg.API, node, node, table, fan, pair, log)
 	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
+
+	wsCfg := cfg.WS
+	wsCfg.NodeID = cfg.Cluster.NodeID
+	if wsCfg.AdvertiseHTTP == "" {
+		wsCfg.AdvertiseHTTP = cfg.Cluster.AdvertiseHTTP
+	}
+	wsCfg.TLS = serverTLS != nil
+	if wsCfg.SpoolDir == "" {
+		wsCfg.SpoolDir = cfg.API.SpoolDir
+	}
+	if wsCfg.SpoolThreshold == 0 {
+		wsCfg.SpoolThreshold = cfg.API.SpoolThreshold
+	}
+	hub, err := ws.New(wsCfg, node, table, fan, pair, log)
+	if err != nil {
+		return err
+	}
+	hub.Register(srv.Echo())
+	defer func() {
+		// For the early returns below; after the orderly shutdown this is
+		// a no-op.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hub.Shutdown(ctx)
+	}()
 	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), log)
 	httpSrv.TLSConfig = serverTLS
 
@@ -181,6 +210,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil && ctx.Err() == nil {
 		log.Warn("no leader yet; writes answer 503 until there is one", "err", err)
 	}
+	// Rows a crashed earlier process of this node left behind are removed
+	// in the background, retrying until there is a leader.
+	hub.Start()
 	if cfg.Ready != nil && ctx.Err() == nil {
 		cfg.Ready(ln.Addr().String())
 	}
@@ -193,6 +225,12 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	// Websockets first, while Raft is open: their in-flight notifies end,
+	// then this process's rows are removed. http.Server.Shutdown would not
+	// wait for them (they are hijacked connections).
+	if err := hub.Shutdown(shutCtx); err != nil {
+		log.Warn("websocket shutdown incomplete", "err", err)
+	}
 	if err := httpSrv.Shutdown(shutCtx); err != nil {
 		log.Warn("requests still running at shutdown deadline", "err", err)
 		_ = httpSrv.Close()

@@ -1,0 +1,206 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/fanout"
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// Writer commits subscription changes cluster-wide: the local Raft node
+// (cluster.Node), which forwards to the leader when it is not the leader.
+type Writer interface {
+	Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error)
+}
+
+// Table is the local replica of the subscription table; the hub reads it
+// only to find rows of its own internal URLs (start-up and shutdown).
+type Table interface {
+	All() []fsm.Subscription
+}
+
+// Deliverer fans a message out to every matching subscription of the
+// replicated table, this node's own internal URLs included (fanout.Fanout).
+type Deliverer interface {
+	Deliver(ctx context.Context, m fanout.Message) uint32
+}
+
+// Config tunes the hub. Zero values take the defaults below, except the
+// identity fields NodeID and AdvertiseHTTP, which are required.
+type Config struct {
+	// NodeID is this node's cluster id; it goes into the internal URLs so a
+	// restarted node recognises (and removes) rows of its previous life.
+	NodeID string
+	// AdvertiseHTTP is the HOST:PORT other nodes reach this node's API at;
+	// the internal URLs are built on it. A wildcard or empty host is
+	// replaced by 127.0.0.1, which only works for a single node.
+	AdvertiseHTTP string
+	// TLS makes the internal URLs https.
+	TLS bool
+	// Incarnation distinguishes this process from earlier ones of the same
+	// node; empty means a random one (the normal case, set for tests).
+	Incarnation string
+
+	// OutgoingMaxMessage is the largest websocket message sent, headers
+	// included; RECEIVE_STREAM bodies are split to fit. The Python client
+	// refuses messages over 4 MiB; the reference uses 3.5 MiB.
+	OutgoingMaxMessage int
+	// IncomingMaxMessage is the largest websocket message accepted.
+	IncomingMaxMessage int64
+	// MaxUnackedParts bounds the RECEIVE_STREAM parts sent but not yet
+	// acknowledged on one connection (the reference's 3).
+	MaxUnackedParts int
+
+	// SpoolThreshold: message bodies longer than this go to an unlinked
+	// temporary file in SpoolDir instead of memory.
+	SpoolThreshold int64
+	SpoolDir       string
+
+	// MaxConnections bounds the open websockets of this node; the next
+	// upgrade is answered 503.
+	MaxConnections int
+	// MaxQueuedMessages and MaxQueuedBytes bound what waits to be sent to
+	// one connection (each message is charged its in-memory size plus a
+	// fixed overhead, a spooled message only the overhead). A connection
+	// whose queue is full is closed (code 1013, "send queue full"): a slow
+	// consumer never holds back the others nor grows memory without bound.
+	MaxQueuedMessages int
+	MaxQueuedBytes    int64
+	// MaxBufferedBytes bounds the message bodies held in memory by all
+	// queues of the node together; past it, received bodies are spooled to
+	// disk whatever their size.
+	MaxBufferedBytes int64
+	// MaxPendingBytes bounds the messages read from one connection and not
+	// yet processed; past it the connection is not read until the backlog
+	// shrinks (TCP back-pressure on the sender).
+	MaxPendingBytes int64
+
+	// PingInterval is how often an idle connection is pinged; a ping not
+	// answered within PingTimeout closes it (half-open connections).
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// ConfigureTimeout bounds the wait for the first message, CONFIGURE.
+	ConfigureTimeout time.Duration
+	// WriteTimeout bounds writing one websocket message; a peer that does
+	// not read for that long is closed.
+	WriteTimeout time.Duration
+	// RegisterTimeout bounds how long a SUBSCRIBE waits for this node's row
+	// to be committed through Raft before the connection is closed (the
+	// client reconnects and subscribes again).
+	RegisterTimeout time.Duration
+
+	// DisableCompression never announces zstd: messages go uncompressed
+	// and compressed NOTIFYs are refused.
+	DisableCompression bool
+	// CompressionLevel is the zstd level of compressor 1 (reference: 3).
+	CompressionLevel int
+	// DecompressionMaxWindow bounds the zstd window of client frames.
+	DecompressionMaxWindow int
+	// MaxCompressSize: bodies longer than this are sent uncompressed even
+	// when compressor 1 is enabled, so one huge message does not cost
+	// minutes of CPU per node.
+	MaxCompressSize uint64
+}
+
+// Defaults.
+const (
+	DefaultOutgoingMaxMessage     = 3*1024*1024 + 512*1024 // 3,670,016
+	DefaultIncomingMaxMessage     = 16<<20 + 128<<10       // 16 MiB of payload plus headers
+	DefaultMaxUnackedParts        = 3
+	DefaultSpoolThreshold         = 10 << 20
+	DefaultMaxConnections         = 10000
+	DefaultMaxQueuedMessages      = 65536
+	DefaultMaxQueuedBytes         = 64 << 20
+	DefaultMaxBufferedBytes       = 1 << 30
+	DefaultMaxPendingBytes        = 32 << 20
+	DefaultPingInterval           = 30 * time.Second
+	DefaultPingTimeout            = 20 * time.Second
+	DefaultConfigureTimeout       = 10 * time.Second
+	DefaultWriteTimeout           = 30 * time.Second
+	DefaultRegisterTimeout        = 10 * time.Second
+	DefaultCompressionLevel       = 3
+	DefaultDecompressionMaxWindow = 8 << 20
+	DefaultMaxCompressSize        = 256 << 20
+
+	// minOutgoingMaxMessage leaves room for the largest part-0 headers (a
+	// 64 KiB topic) and the 512 payload bytes every part must carry.
+	minOutgoingMaxMessage = 128 << 10
+	// queueOverhead is what one queued message costs beyond its body.
+	queueOverhead = 256
+)
+
+func (c *Config) setDefaults() error {
+	if c.NodeID == "" {
+		return errors.New("ws: NodeID is required")
+	}
+	host, port, err := net.SplitHostPort(c.AdvertiseHTTP)
+	if err != nil {
+		return fmt.Errorf("ws: AdvertiseHTTP %q: %w", c.AdvertiseHTTP, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		c.AdvertiseHTTP = net.JoinHostPort("127.0.0.1", port)
+	}
+	if c.OutgoingMaxMessage <= 0 {
+		c.OutgoingMaxMessage = DefaultOutgoingMaxMessage
+	}
+	if c.OutgoingMaxMessage < minOutgoingMaxMessage {
+		return fmt.Errorf("ws: OutgoingMaxMessage %d is below the minimum %d", c.OutgoingMaxMessage, minOutgoingMaxMessage)
+	}
+	if c.IncomingMaxMessage <= 0 {
+		c.IncomingMaxMessage = DefaultIncomingMaxMessage
+	}
+	if c.MaxUnackedParts <= 0 {
+		c.MaxUnackedParts = DefaultMaxUnackedParts
+	}
+	if c.SpoolThreshold <= 0 {
+		c.SpoolThreshold = DefaultSpoolThreshold
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = os.TempDir()
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxQueuedMessages <= 0 {
+		c.MaxQueuedMessages = DefaultMaxQueuedMessages
+	}
+	if c.MaxQueuedBytes <= 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxBufferedBytes <= 0 {
+		c.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = DefaultPingTimeout
+	}
+	if c.ConfigureTimeout <= 0 {
+		c.ConfigureTimeout = DefaultConfigureTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.RegisterTimeout <= 0 {
+		c.RegisterTimeout = DefaultRegisterTimeout
+	}
+	if c.CompressionLevel == 0 {
+		c.CompressionLevel = DefaultCompressionLevel
+	}
+	if c.DecompressionMaxWindow <= 0 {
+		c.DecompressionMaxWindow = DefaultDecompressionMaxWindow
+	}
+	if c.MaxCompressSize == 0 {
+		c.MaxCompressSize = DefaultMaxCompressSize
+	}
+	return nil
+}

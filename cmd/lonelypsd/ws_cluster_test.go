@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
+	"github.com/lonelypsd/lonelypsd/cluster"
+)
+
+func wsURL(p *proc) string {
+	return strings.Replace(p.HTTP, "http://", "ws://", 1) + "/v1/websocket"
+}
+
+func dialWS(t *testing.T, p *proc, o wsclient.Options) *wsclient.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := wsclient.Dial(ctx, wsURL(p), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func nextWS(t *testing.T, c *wsclient.Conn, d time.Duration) wsclient.Message {
+	t.Helper()
+	select {
+	case m, ok := <-c.Messages():
+		if !ok {
+			t.Fatalf("websocket ended: %v", c.Err())
+		}
+		return m
+	case <-time.After(d):
+		t.Fatalf("nothing received within %s", d)
+	}
+	return wsclient.Message{}
+}
+
+var receiveURLLog = regexp.MustCompile(`receive_url="?([^"\s]+)`)
+
+// receiveURLs waits until a node has logged n websocket receive URLs (one
+// per process it ran) and returns them.
+func receiveURLs(t *testing.T, p *proc, n int) []string {
+	t.Helper()
+	var out []string
+	waitFor(t, "receive URLs in the log", 10*time.Second, func() bool {
+		out = out[:0]
+		for _, m := range receiveURLLog.FindAllStringSubmatch(p.Logs(), -1) {
+			out = append(out, m[1])
+		}
+		return len(out) >= n
+	})
+	return out
+}
+
+// notifyUntil publishes until the count is want: a node's replica may
+// apply a subscription made at another node a moment later. A notify that
+// reached nobody delivered nothing, so retrying does not duplicate.
+func notifyUntil(t *testing.T, c *client.Client, topic, msg []byte, want uint32) {
+	t.Helper()
+	ctx := ctxT(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := c.Notify(ctx, topic, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == want {
+			return
+		}
+		if got != 0 || time.Now().After(deadline) {
+			t.Fatalf("notify %q counted %d, want %d", topic, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A websocket subscriber on one node receives what is published on
+// another, over HTTP or over a websocket, small or large.
+func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := ctxT(t)
+	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
+
+	sub := dialWS(t, a, wsclient.Options{EnableZstd: true})
+	if err := sub.SubscribeExact(ctx, []byte("deploy/api")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SubscribeGlob(ctx, "cache/*"); err != nil {
+		t.Fatal(err)
+	}
+
+	notifyUntil(t, cn.Client(), []byte("deploy/api"), []byte("restart"), 1)
+	if m := nextWS(t, sub, 5*time.Second); string(m.Topic) != "deploy/api" || string(m.Data) != "restart" {
+		t.Fatalf("received %q on %q", m.Data, m.Topic)
+	}
+	notifyUntil(t, cn.Client(), []byte("cache/users"), []byte("bust"), 1)
+	if m := nextWS(t, sub, 5*time.Second); string(m.Topic) != "cache/users" || string(m.Data) != "bust" {
+		t.Fatalf("received %q on %q", m.Data, m.Topic)
+	}
+
+	// A websocket notifier on C; an HTTP subscriber registered at B
+	// counts too.
+	hs := startSubscriber(t, client.NewSubscriber())
+	if err := b.Client().SubscribeExact(ctx, hs.Receive, []byte("deploy/api"), hs.Recover); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "C's replica has B's subscription", 5*time.Second, func() bool {
+		return len(c.topics(cn, hs.Receive)) == 1
+	})
+	notifier := dialWS(t, cn, wsclient.Options{EnableZstd: true, CompressNotifies: true})
+	if got, err := notifier.Notify(ctx, []byte("deploy/api"), []byte("again")); err != nil || got != 2 {
+		t.Fatalf("websocket notify counted %d (%v), want 2", got, err)
+	}
+	if m := nextWS(t, sub, 5*time.Second); string(m.Data) != "again" {
+		t.Fatalf("received %q", m.Data)
+	}
+
+	// 24 MiB from C's websocket to A's: parts both ways, zstd on.
+	big := make([]byte, 24<<20)
+	if _, err := rand.Read(big[:12<<20]); err != nil {
+		t.Fatal(err)
+	}
+	copy(big[12<<20:], bytes.Repeat([]byte("compressible "), 1<<20))
+	if n, err := notifier.Notify(ctx, []byte("cache/blob"), big); err != nil || n != 1 {
+		t.Fatalf("large notify: %d, %v", n, err)
+	}
+	m := nextWS(t, sub, 20*time.Second)
+	if !bytes.Equal(m.Data, big) || m.Parts < 2 || m.MaxPart > 3670016 {
+		t.Fatalf("large message: equal %t, %d parts, largest %d", bytes.Equal(m.Data, big), m.Parts, m.MaxPart)
+	}
+
+	// Closing the socket removes A's rows, seen from C's replica.
+	urls := receiveURLs(t, a, 1)
+	cc := cluster.NewClient(c.secret)
+	rows := func() int {
+		subs, err := cc.Subscriptions(ctx, strings.TrimPrefix(cn.HTTP, "http://"), urls[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(subs)
+	}
+	if n := rows(); n != 1 {
+		t.Fatalf("%d exact rows of A's receive URL, want 1", n)
+	}
+	_ = sub.Close()
+	waitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
+}
+
+// A node killed with websocket subscriptions leaves rows behind; the next
+// process of the node removes them, and websockets work again.
+func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
+	p := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	ws := dialWS(t, p, wsclient.Options{})
+	if err := ws.SubscribeExact(ctx, []byte("crash")); err != nil {
+		t.Fatal(err)
+	}
+	old := receiveURLs(t, p, 1)
+	cc := cluster.NewClient("")
+	addr := strings.TrimPrefix(p.HTTP, "http://")
+	rows := func(url string) int {
+		subs, err := cc.Subscriptions(ctx, addr, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(subs)
+	}
+	if rows(old[0]) != 1 {
+		t.Fatal("no row for the websocket subscription")
+	}
+	p.kill9()
+	p.start()
+	waitFor(t, "rows of the killed process removed", 10*time.Second, func() bool { return rows(old[0]) == 0 })
+
+	ws = dialWS(t, p, wsclient.Options{})
+	if err := ws.SubscribeExact(ctx, []byte("crash")); err != nil {
+		t.Fatal(err)
+	}
+	notifyUntil(t, p.Client(), []byte("crash"), []byte("back"), 1)
+	if m := nextWS(t, ws, 5*time.Second); string(m.Data) != "back" {
+		t.Fatalf("received %q", m.Data)
+	}
+	// A clean stop removes this process's rows too.
+	cur := receiveURLs(t, p, 2)[1]
+	p.Stop()
+	p.start()
+	waitFor(t, "rows of the stopped process gone", 10*time.Second, func() bool { return rows(cur) == 0 })
+}
