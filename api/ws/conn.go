@@ -539,18 +539,7 @@ func (c *conn) subscribe(kind fsm.Kind, topic []byte, glob, authz string, tracin
 	if err != nil {
 		return closeErr(statusTryAgainLater, "subscription store unavailable", err)
 	}
-	if kind == fsm.Glob {
-		a, err := c.hub.auth.Authorize(auth.ConfirmSubscribeGlob{URL: url, Glob: glob})
-		if err != nil {
-			return closeErr(statusInternal, "sign", err)
-		}
-		return c.reply(wsproto.ConfirmSubscribeGlob{Glob: glob, Authorization: a})
-	}
-	a, err := c.hub.auth.Authorize(auth.ConfirmSubscribeExact{URL: url, Topic: topic})
-	if err != nil {
-		return closeErr(statusInternal, "sign", err)
-	}
-	return c.reply(wsproto.ConfirmSubscribeExact{Topic: topic, Authorization: a})
+	return c.confirmChange(kind, url, topic, glob, false)
 }
 
 func (c *conn) unsubscribe(kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) error {
@@ -567,18 +556,29 @@ func (c *conn) unsubscribe(kind fsm.Kind, topic []byte, glob, authz string, trac
 	if err := c.hub.unsubscribe(c, kind, key); err != nil {
 		return protocolErr("unsubscribe %s %q: %w", kind, key, err)
 	}
+	return c.confirmChange(kind, url, topic, glob, true)
+}
+
+// confirmChange answers a (un)subscribe. Both are signed as
+// CONFIRM_SUBSCRIBE_* with the request's url, as the reference does.
+func (c *conn) confirmChange(kind fsm.Kind, url string, topic []byte, glob string, unsubscribe bool) error {
+	var m auth.Message = auth.ConfirmSubscribeExact{URL: url, Topic: topic}
 	if kind == fsm.Glob {
-		a, err := c.hub.auth.Authorize(auth.ConfirmSubscribeGlob{URL: url, Glob: glob})
-		if err != nil {
-			return closeErr(statusInternal, "sign", err)
-		}
-		return c.reply(wsproto.ConfirmUnsubscribeGlob{Glob: glob, Authorization: a})
+		m = auth.ConfirmSubscribeGlob{URL: url, Glob: glob}
 	}
-	a, err := c.hub.auth.Authorize(auth.ConfirmSubscribeExact{URL: url, Topic: topic})
+	a, err := c.hub.auth.Authorize(m)
 	if err != nil {
 		return closeErr(statusInternal, "sign", err)
 	}
-	return c.reply(wsproto.ConfirmUnsubscribeExact{Topic: topic, Authorization: a})
+	switch {
+	case kind == fsm.Glob && unsubscribe:
+		return c.reply(wsproto.ConfirmUnsubscribeGlob{Glob: glob, Authorization: a})
+	case kind == fsm.Glob:
+		return c.reply(wsproto.ConfirmSubscribeGlob{Glob: glob, Authorization: a})
+	case unsubscribe:
+		return c.reply(wsproto.ConfirmUnsubscribeExact{Topic: topic, Authorization: a})
+	}
+	return c.reply(wsproto.ConfirmSubscribeExact{Topic: topic, Authorization: a})
 }
 
 // checkCompressor accepts the compressors this connection may use: none,

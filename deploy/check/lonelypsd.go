@@ -134,15 +134,7 @@ func (c *checker) checkLonelypsd(flags map[string]bool, img *image) {
 		}
 		for i := range w.spec.Containers {
 			ct := &w.spec.Containers[i]
-			argv := append(slices.Clone(ct.Command), ct.Args...)
-			if len(ct.Command) == 0 {
-				entry := []string{"lonelypsd"}
-				if img != nil {
-					entry = img.entrypoint
-				}
-				argv = append(slices.Clone(entry), ct.Args...)
-			}
-			at := slices.IndexFunc(argv, func(a string) bool { return path.Base(a) == "lonelypsd" })
+			argv, at := lonelypsdArgv(ct, img)
 			if at < 0 {
 				continue
 			}
@@ -743,15 +735,7 @@ func podArgs(objs []object, img *image, pod, ns string) ([]string, error) {
 		}
 		for i := range w.spec.Containers {
 			ct := &w.spec.Containers[i]
-			argv := append(slices.Clone(ct.Command), ct.Args...)
-			if len(ct.Command) == 0 {
-				entry := []string{"lonelypsd"}
-				if img != nil {
-					entry = img.entrypoint
-				}
-				argv = append(slices.Clone(entry), ct.Args...)
-			}
-			at := slices.IndexFunc(argv, func(a string) bool { return path.Base(a) == "lonelypsd" })
+			argv, at := lonelypsdArgv(ct, img)
 			if at < 0 {
 				continue
 			}
@@ -781,4 +765,19 @@ func podArgs(objs []object, img *image, pod, ns string) ([]string, error) {
 		}
 	}
 	return nil, fmt.Errorf("no StatefulSet pod %q runs lonelypsd", pod)
+}
+
+// lonelypsdArgv is the container's full command line (the image's
+// entrypoint when the manifest gives none) and the position of the
+// lonelypsd binary in it, -1 when it does not run lonelypsd.
+func lonelypsdArgv(ct *corev1.Container, img *image) ([]string, int) {
+	argv := append(slices.Clone(ct.Command), ct.Args...)
+	if len(ct.Command) == 0 {
+		entry := []string{"lonelypsd"}
+		if img != nil {
+			entry = img.entrypoint
+		}
+		argv = append(slices.Clone(entry), ct.Args...)
+	}
+	return argv, slices.IndexFunc(argv, func(a string) bool { return path.Base(a) == "lonelypsd" })
 }
