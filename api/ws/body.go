@@ -27,12 +27,11 @@ type body struct {
 	hub     *Hub
 	refs    atomic.Int32
 
-	// The compressor-1 form, made once by the first writer that needs it
-	// and shared (compressor 1 has no dictionary, so every connection
-	// would produce the same bytes).
-	zOnce sync.Once
-	z     *body // nil when compression does not pay
-	zErr  error
+	// The forms compressed with shared compressors (1 and the presets),
+	// made once by the first writer that needs one: every connection
+	// would produce the same bytes.
+	zmu sync.Mutex
+	zs  map[uint64]*zform
 }
 
 // ReadAt reads from the body.
@@ -66,9 +65,14 @@ func (b *body) release() {
 		b.hub.buffered.Add(-b.charged)
 	}
 	b.data = nil
-	if b.z != nil {
-		b.z.release()
+	b.zmu.Lock()
+	for _, f := range b.zs {
+		if f.b != nil {
+			f.b.release()
+		}
 	}
+	b.zs = nil
+	b.zmu.Unlock()
 }
 
 // spool collects a body being written: in memory while small, in an

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/fanout"
@@ -105,6 +106,24 @@ type Config struct {
 	// when compressor 1 is enabled, so one huge message does not cost
 	// minutes of CPU per node.
 	MaxCompressSize uint64
+	// PresetDicts are the dictionaries known out of band (ids 2..65535); a
+	// CONFIGURE naming one as its initial dictionary gets it announced.
+	PresetDicts []PresetDict
+
+	// DisableTraining never trains dictionaries, even for connections that
+	// ask for it (train.go).
+	DisableTraining bool
+	// TrainingLowWatermark is how many bytes of samples (messages of 32
+	// bytes up to 16 KiB through the connection) make the first, 16 KiB
+	// dictionary; TrainingHighWatermark the second, 64 KiB one. After that
+	// the connection collects again RetrainInterval later.
+	TrainingLowWatermark  int64
+	TrainingHighWatermark int64
+	RetrainInterval       time.Duration
+	// MaxConcurrentTraining bounds the dictionaries built at once on the
+	// node (each holds its samples in memory and takes a CPU); connections
+	// whose turn has not come wait.
+	MaxConcurrentTraining int
 }
 
 // Defaults.
@@ -126,6 +145,9 @@ const (
 	DefaultCompressionLevel       = 3
 	DefaultDecompressionMaxWindow = 8 << 20
 	DefaultMaxCompressSize        = 256 << 20
+	DefaultTrainingLowWatermark   = 100 << 10
+	DefaultTrainingHighWatermark  = 10 << 20
+	DefaultRetrainInterval        = 60 * time.Hour
 
 	// minOutgoingMaxMessage leaves room for the largest part-0 headers (a
 	// 64 KiB topic) and the 512 payload bytes every part must carry.
@@ -201,6 +223,21 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxCompressSize == 0 {
 		c.MaxCompressSize = DefaultMaxCompressSize
+	}
+	if c.TrainingLowWatermark <= 0 {
+		c.TrainingLowWatermark = DefaultTrainingLowWatermark
+	}
+	if c.TrainingHighWatermark <= 0 {
+		c.TrainingHighWatermark = DefaultTrainingHighWatermark
+	}
+	if c.TrainingHighWatermark < c.TrainingLowWatermark {
+		return fmt.Errorf("ws: TrainingHighWatermark %d is below TrainingLowWatermark %d", c.TrainingHighWatermark, c.TrainingLowWatermark)
+	}
+	if c.RetrainInterval <= 0 {
+		c.RetrainInterval = DefaultRetrainInterval
+	}
+	if c.MaxConcurrentTraining <= 0 {
+		c.MaxConcurrentTraining = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,14 +80,16 @@ type itemKind uint8
 const (
 	itemReceive itemKind = iota + 1
 	itemMissed
-	itemEnableZstd
+	itemEnableZstd  // ENABLE_ZSTD_PRESET or ENABLE_ZSTD_CUSTOM of comp
+	itemDisableZstd // DISABLE_ZSTD_CUSTOM of comp
 )
 
 // item is one message waiting to be sent to the connection in order.
 type item struct {
 	kind   itemKind
 	topic  []byte
-	body   *body // itemReceive
+	body   *body       // itemReceive
+	comp   *compressor // itemEnableZstd, itemDisableZstd
 	charge int64
 }
 
@@ -133,17 +136,25 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// Set during CONFIGURE, before the writer starts; read-only after.
-	nonce [32]byte
-	zstd  bool // compressor 1 announced to this connection
+	nonce   [32]byte
+	zstd    bool     // compression enabled on this connection
+	trainer *trainer // nil: no dictionary training
 
 	// Processor only.
 	subCounter int64
 	stream     *notifyStream
 
 	// Writer only.
-	broCounter    int64
-	zstdAnnounced bool
-	cur           *sending
+	broCounter int64
+	announced  []*compressor // oldest first
+	cur        *sending
+
+	// The compressors the peer may use, by id; customs are the trained
+	// ones in use (oldest first) and retired the last one withdrawn.
+	zmu      sync.Mutex
+	decoders map[uint64]*compressor
+	customs  []*compressor
+	retired  *compressor
 
 	// Guarded by hub.mu.
 	exact map[string]struct{}
@@ -204,6 +215,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		in:       make(chan []byte, 256),
 		pendWake: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
+		decoders: make(map[uint64]*compressor),
 	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	if !h.addConn(cn) {
@@ -223,6 +235,13 @@ func (c *conn) run() {
 		return
 	}
 	var wg sync.WaitGroup
+	if c.trainer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.trainLoop()
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -338,10 +357,23 @@ func (c *conn) configure() error {
 		return authErr("configure", r)
 	}
 	c.zstd = cfg.EnableZstd && !c.hub.cfg.DisableCompression
-	if c.zstd && cfg.InitialDict > 1 {
-		// No preset dictionaries are configured on this broadcaster; the
-		// reference refuses an id it does not know the same way.
-		return protocolErr("unknown preset dictionary %d", cfg.InitialDict)
+	var enable []*compressor
+	if c.zstd {
+		enable = append(enable, c.hub.plain)
+		if cfg.InitialDict > 1 {
+			p := c.hub.presets[uint64(cfg.InitialDict)]
+			if p == nil {
+				// The reference closes for an id it does not know too.
+				return protocolErr("unknown preset dictionary %d", cfg.InitialDict)
+			}
+			enable = append(enable, p)
+		}
+		if cfg.EnableTraining && !c.hub.cfg.DisableTraining {
+			c.trainer = newTrainer(c.hub.cfg.SpoolDir)
+		}
+	}
+	for _, z := range enable {
+		c.decoders[z.id] = z
 	}
 	var bro [32]byte
 	if _, err := rand.Read(bro[:]); err != nil {
@@ -360,11 +392,10 @@ func (c *conn) configure() error {
 	if err := c.write(out); err != nil {
 		return err
 	}
-	if c.zstd {
-		// The first thing the writer sends: ENABLE_ZSTD_PRESET for
-		// compressor 1 (it takes a broadcaster counter value).
-		c.queue = append(c.queue, item{kind: itemEnableZstd})
-		c.wakeWriter()
+	// The first things the writer sends: ENABLE_ZSTD_PRESET for
+	// compressor 1 and the preset (each takes a broadcaster counter value).
+	for _, z := range enable {
+		c.enqueueControl(item{kind: itemEnableZstd, comp: z})
 	}
 	return nil
 }
@@ -581,16 +612,19 @@ func (c *conn) confirmChange(kind fsm.Kind, url string, topic []byte, glob strin
 	return c.reply(wsproto.ConfirmSubscribeExact{Topic: topic, Authorization: a})
 }
 
-// checkCompressor accepts the compressors this connection may use: none,
-// and compressor 1 once announced.
-func (c *conn) checkCompressor(id uint64) error {
-	switch {
-	case id == compressorNone:
-		return nil
-	case id == compressorZstd && c.zstd:
-		return nil
+// compressorFor returns the compressor id names among those this
+// connection may use (nil for none).
+func (c *conn) compressorFor(id uint64) (*compressor, error) {
+	if id == compressorNone {
+		return nil, nil
 	}
-	return protocolErr("compressor %d was not enabled on this connection", id)
+	c.zmu.Lock()
+	z := c.decoders[id]
+	c.zmu.Unlock()
+	if z == nil {
+		return nil, protocolErr("compressor %d was not enabled on this connection", id)
+	}
+	return z, nil
 }
 
 func (c *conn) notify(m wsproto.Notify) error {
@@ -599,16 +633,20 @@ func (c *conn) notify(m wsproto.Notify) error {
 	}, m.Authorization); r != auth.OK {
 		return authErr("notify", r)
 	}
-	if err := c.checkCompressor(m.Compressor); err != nil {
+	z, err := c.compressorFor(m.Compressor)
+	if err != nil {
 		return err
 	}
 	msg := fanout.Message{Topic: m.Topic, Body: bytes.NewReader(m.Payload), Length: uint64(len(m.Payload)), SHA512: m.CompressedSHA512}
-	if m.Compressor == compressorZstd {
-		b, err := c.hub.decompress(bytes.NewReader(m.Payload), m.DecompressedLength)
+	if z == nil {
+		c.sample(m.Payload)
+	} else {
+		b, err := c.hub.decompress(z, bytes.NewReader(m.Payload), m.DecompressedLength)
 		if err != nil {
 			return protocolErr("notify: %w", err)
 		}
 		defer b.release()
+		c.sampleBody(b)
 		msg.Body, msg.Length, msg.SHA512 = b, b.n, b.sum
 	}
 	return c.publish(msg, m.Identifier, m.CompressedSHA512)
@@ -641,7 +679,7 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 		}, m.Authorization); r != auth.OK {
 			return authErr("notify stream", r)
 		}
-		if err := c.checkCompressor(f.Compressor); err != nil {
+		if _, err := c.compressorFor(f.Compressor); err != nil {
 			return err
 		}
 		if f.Compressor != compressorNone && f.CompressedLength == 0 {
@@ -693,12 +731,20 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 		return protocolErr("notify stream: message does not match x-compressed-sha512")
 	}
 	msg := fanout.Message{Topic: s.first.Topic, Body: b, Length: b.n, SHA512: b.sum}
-	if s.first.Compressor == compressorZstd {
-		d, err := c.hub.decompress(io.NewSectionReader(b, 0, int64(b.n)), s.first.DecompressedLength)
+	z, err := c.compressorFor(s.first.Compressor)
+	if err != nil {
+		// Withdrawn while the stream came in (and no longer decodable).
+		return err
+	}
+	if z == nil {
+		c.sampleBody(b)
+	} else {
+		d, err := c.hub.decompress(z, io.NewSectionReader(b, 0, int64(b.n)), s.first.DecompressedLength)
 		if err != nil {
 			return protocolErr("notify stream: %w", err)
 		}
 		defer d.release()
+		c.sampleBody(d)
 		msg.Body, msg.Length, msg.SHA512 = d, d.n, d.sum
 	}
 	return c.publish(msg, s.ident, s.first.CompressedSHA512)
@@ -760,6 +806,34 @@ func (c *conn) enqueue(it item) bool {
 	c.qmu.Unlock()
 	c.wakeWriter()
 	return true
+}
+
+// enqueueControl queues an ENABLE or DISABLE in order with the deliveries;
+// a handful per connection, so the delivery limits do not apply.
+func (c *conn) enqueueControl(it item) {
+	c.qmu.Lock()
+	if c.qclosed {
+		c.qmu.Unlock()
+		return
+	}
+	it.charge = queueOverhead
+	c.queue = append(c.queue, it)
+	c.qbytes += it.charge
+	c.qmu.Unlock()
+	c.wakeWriter()
+}
+
+// sampleBody offers a short message to the dictionary trainer.
+func (c *conn) sampleBody(b *body) {
+	if c.trainer == nil || b.n < minCompressSize || b.n >= trainedMaxSize {
+		return
+	}
+	p, err := b.bytes()
+	if err != nil {
+		c.log.Warn("training sample unreadable", "err", err)
+		return
+	}
+	c.sample(p)
 }
 
 func (c *conn) wakeWriter() {
@@ -867,7 +941,10 @@ func (c *conn) sendStep() (bool, error) {
 		return true, c.sendMissed(it.topic)
 	case itemEnableZstd:
 		c.pop()
-		return true, c.sendEnableZstd()
+		return true, c.sendEnableZstd(it.comp)
+	case itemDisableZstd:
+		c.pop()
+		return true, c.sendDisableZstd(it.comp)
 	}
 	c.pop()
 	return true, nil
@@ -894,26 +971,56 @@ func (c *conn) sendMissed(topic []byte) error {
 	return c.write(out)
 }
 
-func (c *conn) sendEnableZstd() error {
-	level := int16(c.hub.cfg.CompressionLevel)
-	a, err := c.hub.auth.Authorize(auth.StatefulEnableZstdPreset{
-		URL: c.nextBroadcasterURL(), CompressorID: compressorZstd, Level: int32(level),
-		MinSize: zstdMinSize, MaxSize: zstdMaxSize,
-	})
-	if err != nil {
-		return closeErr(statusInternal, "sign", err)
+// sendEnableZstd announces a compressor: ENABLE_ZSTD_PRESET for 1 and the
+// presets, ENABLE_ZSTD_CUSTOM with the dictionary for a trained one. From
+// then on outgoing messages may use it.
+func (c *conn) sendEnableZstd(z *compressor) error {
+	level := int16(max(min(z.level, 1<<15-1), -1<<15))
+	var m wsproto.Message
+	if z.id < firstCustomID {
+		a, err := c.hub.auth.Authorize(auth.StatefulEnableZstdPreset{
+			URL: c.nextBroadcasterURL(), CompressorID: uint32(z.id), Level: int32(level), MinSize: z.min, MaxSize: z.max,
+		})
+		if err != nil {
+			return closeErr(statusInternal, "sign", err)
+		}
+		m = wsproto.EnableZstdPreset{Identifier: z.id, CompressionLevel: level, MinSize: uint32(z.min), MaxSize: z.max, Authorization: a}
+	} else {
+		d := z.codec.Dict()
+		a, err := c.hub.auth.Authorize(auth.StatefulEnableZstdCustom{
+			URL: c.nextBroadcasterURL(), CompressorID: uint32(z.id), Level: int32(level), MinSize: z.min, MaxSize: z.max,
+			DictSHA512: d.SHA512(),
+		})
+		if err != nil {
+			return closeErr(statusInternal, "sign", err)
+		}
+		m = wsproto.EnableZstdCustom{Identifier: z.id, CompressionLevel: level, MinSize: uint32(z.min), MaxSize: z.max,
+			Authorization: a, SHA512: d.SHA512(), Dictionary: d.Bytes()}
 	}
-	out, err := wsproto.EnableZstdPreset{
-		Identifier: compressorZstd, CompressionLevel: level, MinSize: zstdMinSize, MaxSize: zstdMaxSize, Authorization: a,
-	}.AppendMinimal(nil)
+	out, err := m.AppendMinimal(nil)
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}
 	if err := c.write(out); err != nil {
 		return err
 	}
-	c.zstdAnnounced = true
+	c.announced = append(c.announced, z)
 	return nil
+}
+
+// sendDisableZstd withdraws a trained dictionary; outgoing messages stop
+// using it first.
+func (c *conn) sendDisableZstd(z *compressor) error {
+	c.announced = slices.DeleteFunc(c.announced, func(x *compressor) bool { return x == z })
+	a, err := c.hub.auth.Authorize(auth.StatefulDisableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(z.id)})
+	if err != nil {
+		return closeErr(statusInternal, "sign", err)
+	}
+	out, err := wsproto.DisableZstdCustom{Identifier: z.id, Authorization: a}.AppendMinimal(nil)
+	if err != nil {
+		return closeErr(statusInternal, "encode", err)
+	}
+	return c.write(out)
 }
 
 // startReceive prepares the RECEIVE_STREAM of a queued message: the
@@ -922,12 +1029,21 @@ func (c *conn) sendEnableZstd() error {
 // parts; the reference server's per-part counting desynchronises it).
 func (c *conn) startReceive(it item) error {
 	s := &sending{src: it.body, orig: it.body, declen: it.body.n, topic: it.topic}
-	if c.zstdAnnounced {
-		z, err := c.hub.compressed(it.body)
+	c.sampleBody(it.body)
+	if z := pick(c.announced, it.body.n, c.hub.cfg.MaxCompressSize); z != nil {
+		var zb *body
+		var err error
+		if z.shared {
+			zb, err = c.hub.compressedShared(z, it.body)
+		} else {
+			// Trained dictionaries belong to this connection: short
+			// messages, compressed here and dropped once sent.
+			zb, err = compressSmall(z, it.body)
+		}
 		if err != nil {
-			c.log.Warn("compression failed, sending uncompressed", "err", err)
-		} else if z != nil {
-			s.src, s.compressor = z, compressorZstd
+			c.log.Warn("compression failed, sending uncompressed", "compressor", z.id, "err", err)
+		} else if zb != nil {
+			s.src, s.compressor = zb, z.id
 		}
 	}
 	if _, err := rand.Read(s.id[:]); err != nil {

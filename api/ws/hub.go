@@ -59,8 +59,10 @@ type Hub struct {
 	// process.
 	receiveBase, missedBase, query string
 
-	decoders decoderPool
-	bufs     sync.Pool // *[]byte of cap cfg.OutgoingMaxMessage
+	plain    *compressor            // compressor 1
+	presets  map[uint64]*compressor // by id
+	trainSem chan struct{}          // one token per dictionary being built
+	bufs     sync.Pool              // *[]byte of cap cfg.OutgoingMaxMessage
 	buffered atomic.Int64
 	nconns   atomic.Int64
 	nextID   atomic.Uint64
@@ -123,11 +125,15 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 		receiveBase: scheme + "://" + cfg.AdvertiseHTTP + PathReceive,
 		missedBase:  scheme + "://" + cfg.AdvertiseHTTP + PathMissed,
 		query:       paramNode + "=" + url.QueryEscape(cfg.NodeID) + "&" + paramInc + "=" + url.QueryEscape(cfg.Incarnation),
-		decoders:    decoderPool{window: cfg.DecompressionMaxWindow},
+		trainSem:    make(chan struct{}, cfg.MaxConcurrentTraining),
 		conns:       make(map[*conn]struct{}),
 		exact:       make(map[string]*reg),
 		globs:       make(map[string]*reg),
 		globsByHash: make(map[string]*reg),
+	}
+	var err error
+	if h.plain, h.presets, err = newCompressors(&cfg); err != nil {
+		return nil, err
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil

@@ -89,7 +89,8 @@ type nodeFlags struct {
 	hmacSkew                                                    time.Duration
 	tlsCert, tlsKey, tlsCA                                      string
 	ws                                                          ws.Config
-	wsCompression                                               bool
+	wsCompression, wsTraining                                   bool
+	wsPresets                                                   presetFlag
 
 	spoolThreshold      int64
 	maxSetSubscriptions int64
@@ -139,6 +140,12 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&f.ws.PingTimeout, "ws-ping-timeout", 20*time.Second, "how long a ping may go unanswered before the websocket is closed")
 	fs.DurationVar(&f.ws.WriteTimeout, "ws-write-timeout", 30*time.Second, "how long one websocket write may take")
 	fs.BoolVar(&f.wsCompression, "ws-compression", true, "compress websocket messages of 16 KiB and more with zstd when the client allows it")
+	fs.BoolVar(&f.wsTraining, "ws-training", true, "train zstd dictionaries on the small messages of websockets that ask for it")
+	fs.Var(&f.wsPresets, "ws-preset-dict", "ID:LEVEL:FILE, a zstd dictionary known to clients out of band, used for websockets whose CONFIGURE names ID (2..65535); repeat the flag or separate with commas")
+	fs.Int64Var(&f.ws.TrainingLowWatermark, "ws-training-low-watermark", ws.DefaultTrainingLowWatermark, "bytes of small messages a websocket passes before its first dictionary (16 KiB) is trained")
+	fs.Int64Var(&f.ws.TrainingHighWatermark, "ws-training-high-watermark", ws.DefaultTrainingHighWatermark, "bytes of small messages before its second dictionary (64 KiB) is trained")
+	fs.DurationVar(&f.ws.RetrainInterval, "ws-retrain-interval", ws.DefaultRetrainInterval, "how long after its second dictionary a websocket collects messages for a new one")
+	fs.IntVar(&f.ws.MaxConcurrentTraining, "ws-max-concurrent-training", 0, "dictionaries built at once on this node (default: half the CPUs, at least 1)")
 	fs.DurationVar(&f.hmacSkew, "hmac-skew", 120*time.Second, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -249,6 +256,11 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
 		return 2
 	}
+	wsCfg, err := f.wsConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
+		return 2
+	}
 
 	cfg := daemon.Config{
 		Cluster: cluster.Config{
@@ -269,7 +281,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		SecretsFile:         f.secrets,
 		ClusterSecretFile:   f.clusterSecretFile,
 		HMACSkew:            f.hmacSkew,
-		WS:                  f.wsConfig(),
+		WS:                  wsCfg,
 		TLSCert:             f.tlsCert,
 		TLSKey:              f.tlsKey,
 		TLSCA:               f.tlsCA,
@@ -320,8 +332,55 @@ func splitList(s string) []string {
 	return out
 }
 
-func (f *nodeFlags) wsConfig() ws.Config {
+func (f *nodeFlags) wsConfig() (ws.Config, error) {
 	c := f.ws
 	c.DisableCompression = !f.wsCompression
-	return c
+	c.DisableTraining = !f.wsTraining
+	for _, p := range f.wsPresets {
+		b, err := os.ReadFile(p.path)
+		if err != nil {
+			return c, fmt.Errorf("--ws-preset-dict %d: %w", p.id, err)
+		}
+		c.PresetDicts = append(c.PresetDicts, ws.PresetDict{ID: p.id, Level: p.level, Dict: b})
+	}
+	return c, nil
+}
+
+// presetFlag is --ws-preset-dict: ID:LEVEL:FILE, repeatable.
+type presetFlag []presetSpec
+
+type presetSpec struct {
+	id    uint64
+	level int
+	path  string
+}
+
+func (p *presetFlag) String() string {
+	if p == nil {
+		return ""
+	}
+	var parts []string
+	for _, s := range *p {
+		parts = append(parts, fmt.Sprintf("%d:%d:%s", s.id, s.level, s.path))
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *presetFlag) Set(v string) error {
+	for _, item := range splitList(v) {
+		fields := strings.SplitN(item, ":", 3)
+		if len(fields) != 3 || fields[2] == "" {
+			return fmt.Errorf("%q: want ID:LEVEL:FILE", item)
+		}
+		id, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil || id < 2 || id > 65535 {
+			return fmt.Errorf("%q: the id must be 2..65535", item)
+		}
+		level, err := strconv.Atoi(fields[1])
+		if err != nil || level < -131072 || level > 22 {
+			return fmt.Errorf("%q: the level must be a zstd level, up to 22", item)
+		}
+		*p = append(*p, presetSpec{id: id, level: level, path: fields[2]})
+	}
+	return nil
 }

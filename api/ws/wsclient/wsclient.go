@@ -14,13 +14,13 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
-	"io"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/ws/zstddict"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 )
 
@@ -31,10 +31,21 @@ type Options struct {
 	// the broadcaster sends (to-subscriber); zero means none both ways.
 	Auth auth.Pair
 	// EnableZstd asks for compression in CONFIGURE; the client then
-	// accepts compressor 1 and decompresses what comes with it.
+	// accepts the compressors the broadcaster enables and decompresses
+	// what comes with them.
 	EnableZstd bool
-	// CompressNotifies compresses published messages of 16 KiB or more
-	// with compressor 1 once the broadcaster has enabled it.
+	// NoTraining clears enable_training in CONFIGURE (the Python client
+	// sets it), so the broadcaster trains no dictionary for it.
+	NoTraining bool
+	// InitialDict names a preset dictionary in CONFIGURE; PresetDicts holds
+	// the presets this client knows, by id (an ENABLE_ZSTD_PRESET for
+	// another id ends the connection, as in the Python client).
+	InitialDict uint16
+	PresetDicts map[uint64][]byte
+	// CompressNotifies compresses published messages with the enabled
+	// compressors, choosing as the Python client does: among those whose
+	// size window holds the message, the one with the smallest minimum
+	// size, the first enabled on a tie.
 	CompressNotifies bool
 	// Expanded sends expanded headers instead of minimal ones.
 	Expanded bool
@@ -81,7 +92,7 @@ type Conn struct {
 	recv       *receiving
 
 	mu       sync.Mutex
-	zstd     bool
+	comps    []*comp    // enabled, by ascending min size, then enabling order
 	pending  []*request // subscribe/unsubscribe requests awaiting confirmation, in order
 	notifies map[string]*notifyWait
 	msgs     chan Message
@@ -89,6 +100,13 @@ type Conn struct {
 	done     chan struct{}
 
 	notifyMu sync.Mutex
+}
+
+// comp is a compressor the broadcaster enabled.
+type comp struct {
+	id       uint64
+	min, max uint64
+	codec    *zstddict.Codec
 }
 
 type request struct {
@@ -159,12 +177,14 @@ func (c *Conn) configure(ctx context.Context) error {
 	if _, err := rand.Read(sub[:]); err != nil {
 		return err
 	}
-	a, err := c.auth.Authorize(auth.StatefulConfigure{SubscriberNonce: sub, EnableZstd: c.opts.EnableZstd, EnableTraining: c.opts.EnableZstd})
+	train := c.opts.EnableZstd && !c.opts.NoTraining
+	a, err := c.auth.Authorize(auth.StatefulConfigure{SubscriberNonce: sub, EnableZstd: c.opts.EnableZstd,
+		EnableTraining: train, InitialDict: c.opts.InitialDict})
 	if err != nil {
 		return err
 	}
 	out, err := c.encode(wsproto.Configure{SubscriberNonce: sub, EnableZstd: c.opts.EnableZstd,
-		EnableTraining: c.opts.EnableZstd, Authorization: a})
+		EnableTraining: train, InitialDict: c.opts.InitialDict, Authorization: a})
 	if err != nil {
 		return err
 	}
@@ -308,16 +328,12 @@ func (c *Conn) Notify(ctx context.Context, topic, message []byte) (uint64, error
 		return 0, err
 	}
 	payload, compressor := message, uint64(0)
-	c.mu.Lock()
-	zstdOn := c.zstd
-	c.mu.Unlock()
-	if c.opts.CompressNotifies && zstdOn && len(message) >= 16384 {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(false), zstd.WithEncoderConcurrency(1))
+	if z := c.compressorFor(uint64(len(message))); z != nil && c.opts.CompressNotifies {
+		p, err := z.codec.EncodeAll(message, nil)
 		if err != nil {
 			return 0, err
 		}
-		payload, compressor = enc.EncodeAll(message, nil), 1
-		_ = enc.Close()
+		payload, compressor = p, z.id
 	}
 	sum := sha512.Sum512(payload)
 	replies := make(chan notifyReply, 16)
@@ -479,10 +495,54 @@ func (c *Conn) handle(ctx context.Context, b []byte) error {
 			Level: int32(m.CompressionLevel), MinSize: uint64(m.MinSize), MaxSize: m.MaxSize}, m.Authorization); r != auth.OK {
 			return fmt.Errorf("enable zstd preset: authorization %s", r)
 		}
-		if m.Identifier == 1 && c.opts.EnableZstd {
-			c.mu.Lock()
-			c.zstd = true
-			c.mu.Unlock()
+		if !c.opts.EnableZstd {
+			return errors.New("enable zstd preset without compression asked for")
+		}
+		var d *zstddict.Dict
+		if m.Identifier != 1 {
+			raw, ok := c.opts.PresetDicts[m.Identifier]
+			if !ok {
+				return fmt.Errorf("unknown preset dictionary %d", m.Identifier)
+			}
+			var err error
+			if d, err = zstddict.Parse(raw); err != nil {
+				return fmt.Errorf("preset dictionary %d: %w", m.Identifier, err)
+			}
+		}
+		return c.enable(m.Identifier, d, int(m.CompressionLevel), uint64(m.MinSize), m.MaxSize)
+	case wsproto.EnableZstdCustom:
+		if c.recv != nil {
+			return errors.New("enable zstd between receive parts")
+		}
+		if r := c.auth.Verify(ctx, auth.StatefulEnableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier),
+			Level: int32(m.CompressionLevel), MinSize: uint64(m.MinSize), MaxSize: m.MaxSize, DictSHA512: m.SHA512}, m.Authorization); r != auth.OK {
+			return fmt.Errorf("enable zstd custom: authorization %s", r)
+		}
+		if !c.opts.EnableZstd || c.opts.NoTraining {
+			return errors.New("trained dictionary without training asked for")
+		}
+		if sha512.Sum512(m.Dictionary) != m.SHA512 {
+			return fmt.Errorf("enable zstd custom %d: dictionary does not match its SHA-512", m.Identifier)
+		}
+		d, err := zstddict.Parse(m.Dictionary)
+		if err != nil {
+			return fmt.Errorf("enable zstd custom %d: %w", m.Identifier, err)
+		}
+		return c.enable(m.Identifier, d, int(m.CompressionLevel), uint64(m.MinSize), m.MaxSize)
+	case wsproto.DisableZstdCustom:
+		if c.recv != nil {
+			return errors.New("disable zstd between receive parts")
+		}
+		if r := c.auth.Verify(ctx, auth.StatefulDisableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier)},
+			m.Authorization); r != auth.OK {
+			return fmt.Errorf("disable zstd custom: authorization %s", r)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		n := len(c.comps)
+		c.comps = slices.DeleteFunc(c.comps, func(z *comp) bool { return z.id == m.Identifier })
+		if len(c.comps) == n {
+			return fmt.Errorf("disable zstd custom %d: not enabled", m.Identifier)
 		}
 		return nil
 	case wsproto.Missed:
@@ -546,8 +606,8 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 			SHA512: f.CompressedSHA512}, m.Authorization); r != auth.OK {
 			return fmt.Errorf("receive: authorization %s", r)
 		}
-		if f.Compressor > 1 || (f.Compressor == 1 && !c.opts.EnableZstd) {
-			return fmt.Errorf("receive with compressor %d", f.Compressor)
+		if f.Compressor != 0 && c.compressor(f.Compressor) == nil {
+			return fmt.Errorf("receive with compressor %d, which is not enabled", f.Compressor)
 		}
 		f.Topic = bytes.Clone(f.Topic)
 		c.recv = &receiving{first: f, id: bytes.Clone(m.Identifier)}
@@ -573,18 +633,14 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 	if sha512.Sum512(data) != r.first.CompressedSHA512 {
 		return errors.New("receive: hash mismatch")
 	}
-	if r.first.Compressor == 1 {
-		d, err := zstd.NewReader(bytes.NewReader(data), zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return err
+	if r.first.Compressor != 0 {
+		z := c.compressor(r.first.Compressor)
+		if z == nil {
+			return fmt.Errorf("receive: compressor %d was disabled mid-message", r.first.Compressor)
 		}
-		out, err := io.ReadAll(io.LimitReader(d, int64(r.first.DecompressedLength)+1))
-		d.Close()
+		out, err := z.codec.DecodeAll(data, r.first.DecompressedLength)
 		if err != nil {
-			return fmt.Errorf("receive: decompress: %w", err)
-		}
-		if uint64(len(out)) != r.first.DecompressedLength {
-			return fmt.Errorf("receive: %d bytes decompressed, %d declared", len(out), r.first.DecompressedLength)
+			return fmt.Errorf("receive: compressor %d: %w", z.id, err)
 		}
 		data = out
 	}
@@ -596,4 +652,62 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 	}
 	c.msgs <- Message{Topic: r.first.Topic, Data: data, Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart}
 	return nil
+}
+
+// enable adds a compressor the broadcaster announced.
+func (c *Conn) enable(id uint64, d *zstddict.Dict, level int, minSize, maxSize uint64) error {
+	codec, err := zstddict.NewCodec(d, level, 8<<20)
+	if err != nil {
+		return fmt.Errorf("compressor %d: %w", id, err)
+	}
+	z := &comp{id: id, min: minSize, max: maxSize, codec: codec}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if slices.ContainsFunc(c.comps, func(x *comp) bool { return x.id == id }) {
+		return fmt.Errorf("compressor %d enabled twice", id)
+	}
+	i := len(c.comps)
+	for j, x := range c.comps {
+		if x.min > z.min {
+			i = j
+			break
+		}
+	}
+	c.comps = slices.Insert(c.comps, i, z)
+	return nil
+}
+
+func (c *Conn) compressor(id uint64) *comp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, z := range c.comps {
+		if z.id == id {
+			return z
+		}
+	}
+	return nil
+}
+
+// compressorFor is the compressor a notification of n bytes would use.
+func (c *Conn) compressorFor(n uint64) *comp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, z := range c.comps {
+		if z.min <= n && n < z.max {
+			return z
+		}
+	}
+	return nil
+}
+
+// Compressors returns the ids of the compressors the broadcaster has
+// enabled and not withdrawn, in the order the client prefers them.
+func (c *Conn) Compressors() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]uint64, len(c.comps))
+	for i, z := range c.comps {
+		ids[i] = z.id
+	}
+	return ids
 }

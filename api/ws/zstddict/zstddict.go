@@ -33,6 +33,9 @@ const (
 	rawID = 1
 	// minRaw is libzstd's smallest raw-content dictionary.
 	minRaw = 8
+	// Window is the window of the frames written: 8 MiB, what zstd
+	// requires every decoder to support, so any peer's limit accepts it.
+	Window = 8 << 20
 )
 
 // ErrFrame is returned for input that is not a zstd frame.
@@ -120,11 +123,11 @@ type Codec struct {
 	decs   sync.Pool
 }
 
-// NewCodec returns a codec for d (nil: no dictionary). window bounds the
-// window of frames it decodes (the protocol's 8 MiB) and is the window of
-// the frames it writes; a power of two.
-func NewCodec(d *Dict, level, window int) (*Codec, error) {
-	c := &Codec{dict: d, level: EncoderLevel(level), window: window}
+// NewCodec returns a codec for d (nil: no dictionary) compressing at level.
+// maxWindow bounds the window of the frames it decodes (the reference's 8
+// MiB), and so the memory a peer's frame can make it use.
+func NewCodec(d *Dict, level, maxWindow int) (*Codec, error) {
+	c := &Codec{dict: d, level: EncoderLevel(level), window: maxWindow}
 	e, err := c.newEncoder()
 	if err != nil {
 		return nil, err
@@ -139,7 +142,7 @@ func (c *Codec) Dict() *Dict { return c.dict }
 func (c *Codec) newEncoder() (*zstd.Encoder, error) {
 	opts := []zstd.EOption{
 		zstd.WithEncoderLevel(c.level), zstd.WithEncoderCRC(false),
-		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(c.window),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(Window),
 	}
 	switch {
 	case c.dict == nil:

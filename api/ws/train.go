@@ -1,0 +1,264 @@
+package ws
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/ws/zstddict"
+)
+
+// Dictionary training, per connection, as the reference schedules it: the
+// messages of 32 bytes up to 16 KiB that pass through the connection (its
+// NOTIFYs and what it receives) are collected; at the low watermark (100
+// KiB) a 16 KiB dictionary is built for level 3, at the high watermark (10
+// MiB, counting the same samples) a 64 KiB one for level 10; then nothing
+// is collected for the retrain interval, after which a new collection
+// builds a new high-watermark dictionary.
+const (
+	lowDictSize   = 16 << 10
+	lowDictLevel  = 3
+	highDictSize  = 64 << 10
+	highDictLevel = 10
+	// samplesInMemory is what a connection keeps in memory before its
+	// samples go to an unlinked temporary file (10 MiB per connection
+	// would not scale to thousands of them).
+	samplesInMemory = 256 << 10
+)
+
+type trainStage uint8
+
+const (
+	beforeLow trainStage = iota
+	beforeHigh
+	waiting // for the retrain interval
+)
+
+// trainer collects a connection's samples and schedules its dictionaries.
+// Samples come from the processor (NOTIFYs) and the writer (deliveries);
+// dictionaries are built by the connection's training goroutine.
+type trainer struct {
+	mu        sync.Mutex
+	s         samples
+	stage     trainStage
+	nextID    uint64
+	lastBuilt time.Time
+	stopped   bool
+	jobs      chan trainJob
+}
+
+type trainJob struct {
+	id           uint64
+	size, level  int
+	samples      [][]byte
+	samplesBytes int64
+}
+
+func newTrainer(dir string) *trainer {
+	// Two jobs at most between two retrain intervals (low and high).
+	return &trainer{s: samples{dir: dir}, nextID: firstCustomID, jobs: make(chan trainJob, 2)}
+}
+
+// sample offers a message that passed through the connection.
+func (c *conn) sample(p []byte) {
+	t := c.trainer
+	if t == nil || len(p) < minCompressSize || len(p) >= trainedMaxSize {
+		return
+	}
+	cfg := &c.hub.cfg
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	if t.stage == waiting {
+		if time.Since(t.lastBuilt) < cfg.RetrainInterval {
+			return
+		}
+		t.stage = beforeHigh
+	}
+	if err := t.s.add(p); err != nil {
+		c.stopTraining(err)
+		return
+	}
+	if t.stage == beforeLow && t.s.bytes >= cfg.TrainingLowWatermark {
+		t.stage = beforeHigh
+		if t.s.bytes < cfg.TrainingHighWatermark {
+			c.schedule(lowDictSize, lowDictLevel, false)
+			return
+		}
+	}
+	if t.stage == beforeHigh && t.s.bytes >= cfg.TrainingHighWatermark {
+		c.schedule(highDictSize, highDictLevel, true)
+		t.stage, t.lastBuilt = waiting, time.Now()
+	}
+}
+
+// schedule hands the samples collected so far to the training goroutine;
+// last drops them (the next collection starts afresh). Called with t.mu.
+func (c *conn) schedule(size, level int, last bool) {
+	t := c.trainer
+	all, err := t.s.all()
+	if err != nil {
+		c.stopTraining(err)
+		return
+	}
+	job := trainJob{id: t.nextID, size: size, level: level, samples: all, samplesBytes: t.s.bytes}
+	t.nextID++
+	if last {
+		t.s.reset()
+	}
+	select {
+	case t.jobs <- job:
+	default:
+		c.log.Warn("dictionary training skipped: the previous ones are still being built", "id", job.id)
+	}
+}
+
+// stopTraining ends training on this connection (a spool failure); what
+// was announced stays in use. Called with t.mu.
+func (c *conn) stopTraining(err error) {
+	c.log.Warn("dictionary training stopped on this connection", "err", err)
+	c.trainer.stopped = true
+	c.trainer.s.reset()
+}
+
+// trainLoop builds the scheduled dictionaries, one at a time, each after
+// taking one of the node's training tokens, and puts them in use.
+func (c *conn) trainLoop() {
+	t := c.trainer
+	defer func() {
+		t.mu.Lock()
+		t.stopped = true
+		t.s.reset()
+		t.mu.Unlock()
+	}()
+	for {
+		var job trainJob
+		select {
+		case job = <-t.jobs:
+		case <-c.ctx.Done():
+			return
+		}
+		select {
+		case c.hub.trainSem <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		start := time.Now()
+		d, err := zstddict.Train(job.samples, job.size, job.level)
+		<-c.hub.trainSem
+		job.samples = nil
+		if err != nil {
+			c.log.Info("dictionary not trained", "id", job.id, "samples_bytes", job.samplesBytes, "err", err)
+			continue
+		}
+		codec, err := zstddict.NewCodec(d, job.level, c.hub.cfg.DecompressionMaxWindow)
+		if err != nil {
+			c.log.Info("trained dictionary unusable", "id", job.id, "err", err)
+			continue
+		}
+		c.log.Debug("dictionary trained", "id", job.id, "samples_bytes", job.samplesBytes,
+			"dict_bytes", len(d.Bytes()), "took", time.Since(start))
+		c.addCustom(&compressor{id: job.id, level: job.level, min: minCompressSize, max: trainedMaxSize, codec: codec})
+	}
+}
+
+// addCustom puts a trained dictionary in use: decodable at once, announced
+// in order with the deliveries. With two in use already, the older one is
+// withdrawn first (DISABLE_ZSTD_CUSTOM) but stays decodable until the
+// next one replaces it: a NOTIFY the peer compressed with it before the
+// withdrawal reached it is still in flight.
+func (c *conn) addCustom(z *compressor) {
+	c.zmu.Lock()
+	c.customs = append(c.customs, z)
+	c.decoders[z.id] = z
+	var evict *compressor
+	if len(c.customs) > 2 {
+		evict = c.customs[0]
+		c.customs = c.customs[1:]
+		if c.retired != nil {
+			delete(c.decoders, c.retired.id)
+		}
+		c.retired = evict
+	}
+	c.zmu.Unlock()
+	if evict != nil {
+		c.enqueueControl(item{kind: itemDisableZstd, comp: evict})
+	}
+	c.enqueueControl(item{kind: itemEnableZstd, comp: z})
+}
+
+// samples holds length-prefixed samples: in memory, then in an unlinked
+// temporary file.
+type samples struct {
+	dir   string
+	mem   []byte
+	f     *os.File
+	bytes int64 // sample content, what the watermarks count
+	count int
+}
+
+func (s *samples) add(p []byte) error {
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+	if s.f == nil && len(s.mem)+len(p)+4 > samplesInMemory {
+		f, err := os.CreateTemp(s.dir, "lonelypsd-samples-*")
+		if err != nil {
+			return fmt.Errorf("training samples: %w", err)
+		}
+		_ = os.Remove(f.Name()) // the descriptor keeps it; the kernel frees it
+		if _, err := f.Write(s.mem); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("training samples: %w", err)
+		}
+		s.f, s.mem = f, nil
+	}
+	if s.f != nil {
+		if _, err := s.f.Write(append(n[:], p...)); err != nil {
+			return fmt.Errorf("training samples: %w", err)
+		}
+	} else {
+		s.mem = append(append(s.mem, n[:]...), p...)
+	}
+	s.bytes += int64(len(p))
+	s.count++
+	return nil
+}
+
+// all returns every sample collected.
+func (s *samples) all() ([][]byte, error) {
+	buf := s.mem
+	if s.f != nil {
+		end, err := s.f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, fmt.Errorf("training samples: %w", err)
+		}
+		buf = make([]byte, end)
+		if _, err := s.f.ReadAt(buf, 0); err != nil {
+			return nil, fmt.Errorf("training samples: %w", err)
+		}
+	} else {
+		buf = append([]byte(nil), buf...)
+	}
+	out := make([][]byte, 0, s.count)
+	for len(buf) >= 4 {
+		n := int(binary.BigEndian.Uint32(buf))
+		if len(buf) < 4+n {
+			return nil, fmt.Errorf("training samples: truncated")
+		}
+		out = append(out, buf[4:4+n:4+n])
+		buf = buf[4+n:]
+	}
+	return out, nil
+}
+
+func (s *samples) reset() {
+	if s.f != nil {
+		_ = s.f.Close()
+	}
+	*s = samples{dir: s.dir}
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
+	"github.com/lonelypsd/lonelypsd/api/ws/zstddict"
+)
+
+func dictEvent(i int) []byte {
+	return fmt.Appendf(nil, `{"type":"jwt_revoked","seq":%d,"subject":"user-%d","issuer":"https://auth.internal","reason":"%s"}`,
+		i, i*7919%100000, []string{"logout", "password_changed", "admin"}[i%3])
+}
+
+func writeDict(t *testing.T, dir string) string {
+	t.Helper()
+	var samples [][]byte
+	for i := range 3000 {
+		samples = append(samples, dictEvent(i))
+	}
+	d, err := zstddict.Train(samples, 16384, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "events.zdict")
+	if err := os.WriteFile(path, d.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The binary's dictionary flags: a preset from a file is used for a
+// websocket naming it; training at the configured watermarks gives a
+// websocket that asks for it a dictionary.
+func TestWebsocketDictionariesFromFlags(t *testing.T) {
+	dir := t.TempDir()
+	path := writeDict(t, dir)
+	preset, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startNode(t, filepath.Join(dir, "data"), "--ws-preset-dict", "7:3:"+path,
+		"--ws-training-low-watermark", "4096", "--ws-training-high-watermark", "1000000")
+	ctx := ctxT(t)
+	withPreset := dialWS(t, p, wsclient.Options{EnableZstd: true, NoTraining: true, InitialDict: 7, PresetDicts: map[uint64][]byte{7: preset}})
+	training := dialWS(t, p, wsclient.Options{EnableZstd: true})
+	for _, c := range []*wsclient.Conn{withPreset, training} {
+		if err := c.SubscribeExact(ctx, []byte("revoked")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var lastTrained uint64
+	for i := range 200 {
+		msg := dictEvent(100000 + i)
+		if got, err := p.Client().Notify(ctx, []byte("revoked"), msg); err != nil || got != 2 {
+			t.Fatalf("notify %d: %d, %v", i, got, err)
+		}
+		if m := nextWS(t, withPreset, 5*time.Second); !bytes.Equal(m.Data, msg) || m.Compressor != 7 {
+			t.Fatalf("preset connection, message %d: compressor %d, equal %t", i, m.Compressor, bytes.Equal(m.Data, msg))
+		}
+		m := nextWS(t, training, 5*time.Second)
+		if !bytes.Equal(m.Data, msg) {
+			t.Fatalf("training connection, message %d differs", i)
+		}
+		lastTrained = m.Compressor
+	}
+	if lastTrained != 65536 || !slices.Contains(training.Compressors(), 65536) {
+		t.Fatalf("training connection: last message with compressor %d, compressors %v", lastTrained, training.Compressors())
+	}
+}
+
+func TestBadPresetDictionaryStopsStartUp(t *testing.T) {
+	dir := t.TempDir()
+	good := writeDict(t, dir)
+	corrupt := filepath.Join(dir, "corrupt.zdict")
+	b, _ := os.ReadFile(good)
+	if err := os.WriteFile(corrupt, append(b[:8:8], make([]byte, 400)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, flag, want string
+	}{
+		{"reserved id", "1:3:" + good, "the id must be 2..65535"},
+		{"no level", "7:" + good, "want ID:LEVEL:FILE"},
+		{"missing file", "7:3:" + filepath.Join(dir, "nope.zdict"), "no such file"},
+		{"corrupt dictionary", "7:3:" + corrupt, "preset dictionary 7"},
+		{"same id twice", "7:3:" + good + ",7:3:" + good, "given twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				"--data-dir", t.TempDir(), "--ws-preset-dict", tc.flag).CombinedOutput()
+			if err == nil {
+				t.Fatal("started with a bad preset dictionary")
+			}
+			if !bytes.Contains(out, []byte(tc.want)) {
+				t.Fatalf("output does not say what is wrong (want %q):\n%s", tc.want, out)
+			}
+		})
+	}
+}
