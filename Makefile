@@ -4,7 +4,7 @@ BIN     ?= bin/lonelypsd
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check unit fuzz bench clean check-manifests sim-k8s
+.PHONY: all build run test vet fmt-check unit test-interop fuzz bench clean check-manifests sim-k8s
 
 all: build
 
@@ -28,6 +28,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+## test-interop: zstd dictionaries and frames against the Python client's
+## library, live (needs Debian's python3-zstandard; .ci/run installs it).
+test-interop:
+	$(GO) test -tags interop -run Interop -count=1 ./api/ws/zstddict/
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:

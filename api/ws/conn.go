@@ -143,9 +143,11 @@ type conn struct {
 	// Processor only.
 	subCounter int64
 	stream     *notifyStream
+	usedIn     map[uint64]bool // compressors the peer has used, for the log
 
 	// Writer only.
 	broCounter int64
+	usedOut    map[uint64]bool // compressors used to send, for the log
 	announced  []*compressor // oldest first
 	cur        *sending
 
@@ -624,6 +626,13 @@ func (c *conn) compressorFor(id uint64) (*compressor, error) {
 	if z == nil {
 		return nil, protocolErr("compressor %d was not enabled on this connection", id)
 	}
+	if !c.usedIn[id] {
+		if c.usedIn == nil {
+			c.usedIn = make(map[uint64]bool)
+		}
+		c.usedIn[id] = true
+		c.log.Debug("peer compresses with a compressor for the first time", "compressor", id)
+	}
 	return z, nil
 }
 
@@ -1044,6 +1053,13 @@ func (c *conn) startReceive(it item) error {
 			c.log.Warn("compression failed, sending uncompressed", "compressor", z.id, "err", err)
 		} else if zb != nil {
 			s.src, s.compressor = zb, z.id
+			if !c.usedOut[z.id] {
+				if c.usedOut == nil {
+					c.usedOut = make(map[uint64]bool)
+				}
+				c.usedOut[z.id] = true
+				c.log.Debug("sending with a compressor for the first time", "compressor", z.id)
+			}
 		}
 	}
 	if _, err := rand.Read(s.id[:]); err != nil {

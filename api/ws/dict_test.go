@@ -292,3 +292,37 @@ func TestDictionaryWithdrawal(t *testing.T) {
 		t.Fatal("a message compressed with a withdrawn dictionary was delivered")
 	}
 }
+
+func TestSpreadKeepsAnEvenSubset(t *testing.T) {
+	mk := func(n, size int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = []byte(fmt.Sprintf("%0*d", size, i))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name            string
+		n, size         int
+		limit           int64
+		wantN, wantStep int
+	}{
+		{"under the limit", 100, 10, 1000, 100, 1},
+		{"exactly the limit", 100, 10, 1000, 100, 1},
+		{"ten times the limit", 1000, 10, 1000, 100, 10},
+		{"one sample over", 3, 100, 50, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := mk(tc.n, tc.size)
+			got := spread(s, int64(tc.n*tc.size), tc.limit)
+			if len(got) != tc.wantN {
+				t.Fatalf("%d samples kept, want %d", len(got), tc.wantN)
+			}
+			for i, g := range got {
+				if !bytes.Equal(g, s[i*tc.wantStep]) {
+					t.Fatalf("sample %d is %q, want %q", i, g, s[i*tc.wantStep])
+				}
+			}
+		})
+	}
+}

@@ -27,6 +27,11 @@ const (
 	// samples go to an unlinked temporary file (10 MiB per connection
 	// would not scale to thousands of them).
 	samplesInMemory = 256 << 10
+	// maxTrainingInput bounds what one dictionary is built from: the
+	// builder's time grows faster than its input on incompressible
+	// samples (4 MiB of random bytes take 4 s of CPU, 10 MiB about 25),
+	// so past it an evenly spread subset of the samples is used.
+	maxTrainingInput = 4 << 20
 )
 
 type trainStage uint8
@@ -106,7 +111,7 @@ func (c *conn) schedule(size, level int, last bool) {
 		c.stopTraining(err)
 		return
 	}
-	job := trainJob{id: t.nextID, size: size, level: level, samples: all, samplesBytes: t.s.bytes}
+	job := trainJob{id: t.nextID, size: size, level: level, samples: spread(all, t.s.bytes, maxTrainingInput), samplesBytes: t.s.bytes}
 	t.nextID++
 	if last {
 		t.s.reset()
@@ -116,6 +121,20 @@ func (c *conn) schedule(size, level int, last bool) {
 	default:
 		c.log.Warn("dictionary training skipped: the previous ones are still being built", "id", job.id)
 	}
+}
+
+// spread returns at most about limit bytes of samples (which hold total),
+// taken evenly across them so that every period of the collection counts.
+func spread(samples [][]byte, total, limit int64) [][]byte {
+	if total <= limit || len(samples) == 0 {
+		return samples
+	}
+	keep := max(1, int(int64(len(samples))*limit/total))
+	out := make([][]byte, 0, keep)
+	for i := range keep {
+		out = append(out, samples[i*len(samples)/keep])
+	}
+	return out
 }
 
 // stopTraining ends training on this connection (a spool failure); what

@@ -37,6 +37,7 @@ Usage:
   lonelypsd listen --topic T | --glob G   subscribe and print what arrives
   lonelypsd notify --topic T --message M  publish a message
   lonelypsd cluster status|remove         inspect or shrink a cluster
+  lonelypsd train-dict --out F SAMPLES... build a zstd dictionary for --ws-preset-dict
   lonelypsd help  [command] show the flags of a command
 
 Every flag may also be given as an environment variable: --http-addr is
@@ -67,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runListen(ctx, rest, stdout, stderr)
 	case "cluster":
 		return runCluster(ctx, rest, stdout, stderr)
+	case "train-dict":
+		return runTrainDict(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)

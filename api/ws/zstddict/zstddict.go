@@ -250,7 +250,8 @@ func (c *Codec) Decode(dst io.Writer, src io.Reader, want uint64) error {
 		d.Close()
 		return fmt.Errorf("zstd: %w", err)
 	}
-	got, err := io.CopyBuffer(dst, io.LimitReader(d, int64(want)+1), make([]byte, 32<<10))
+	// io.Copy sizes its buffer to the limit: small for small messages.
+	got, err := io.Copy(dst, io.LimitReader(d, int64(want)+1))
 	if err != nil {
 		// A decoder that failed mid-frame is dropped, not pooled.
 		d.Close()
