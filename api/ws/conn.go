@@ -148,7 +148,7 @@ type conn struct {
 	// Writer only.
 	broCounter int64
 	usedOut    map[uint64]bool // compressors used to send, for the log
-	announced  []*compressor // oldest first
+	announced  []*compressor   // oldest first
 	cur        *sending
 
 	// The compressors the peer may use, by id; customs are the trained
