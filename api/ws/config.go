@@ -124,6 +124,10 @@ type Config struct {
 	// node (each holds its samples in memory and takes a CPU); connections
 	// whose turn has not come wait.
 	MaxConcurrentTraining int
+	// MaxTrainingMemory bounds the training samples all connections keep
+	// in memory together; past it (or past 256 KiB for one connection)
+	// samples go to unlinked temporary files in SpoolDir.
+	MaxTrainingMemory int64
 }
 
 // Defaults.
@@ -148,6 +152,7 @@ const (
 	DefaultTrainingLowWatermark   = 100 << 10
 	DefaultTrainingHighWatermark  = 10 << 20
 	DefaultRetrainInterval        = 60 * time.Hour
+	DefaultMaxTrainingMemory      = 64 << 20
 
 	// minOutgoingMaxMessage leaves room for the largest part-0 headers (a
 	// 64 KiB topic) and the 512 payload bytes every part must carry.
@@ -235,6 +240,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RetrainInterval <= 0 {
 		c.RetrainInterval = DefaultRetrainInterval
+	}
+	if c.MaxTrainingMemory <= 0 {
+		c.MaxTrainingMemory = DefaultMaxTrainingMemory
 	}
 	if c.MaxConcurrentTraining <= 0 {
 		c.MaxConcurrentTraining = max(1, runtime.GOMAXPROCS(0)/2)

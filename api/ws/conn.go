@@ -371,7 +371,7 @@ func (c *conn) configure() error {
 			enable = append(enable, p)
 		}
 		if cfg.EnableTraining && !c.hub.cfg.DisableTraining {
-			c.trainer = newTrainer(c.hub.cfg.SpoolDir)
+			c.trainer = newTrainer(c.hub)
 		}
 	}
 	for _, z := range enable {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +115,10 @@ func TestTrainedDictionaries(t *testing.T) {
 	if subWire*10 > plainWire*9 {
 		t.Fatalf("dictionaries saved too little: %d bytes with them, %d without", subWire, plainWire)
 	}
+	for _, c := range []*wsclient.Conn{notifier, sub, plain} {
+		_ = c.Close()
+	}
+	waitFor(t, "training samples released", func() bool { return n.hub.sampleMem.Load() == 0 })
 }
 
 // A preset dictionary named in CONFIGURE is announced with
@@ -322,6 +327,57 @@ func TestSpreadKeepsAnEvenSubset(t *testing.T) {
 				if !bytes.Equal(g, s[i*tc.wantStep]) {
 					t.Fatalf("sample %d is %q, want %q", i, g, s[i*tc.wantStep])
 				}
+			}
+		})
+	}
+}
+
+// Samples stay in memory within the node's budget and go to a file past
+// it; either way all of them come back, in order, and the budget is
+// returned.
+func TestSamplesSpillPastTheBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		memLimit int64
+		n, size  int
+		inFile   bool
+	}{
+		{"within both limits", 1 << 20, 100, 100, false},
+		{"past the node's budget", 5000, 100, 100, true},
+		{"past one connection's share", 1 << 30, 3000, 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mem atomic.Int64
+			s := samples{dir: t.TempDir(), mem: &mem, memLimit: tc.memLimit}
+			var want [][]byte
+			for i := range tc.n {
+				p := []byte(fmt.Sprintf("%0*d", tc.size, i))
+				want = append(want, p)
+				if err := s.add(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if (s.f != nil) != tc.inFile {
+				t.Fatalf("in a file: %t, want %t", s.f != nil, tc.inFile)
+			}
+			if mem.Load() > tc.memLimit || mem.Load() != int64(len(s.buf)) {
+				t.Fatalf("%d bytes charged, %d held, budget %d", mem.Load(), len(s.buf), tc.memLimit)
+			}
+			got, err := s.all()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) || s.bytes != int64(tc.n*tc.size) {
+				t.Fatalf("%d samples (%d bytes) back, want %d", len(got), s.bytes, len(want))
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("sample %d: %q", i, got[i])
+				}
+			}
+			s.reset()
+			if mem.Load() != 0 || s.f != nil || s.bytes != 0 {
+				t.Fatalf("after reset: %d bytes charged", mem.Load())
 			}
 		})
 	}

@@ -62,10 +62,12 @@ type Hub struct {
 	plain    *compressor            // compressor 1
 	presets  map[uint64]*compressor // by id
 	trainSem chan struct{}          // one token per dictionary being built
-	bufs     sync.Pool              // *[]byte of cap cfg.OutgoingMaxMessage
-	buffered atomic.Int64
-	nconns   atomic.Int64
-	nextID   atomic.Uint64
+	// sampleMem is the training samples all connections hold in memory.
+	sampleMem atomic.Int64
+	bufs      sync.Pool // *[]byte of cap cfg.OutgoingMaxMessage
+	buffered  atomic.Int64
+	nconns    atomic.Int64
+	nextID    atomic.Uint64
 
 	ctx    context.Context // ends at Shutdown: stops reconcilers and clean-up
 	cancel context.CancelFunc

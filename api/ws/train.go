@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/ws/zstddict"
@@ -25,7 +26,8 @@ const (
 	highDictLevel = 10
 	// samplesInMemory is what a connection keeps in memory before its
 	// samples go to an unlinked temporary file (10 MiB per connection
-	// would not scale to thousands of them).
+	// would not scale to thousands of them); the node's connections
+	// together keep at most Config.MaxTrainingMemory.
 	samplesInMemory = 256 << 10
 	// maxTrainingInput bounds what one dictionary is built from: the
 	// builder's time grows faster than its input on incompressible
@@ -62,9 +64,10 @@ type trainJob struct {
 	samplesBytes int64
 }
 
-func newTrainer(dir string) *trainer {
+func newTrainer(h *Hub) *trainer {
 	// Two jobs at most between two retrain intervals (low and high).
-	return &trainer{s: samples{dir: dir}, nextID: firstCustomID, jobs: make(chan trainJob, 2)}
+	return &trainer{s: samples{dir: h.cfg.SpoolDir, mem: &h.sampleMem, memLimit: h.cfg.MaxTrainingMemory},
+		nextID: firstCustomID, jobs: make(chan trainJob, 2)}
 }
 
 // sample offers a message that passed through the connection.
@@ -214,34 +217,39 @@ func (c *conn) addCustom(z *compressor) {
 // samples holds length-prefixed samples: in memory, then in an unlinked
 // temporary file.
 type samples struct {
-	dir   string
-	mem   []byte
-	f     *os.File
-	bytes int64 // sample content, what the watermarks count
-	count int
+	dir      string
+	mem      *atomic.Int64 // the node's sample bytes in memory
+	memLimit int64
+	buf      []byte
+	f        *os.File
+	bytes    int64 // sample content, what the watermarks count
+	count    int
 }
 
 func (s *samples) add(p []byte) error {
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(p)))
-	if s.f == nil && len(s.mem)+len(p)+4 > samplesInMemory {
+	grow := int64(len(p) + 4)
+	if s.f == nil && (len(s.buf)+int(grow) > samplesInMemory || s.mem.Load()+grow > s.memLimit) {
 		f, err := os.CreateTemp(s.dir, "lonelypsd-samples-*")
 		if err != nil {
 			return fmt.Errorf("training samples: %w", err)
 		}
 		_ = os.Remove(f.Name()) // the descriptor keeps it; the kernel frees it
-		if _, err := f.Write(s.mem); err != nil {
+		if _, err := f.Write(s.buf); err != nil {
 			_ = f.Close()
 			return fmt.Errorf("training samples: %w", err)
 		}
-		s.f, s.mem = f, nil
+		s.mem.Add(-int64(len(s.buf)))
+		s.f, s.buf = f, nil
 	}
 	if s.f != nil {
 		if _, err := s.f.Write(append(n[:], p...)); err != nil {
 			return fmt.Errorf("training samples: %w", err)
 		}
 	} else {
-		s.mem = append(append(s.mem, n[:]...), p...)
+		s.buf = append(append(s.buf, n[:]...), p...)
+		s.mem.Add(grow)
 	}
 	s.bytes += int64(len(p))
 	s.count++
@@ -250,7 +258,7 @@ func (s *samples) add(p []byte) error {
 
 // all returns every sample collected.
 func (s *samples) all() ([][]byte, error) {
-	buf := s.mem
+	buf := s.buf
 	if s.f != nil {
 		end, err := s.f.Seek(0, io.SeekCurrent)
 		if err != nil {
@@ -279,5 +287,6 @@ func (s *samples) reset() {
 	if s.f != nil {
 		_ = s.f.Close()
 	}
-	*s = samples{dir: s.dir}
+	s.mem.Add(-int64(len(s.buf)))
+	*s = samples{dir: s.dir, mem: s.mem, memLimit: s.memLimit}
 }

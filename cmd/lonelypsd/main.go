@@ -149,6 +149,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.Int64Var(&f.ws.TrainingHighWatermark, "ws-training-high-watermark", ws.DefaultTrainingHighWatermark, "bytes of small messages before its second dictionary (64 KiB) is trained")
 	fs.DurationVar(&f.ws.RetrainInterval, "ws-retrain-interval", ws.DefaultRetrainInterval, "how long after its second dictionary a websocket collects messages for a new one")
 	fs.IntVar(&f.ws.MaxConcurrentTraining, "ws-max-concurrent-training", 0, "dictionaries built at once on this node (default: half the CPUs, at least 1)")
+	fs.Int64Var(&f.ws.MaxTrainingMemory, "ws-max-training-memory", ws.DefaultMaxTrainingMemory, "training samples all websockets keep in memory together; beyond, they go to unlinked files in the spool folder")
 	fs.DurationVar(&f.hmacSkew, "hmac-skew", 120*time.Second, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
