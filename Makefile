@@ -4,7 +4,7 @@ BIN     ?= bin/lonelypsd
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check unit test-interop fuzz bench clean check-manifests sim-k8s
+.PHONY: all build run test vet fmt-check unit test-interop fuzz bench bench-zstd clean check-manifests sim-k8s
 
 all: build
 
@@ -45,6 +45,11 @@ fuzz:
 ## bench: the load generator against a real node (figures in docs/benchmarks.md).
 bench: build
 	$(GO) run ./cmd/lonelypsbench --server $(BIN) $(BENCHFLAGS)
+
+## bench-zstd: websocket compression of small messages, with and without
+## trained dictionaries (figures in docs/benchmarks.md).
+bench-zstd:
+	$(GO) test -run '^$$' -bench SmallMessages ./api/ws/zstddict/
 
 ## check-manifests: validate deploy/kubernetes and deploy/Dockerfile (no cluster needed).
 check-manifests:
