@@ -57,11 +57,14 @@ type trainer struct {
 	jobs      chan trainJob
 }
 
+// trainJob is a dictionary to build. The low-watermark one is built from
+// the collection as it is when its turn comes (the collection goes on);
+// the high-watermark one takes the collection with it (own), and the next
+// collection starts empty.
 type trainJob struct {
-	id           uint64
-	size, level  int
-	samples      [][]byte
-	samplesBytes int64
+	id          uint64
+	size, level int
+	own         *samples
 }
 
 func newTrainer(h *Hub) *trainer {
@@ -105,23 +108,26 @@ func (c *conn) sample(p []byte) {
 	}
 }
 
-// schedule hands the samples collected so far to the training goroutine;
-// last drops them (the next collection starts afresh). Called with t.mu.
+// schedule queues a dictionary for the training goroutine; last hands it
+// the collection. Nothing is read here: a job waiting for a training token
+// holds at most the collection's share of memory, not a copy of it.
+// Called with t.mu.
 func (c *conn) schedule(size, level int, last bool) {
 	t := c.trainer
-	all, err := t.s.all()
-	if err != nil {
-		c.stopTraining(err)
-		return
-	}
-	job := trainJob{id: t.nextID, size: size, level: level, samples: spread(all, t.s.bytes, maxTrainingInput), samplesBytes: t.s.bytes}
+	job := trainJob{id: t.nextID, size: size, level: level}
 	t.nextID++
 	if last {
-		t.s.reset()
+		own := t.s
+		job.own = &own
+		t.s = own.fresh()
 	}
 	select {
 	case t.jobs <- job:
 	default:
+		// Unreachable with two jobs per collection; kept safe anyway.
+		if job.own != nil {
+			job.own.reset()
+		}
 		c.log.Warn("dictionary training skipped: the previous ones are still being built", "id", job.id)
 	}
 }
@@ -154,9 +160,19 @@ func (c *conn) trainLoop() {
 	t := c.trainer
 	defer func() {
 		t.mu.Lock()
-		t.stopped = true
+		t.stopped = true // no job is queued after this
 		t.s.reset()
 		t.mu.Unlock()
+		for {
+			select {
+			case job := <-t.jobs:
+				if job.own != nil {
+					job.own.reset()
+				}
+			default:
+				return
+			}
+		}
 	}()
 	for {
 		var job trainJob
@@ -168,25 +184,50 @@ func (c *conn) trainLoop() {
 		select {
 		case c.hub.trainSem <- struct{}{}:
 		case <-c.ctx.Done():
+			if job.own != nil {
+				job.own.reset()
+			}
 			return
 		}
-		start := time.Now()
-		d, err := zstddict.Train(job.samples, job.size, job.level)
+		c.train(job)
 		<-c.hub.trainSem
-		job.samples = nil
-		if err != nil {
-			c.log.Info("dictionary not trained", "id", job.id, "samples_bytes", job.samplesBytes, "err", err)
-			continue
-		}
-		codec, err := zstddict.NewCodec(d, job.level, c.hub.cfg.DecompressionMaxWindow)
-		if err != nil {
-			c.log.Info("trained dictionary unusable", "id", job.id, "err", err)
-			continue
-		}
-		c.log.Debug("dictionary trained", "id", job.id, "samples_bytes", job.samplesBytes,
-			"dict_bytes", len(d.Bytes()), "took", time.Since(start))
-		c.addCustom(&compressor{id: job.id, level: job.level, min: minCompressSize, max: trainedMaxSize, codec: codec})
 	}
+}
+
+// train builds one dictionary and puts it in use.
+func (c *conn) train(job trainJob) {
+	t := c.trainer
+	var all [][]byte
+	var total int64
+	var err error
+	if job.own != nil {
+		all, err = job.own.all()
+		total = job.own.bytes
+		job.own.reset()
+	} else {
+		t.mu.Lock()
+		all, err = t.s.all()
+		total = t.s.bytes
+		t.mu.Unlock()
+	}
+	if err != nil {
+		c.log.Warn("dictionary not trained", "id", job.id, "err", err)
+		return
+	}
+	start := time.Now()
+	d, err := zstddict.Train(spread(all, total, maxTrainingInput), job.size, job.level)
+	if err != nil {
+		c.log.Info("dictionary not trained", "id", job.id, "samples_bytes", total, "err", err)
+		return
+	}
+	codec, err := zstddict.NewCodec(d, job.level, c.hub.cfg.DecompressionMaxWindow)
+	if err != nil {
+		c.log.Info("trained dictionary unusable", "id", job.id, "err", err)
+		return
+	}
+	c.log.Debug("dictionary trained", "id", job.id, "samples_bytes", total,
+		"dict_bytes", len(d.Bytes()), "took", time.Since(start))
+	c.addCustom(&compressor{id: job.id, level: job.level, min: minCompressSize, max: trainedMaxSize, codec: codec})
 }
 
 // addCustom puts a trained dictionary in use: decodable at once, announced
@@ -288,5 +329,10 @@ func (s *samples) reset() {
 		_ = s.f.Close()
 	}
 	s.mem.Add(-int64(len(s.buf)))
-	*s = samples{dir: s.dir, mem: s.mem, memLimit: s.memLimit}
+	*s = s.fresh()
+}
+
+// fresh returns an empty collection with the same budget.
+func (s *samples) fresh() samples {
+	return samples{dir: s.dir, mem: s.mem, memLimit: s.memLimit}
 }
