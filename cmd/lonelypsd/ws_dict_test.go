@@ -20,21 +20,57 @@ func dictEvent(i int) []byte {
 		i, i*7919%100000, []string{"logout", "password_changed", "admin"}[i%3])
 }
 
+// writeDict makes a dictionary the way a user would: samples in a file,
+// one per line, through `lonelypsd train-dict`.
 func writeDict(t *testing.T, dir string) string {
 	t.Helper()
-	var samples [][]byte
+	var samples bytes.Buffer
 	for i := range 3000 {
-		samples = append(samples, dictEvent(i))
+		samples.Write(dictEvent(i))
+		samples.WriteByte('\n')
 	}
-	d, err := zstddict.Train(samples, 16384, 3)
+	in, path := filepath.Join(dir, "samples.jsonl"), filepath.Join(dir, "events.zdict")
+	if err := os.WriteFile(in, samples.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binPath, "train-dict", "--lines", "--out", path, in).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("from 3000 samples")) {
+		t.Fatalf("train-dict: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "events.zdict")
-	if err := os.WriteFile(path, d.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
+	if _, err := zstddict.Parse(b); err != nil || len(b) < 256 {
+		t.Fatalf("train-dict wrote %d bytes that do not parse as a dictionary: %v", len(b), err)
 	}
 	return path
+}
+
+func TestTrainDictRefusals(t *testing.T) {
+	dir := t.TempDir()
+	existing := writeDict(t, dir)
+	samples := filepath.Join(dir, "samples.jsonl")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"existing output", []string{"--lines", "--out", existing, samples}, "file exists"},
+		{"missing samples", []string{"--out", filepath.Join(dir, "x.zdict"), filepath.Join(dir, "nope")}, "no such file"},
+		{"no samples given", []string{"--out", filepath.Join(dir, "x.zdict")}, "Usage"},
+		{"size out of range", []string{"--size", "10", "--out", filepath.Join(dir, "x.zdict"), samples}, "--size must be"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command(binPath, append([]string{"train-dict"}, tc.args...)...).CombinedOutput()
+			if err == nil || !bytes.Contains(out, []byte(tc.want)) {
+				t.Fatalf("got %v, output:\n%s\nwant it to fail saying %q", err, out, tc.want)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(existing); len(b) < 256 {
+		t.Fatal("the existing dictionary was overwritten")
+	}
 }
 
 // The binary's dictionary flags: a preset from a file is used for a
