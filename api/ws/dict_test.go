@@ -92,6 +92,9 @@ func TestTrainedDictionaries(t *testing.T) {
 		}
 	}
 	t.Logf("subscriber received by compressor: %v; notifier preferred: %v", seen, notifyWith)
+	if trained, skipped, failed := n.hub.TrainingStats(); trained < 6 || skipped != 0 || failed != 0 {
+		t.Fatalf("dictionaries: %d trained, %d skipped, %d failed", trained, skipped, failed)
+	}
 	// The low-watermark dictionary, the high-watermark one, and at least
 	// one retrained after them, each used.
 	for _, id := range []uint64{65536, 65537, 65538} {
@@ -380,5 +383,46 @@ func TestSamplesSpillPastTheBudget(t *testing.T) {
 				t.Fatalf("after reset: %d bytes charged", mem.Load())
 			}
 		})
+	}
+}
+
+// Random samples are not worth a dictionary: the connection is told
+// nothing and keeps compressor 1 only; JSON samples get one.
+func TestNoDictionaryForIncompressibleSamples(t *testing.T) {
+	n := startTestNode(t, nodeOptions{ws: func(c *Config) {
+		c.TrainingLowWatermark = 16 << 10
+		c.TrainingHighWatermark = 64 << 10
+	}})
+	ctx := ctxT(t)
+	sub := n.dial(wsclient.Options{EnableZstd: true})
+	if err := sub.SubscribeExact(ctx, []byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		msg := randomBytes(t, 1024)
+		if got, err := n.client().Notify(ctx, []byte("r"), msg); err != nil || got != 1 {
+			t.Fatalf("notify %d: %d, %v", i, got, err)
+		}
+		if m := next(t, sub, 5*time.Second); !bytes.Equal(m.Data, msg) || m.Compressor != 0 {
+			t.Fatalf("message %d: compressor %d", i, m.Compressor)
+		}
+	}
+	if r := n.hub.compressibility([][]byte{randomBytes(t, 50000)}); r <= incompressible {
+		t.Fatalf("random bytes compress to %.3f", r)
+	}
+	if r := n.hub.compressibility(bytes.Fields(bytes.Repeat([]byte(`{"key":"value"} `), 5000))); r > 0.5 {
+		t.Fatalf("repetitive JSON compresses to %.3f only", r)
+	}
+	// Both watermarks were passed (100 KiB of samples): two dictionaries
+	// considered, neither built.
+	waitFor(t, "both dictionaries considered", func() bool {
+		_, skipped, _ := n.hub.TrainingStats()
+		return skipped == 2
+	})
+	if trained, _, failed := n.hub.TrainingStats(); trained != 0 || failed != 0 {
+		t.Fatalf("%d trained, %d failed from random samples", trained, failed)
+	}
+	if ids := sub.Compressors(); !slices.Equal(ids, []uint64{1}) {
+		t.Fatalf("compressors %v after random samples", ids)
 	}
 }

@@ -64,6 +64,7 @@ type Hub struct {
 	trainSem chan struct{}          // one token per dictionary being built
 	// sampleMem is the training samples all connections hold in memory.
 	sampleMem atomic.Int64
+	training  trainingStats
 	bufs      sync.Pool // *[]byte of cap cfg.OutgoingMaxMessage
 	buffered  atomic.Int64
 	nconns    atomic.Int64
