@@ -426,3 +426,37 @@ func TestNoDictionaryForIncompressibleSamples(t *testing.T) {
 		t.Fatalf("compressors %v after random samples", ids)
 	}
 }
+
+// Samples all alike (the same kilobyte of zeros) defeat the dictionary
+// builder; the connection gets them as a raw-content dictionary instead,
+// and the next such message travels in a few bytes.
+func TestAlikeSamplesGetRawDictionary(t *testing.T) {
+	n := startTestNode(t, nodeOptions{ws: func(c *Config) {
+		c.TrainingLowWatermark = 16 << 10
+		c.TrainingHighWatermark = 1 << 20
+	}})
+	ctx := ctxT(t)
+	sub := n.dial(wsclient.Options{EnableZstd: true})
+	if err := sub.SubscribeExact(ctx, []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 1024)
+	// The dictionary is built in the background once 16 KiB have passed:
+	// keep sending (a bounded number) until a message arrives with it.
+	var last wsclient.Message
+	for i := 0; i < 2000 && last.Compressor == 0; i++ {
+		if got, err := n.client().Notify(ctx, []byte("z"), zeros); err != nil || got != 1 {
+			t.Fatalf("notify %d: %d, %v", i, got, err)
+		}
+		last = next(t, sub, 5*time.Second)
+		if !bytes.Equal(last.Data, zeros) {
+			t.Fatalf("message %d differs", i)
+		}
+	}
+	if last.Compressor != 65536 || last.MaxPart > 400 {
+		t.Fatalf("last message: compressor %d, %d bytes on the wire", last.Compressor, last.MaxPart)
+	}
+	if trained, skipped, failed := n.hub.TrainingStats(); trained != 1 || skipped != 0 || failed != 0 {
+		t.Fatalf("dictionaries: %d trained, %d skipped, %d failed", trained, skipped, failed)
+	}
+}

@@ -230,9 +230,15 @@ func (c *conn) train(job trainJob) {
 	}
 	d, err := zstddict.Train(input, job.size, job.level)
 	if err != nil {
-		c.log.Info("dictionary not trained", "id", job.id, "samples_bytes", total, "err", err)
-		c.hub.training.failed.Add(1)
-		return
+		// The builder finds nothing to learn when the samples are all
+		// alike; they compress, so the newest of them, as raw content,
+		// make a good dictionary.
+		c.log.Debug("dictionary builder failed; using the samples as raw content", "id", job.id, "err", err)
+		if d, err = zstddict.Raw(input, job.size); err != nil {
+			c.log.Info("dictionary not trained", "id", job.id, "samples_bytes", total, "err", err)
+			c.hub.training.failed.Add(1)
+			return
+		}
 	}
 	codec, err := zstddict.NewCodec(d, job.level, c.hub.cfg.DecompressionMaxWindow)
 	if err != nil {

@@ -14,26 +14,28 @@ import (
 )
 
 // The live half of the Python interop (make test-interop; needs Debian's
-// python3-zstandard, the library the Python client uses): a dictionary
-// trained here is loaded, precomputed and used by libzstd in both
-// directions, and frames written here decode there.
+// python3-zstandard, the library the Python client uses): dictionaries
+// made here (trained, and raw content) are loaded and precomputed by
+// libzstd as the Python client does, frames written here decode there, and
+// frames written there with them decode here.
 const interopScript = `
 import json, sys, zstandard
 d = json.load(open(sys.argv[1]))
-out = {"plain": [], "dict": []}
-zd = zstandard.ZstdCompressionDict(bytes.fromhex(d["dict"]))
-zd.precompute_compress(level=3)
-for kind, zdict in (("plain", None), ("dict", zd)):
-    dec = zstandard.ZstdDecompressor(dict_data=zdict, max_window_size=8 << 20) if zdict else zstandard.ZstdDecompressor(max_window_size=8 << 20)
-    for frame, msg in zip(d[kind + "_frames"], d["messages"]):
-        got = dec.stream_reader(bytes.fromhex(frame)).read()
-        if got != bytes.fromhex(msg):
-            sys.exit("python decoded a %s frame wrongly" % kind)
+msgs = [bytes.fromhex(m) for m in d["messages"]]
+out = {}
+for kind, c in d["codecs"].items():
     kw = dict(level=3, write_checksum=False, write_content_size=False, write_dict_id=False)
-    if zdict:
-        kw["dict_data"] = zdict
+    dkw = dict(max_window_size=8 << 20)
+    if c["dict"]:
+        zd = zstandard.ZstdCompressionDict(bytes.fromhex(c["dict"]))
+        zd.precompute_compress(level=3)
+        kw["dict_data"] = dkw["dict_data"] = zd
+    dec = zstandard.ZstdDecompressor(**dkw)
+    for i, frame in enumerate(c["frames"]):
+        if dec.stream_reader(bytes.fromhex(frame)).read() != msgs[i]:
+            sys.exit("python decoded %s frame %d wrongly" % (kind, i))
     comp = zstandard.ZstdCompressor(**kw)
-    out[kind] = [comp.compress(bytes.fromhex(m)).hex() for m in d["messages"]]
+    out[kind] = [comp.compress(m).hex() for m in msgs]
 json.dump(out, open(sys.argv[2], "w"))
 `
 
@@ -42,14 +44,30 @@ func TestPythonInterop(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import zstandard").CombinedOutput(); err != nil {
 		t.Fatalf("this test needs python3-zstandard (apt-get install python3-zstandard): %v\n%s", err, out)
 	}
-	d := trained(t)
 	r := rand.New(rand.NewPCG(11, 12))
 	msgs := jsonSamples(r, 50)
-	msgs = append(msgs, bytes.Repeat([]byte("0123456789"), 400000)) // several blocks, streamed
-	plain, withDict := mustCodec(t, nil, 3), mustCodec(t, d, 3)
-	in := map[string]any{"dict": hex.EncodeToString(d.Bytes())}
-	for kind, c := range map[string]*Codec{"plain": plain, "dict": withDict} {
-		var frames, messages []string
+	msgs = append(msgs, bytes.Repeat([]byte("0123456789"), 400000)) // several blocks
+	raw, err := Raw(jsonSamples(r, 100), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codecs := map[string]*Codec{"plain": mustCodec(t, nil, 3), "trained": mustCodec(t, trained(t), 3), "raw": mustCodec(t, raw, 3)}
+	type codecIn struct {
+		Dict   string   `json:"dict"`
+		Frames []string `json:"frames"`
+	}
+	in := struct {
+		Messages []string           `json:"messages"`
+		Codecs   map[string]codecIn `json:"codecs"`
+	}{Codecs: map[string]codecIn{}}
+	for _, m := range msgs {
+		in.Messages = append(in.Messages, hex.EncodeToString(m))
+	}
+	for kind, c := range codecs {
+		var ci codecIn
+		if d := c.Dict(); d != nil {
+			ci.Dict = hex.EncodeToString(d.Bytes())
+		}
 		for i, m := range msgs {
 			var f []byte
 			if i%2 == 0 {
@@ -68,14 +86,14 @@ func TestPythonInterop(t *testing.T) {
 				}
 				f = b.Bytes()
 			}
-			frames, messages = append(frames, hex.EncodeToString(f)), append(messages, hex.EncodeToString(m))
+			ci.Frames = append(ci.Frames, hex.EncodeToString(f))
 		}
-		in[kind+"_frames"], in["messages"] = frames, messages
+		in.Codecs[kind] = ci
 	}
 	dir := t.TempDir()
 	inPath, outPath, script := filepath.Join(dir, "in.json"), filepath.Join(dir, "out.json"), filepath.Join(dir, "interop.py")
-	raw, _ := json.Marshal(in)
-	if err := os.WriteFile(inPath, raw, 0o600); err != nil {
+	b, _ := json.Marshal(in)
+	if err := os.WriteFile(inPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(script, []byte(interopScript), 0o600); err != nil {
@@ -84,15 +102,15 @@ func TestPythonInterop(t *testing.T) {
 	if out, err := exec.Command(python, script, inPath, outPath).CombinedOutput(); err != nil {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
-	raw, err := os.ReadFile(outPath)
+	b, err = os.ReadFile(outPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back map[string][]string
-	if err := json.Unmarshal(raw, &back); err != nil {
+	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	for kind, c := range map[string]*Codec{"plain": plain, "dict": withDict} {
+	for kind, c := range codecs {
 		if len(back[kind]) != len(msgs) {
 			t.Fatalf("%s: python returned %d frames", kind, len(back[kind]))
 		}

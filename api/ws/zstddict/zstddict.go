@@ -104,6 +104,24 @@ func Train(samples [][]byte, maxSize, level int) (d *Dict, err error) {
 	return Parse(b)
 }
 
+// Raw returns a raw-content dictionary of the newest samples, at most
+// maxSize bytes: the fallback when Train finds nothing to learn because
+// the samples are all alike (then they are their own best history).
+func Raw(samples [][]byte, maxSize int) (*Dict, error) {
+	var out []byte
+	for i := len(samples) - 1; i >= 0 && len(out) < maxSize; i-- {
+		out = append(samples[i][:len(samples[i]):len(samples[i])], out...)
+	}
+	if len(out) > maxSize {
+		out = out[len(out)-maxSize:]
+	}
+	if len(out) >= 4 && binary.LittleEndian.Uint32(out) == dictMagic {
+		// Would be read as a full dictionary: start one byte later.
+		out = out[1:]
+	}
+	return Parse(out)
+}
+
 // EncoderLevel maps a zstd level to the encoder's. Levels above 6 stop at
 // "better compression": the next step costs a hundred times the CPU per
 // small message here for a few percent of size, so a level-10 dictionary

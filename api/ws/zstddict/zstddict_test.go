@@ -430,3 +430,41 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestRawFromSamples(t *testing.T) {
+	full := trained(t).Bytes()
+	for _, tc := range []struct {
+		name    string
+		samples [][]byte
+		max     int
+		want    []byte
+	}{
+		{"newest samples, cut to the size", [][]byte{[]byte("aaaaaaaa"), []byte("bbbbbbbb"), []byte("cccccccc")}, 12, []byte("bbbbcccccccc")},
+		{"all of them when they fit", [][]byte{[]byte("aaaaaaaa"), []byte("bbbbbbbb")}, 100, []byte("aaaaaaaabbbbbbbb")},
+		{"not mistaken for a full dictionary", [][]byte{full[:20]}, 100, full[1:20]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Raw(tc.samples, tc.max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !d.Raw() || !bytes.Equal(d.Bytes(), tc.want) {
+				t.Fatalf("got %q (raw %t), want %q", d.Bytes(), d.Raw(), tc.want)
+			}
+		})
+	}
+	if _, err := Raw([][]byte{[]byte("abc")}, 100); err == nil {
+		t.Fatal("a 3-byte raw dictionary was accepted")
+	}
+	// Samples all alike (the builder refuses those): the raw dictionary
+	// shrinks them to almost nothing.
+	zeros := [][]byte{make([]byte, 1024), make([]byte, 1024), make([]byte, 1024)}
+	d, err := Raw(zeros, 16384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := mustCodec(t, d, 3).EncodeAll(zeros[0], nil)
+	if err != nil || len(f) > 32 {
+		t.Fatalf("1024 zeros with a raw dictionary of zeros: %d bytes, %v", len(f), err)
+	}
+}
