@@ -76,6 +76,11 @@ type Config struct {
 	// RaftLogLevel is the level of the Raft library's own log (hclog
 	// names: trace, debug, info, warn, error).
 	RaftLogLevel string
+	// ReadBarrierTimeout bounds the read barrier a notify passes before
+	// it matches (see ReadBarrier): 0 means DefaultReadBarrierTimeout, a
+	// negative value turns the barrier off (notifies match the local
+	// replica as it is).
+	ReadBarrierTimeout time.Duration
 
 	Logger *slog.Logger
 }
@@ -119,6 +124,9 @@ func (c *Config) setDefaults() {
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval
 	}
+	if c.ReadBarrierTimeout == 0 {
+		c.ReadBarrierTimeout = DefaultReadBarrierTimeout
+	}
 	if c.RaftLogLevel == "" {
 		c.RaftLogLevel = "error"
 	}
@@ -155,6 +163,9 @@ type Node struct {
 	// this one while forming the first cluster.
 	bootMu     sync.Mutex
 	candidates map[string]fsm.NodeInfo
+
+	// reads is the notify read barrier's state (readindex.go).
+	reads readState
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -331,6 +342,11 @@ func (n *Node) observeLeadership() {
 		case isLeader := <-ch:
 			if isLeader {
 				n.log.Info("this node is now the leader", "node", n.cfg.NodeID)
+				if n.cfg.ReadBarrierTimeout >= 0 {
+					// Settled now rather than by the term's first notify,
+					// which would otherwise wait for a Raft round.
+					n.startTermBarrier(n.raft.CurrentTerm())
+				}
 			} else {
 				n.log.Info("this node is no longer the leader", "node", n.cfg.NodeID)
 			}

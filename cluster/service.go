@@ -67,6 +67,7 @@ func (n *Node) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, n.Status())
 	})
 	mux.HandleFunc("POST /cluster/apply", n.peerOnly(n.serveApply))
+	mux.HandleFunc("POST /cluster/read_index", n.peerOnly(n.serveReadIndex))
 	mux.HandleFunc("POST /cluster/join", n.peerOnly(n.serveJoin))
 	mux.HandleFunc("POST /cluster/boot", n.peerOnly(n.serveBoot))
 	mux.HandleFunc("POST /cluster/remove", n.peerOnly(n.serveRemove))

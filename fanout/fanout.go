@@ -36,8 +36,20 @@ type Remover interface {
 	Remove(ctx context.Context, s fsm.Subscription) error
 }
 
+// ReadBarrier makes the local replica current before a notify matches:
+// the cluster node waits until its table holds every change acknowledged
+// anywhere (cluster.Node.ReadBarrier). It is bounded; an error means the
+// replica is used as it is.
+type ReadBarrier interface {
+	ReadBarrier(ctx context.Context) error
+}
+
 // Config tunes delivery. Zero values take the defaults below.
 type Config struct {
+	// Barrier, when set, runs before every Deliver matches the topic, so
+	// a notify reaches subscriptions acknowledged by other nodes just
+	// before; nil matches the replica as it is.
+	Barrier ReadBarrier
 	// Concurrency bounds the deliveries one notify runs at once.
 	Concurrency int
 	// MaxInFlight bounds the deliveries of all notifies together, so a
@@ -162,7 +174,17 @@ func (f *Fanout) Wait() { f.wg.Wait() }
 // Deliver sends m to every subscription matching its topic and returns
 // the number of subscribers that confirmed (each confirmation counts the
 // num_subscribers it reports). It returns when every delivery has ended.
+//
+// With a Barrier configured it first waits (bounded) for the replica to
+// catch up with the cluster; if that fails it logs at debug level (the
+// barrier warns, rate-limited) and matches the replica as it is: a notify
+// is never refused or held for want of a leader.
 func (f *Fanout) Deliver(ctx context.Context, m Message) uint32 {
+	if f.cfg.Barrier != nil {
+		if err := f.cfg.Barrier.ReadBarrier(ctx); err != nil {
+			f.log.Debug("notify matches the local replica without a read barrier", "err", err)
+		}
+	}
 	return f.DeliverTo(ctx, m, f.table.Match(m.Topic))
 }
 

@@ -145,6 +145,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	table := node.FSM()
+	// Notifies (HTTP and websocket) pass the node's read barrier before
+	// matching: see docs/consistency.md.
+	cfg.Fanout.Barrier = node
 	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
 	defer fan.Wait()
 
