@@ -109,6 +109,7 @@ type nodeFlags struct {
 	snapshotThreshold   uint64
 	trailingLogs        uint64
 	snapshotInterval    time.Duration
+	readBarrierTimeout  time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
@@ -169,6 +170,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between snapshots")
 	fs.Uint64Var(&f.trailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot, for followers that lag")
 	fs.DurationVar(&f.snapshotInterval, "raft-snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
+	fs.DurationVar(&f.readBarrierTimeout, "notify-read-barrier-timeout", cluster.DefaultReadBarrierTimeout,
+		"how long a notify may wait for this node's replica to catch up with the leader before it matches the replica as it is (negative: off)")
 }
 
 // applyEnv fills every flag not given on the command line from
@@ -273,6 +276,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			Bootstrap: f.bootstrap, HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
+			ReadBarrierTimeout: f.readBarrierTimeout,
 		},
 		API: api.Config{
 			SpoolThreshold: f.spoolThreshold, MaxSetSubscriptionsBody: f.maxSetSubscriptions, WriteTimeout: f.writeTimeout,
