@@ -70,14 +70,6 @@ func (d *decoder) u32(name string) (uint32, error) {
 	return binary.BigEndian.Uint32(p), nil
 }
 
-func (d *decoder) u64(name string) (uint64, error) {
-	p, err := d.fixed(8, name)
-	if err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(p), nil
-}
-
 // prefixed reads a value of the given length, whose prefix has just been read.
 func (d *decoder) prefixed(n int, name string) ([]byte, error) {
 	if d.remaining() < n {

@@ -41,8 +41,6 @@ const (
 	trainedMaxSize = 16384
 )
 
-var errDecompress = errors.New("decompression failed")
-
 // compressor is one compressor a connection may use: announced to the
 // peer with its size window, decoded when the peer uses it.
 type compressor struct {
@@ -106,7 +104,7 @@ func (h *Hub) decompress(z *compressor, src io.Reader, want uint64) (*body, erro
 	}
 	if err := z.codec.Decode(s, src, want); err != nil {
 		s.discard()
-		return nil, fmt.Errorf("%w: compressor %d: %w", errDecompress, z.id, err)
+		return nil, fmt.Errorf("decompression with compressor %d failed: %w", z.id, err)
 	}
 	return s.finish(), nil
 }

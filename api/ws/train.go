@@ -131,7 +131,9 @@ func (c *conn) schedule(size, level int, last bool) {
 	select {
 	case t.jobs <- job:
 	default:
-		// Unreachable with two jobs per collection; kept safe anyway.
+		// Only when the retrain interval is shorter than building the
+		// previous dictionaries takes: this one is dropped, a later
+		// collection makes the next.
 		if job.own != nil {
 			job.own.reset()
 		}
