@@ -161,6 +161,14 @@ const (
 	queueOverhead = 256
 )
 
+// positive sets *v to def unless it is above zero: for the limits, where
+// zero and below mean "not set".
+func positive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 func (c *Config) setDefaults() error {
 	if c.NodeID == "" {
 		return errors.New("ws: NodeID is required")
@@ -172,78 +180,40 @@ func (c *Config) setDefaults() error {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		c.AdvertiseHTTP = net.JoinHostPort("127.0.0.1", port)
 	}
-	if c.OutgoingMaxMessage <= 0 {
-		c.OutgoingMaxMessage = DefaultOutgoingMaxMessage
-	}
+	positive(&c.OutgoingMaxMessage, DefaultOutgoingMaxMessage)
 	if c.OutgoingMaxMessage < minOutgoingMaxMessage {
 		return fmt.Errorf("ws: OutgoingMaxMessage %d is below the minimum %d", c.OutgoingMaxMessage, minOutgoingMaxMessage)
 	}
-	if c.IncomingMaxMessage <= 0 {
-		c.IncomingMaxMessage = DefaultIncomingMaxMessage
-	}
-	if c.MaxUnackedParts <= 0 {
-		c.MaxUnackedParts = DefaultMaxUnackedParts
-	}
-	if c.SpoolThreshold <= 0 {
-		c.SpoolThreshold = DefaultSpoolThreshold
-	}
+	positive(&c.IncomingMaxMessage, DefaultIncomingMaxMessage)
+	positive(&c.MaxUnackedParts, DefaultMaxUnackedParts)
+	positive(&c.SpoolThreshold, DefaultSpoolThreshold)
 	if c.SpoolDir == "" {
 		c.SpoolDir = os.TempDir()
 	}
-	if c.MaxConnections <= 0 {
-		c.MaxConnections = DefaultMaxConnections
-	}
-	if c.MaxQueuedMessages <= 0 {
-		c.MaxQueuedMessages = DefaultMaxQueuedMessages
-	}
-	if c.MaxQueuedBytes <= 0 {
-		c.MaxQueuedBytes = DefaultMaxQueuedBytes
-	}
-	if c.MaxBufferedBytes <= 0 {
-		c.MaxBufferedBytes = DefaultMaxBufferedBytes
-	}
-	if c.MaxPendingBytes <= 0 {
-		c.MaxPendingBytes = DefaultMaxPendingBytes
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = DefaultPingInterval
-	}
-	if c.PingTimeout <= 0 {
-		c.PingTimeout = DefaultPingTimeout
-	}
-	if c.ConfigureTimeout <= 0 {
-		c.ConfigureTimeout = DefaultConfigureTimeout
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.RegisterTimeout <= 0 {
-		c.RegisterTimeout = DefaultRegisterTimeout
-	}
+	positive(&c.MaxConnections, DefaultMaxConnections)
+	positive(&c.MaxQueuedMessages, DefaultMaxQueuedMessages)
+	positive(&c.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	positive(&c.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	positive(&c.MaxPendingBytes, DefaultMaxPendingBytes)
+	positive(&c.PingInterval, DefaultPingInterval)
+	positive(&c.PingTimeout, DefaultPingTimeout)
+	positive(&c.ConfigureTimeout, DefaultConfigureTimeout)
+	positive(&c.WriteTimeout, DefaultWriteTimeout)
+	positive(&c.RegisterTimeout, DefaultRegisterTimeout)
 	if c.CompressionLevel == 0 {
 		c.CompressionLevel = DefaultCompressionLevel
 	}
-	if c.DecompressionMaxWindow <= 0 {
-		c.DecompressionMaxWindow = DefaultDecompressionMaxWindow
-	}
+	positive(&c.DecompressionMaxWindow, DefaultDecompressionMaxWindow)
 	if c.MaxCompressSize == 0 {
 		c.MaxCompressSize = DefaultMaxCompressSize
 	}
-	if c.TrainingLowWatermark <= 0 {
-		c.TrainingLowWatermark = DefaultTrainingLowWatermark
-	}
-	if c.TrainingHighWatermark <= 0 {
-		c.TrainingHighWatermark = DefaultTrainingHighWatermark
-	}
+	positive(&c.TrainingLowWatermark, DefaultTrainingLowWatermark)
+	positive(&c.TrainingHighWatermark, DefaultTrainingHighWatermark)
 	if c.TrainingHighWatermark < c.TrainingLowWatermark {
 		return fmt.Errorf("ws: TrainingHighWatermark %d is below TrainingLowWatermark %d", c.TrainingHighWatermark, c.TrainingLowWatermark)
 	}
-	if c.RetrainInterval <= 0 {
-		c.RetrainInterval = DefaultRetrainInterval
-	}
-	if c.MaxTrainingMemory <= 0 {
-		c.MaxTrainingMemory = DefaultMaxTrainingMemory
-	}
+	positive(&c.RetrainInterval, DefaultRetrainInterval)
+	positive(&c.MaxTrainingMemory, DefaultMaxTrainingMemory)
 	if c.MaxConcurrentTraining <= 0 {
 		c.MaxConcurrentTraining = max(1, runtime.GOMAXPROCS(0)/2)
 	}
