@@ -547,15 +547,26 @@ func (c *conn) nextSubscriberURL() string {
 	return u
 }
 
-func (c *conn) subscribe(kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) error {
-	url := c.nextSubscriberURL()
+// verifyChange takes a (un)subscribe's counter value and checks its
+// authorization (subscribe and unsubscribe are signed alike, in the
+// SUBSCRIBE_* layout); it returns the url signed and the registration key.
+func (c *conn) verifyChange(what string, kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) (url, key string, err error) {
+	url = c.nextSubscriberURL()
 	var am auth.Message = auth.SubscribeExact{Tracing: tracing, URL: url, Topic: topic}
-	key := string(topic)
+	key = string(topic)
 	if kind == fsm.Glob {
 		am, key = auth.SubscribeGlob{Tracing: tracing, URL: url, Glob: glob}, glob
 	}
 	if r := c.hub.auth.Verify(c.ctx, am, authz); r != auth.OK {
-		return authErr("subscribe", r)
+		return "", "", authErr(what, r)
+	}
+	return url, key, nil
+}
+
+func (c *conn) subscribe(kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) error {
+	url, key, err := c.verifyChange("subscribe", kind, topic, glob, authz, tracing)
+	if err != nil {
+		return err
 	}
 	r, err := c.hub.subscribe(c, kind, key)
 	switch {
@@ -576,14 +587,9 @@ func (c *conn) subscribe(kind fsm.Kind, topic []byte, glob, authz string, tracin
 }
 
 func (c *conn) unsubscribe(kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) error {
-	url := c.nextSubscriberURL()
-	var am auth.Message = auth.SubscribeExact{Tracing: tracing, URL: url, Topic: topic}
-	key := string(topic)
-	if kind == fsm.Glob {
-		am, key = auth.SubscribeGlob{Tracing: tracing, URL: url, Glob: glob}, glob
-	}
-	if r := c.hub.auth.Verify(c.ctx, am, authz); r != auth.OK {
-		return authErr("unsubscribe", r)
+	url, key, err := c.verifyChange("unsubscribe", kind, topic, glob, authz, tracing)
+	if err != nil {
+		return err
 	}
 	// Local delivery stops at once; the row goes in the background.
 	if err := c.hub.unsubscribe(c, kind, key); err != nil {
