@@ -108,9 +108,14 @@ func Train(samples [][]byte, maxSize, level int) (d *Dict, err error) {
 // maxSize bytes: the fallback when Train finds nothing to learn because
 // the samples are all alike (then they are their own best history).
 func Raw(samples [][]byte, maxSize int) (*Dict, error) {
-	var out []byte
-	for i := len(samples) - 1; i >= 0 && len(out) < maxSize; i-- {
-		out = append(samples[i][:len(samples[i]):len(samples[i])], out...)
+	n, from := 0, len(samples)
+	for from > 0 && n < maxSize {
+		from--
+		n += len(samples[from])
+	}
+	out := make([]byte, 0, n)
+	for _, p := range samples[from:] {
+		out = append(out, p...)
 	}
 	if len(out) > maxSize {
 		out = out[len(out)-maxSize:]
