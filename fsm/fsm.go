@@ -37,6 +37,12 @@ var (
 	bucketCodes    = []byte("auth_codes")      // HMAC code -> u64 expiry (ms)
 	bucketCodeExp  = []byte("auth_code_times") // u64 expiry (ms) || code -> nil
 	keyApplied     = []byte("applied")
+	// keyClock is the log clock: the newest AppendedAt (ms) of the
+	// commands applied so far. Leaders' clocks differ, so AppendedAt can go
+	// backwards across a leader change; expiry is judged against this
+	// running maximum, which every replica computes alike from the log
+	// alone, whatever batches it applied the log in.
+	keyClock = []byte("clock")
 )
 
 // RequestRetention is how long (in log time) a request id is remembered.
@@ -233,10 +239,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 
 	applied := f.AppliedIndex()
 	var effects []effect
-	var newestMs int64
 	last := applied
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		effects = effects[:0]
+		meta := tx.Bucket(bucketMeta)
+		var clock int64
+		if v := meta.Get(keyClock); len(v) == 8 {
+			clock = int64(binary.BigEndian.Uint64(v))
+		}
 		for i, l := range logs {
 			if l.Index <= applied {
 				// Already in bbolt: Raft replays entries after its last
@@ -255,20 +265,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 				out[i] = Result{Err: err}
 				continue
 			}
-			logMs := l.AppendedAt.UnixMilli()
-			if l.AppendedAt.IsZero() {
-				logMs = 0
+			if !l.AppendedAt.IsZero() {
+				clock = max(clock, l.AppendedAt.UnixMilli())
 			}
-			if logMs > newestMs {
-				newestMs = logMs
-			}
-			if prev, ok := seenRequest(tx, cmd.ID); ok {
+			if prev, ok := seenRequest(tx, cmd.ID, clock); ok {
 				out[i] = Result{Outcome: prev}
 				continue
 			}
 			var res Result
 			var eff []effect
-			fresh, err := recordCode(tx, cmd.AuthCode, logMs)
+			fresh, err := recordCode(tx, cmd.AuthCode, clock)
 			if err != nil {
 				return fmt.Errorf("record auth code at index %d: %w", l.Index, err)
 			}
@@ -279,24 +285,31 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 			} else {
 				res = Result{Outcome: Replayed}
 			}
-			if err := rememberRequest(tx, cmd.ID, logMs, res.Outcome); err != nil {
+			if err := rememberRequest(tx, cmd.ID, clock, res.Outcome); err != nil {
 				return err
 			}
 			out[i] = res
 			effects = append(effects, eff...)
 		}
-		if err := forgetRequests(tx, newestMs-RequestRetention.Milliseconds()); err != nil {
+		// Garbage collection only: what it drops, every later entry
+		// would judge expired anyway (the clock never goes back), so
+		// when it runs does not change any outcome.
+		if err := forgetRequests(tx, clock-RequestRetention.Milliseconds()); err != nil {
 			return err
 		}
-		if err := forgetCodes(tx, newestMs); err != nil {
+		if err := forgetCodes(tx, clock); err != nil {
 			return err
 		}
 		if last == applied {
 			return nil
 		}
 		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], uint64(clock))
+		if err := meta.Put(keyClock, buf[:]); err != nil {
+			return err
+		}
 		binary.BigEndian.PutUint64(buf[:], last)
-		return tx.Bucket(bucketMeta).Put(keyApplied, buf[:])
+		return meta.Put(keyApplied, buf[:])
 	})
 	if err != nil {
 		// The replica can no longer follow the log (disk full, I/O error).
@@ -410,13 +423,13 @@ func applyCommand(tx *bolt.Tx, c Command) (Result, []effect, error) {
 }
 
 // recordCode notes an HMAC code and reports whether it was fresh. Expiry
-// is judged by log time, so every replica decides alike.
-func recordCode(tx *bolt.Tx, c *AuthCode, logMs int64) (bool, error) {
+// is judged by the log clock, so every replica decides alike.
+func recordCode(tx *bolt.Tx, c *AuthCode, clock int64) (bool, error) {
 	if c == nil || len(c.Code) == 0 {
 		return true, nil
 	}
 	codes := tx.Bucket(bucketCodes)
-	if v := codes.Get(c.Code); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= logMs {
+	if v := codes.Get(c.Code); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= clock {
 		return false, nil
 	}
 	var exp [8]byte
@@ -427,7 +440,7 @@ func recordCode(tx *bolt.Tx, c *AuthCode, logMs int64) (bool, error) {
 	return true, tx.Bucket(bucketCodeExp).Put(append(exp[:], c.Code...), nil)
 }
 
-// forgetCodes drops codes expired at log time nowMs.
+// forgetCodes drops codes expired at log clock nowMs.
 func forgetCodes(tx *bolt.Tx, nowMs int64) error {
 	if nowMs <= 0 {
 		return nil
@@ -447,28 +460,30 @@ func forgetCodes(tx *bolt.Tx, nowMs int64) error {
 	return nil
 }
 
-func seenRequest(tx *bolt.Tx, id string) (Outcome, bool) {
+// seenRequest returns the outcome of a request id applied within
+// RequestRetention of the log clock.
+func seenRequest(tx *bolt.Tx, id string, clock int64) (Outcome, bool) {
 	if id == "" {
 		return 0, false
 	}
 	v := tx.Bucket(bucketRequests).Get([]byte(id))
-	if len(v) != 9 {
+	if len(v) != 9 || int64(binary.BigEndian.Uint64(v)) < clock-RequestRetention.Milliseconds() {
 		return 0, false
 	}
 	return Outcome(v[8]), true
 }
 
-func rememberRequest(tx *bolt.Tx, id string, logMs int64, o Outcome) error {
+func rememberRequest(tx *bolt.Tx, id string, clock int64, o Outcome) error {
 	if id == "" {
 		return nil
 	}
 	var v [9]byte
-	binary.BigEndian.PutUint64(v[:], uint64(logMs))
+	binary.BigEndian.PutUint64(v[:], uint64(clock))
 	v[8] = byte(o)
 	if err := tx.Bucket(bucketRequests).Put([]byte(id), v[:]); err != nil {
 		return err
 	}
-	k := binary.BigEndian.AppendUint64(nil, uint64(logMs))
+	k := binary.BigEndian.AppendUint64(nil, uint64(clock))
 	return tx.Bucket(bucketReqTimes).Put(append(k, id...), nil)
 }
 
@@ -481,8 +496,12 @@ func forgetRequests(tx *bolt.Tx, cutoffMs int64) error {
 	times, reqs := tx.Bucket(bucketReqTimes), tx.Bucket(bucketRequests)
 	c := times.Cursor()
 	for k, _ := c.First(); k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < cutoffMs; k, _ = c.First() {
-		if err := reqs.Delete(k[8:]); err != nil {
-			return err
+		// The id may have been recorded again since (this record expired
+		// and the id came back): only its own record goes.
+		if v := reqs.Get(k[8:]); len(v) == 9 && binary.BigEndian.Uint64(v) == binary.BigEndian.Uint64(k) {
+			if err := reqs.Delete(k[8:]); err != nil {
+				return err
+			}
 		}
 		if err := times.Delete(k); err != nil {
 			return err

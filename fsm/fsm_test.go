@@ -414,3 +414,76 @@ func TestReplayedAuthCodeIsRefused(t *testing.T) {
 		t.Fatalf("after expiry: %+v", r)
 	}
 }
+
+// Every replica must reach the same table from the same log, however it
+// happens to batch the entries (batches are each node's own timing, not
+// part of the log). The log below has request ids and auth codes expiring
+// in the middle of it, and AppendedAt going back (a new leader whose
+// clock is behind).
+func TestBatchingDoesNotChangeTheOutcome(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	code := func(c string, exp time.Time) *AuthCode {
+		return &AuthCode{Code: []byte(c), ExpiresMs: exp.UnixMilli()}
+	}
+	withID := func(c Command, id string) Command { c.ID = id; return c }
+	withCode := func(c Command, a *AuthCode) Command { c.AuthCode = a; return c }
+	type entry struct {
+		cmd  Command
+		when time.Time
+	}
+	log := []entry{
+		{withID(sub("a"), "req-1"), at},
+		{Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a"), ID: "req-2"}, at.Add(time.Second)},
+		{sub("filler"), at.Add(11 * time.Minute)},
+		// Past the retention of req-1: applied again.
+		{withID(sub("a"), "req-1"), at.Add(12 * time.Minute)},
+		{withCode(sub("b"), code("c1", at.Add(13*time.Minute+2*time.Minute))), at.Add(13 * time.Minute)},
+		{Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("b")}, at.Add(14 * time.Minute)},
+		// A leader whose clock is 3 minutes behind replays c1: still
+		// within its expiry by the log clock, so refused.
+		{withCode(sub("b"), code("c1", at.Add(15*time.Minute))), at.Add(11*time.Minute + 30*time.Second)},
+		{sub("filler2"), at.Add(16 * time.Minute)},
+		// c1 has expired by the log clock: a code seen again now is fresh.
+		{withCode(sub("c"), code("c1", at.Add(18*time.Minute))), at.Add(16*time.Minute + time.Second)},
+		{Command{Op: OpSetNode, Node: &NodeInfo{ID: "n1", HTTP: "h:1", Raft: "r:1"}}, at.Add(17 * time.Minute)},
+	}
+	type outcome struct {
+		results []Outcome
+		rows    []Subscription
+		nodes   map[string]NodeInfo
+	}
+	run := func(sizes []int) outcome {
+		f, _ := openTest(t)
+		var o outcome
+		idx := uint64(1)
+		for i := 0; i < len(log); {
+			n := min(sizes[len(o.results)%len(sizes)], len(log)-i)
+			batch := make([]*raft.Log, n)
+			for j := range batch {
+				data, err := log[i+j].cmd.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				batch[j] = &raft.Log{Index: idx, Type: raft.LogCommand, Data: data, AppendedAt: log[i+j].when}
+				idx++
+			}
+			for _, r := range f.ApplyBatch(batch) {
+				o.results = append(o.results, r.(Result).Outcome)
+			}
+			i += n
+		}
+		o.rows, o.nodes = f.All(), f.Nodes()
+		return o
+	}
+	want := run([]int{1})
+	wantResults := []Outcome{Applied, Applied, Applied, Applied, Applied, Applied, Replayed, Applied, Applied, Applied}
+	if !reflect.DeepEqual(want.results, wantResults) {
+		t.Fatalf("one entry per batch: outcomes %v, want %v", want.results, wantResults)
+	}
+	for _, sizes := range [][]int{{len(log)}, {2}, {3}, {4, 1}, {1, 5}} {
+		got := run(sizes)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("batches of %v:\n got %+v\nwant %+v", sizes, got, want)
+		}
+	}
+}
