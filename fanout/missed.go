@@ -24,9 +24,10 @@ import (
 // delivery: it is not replicated, since only this node knows it failed.
 // It is durable (bbolt), so a restart does not forget a pending notice.
 //
-// Layout: bucket "pending" maps a subscription key to its record; bucket
-// "due" maps u64 due-time (unix ms) || subscription key to nothing, so the
-// sweeper reads only what is due instead of scanning every record.
+// Layout: bucket "pending" maps recordKey (a digest of the subscription)
+// to its record; bucket "due" maps u64 due-time (unix ms) || recordKey to
+// nothing, so the sweeper reads only what is due instead of scanning every
+// record.
 var (
 	bucketPending = []byte("pending")
 	bucketDue     = []byte("due")
@@ -99,13 +100,50 @@ func OpenMissedStore(path string, policy RetryPolicy) (*MissedStore, error) {
 				return err
 			}
 		}
-		return nil
+		return rekey(tx)
 	})
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise missed store %s: %w", path, err)
 	}
 	return &MissedStore{db: db, policy: policy, now: time.Now}, nil
+}
+
+// rekey moves records stored under another key than recordKey's (files
+// written before records were keyed by digest) to their key, so that
+// settling them finds them.
+func rekey(tx *bolt.Tx) error {
+	pending, due := tx.Bucket(bucketPending), tx.Bucket(bucketDue)
+	var moved []MissedRecord
+	var stale [][]byte
+	err := pending.ForEach(func(k, v []byte) error {
+		var rec MissedRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("corrupt missed record: %w", err)
+		}
+		if !bytes.Equal(k, recordKey(rec.Kind, rec.URL, rec.Key)) {
+			moved = append(moved, rec)
+			stale = append(stale, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i, k := range stale {
+		if err := due.Delete(dueKey(moved[i].DueMs, k)); err != nil {
+			return err
+		}
+		if err := pending.Delete(k); err != nil {
+			return err
+		}
+	}
+	for _, rec := range moved {
+		if err := putRecord(tx, rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the file.

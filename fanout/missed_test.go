@@ -2,9 +2,12 @@ package fanout
 
 import (
 	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
@@ -443,5 +446,56 @@ func TestMissedStoreRecordsLongSubscriptionKeys(t *testing.T) {
 				t.Errorf("due %d records, want the long one", len(due))
 			}
 		})
+	}
+}
+
+// A store written when records were keyed by the raw subscription (kind,
+// URL, key) rather than its digest: on open its records move to their
+// digest key, so a success settles them instead of leaving a notice sent
+// every sweep forever.
+func TestMissedStoreRekeysOldRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missed.db")
+	rec := MissedRecord{Kind: fsm.Exact, URL: "http://sub/v1/receive", Key: "t", Recovery: "http://sub/v1/recover",
+		Topic: []byte("t"), DueMs: time.Now().Add(-time.Second).UnixMilli()}
+	old := append([]byte{byte(rec.Kind)}, rec.URL+"\x00"+rec.Key...)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		p, err := tx.CreateBucket(bucketPending)
+		if err != nil {
+			return err
+		}
+		d, err := tx.CreateBucket(bucketDue)
+		if err != nil {
+			return err
+		}
+		v, _ := json.Marshal(rec)
+		if err := p.Put(old, v); err != nil {
+			return err
+		}
+		return d.Put(dueKey(rec.DueMs, old), nil)
+	})
+	if err != nil || db.Close() != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenMissedStore(path, fixedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	due := dueRecords(t, s, 10)
+	if len(due) != 1 || !sameRecord(due[0], rec) {
+		t.Fatalf("due after reopening: %+v", due)
+	}
+	if _, err := s.finish(due[0], true); err != nil {
+		t.Fatal(err)
+	}
+	if left := pendingRecords(t, s); len(left) != 0 {
+		t.Fatalf("still pending after success: %+v", left)
+	}
+	if again := dueRecords(t, s, 10); len(again) != 0 {
+		t.Fatalf("still due after success: %+v", again)
 	}
 }
