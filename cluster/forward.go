@@ -74,6 +74,21 @@ func newRequestID() string {
 // errForward marks a failure to reach the leader, worth another attempt.
 var errForward = errors.New("cluster: forwarding to the leader failed")
 
+// leaderHTTP returns the current leader's id and API address. The address
+// is replicated state: a node that has just joined, or a leader just
+// elected, may not have it yet (ErrNotLeader, worth a retry).
+func (n *Node) leaderHTTP() (id, addr string, err error) {
+	id, _ = n.Leader()
+	if id == "" {
+		return "", "", ErrNoLeader
+	}
+	leader, ok := n.fsm.Node(id)
+	if !ok || leader.HTTP == "" {
+		return id, "", fmt.Errorf("%w: no http address known for leader %s", ErrNotLeader, id)
+	}
+	return id, leader.HTTP, nil
+}
+
 func retryable(err error) bool {
 	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, errForward)
 }
@@ -82,18 +97,12 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command) (fsm.Result, uint
 	if n.raft.State() == raft.Leader {
 		return n.applyLocal(ctx, cmd)
 	}
-	id, _ := n.Leader()
-	if id == "" {
-		return fsm.Result{}, 0, ErrNoLeader
-	}
-	leader, ok := n.fsm.Nodes()[id]
-	if !ok || leader.HTTP == "" {
-		// The leader's address is replicated state; a node that has just
-		// joined may not have it yet.
-		return fsm.Result{}, 0, fmt.Errorf("%w: no http address known for leader %s", ErrNotLeader, id)
+	id, addr, err := n.leaderHTTP()
+	if err != nil {
+		return fsm.Result{}, 0, err
 	}
 	var out applyResult
-	err := n.peers.call(ctx, http.MethodPost, leader.HTTP, "/cluster/apply", cmd, &out)
+	err = n.peers.call(ctx, http.MethodPost, addr, "/cluster/apply", cmd, &out)
 	if err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Code != http.StatusServiceUnavailable {

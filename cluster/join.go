@@ -257,7 +257,7 @@ func InternalURLNode(raw string) string {
 // leads. It runs at every start and waits for a leader.
 func (n *Node) registerSelf() {
 	for {
-		if cur, ok := n.fsm.Nodes()[n.self.ID]; ok && cur == n.self {
+		if cur, ok := n.fsm.Node(n.self.ID); ok && cur == n.self {
 			return
 		}
 		if n.hasConfiguration() {

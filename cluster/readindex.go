@@ -165,10 +165,7 @@ func (n *Node) startTermBarrier(term uint64) *termBarrier {
 	}
 	b := &termBarrier{term: term, done: make(chan struct{})}
 	n.reads.gate = b
-	timeout := n.cfg.ReadBarrierTimeout
-	if timeout <= 0 {
-		timeout = DefaultReadBarrierTimeout
-	}
+	timeout := n.barrierTimeout()
 	// Not tied to a caller: the barrier's outcome serves every notify of
 	// the term. Raft answers the future when it commits, when leadership
 	// is lost or at shutdown, so the goroutine always ends.
@@ -232,6 +229,16 @@ func (n *Node) sendReadIndexRequests() {
 	}
 }
 
+// barrierTimeout is the read barrier's bound also where the barrier runs
+// although it is off (a negative ReadBarrierTimeout): a leader's term
+// barrier and the answer to a follower that has it on.
+func (n *Node) barrierTimeout() time.Duration {
+	if n.cfg.ReadBarrierTimeout <= 0 {
+		return DefaultReadBarrierTimeout
+	}
+	return n.cfg.ReadBarrierTimeout
+}
+
 // readRetryPause spaces the attempts of askReadIndex while the leader's
 // address is not replicated yet or the leader has just changed.
 const readRetryPause = 10 * time.Millisecond
@@ -243,10 +250,7 @@ const readRetryPause = 10 * time.Millisecond
 // node that answers it no longer leads. Without any leader it gives up at
 // once: a minority partition must not slow every notify down.
 func (n *Node) askReadIndex() (uint64, error) {
-	timeout := n.cfg.ReadBarrierTimeout
-	if timeout <= 0 {
-		timeout = DefaultReadBarrierTimeout
-	}
+	timeout := n.barrierTimeout()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	go func() {
@@ -274,16 +278,12 @@ func (n *Node) askReadIndexOnce(ctx context.Context) (uint64, error) {
 	if n.raft.State() == raft.Leader {
 		return n.leaderReadIndex(ctx)
 	}
-	id, _ := n.Leader()
-	if id == "" {
-		return 0, ErrNoLeader
-	}
-	leader, ok := n.fsm.Nodes()[id]
-	if !ok || leader.HTTP == "" {
-		return 0, fmt.Errorf("%w: no http address known for leader %s", ErrNotLeader, id)
+	id, addr, err := n.leaderHTTP()
+	if err != nil {
+		return 0, err
 	}
 	var out readIndexResult
-	if err := n.peers.call(ctx, http.MethodPost, leader.HTTP, "/cluster/read_index", struct{}{}, &out); err != nil {
+	if err := n.peers.call(ctx, http.MethodPost, addr, "/cluster/read_index", struct{}{}, &out); err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Code == http.StatusServiceUnavailable && ctx.Err() == nil {
 			// Most likely a leader change under way: ask again.
@@ -301,10 +301,7 @@ func (n *Node) serveReadIndex(w http.ResponseWriter, r *http.Request, _ []byte) 
 		writeErr(w, ErrNotLeader)
 		return
 	}
-	timeout := n.cfg.ReadBarrierTimeout
-	if timeout <= 0 {
-		timeout = DefaultReadBarrierTimeout
-	}
+	timeout := n.barrierTimeout()
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	index, err := n.leaderReadIndex(ctx)

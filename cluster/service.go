@@ -130,13 +130,12 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request, body []byte) {
 // forwardToLeader sends a membership request on to the leader; the
 // asking node may have contacted any member.
 func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, path string, in any) {
-	id, _ := n.Leader()
-	leader, ok := n.fsm.Nodes()[id]
-	if id == "" || !ok {
-		writeErr(w, ErrNoLeader)
+	_, addr, err := n.leaderHTTP()
+	if err != nil {
+		writeErr(w, err)
 		return
 	}
-	if err := n.peers.call(r.Context(), http.MethodPost, leader.HTTP, path, in, nil); err != nil {
+	if err := n.peers.call(r.Context(), http.MethodPost, addr, path, in, nil); err != nil {
 		var se *StatusError
 		if errors.As(err, &se) {
 			http.Error(w, se.Body, se.Code)

@@ -226,6 +226,14 @@ func (f *FSM) All() []Subscription {
 	return out
 }
 
+// Node returns one member's record.
+func (f *FSM) Node(id string) (NodeInfo, bool) {
+	f.idxMu.RLock()
+	defer f.idxMu.RUnlock()
+	n, ok := f.nodes[id]
+	return n, ok
+}
+
 // Nodes returns the cluster members the table knows, by id.
 func (f *FSM) Nodes() map[string]NodeInfo {
 	f.idxMu.RLock()
