@@ -37,6 +37,11 @@ func TestPeerSignature(t *testing.T) {
 		{"other secret", []byte("x"), h, "POST", "/cluster/apply", "{}", 0, false},
 		{"missing", secret, "", "POST", "/cluster/apply", "{}", 0, false},
 		{"too old", secret, h, "POST", "/cluster/apply", "{}", 121, false},
+		{"from the future", secret, h, "POST", "/cluster/apply", "{}", -121, false},
+		{"no colon", secret, "1700000000", "POST", "/cluster/apply", "{}", 0, false},
+		{"time not a number", secret, "x" + h[10:], "POST", "/cluster/apply", "{}", 0, false},
+		{"mac not base64", secret, h[:11] + "!!!", "POST", "/cluster/apply", "{}", 0, false},
+		{"mac truncated", secret, h[:len(h)-8], "POST", "/cluster/apply", "{}", 0, false},
 		{"no secret configured accepts", nil, "", "POST", "/cluster/apply", "{}", 0, true},
 	}
 	for _, tc := range tests {

@@ -12,8 +12,9 @@ import (
 
 // peerAuthHeader carries a node's proof that it knows the cluster secret:
 // "<unix seconds>:<base64 HMAC-SHA256(secret, method \n path \n seconds \n body)>".
-// Replays within the skew window are harmless: every forwarded write
-// carries a request id the FSM applies at most once.
+// A replay within the skew window repeats the request: harmless for
+// forwarded writes (each carries a request id the FSM applies at most
+// once) and reads, not for membership changes (cluster/DESIGN.md).
 const peerAuthHeader = "X-Lonelypsd-Cluster"
 
 const peerAuthSkew = 2 * time.Minute
@@ -36,22 +37,41 @@ func signPeer(secret []byte, method, path string, body []byte, now time.Time) st
 }
 
 func verifyPeer(secret []byte, header, method, path string, body []byte, now time.Time) error {
+	ts, mac, err := peerStamp(secret, header, now)
+	if err != nil {
+		return err
+	}
+	return checkPeerMAC(secret, ts, mac, method, path, body)
+}
+
+// peerStamp checks what can be checked before the body is read: the
+// header's form and its time. A request that fails it is refused without
+// reading (up to maxPeerBody) of its body.
+func peerStamp(secret []byte, header string, now time.Time) (ts int64, mac []byte, err error) {
 	if len(secret) == 0 {
-		return nil
+		return 0, nil, nil
 	}
 	tsStr, code, ok := strings.Cut(header, ":")
 	if !ok {
-		return errPeerAuth
+		return 0, nil, errPeerAuth
 	}
-	ts, err := strconv.ParseInt(tsStr, 10, 64)
-	if err != nil {
-		return errPeerAuth
+	if ts, err = strconv.ParseInt(tsStr, 10, 64); err != nil {
+		return 0, nil, errPeerAuth
 	}
 	if d := now.Sub(time.Unix(ts, 0)); d > peerAuthSkew || d < -peerAuthSkew {
-		return errPeerAuth
+		return 0, nil, errPeerAuth
 	}
-	got, err := base64.StdEncoding.DecodeString(code)
-	if err != nil || !hmac.Equal(got, peerMAC(secret, method, path, ts, body)) {
+	if mac, err = base64.StdEncoding.DecodeString(code); err != nil || len(mac) != sha256.Size {
+		return 0, nil, errPeerAuth
+	}
+	return ts, mac, nil
+}
+
+func checkPeerMAC(secret []byte, ts int64, mac []byte, method, path string, body []byte) error {
+	if len(secret) == 0 {
+		return nil
+	}
+	if !hmac.Equal(mac, peerMAC(secret, method, path, ts, body)) {
 		return errPeerAuth
 	}
 	return nil

@@ -90,17 +90,26 @@ func writeErr(w http.ResponseWriter, err error) {
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
 
-// peerOnly reads the body and checks the cluster signature before h runs.
+// peerOnly checks the cluster signature (its form and time before reading
+// the body, the MAC after) before h runs.
 func (n *Node) peerOnly(h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		refuse := func(err error) {
+			n.log.Warn("refused an unsigned cluster request", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})
+		}
+		ts, mac, err := peerStamp(n.peers.secret, r.Header.Get(peerAuthHeader), time.Now())
+		if err != nil {
+			refuse(err)
+			return
+		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxPeerBody+1))
 		if err != nil || len(body) > maxPeerBody {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or oversized body"})
 			return
 		}
-		if err := verifyPeer(n.peers.secret, r.Header.Get(peerAuthHeader), r.Method, r.URL.Path, body, time.Now()); err != nil {
-			n.log.Warn("refused an unsigned cluster request", "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})
+		if err := checkPeerMAC(n.peers.secret, ts, mac, r.Method, r.URL.Path, body); err != nil {
+			refuse(err)
 			return
 		}
 		h(w, r, body)
