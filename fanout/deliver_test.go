@@ -925,3 +925,57 @@ func TestDeliverSmallBodyFromReaderAtReturningEOFWithLastBytes(t *testing.T) {
 		})
 	}
 }
+
+// catchUp is a read barrier that brings the table up to date when it runs
+// (as a replica catching up with the leader does), or fails.
+type catchUp struct {
+	table *memTable
+	late  []fsm.Subscription
+	err   error
+	calls int
+}
+
+func (c *catchUp) ReadBarrier(context.Context) error {
+	c.calls++
+	if c.err != nil {
+		return c.err
+	}
+	c.table.add(c.late...)
+	c.late = nil
+	return nil
+}
+
+// Deliver runs the barrier before it matches: a subscription the barrier
+// brings in is delivered to. A failed barrier does not stop the notify:
+// what the replica holds is delivered.
+func TestDeliverRunsTheReadBarrierFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		wantOld bool
+		wantNew bool
+	}{
+		{"barrier succeeds", nil, true, true},
+		{"barrier fails", errors.New("no leader"), true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, late := &confirmer{numSubscribers: 1}, &confirmer{numSubscribers: 1}
+			so, sl := serve(t, old), serve(t, late)
+			table := newTable(fsm.Subscription{Kind: fsm.Exact, URL: so.URL + "/v1/receive", Key: "t"})
+			b := &catchUp{table: table, err: tc.err, late: []fsm.Subscription{{Kind: fsm.Exact, URL: sl.URL + "/v1/receive", Key: "t"}}}
+			f := newFanout(t, Config{Barrier: b}, table, &recordingRemover{}, auth.NonePair(), nil)
+			want := uint32(0)
+			for _, w := range []bool{tc.wantOld, tc.wantNew} {
+				if w {
+					want++
+				}
+			}
+			if got := f.Deliver(context.Background(), bytesMessage("t", []byte("m"))); got != want || b.calls != 1 {
+				t.Fatalf("Deliver = %d with %d barrier calls, want %d with 1", got, b.calls, want)
+			}
+			if got := len(late.requests()) == 1; got != tc.wantNew {
+				t.Fatalf("subscription brought in by the barrier delivered: %t, want %t", got, tc.wantNew)
+			}
+		})
+	}
+}
