@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
@@ -133,16 +134,16 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate (chain) to serve the API over https; with --tls-key")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of certificate authorities to trust, besides the system's, when calling https subscribers and peers")
-	fs.IntVar(&f.ws.MaxConnections, "ws-max-connections", 10000, "websocket connections this node accepts at once (503 beyond)")
-	fs.IntVar(&f.ws.MaxQueuedMessages, "ws-max-queued-messages", 65536, "messages waiting for one slow websocket before it is closed")
-	fs.Int64Var(&f.ws.MaxQueuedBytes, "ws-max-queued-bytes", 64<<20, "bytes waiting for one slow websocket before it is closed")
-	fs.Int64Var(&f.ws.MaxBufferedBytes, "ws-max-buffered-bytes", 1<<30, "message bodies all websockets may hold in memory together; beyond, bodies go to the spool")
-	fs.Int64Var(&f.ws.MaxPendingBytes, "ws-max-pending-bytes", 32<<20, "unprocessed incoming bytes per websocket before reading pauses")
-	fs.IntVar(&f.ws.OutgoingMaxMessage, "ws-outgoing-max-message", 3670016, "largest websocket message sent (RECEIVE_STREAM parts); the Python client refuses more than 4 MiB")
-	fs.Int64Var(&f.ws.IncomingMaxMessage, "ws-incoming-max-message", 16<<20+128<<10, "largest websocket message accepted")
-	fs.DurationVar(&f.ws.PingInterval, "ws-ping-interval", 30*time.Second, "how often idle websockets are pinged")
-	fs.DurationVar(&f.ws.PingTimeout, "ws-ping-timeout", 20*time.Second, "how long a ping may go unanswered before the websocket is closed")
-	fs.DurationVar(&f.ws.WriteTimeout, "ws-write-timeout", 30*time.Second, "how long one websocket write may take")
+	fs.IntVar(&f.ws.MaxConnections, "ws-max-connections", ws.DefaultMaxConnections, "websocket connections this node accepts at once (503 beyond)")
+	fs.IntVar(&f.ws.MaxQueuedMessages, "ws-max-queued-messages", ws.DefaultMaxQueuedMessages, "messages waiting for one slow websocket before it is closed")
+	fs.Int64Var(&f.ws.MaxQueuedBytes, "ws-max-queued-bytes", ws.DefaultMaxQueuedBytes, "bytes waiting for one slow websocket before it is closed")
+	fs.Int64Var(&f.ws.MaxBufferedBytes, "ws-max-buffered-bytes", ws.DefaultMaxBufferedBytes, "message bodies all websockets may hold in memory together; beyond, bodies go to the spool")
+	fs.Int64Var(&f.ws.MaxPendingBytes, "ws-max-pending-bytes", ws.DefaultMaxPendingBytes, "unprocessed incoming bytes per websocket before reading pauses")
+	fs.IntVar(&f.ws.OutgoingMaxMessage, "ws-outgoing-max-message", ws.DefaultOutgoingMaxMessage, "largest websocket message sent (RECEIVE_STREAM parts); the Python client refuses more than 4 MiB")
+	fs.Int64Var(&f.ws.IncomingMaxMessage, "ws-incoming-max-message", ws.DefaultIncomingMaxMessage, "largest websocket message accepted")
+	fs.DurationVar(&f.ws.PingInterval, "ws-ping-interval", ws.DefaultPingInterval, "how often idle websockets are pinged")
+	fs.DurationVar(&f.ws.PingTimeout, "ws-ping-timeout", ws.DefaultPingTimeout, "how long a ping may go unanswered before the websocket is closed")
+	fs.DurationVar(&f.ws.WriteTimeout, "ws-write-timeout", ws.DefaultWriteTimeout, "how long one websocket write may take")
 	fs.BoolVar(&f.wsCompression, "ws-compression", true, "compress websocket messages of 16 KiB and more with zstd when the client allows it")
 	fs.BoolVar(&f.wsTraining, "ws-training", true, "train zstd dictionaries on the small messages of websockets that ask for it")
 	fs.Var(&f.wsPresets, "ws-preset-dict", "ID:LEVEL:FILE, a zstd dictionary known to clients out of band, used for websockets whose CONFIGURE names ID (2..65535); repeat the flag or separate with commas")
@@ -151,7 +152,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&f.ws.RetrainInterval, "ws-retrain-interval", ws.DefaultRetrainInterval, "how long after its second dictionary a websocket collects messages for a new one")
 	fs.IntVar(&f.ws.MaxConcurrentTraining, "ws-max-concurrent-training", 0, "dictionaries built at once on this node (default: half the CPUs, at least 1)")
 	fs.Int64Var(&f.ws.MaxTrainingMemory, "ws-max-training-memory", ws.DefaultMaxTrainingMemory, "training samples all websockets keep in memory together; beyond, they go to unlinked files in the spool folder")
-	fs.DurationVar(&f.hmacSkew, "hmac-skew", 120*time.Second, "how far an HMAC signature's timestamp may be from this node's clock")
+	fs.DurationVar(&f.hmacSkew, "hmac-skew", auth.DefaultSkew, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
