@@ -155,6 +155,9 @@ func runCluster(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if len(lat) == 0 {
+		return fmt.Errorf("no notify completed in %s", o.duration)
+	}
 	fmt.Printf("\n| notify on all three nodes at once (10 subscribers, %d notifiers per node) | notifies/s | deliveries/s | p50 | p99 |\n|---|---|---|---|---|\n", o.concurrency)
 	fmt.Printf("| cluster total | %.0f | %.0f | %s | %s |\n", float64(notifies)/elapsed.Seconds(),
 		float64(pool.received()-before)/elapsed.Seconds(), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
