@@ -41,9 +41,9 @@ Usage:
   lonelypsd train-dict --out F SAMPLES... build a zstd dictionary for --ws-preset-dict
   lonelypsd help  [command] show the flags of a command
 
-Every flag may also be given as an environment variable: --http-addr is
-LONELYPSD_HTTP_ADDR, --data-dir is LONELYPSD_DATA_DIR, and so on. A flag on
-the command line wins over the environment.
+Every flag of dev and serve may also be given as an environment variable:
+--http-addr is LONELYPSD_HTTP_ADDR, --data-dir is LONELYPSD_DATA_DIR, and so
+on. A flag on the command line wins over the environment.
 `
 
 func main() {
