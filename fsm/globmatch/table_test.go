@@ -8,13 +8,13 @@ import (
 // globCase is one (pattern, topic) pair and whether the topic matches
 // under this package's rules.
 type globCase struct {
-	n       int // row number: 1-81 are STACK.md section 3, 100+ are ours
+	n       int // row number: 1-81 the comparison table, 100+ are ours
 	pattern string
 	topic   string
 	want    bool
 }
 
-// tableCases is the 81-row comparison table of STACK.md section 3, column
+// tableCases is an 81-row comparison table of glob engines, column
 // "SQLite GLOB" (sqlite 3.40.1, CAST(topic AS TEXT) GLOB pattern), except
 // where this package's documented rules differ from SQLite's (commented),
 // followed by cases of our own: fixed points of the grammar checked against
