@@ -293,3 +293,17 @@ func pyJSONString(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// LoadClusterSecret reads a file holding only the cluster secret (the
+// --cluster-secret-file of the node and of its operator commands).
+func LoadClusterSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cluster secret: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", fmt.Errorf("cluster secret file %s is empty", path)
+	}
+	return secret, nil
+}

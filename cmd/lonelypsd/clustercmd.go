@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +21,10 @@ const clusterUsage = `Usage:
 
 // runCluster holds the operator commands.
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, clusterUsage+"\nRun 'lonelypsd cluster status --help' or 'cluster remove --help' for their flags.\n")
+		return 0
+	}
 	if len(args) == 0 || (args[0] != "status" && args[0] != "remove") {
 		fmt.Fprint(stderr, clusterUsage)
 		return 2
@@ -83,11 +86,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 func clusterSecret(secrets, file string) (string, error) {
 	switch {
 	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", err
-		}
-		return strings.TrimSpace(string(b)), nil
+		return auth.LoadClusterSecret(file)
 	case secrets != "":
 		s, err := auth.LoadSecrets(secrets)
 		if err != nil {
@@ -107,6 +106,7 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 	}
 	fmt.Fprintf(w, "leader: %s %s\n", leader, st.LeaderHTTP)
 	var leaderLast uint64
+	leaderKnown := false
 	statuses := map[string]cluster.Status{}
 	for _, m := range st.Members {
 		if m.HTTP == "" {
@@ -115,7 +115,7 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 		if s, err := c.Status(ctx, m.HTTP); err == nil {
 			statuses[m.ID] = s
 			if m.ID == st.LeaderID {
-				leaderLast = s.LastIndex
+				leaderLast, leaderKnown = s.LastIndex, true
 			}
 		}
 	}
@@ -126,9 +126,12 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 		state, applied, lag := "unreachable", "-", "-"
 		if ok {
 			state, applied = s.State, fmt.Sprint(s.AppliedIndex)
-			if leaderLast >= s.AppliedIndex {
+			switch {
+			case !leaderKnown:
+				// Without the leader's log there is nothing to lag behind.
+			case leaderLast >= s.AppliedIndex:
 				lag = fmt.Sprint(leaderLast - s.AppliedIndex)
-			} else {
+			default:
 				lag = "0"
 			}
 		}

@@ -4,6 +4,9 @@
 //	lonelypsd dev                 single node on 127.0.0.1:3003, data in ./lonelypsd-data
 //	lonelypsd serve --node-id ... a cluster node
 //	lonelypsd setup               write broadcaster and subscriber secrets files
+//	lonelypsd listen, notify      subscribe and print, publish
+//	lonelypsd cluster             status of a cluster, remove a member
+//	lonelypsd train-dict          build a zstd dictionary for --ws-preset-dict
 package main
 
 import (

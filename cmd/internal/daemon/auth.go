@@ -3,9 +3,7 @@ package daemon
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
@@ -20,12 +18,9 @@ func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
 	nop := func() {}
 	var cluster string
 	if cfg.ClusterSecretFile != "" {
-		b, err := os.ReadFile(cfg.ClusterSecretFile)
-		if err != nil {
-			return auth.Pair{}, "", nop, fmt.Errorf("cluster secret: %w", err)
-		}
-		if cluster = strings.TrimSpace(string(b)); cluster == "" {
-			return auth.Pair{}, "", nop, fmt.Errorf("cluster secret file %s is empty", cfg.ClusterSecretFile)
+		var err error
+		if cluster, err = auth.LoadClusterSecret(cfg.ClusterSecretFile); err != nil {
+			return auth.Pair{}, "", nop, err
 		}
 	}
 	if cfg.SecretsFile == "" {

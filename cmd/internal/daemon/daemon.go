@@ -60,7 +60,8 @@ type Config struct {
 
 	Logger *slog.Logger
 	// Ready, when set, is called once the node serves HTTP and the
-	// cluster has a leader, with the address actually bound.
+	// cluster has a leader (or after 30 s without one, with a warning
+	// logged), with the address actually bound.
 	Ready func(httpAddr string)
 }
 
