@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -148,20 +149,12 @@ func (p *proc) alive() bool {
 	}
 }
 
+// startNoWait starts the process from any goroutine (a failure is
+// reported, not fatal) without waiting for it to serve.
 func (p *proc) startNoWait() {
-	p.cmd = exec.Command(binPath, p.args...)
-	p.cmd.Env = os.Environ()
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
+	if err := p.launch(); err != nil {
 		p.t.Error(err)
-		return
 	}
-	if err := p.cmd.Start(); err != nil {
-		p.t.Error(err)
-		return
-	}
-	p.done = make(chan struct{})
-	go p.collect(stderr)
 }
 
 func (p *proc) kill9() {
@@ -318,8 +311,7 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 	leader.waitReady()
 	want := c.topics(c.nodes[(li+1)%3], url)
 	waitFor(t, "the restarted node to catch up", 10*time.Second, func() bool {
-		got := c.topics(leader, url)
-		return len(got) == len(want)
+		return slices.Equal(c.topics(leader, url), want)
 	})
 	t.Logf("%d acknowledged subscribes, all present on every node", len(acked))
 }
@@ -350,10 +342,10 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 	if st, err := c.status(victim); err != nil || len(st.Members) != 3 {
 		t.Fatalf("members after rejoin: %+v, %v", st, err)
 	}
-	e0, _ := c.nodes[0].Client().CheckSubscriptions(ctx, url)
-	ev, _ := victim.Client().CheckSubscriptions(ctx, url)
-	if e0 != ev {
-		t.Fatal("the rejoined node reports another etag")
+	e0, err0 := c.nodes[0].Client().CheckSubscriptions(ctx, url)
+	ev, errv := victim.Client().CheckSubscriptions(ctx, url)
+	if err0 != nil || errv != nil || e0 != ev {
+		t.Fatalf("etags: %x (%v) at n1, %x (%v) at the rejoined node", e0, err0, ev, errv)
 	}
 }
 

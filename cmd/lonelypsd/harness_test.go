@@ -91,19 +91,27 @@ func startProc(t testing.TB, dataDir, base string, args []string) *proc {
 
 func (p *proc) start() {
 	p.t.Helper()
+	if err := p.launch(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.waitReady()
+}
+
+// launch starts the process without waiting for it to serve.
+func (p *proc) launch() error {
 	p.cmd = exec.Command(binPath, p.args...)
 	p.cmd.Env = os.Environ()
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
-		p.t.Fatal(err)
+		return err
 	}
 	p.cmd.Stdout = os.Stdout
 	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
+		return err
 	}
 	p.done = make(chan struct{})
 	go p.collect(stderr)
-	p.waitReady()
+	return nil
 }
 
 func (p *proc) waitReady() {
