@@ -3,7 +3,9 @@ package auth
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -14,14 +16,17 @@ import (
 // refuses replays of codes it accepted before a restart.
 //
 // Writes are not fsynced one by one (that would cost a disk flush per
-// notify); the file is synced every second and on Close. After an unclean
-// shutdown the last second of codes may be lost: Unclean reports it, and
+// notify); the file is synced every second and on Close. After a killed
+// process the last second of codes may be lost; after a power loss or an
+// OS crash the file itself may be damaged (bbolt without sync), and then it
+// is set aside and a new one started. Either way Unclean reports it, and
 // the node then refuses signatures dated before its start
 // (WithNotBefore), which closes the gap.
 type BoltReplayStore struct {
 	db      *bolt.DB
 	clock   func() time.Time
 	unclean bool
+	aside   string // where a damaged file was moved, if one was
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -33,8 +38,33 @@ var (
 	keyClean     = []byte("clean")
 )
 
-// OpenBoltReplayStore opens (or creates) the store at path.
+// OpenBoltReplayStore opens (or creates) the store at path. A file that
+// cannot be opened (damaged) is renamed beside it and a new store started,
+// reported as unclean; a file locked by another process is an error.
 func OpenBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore, error) {
+	s, err := openBoltReplayStore(path, clock)
+	if err == nil || errors.Is(err, bolt.ErrTimeout) {
+		return s, err
+	}
+	if _, serr := os.Stat(path); serr != nil {
+		return nil, err // nothing to set aside: the error is elsewhere
+	}
+	aside := fmt.Sprintf("%s.damaged-%d", path, clock().Unix())
+	if rerr := os.Rename(path, aside); rerr != nil {
+		return nil, fmt.Errorf("%w (and it could not be set aside: %w)", err, rerr)
+	}
+	if s, err = openBoltReplayStore(path, clock); err != nil {
+		return nil, err
+	}
+	s.unclean, s.aside = true, aside
+	return s, nil
+}
+
+// SetAside returns where a damaged store file was moved at open ("" if
+// none was).
+func (s *BoltReplayStore) SetAside() string { return s.aside }
+
+func openBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open replay store %s: %w", path, err)

@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -110,5 +112,35 @@ func TestVerifyDeferredLeavesReplayToCaller(t *testing.T) {
 	}
 	if r, rep := NonePair().VerifyDeferred(context.Background(), m, ""); r != OK || rep != nil {
 		t.Fatalf("none: %s %+v", r, rep)
+	}
+}
+
+// A damaged file (a power loss without fsync) does not keep the node
+// down: it is set aside, a new store starts, and the start counts as
+// unclean, so signatures dated before it are refused.
+func TestBoltReplayStoreSetsADamagedFileAside(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "replay.db")
+	garbage := bytes.Repeat([]byte("not a bbolt file "), 2000)
+	if err := os.WriteFile(path, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenBoltReplayStore(path, time.Now)
+	if err != nil {
+		t.Fatalf("open over a damaged file: %v", err)
+	}
+	defer s.Close()
+	if !s.Unclean() || s.SetAside() == "" {
+		t.Fatalf("unclean %t, set aside at %q", s.Unclean(), s.SetAside())
+	}
+	if b, err := os.ReadFile(s.SetAside()); err != nil || !bytes.Equal(b, garbage) {
+		t.Fatalf("the damaged file was not kept as it was: %v", err)
+	}
+	var code [64]byte
+	code[0] = 7
+	if replay, err := s.Seen(t.Context(), code, time.Now().Add(time.Minute)); err != nil || replay {
+		t.Fatalf("new store: replay %t, %v", replay, err)
+	}
+	if replay, err := s.Seen(t.Context(), code, time.Now().Add(time.Minute)); err != nil || !replay {
+		t.Fatalf("new store does not remember: replay %t, %v", replay, err)
 	}
 }

@@ -41,6 +41,9 @@ func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
 	if cfg.HMACSkew > 0 {
 		opts = append(opts, auth.WithSkew(cfg.HMACSkew))
 	}
+	if p := store.SetAside(); p != "" {
+		log.Warn("the replay store could not be opened (damaged by a crash?): moved aside, starting a new one", "moved_to", p)
+	}
 	if store.Unclean() {
 		log.Warn("the previous run did not stop cleanly: refusing HMAC signatures dated before now, whose replay could go unnoticed")
 		opts = append(opts, auth.WithNotBefore(time.Now()))
