@@ -20,14 +20,14 @@ type Trace struct {
 // the epoch, then the request-received and response-sent times in
 // nanoseconds. The Python client fails on a blob with zero traces (it
 // reads the last trace's name after its loop), so callers pass at least one.
-// Traces that would not fit the u16 length of tracing are dropped and the
-// blob is marked truncated.
+// From the first trace that would not fit the u16 length of tracing on,
+// the traces are dropped and the blob is marked truncated.
 func SimpleTracing(received, sent time.Time, traces ...Trace) []byte {
 	const fixed = 1 + 2 + 16
 	size, n := fixed, 0
 	for _, t := range traces {
 		sz := 2 + len(t.Name) + 2 + len(t.ExtraJSON) + 8
-		if size+sz > MaxStr16 || len(t.Name) > MaxStr16 || len(t.ExtraJSON) > MaxStr16 {
+		if size+sz > MaxStr16 {
 			break
 		}
 		size += sz
