@@ -94,6 +94,15 @@ func newCompressors(cfg *Config) (*compressor, map[uint64]*compressor, error) {
 	return one, presets, nil
 }
 
+// CheckPresets reports what is wrong with preset dictionaries (ids,
+// duplicates, dictionaries that do not load), so a node can refuse its
+// configuration before it opens anything.
+func CheckPresets(presets []PresetDict) error {
+	cfg := Config{PresetDicts: presets, CompressionLevel: DefaultCompressionLevel, DecompressionMaxWindow: DefaultDecompressionMaxWindow}
+	_, _, err := newCompressors(&cfg)
+	return err
+}
+
 // decompress decodes a message compressed with z into a new body that must
 // be exactly want bytes long (zstddict.Codec.Decode: a bomb is stopped
 // after want+1 bytes, the window limit bounds the decoder's memory).

@@ -267,6 +267,7 @@ func TestMissingOrMalformedSecretsStopStartUp(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 				"--data-dir", t.TempDir(), "--secrets", tc.file).CombinedOutput()
 			if err == nil {
 				t.Fatal("started with a bad secrets file")

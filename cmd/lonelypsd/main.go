@@ -355,6 +355,9 @@ func (f *nodeFlags) wsConfig() (ws.Config, error) {
 		}
 		c.PresetDicts = append(c.PresetDicts, ws.PresetDict{ID: p.id, Level: p.level, Dict: b})
 	}
+	if err := ws.CheckPresets(c.PresetDicts); err != nil {
+		return c, fmt.Errorf("--ws-preset-dict: %w", err)
+	}
 	return c, nil
 }
 

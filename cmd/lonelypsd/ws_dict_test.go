@@ -140,6 +140,7 @@ func TestBadPresetDictionaryStopsStartUp(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+				"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 				"--data-dir", t.TempDir(), "--ws-preset-dict", tc.flag).CombinedOutput()
 			if err == nil {
 				t.Fatal("started with a bad preset dictionary")
