@@ -4,7 +4,7 @@ BIN     ?= bin/lonelypsd
 PKGS    := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check unit test-interop fuzz bench bench-zstd clean check-manifests sim-k8s
+.PHONY: all build run test hygiene vet fmt-check unit test-interop fuzz bench bench-zstd clean check-manifests sim-k8s
 
 all: build
 
@@ -17,7 +17,19 @@ run:
 
 ## test: what CI runs: formatting, vet, and every test (fuzz targets run
 ## over their seed corpus) with the race detector.
-test: fmt-check vet unit
+test: hygiene fmt-check vet unit
+
+## hygiene: no build output tracked, and go.mod/go.sum exactly what the
+## imports need.
+hygiene:
+	@bad=$$(git ls-files | while read -r f; do [ -f "$$f" ] && head -c 4 "$$f" | grep -qa -e ELF -e '^MZ' && echo "$$f"; done); \
+	if [ -n "$$bad" ]; then echo "binaries tracked by git:"; echo "$$bad"; exit 1; fi
+	@cp go.mod /tmp/lonelypsd-go.mod.$$$$ && cp go.sum /tmp/lonelypsd-go.sum.$$$$; \
+	$(GO) mod tidy; \
+	if ! cmp -s go.mod /tmp/lonelypsd-go.mod.$$$$ || ! cmp -s go.sum /tmp/lonelypsd-go.sum.$$$$; then \
+	  echo "go mod tidy changes go.mod/go.sum: run it and commit the result"; \
+	  cp /tmp/lonelypsd-go.mod.$$$$ go.mod; cp /tmp/lonelypsd-go.sum.$$$$ go.sum; rm -f /tmp/lonelypsd-go.*.$$$$; exit 1; fi; \
+	rm -f /tmp/lonelypsd-go.*.$$$$
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -11,7 +11,6 @@ require (
 	github.com/klauspost/compress v1.20.4
 	github.com/labstack/echo/v4 v4.16.0
 	go.etcd.io/bbolt v1.5.0
-	go.uber.org/goleak v1.3.0
 )
 
 require (
@@ -31,5 +30,4 @@ require (
 	golang.org/x/net v0.56.0 // indirect
 	golang.org/x/sys v0.46.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
-	golang.org/x/time v0.15.0 // indirect
 )
