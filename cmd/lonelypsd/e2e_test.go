@@ -202,6 +202,7 @@ func TestUnsubscribeImmediateRemovesSubscription(t *testing.T) {
 	if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
 		t.Fatal(err)
 	}
+	sent := time.Now()
 	if n, err := c.Notify(ctx, []byte("t"), []byte("m")); err != nil || n != 0 {
 		t.Fatalf("notify: %d, %v; want 0 (an unsubscribe is not a confirmation)", n, err)
 	}
@@ -210,8 +211,22 @@ func TestUnsubscribeImmediateRemovesSubscription(t *testing.T) {
 		got, err := c.CheckSubscriptions(ctx, s.Receive)
 		return err == nil && got == empty
 	})
-	// Not a failure: no MISSED notice follows.
-	time.Sleep(300 * time.Millisecond)
+	// Not a failure: no MISSED notice follows. An absence has no event to
+	// wait for, so a control subscriber that fails a delivery gets its
+	// MISSED notice (proof that the sweeper runs), and the wait lasts
+	// until a notice for the first delivery would have been due too (at
+	// most 4 s after it, plus one sweep).
+	control := client.NewSubscriber()
+	control.Decide = func(client.Received) client.Reply { return client.Fail }
+	cs := startSubscriber(t, control)
+	if err := c.SubscribeExact(ctx, cs.Receive, []byte("control"), cs.Recover); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Notify(ctx, []byte("control"), []byte("m")); err != nil || n != 0 {
+		t.Fatalf("control notify: %d, %v; want 0", n, err)
+	}
+	waitEvent(t, control, "the control's MISSED notice", 10*time.Second, func() bool { return len(control.Missed()) > 0 })
+	waitFor(t, "the first notice's latest due time", 10*time.Second, func() bool { return time.Since(sent) > 5*time.Second })
 	if len(sub.Missed()) != 0 {
 		t.Fatal("unsubscribe-immediate produced a MISSED notice")
 	}
