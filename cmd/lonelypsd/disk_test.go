@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+)
+
+// inMountNamespace is set in the environment of a test binary re-executed
+// under `unshare -Urm`, where it may mount a tmpfs without being root.
+const inMountNamespace = "LONELYPSD_TEST_IN_MOUNT_NS"
+
+// smallVolume mounts a tmpfs of size bytes at a fresh folder and returns
+// it. Root mounts it directly; anyone else re-executes the test in a user
+// and mount namespace (the node processes the test starts inherit it),
+// which reports done=true: the caller returns, as the child ran the test.
+func smallVolume(t *testing.T, size int64) (dir string, done bool) {
+	t.Helper()
+	if os.Geteuid() != 0 && os.Getenv(inMountNamespace) == "" {
+		if err := exec.Command("unshare", "-Urm", "true").Run(); err != nil {
+			t.Fatalf("mounting a small tmpfs needs root or user namespaces (unshare -Urm): %v", err)
+		}
+		cmd := exec.Command("unshare", "-Urm", "--propagation", "private", os.Args[0],
+			"-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), inMountNamespace+"=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("in a mount namespace:\n%s", out)
+		if err != nil {
+			t.Fatalf("the test failed in its mount namespace: %v", err)
+		}
+		return "", true
+	}
+	dir = t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Fatalf("mount a %d-byte tmpfs: %v", size, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir, false
+}
+
+func freeBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// fillTo grows the filler file until the volume has at most leave bytes
+// free (0: full).
+func fillTo(t *testing.T, dir string, leave int64) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "filler"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		free := freeBytes(t, dir)
+		if free <= leave {
+			return
+		}
+		n := min(int64(len(chunk)), free-leave)
+		if _, err := f.Write(chunk[:n]); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
+
+// statusOf is the HTTP status of a refusal, 200 for success.
+func statusOf(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	var se *client.StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return -1
+}
+
+// TestFullDisk: with the data folder on a small volume, a notify that
+// would eat into the free-space reserve and a subscription change once
+// the volume is almost full answer 503 with a reason, never 500; the node
+// stays up and takes writes again as soon as space returns, without a
+// restart.
+func TestFullDisk(t *testing.T) {
+	vol, done := smallVolume(t, 96<<20)
+	if done {
+		return
+	}
+	const reserve = 16 << 20
+	data := filepath.Join(vol, "data")
+	node := startNode(t, data, "--disk-reserve", fmt.Sprint(reserve), "--spool-threshold", "65536")
+	ctx := ctxT(t)
+	c := node.Client()
+	sub := client.NewSubscriber()
+	s := startSubscriber(t, sub)
+	if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 4<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	notifyBig := func() (uint32, error) {
+		return c.NotifyStream(ctx, []byte("t"), bytes.NewReader(big), uint64(len(big)), sha512.Sum512(big))
+	}
+	if n, err := notifyBig(); err != nil || n != 1 {
+		t.Fatalf("notify with room: %d, %v", n, err)
+	}
+
+	// Between the reserve and half of it: messages that would spool into
+	// the reserve are refused, subscription changes still work.
+	fillTo(t, vol, reserve*3/4)
+	_, err := notifyBig()
+	if statusOf(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "disk") {
+		t.Fatalf("notify into the reserve: %v; want 503 naming the disk", err)
+	}
+	if err := c.SubscribeExact(ctx, s.Receive, []byte("u"), s.Recover); err != nil {
+		t.Fatalf("subscribe with half the reserve left: %v", err)
+	}
+
+	// Under half the reserve, and then full: subscription changes are 503.
+	for _, leave := range []int64{reserve / 4, 0} {
+		fillTo(t, vol, leave)
+		for i := range 3 {
+			err := c.SubscribeExact(ctx, s.Receive, []byte(fmt.Sprintf("full-%d-%d", leave, i)), s.Recover)
+			if statusOf(err) != http.StatusServiceUnavailable {
+				t.Fatalf("subscribe with %d bytes free: %v; want 503", freeBytes(t, vol), err)
+			}
+		}
+		if n, err := c.Notify(ctx, []byte("t"), []byte("small")); err != nil || n != 1 {
+			t.Fatalf("small notify on a full volume: %d, %v; want delivered from memory", n, err)
+		}
+	}
+	if resp, err := http.Get(node.HTTP + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz on a full volume: %v", err)
+	}
+
+	if err := os.Remove(filepath.Join(vol, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "subscription changes to succeed again", 30*time.Second, func() bool {
+		return c.SubscribeExact(ctx, s.Receive, []byte("after"), s.Recover) == nil
+	})
+	if n, err := notifyBig(); err != nil || n != 1 {
+		t.Fatalf("large notify after space returned: %d, %v", n, err)
+	}
+	if strings.Contains(node.Logs(), "panic") {
+		t.Fatalf("the node panicked:\n%s", node.Logs())
+	}
+}
+
+// TestFullDiskWithoutReserve: with no reserve the Raft log and the table
+// themselves hit ENOSPC. Writes answer 503 (never 500), nothing crashes,
+// and writes resume once space returns, without a restart; every
+// acknowledged subscription is still there.
+func TestFullDiskWithoutReserve(t *testing.T) {
+	vol, done := smallVolume(t, 96<<20)
+	if done {
+		return
+	}
+	data := filepath.Join(vol, "data")
+	node := startNode(t, data, "--disk-reserve", "0")
+	ctx := ctxT(t)
+	c := node.Client()
+	s := startSubscriber(t, client.NewSubscriber())
+	acked := map[string]bool{}
+	fillTo(t, vol, 0)
+	for i := range 20 {
+		topic := fmt.Sprintf("t%d", i)
+		switch err := c.SubscribeExact(ctx, s.Receive, []byte(topic), s.Recover); statusOf(err) {
+		case http.StatusOK:
+			acked[topic] = true
+		case http.StatusServiceUnavailable:
+		default:
+			t.Fatalf("subscribe on a full volume: %v; want 200 or 503", err)
+		}
+	}
+	if err := os.Remove(filepath.Join(vol, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "subscription changes to succeed again", 30*time.Second, func() bool {
+		err := c.SubscribeExact(ctx, s.Receive, []byte("after"), s.Recover)
+		return err == nil
+	})
+	acked["after"] = true
+	for topic := range acked {
+		if n, err := c.Notify(ctx, []byte(topic), []byte("m")); err != nil || n != 1 {
+			t.Fatalf("acknowledged subscription %s: notify %d, %v", topic, n, err)
+		}
+	}
+	node.Restart()
+	for topic := range acked {
+		if n, err := c.Notify(ctx, []byte(topic), []byte("m")); err != nil || n != 1 {
+			t.Fatalf("after restart, acknowledged subscription %s: notify %d, %v", topic, n, err)
+		}
+	}
+	if strings.Contains(node.Logs(), "panic") {
+		t.Fatalf("the node panicked:\n%s", node.Logs())
+	}
+}
