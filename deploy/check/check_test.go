@@ -28,7 +28,7 @@ func copyDeploy(t *testing.T) (options, string) {
 		kustomize:  k8s,
 		extra:      []string{filepath.Join(k8s, "secret.example.yaml")},
 		dockerfile: filepath.Join(dst, "Dockerfile"),
-		source:     "../../cmd/lonelypsd/main.go",
+		serveFlags: "../../cmd/lonelypsd/testdata/serve-flags.txt",
 	}, dst
 }
 
@@ -167,7 +167,7 @@ func TestServiceLinkCollision(t *testing.T) {
 	if len(errs)+len(errs2) > 0 {
 		t.Fatal(errs, errs2)
 	}
-	flags, err := flagsFromSource("../../cmd/lonelypsd/main.go")
+	flags, err := readServeFlags(o.serveFlags)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,4 +181,43 @@ func TestServiceLinkCollision(t *testing.T) {
 		}
 	}
 	t.Fatalf("no error containing %q; got:\n%s", want, strings.Join(c.errs, "\n"))
+}
+
+// The committed flag list is read as written; a list that is malformed or
+// lacks serve's required flags is refused rather than read as "no flags".
+func TestReadServeFlags(t *testing.T) {
+	flags, err := readServeFlags("../../cmd/lonelypsd/testdata/serve-flags.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, takesValue := range map[string]bool{"node-id": true, "join": true, "bootstrap": false, "shutdown-timeout": true} {
+		if got, ok := flags[name]; !ok || got != takesValue {
+			t.Errorf("--%s: listed %v, takes a value %v; want listed, %v", name, ok, got, takesValue)
+		}
+	}
+	const required = "node-id value\nhttp-addr value\nraft-addr value\ndata-dir value\n"
+	cases := []struct{ name, text, want string }{
+		{"no kind", required + "bootstrap\n", `"bootstrap": want NAME value or NAME bool`},
+		{"unknown kind", required + "bootstrap flag\n", "want NAME value or NAME bool"},
+		{"dashes", required + "--bootstrap bool\n", "want NAME value or NAME bool"},
+		{"twice", required + "join value\njoin value\n", "flag join listed twice"},
+		{"required missing", "# header\nnode-id value\nhttp-addr value\nraft-addr value\n", "lists no --data-dir taking a value"},
+		{"required as bool", "node-id bool\nhttp-addr value\nraft-addr value\ndata-dir value\n", "lists no --node-id taking a value"},
+		{"empty", "", "lists no --node-id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "serve-flags.txt")
+			if err := os.WriteFile(p, []byte(tc.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := readServeFlags(p)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got error %v; want one containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := readServeFlags(filepath.Join(t.TempDir(), "missing.txt")); err == nil {
+		t.Fatal("a missing list was accepted")
+	}
 }

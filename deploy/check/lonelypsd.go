@@ -3,13 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"net"
-	"os/exec"
+	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,83 +17,39 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// serveFlags reads the flags of `lonelypsd serve` from the binary's own
-// help: name -> whether it takes a value (bool flags do not).
-func serveFlags(bin string) (map[string]bool, error) {
-	out, err := exec.Command(bin, "help", "serve").CombinedOutput()
+// readServeFlags reads the flags of `lonelypsd serve` from the list that
+// cmd/lonelypsd's TestServeFlagList keeps equal to the flags serve
+// registers: name -> whether it takes a value (bool flags do not).
+func readServeFlags(file string) (map[string]bool, error) {
+	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("%s help serve: %v\n%s", bin, err, out)
+		return nil, fmt.Errorf("flags of lonelypsd serve: %w", err)
 	}
 	flags := map[string]bool{}
-	re := regexp.MustCompile(`(?m)^  -([a-z0-9][a-z0-9-]*)(?: (\S+))?$`)
-	for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-		flags[m[1]] = m[2] != ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 || (f[1] != "value" && f[1] != "bool") || strings.HasPrefix(f[0], "-") {
+			return nil, fmt.Errorf("%s:%d: %q: want NAME value or NAME bool", file, i+1, line)
+		}
+		if _, dup := flags[f[0]]; dup {
+			return nil, fmt.Errorf("%s:%d: flag %s listed twice", file, i+1, f[0])
+		}
+		flags[f[0]] = f[1] == "value"
 	}
-	if len(flags) < 5 || flags["node-id"] != true {
-		return nil, fmt.Errorf("%s help serve: could not read its flags from:\n%s", bin, out)
+	for _, req := range requiredFlags() {
+		if !flags[req] {
+			return nil, fmt.Errorf("%s: lists no --%s taking a value: not the flags of lonelypsd serve", file, req)
+		}
 	}
 	return flags, nil
 }
 
-// flagsFromSource reads the flags of `lonelypsd serve` from the source of
-// cmd/lonelypsd: every fs.XxxVar / fs.Xxx call in (*nodeFlags).register,
-// which registers the flags of dev and serve (serve has them all). Reading
-// the source spares building the binary on a cold machine; if the flags
-// move elsewhere this fails loudly rather than passing.
-func flagsFromSource(file string) (map[string]bool, error) {
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, file, nil, 0)
-	if err != nil {
-		return nil, err
-	}
-	flags := map[string]bool{}
-	for _, d := range f.Decls {
-		fd, ok := d.(*ast.FuncDecl)
-		if !ok || fd.Name.Name != "register" || fd.Recv == nil || len(fd.Recv.List) != 1 {
-			continue
-		}
-		if star, ok := fd.Recv.List[0].Type.(*ast.StarExpr); !ok || fmt.Sprint(star.X) != "nodeFlags" {
-			continue
-		}
-		ast.Inspect(fd.Body, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok {
-				return true
-			}
-			method := sel.Sel.Name
-			nameArg := 0
-			if strings.HasSuffix(method, "Var") {
-				nameArg = 1
-			}
-			switch strings.TrimSuffix(method, "Var") {
-			case "String", "Bool", "Int", "Int64", "Uint", "Uint64", "Float64", "Duration", "Func", "BoolFunc", "TextVar", "":
-			default:
-				return true
-			}
-			if len(call.Args) <= nameArg {
-				return true
-			}
-			lit, ok := call.Args[nameArg].(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			name, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				return true
-			}
-			flags[name] = method != "Bool" && method != "BoolVar" && method != "BoolFunc"
-			return true
-		})
-	}
-	if len(flags) < 10 || !flags["node-id"] || !flags["data-dir"] {
-		return nil, fmt.Errorf("%s: found %d flags in (*nodeFlags).register, not the flags of lonelypsd serve; update deploy/check if they moved", file, len(flags))
-	}
-	return flags, nil
-}
+// requiredFlags are the flags lonelypsd serve refuses to start without.
+func requiredFlags() []string { return []string{"node-id", "http-addr", "raft-addr", "data-dir"} }
 
 // envFlag maps an environment variable name to the flag lonelypsd reads
 // it as (LONELYPSD_HTTP_ADDR -> http-addr).
@@ -232,7 +184,7 @@ func (c *checker) parseNodeFlags(o object, where string, n *node, args []string,
 		n.raw[name] = value
 		n.val[name], _ = expand(value, n.lookup)
 	}
-	for _, req := range []string{"node-id", "http-addr", "raft-addr", "data-dir"} {
+	for _, req := range requiredFlags() {
 		if _, ok := n.raw[req]; !ok {
 			c.errf(o, "%s: --%s is required by lonelypsd serve", where, req)
 		}
