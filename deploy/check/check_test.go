@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // copyDeploy copies deploy/kubernetes and deploy/Dockerfile into a fresh
@@ -219,5 +222,54 @@ func TestReadServeFlags(t *testing.T) {
 	}
 	if _, err := readServeFlags(filepath.Join(t.TempDir(), "missing.txt")); err == nil {
 		t.Fatal("a missing list was accepted")
+	}
+}
+
+// podArgs gives each pod its own expanded command line, and refuses pods
+// the StatefulSet does not have.
+func TestPodArgs(t *testing.T) {
+	o, _ := copyDeploy(t)
+	objs, errs := loadKustomization(o.kustomize)
+	img, derrs := checkDockerfile(o.dockerfile)
+	if len(errs)+len(derrs) > 0 {
+		t.Fatal(errs, derrs)
+	}
+	cases := []struct {
+		pod, ns string
+		want    []string // arguments the command line must have
+		wantErr string
+	}{
+		{pod: "lonelypsd-1", ns: "ns1", want: []string{"serve", "--node-id=lonelypsd-1", "--advertise-raft=lonelypsd-1.lonelypsd-internal.ns1.svc.cluster.local:4003", "--join=lonelypsd-internal.ns1.svc.cluster.local:3003"}},
+		{pod: "lonelypsd-0", ns: "default", want: []string{"--node-id=lonelypsd-0", "--advertise-http=lonelypsd-0.lonelypsd-internal.default.svc.cluster.local:3003"}},
+		{pod: "lonelypsd-x", ns: "default", wantErr: `no StatefulSet pod "lonelypsd-x" runs lonelypsd`},
+		{pod: "lonelypsd-", ns: "default", wantErr: "no StatefulSet pod"},
+		{pod: "other-0", ns: "default", wantErr: "no StatefulSet pod"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.pod, func(t *testing.T) {
+			args, err := podArgs(objs, img, tc.pod, tc.ns)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %q, %v; want an error containing %q", args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if args[0] != "serve" {
+				t.Errorf("args[0] = %q; want serve", args[0])
+			}
+			for _, w := range tc.want {
+				if !slices.Contains(args, w) {
+					t.Errorf("no argument %q in %q", w, args)
+				}
+			}
+		})
+	}
+	// A container that runs lonelypsd with no arguments at all.
+	n := &node{ct: &corev1.Container{Name: "lonelypsd"}}
+	if args, err := n.commandLine(nil); err == nil || !strings.Contains(err.Error(), "runs lonelypsd without a command") {
+		t.Fatalf("got %q, %v; want the error that there is no command", args, err)
 	}
 }
