@@ -117,6 +117,8 @@ func TestBrokenManifestsFail(t *testing.T) {
 		{"dockerfile unknown flag", "Dockerfile", "COPY --from=build --chown", "COPY --from=build --owner", "COPY has no flag --owner"},
 		{"dockerfile volume", "Dockerfile", `VOLUME ["/var/lib/lonelypsd"]`, `VOLUME ["/data"]`, "is not the Dockerfile's VOLUME"},
 		{"dockerfile user", "Dockerfile", "USER 65532:65532", "USER 1000:1000", "differs from the Dockerfile's USER"},
+		{"dockerfile expose before from", "Dockerfile", "FROM golang:1.26 AS build", "EXPOSE 3003\nVOLUME /data\nENTRYPOINT [\"lonelypsd\"]\nFROM golang:1.26 AS build", "line 11: EXPOSE before the first FROM"},
+		{"dockerfile build stage removed", "Dockerfile", "FROM golang:1.26 AS build", "", "no earlier stage of that name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
