@@ -46,6 +46,22 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
+// replaceInFile replaces the first old in the file at p by new; old must
+// be there, or the case no longer breaks what it says.
+func replaceInFile(t *testing.T, p, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not contain %q: update the case", p, old)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRealManifestsPass(t *testing.T) {
 	o, _ := copyDeploy(t)
 	r := check(o)
@@ -123,17 +139,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o, dir := copyDeploy(t)
-			p := filepath.Join(dir, tc.file)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(b), tc.old) {
-				t.Fatalf("%s does not contain %q: update the case", tc.file, tc.old)
-			}
-			if err := os.WriteFile(p, []byte(strings.Replace(string(b), tc.old, tc.new, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			replaceInFile(t, filepath.Join(dir, tc.file), tc.old, tc.new)
 			r := check(o)
 			if tc.want == "" {
 				// Not an error today: only checks that the change is
@@ -159,14 +165,7 @@ func TestBrokenManifestsFail(t *testing.T) {
 // false.
 func TestServiceLinkCollision(t *testing.T) {
 	o, dir := copyDeploy(t)
-	p := filepath.Join(dir, "kubernetes/statefulset.yaml")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(b), "      enableServiceLinks: false\n", "", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	replaceInFile(t, filepath.Join(dir, "kubernetes/statefulset.yaml"), "      enableServiceLinks: false\n", "")
 	objs, errs := loadKustomization(o.kustomize)
 	extra, errs2 := loadFile(o.extra[0])
 	if len(errs)+len(errs2) > 0 {
