@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // copyDeploy copies deploy/kubernetes and deploy/Dockerfile into a fresh
@@ -28,7 +31,7 @@ func copyDeploy(t *testing.T) (options, string) {
 		kustomize:  k8s,
 		extra:      []string{filepath.Join(k8s, "secret.example.yaml")},
 		dockerfile: filepath.Join(dst, "Dockerfile"),
-		source:     "../../cmd/lonelypsd/main.go",
+		serveFlags: "../../cmd/lonelypsd/testdata/serve-flags.txt",
 	}, dst
 }
 
@@ -39,6 +42,22 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceInFile replaces the first old in the file at p by new; old must
+// be there, or the case no longer breaks what it says.
+func replaceInFile(t *testing.T, p, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not contain %q: update the case", p, old)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -114,21 +133,13 @@ func TestBrokenManifestsFail(t *testing.T) {
 		{"dockerfile unknown flag", "Dockerfile", "COPY --from=build --chown", "COPY --from=build --owner", "COPY has no flag --owner"},
 		{"dockerfile volume", "Dockerfile", `VOLUME ["/var/lib/lonelypsd"]`, `VOLUME ["/data"]`, "is not the Dockerfile's VOLUME"},
 		{"dockerfile user", "Dockerfile", "USER 65532:65532", "USER 1000:1000", "differs from the Dockerfile's USER"},
+		{"dockerfile expose before from", "Dockerfile", "FROM golang:1.26 AS build", "EXPOSE 3003\nVOLUME /data\nENTRYPOINT [\"lonelypsd\"]\nFROM golang:1.26 AS build", "line 11: EXPOSE before the first FROM"},
+		{"dockerfile build stage removed", "Dockerfile", "FROM golang:1.26 AS build", "", "no earlier stage of that name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o, dir := copyDeploy(t)
-			p := filepath.Join(dir, tc.file)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(string(b), tc.old) {
-				t.Fatalf("%s does not contain %q: update the case", tc.file, tc.old)
-			}
-			if err := os.WriteFile(p, []byte(strings.Replace(string(b), tc.old, tc.new, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			replaceInFile(t, filepath.Join(dir, tc.file), tc.old, tc.new)
 			r := check(o)
 			if tc.want == "" {
 				// Not an error today: only checks that the change is
@@ -154,20 +165,13 @@ func TestBrokenManifestsFail(t *testing.T) {
 // false.
 func TestServiceLinkCollision(t *testing.T) {
 	o, dir := copyDeploy(t)
-	p := filepath.Join(dir, "kubernetes/statefulset.yaml")
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(b), "      enableServiceLinks: false\n", "", 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	replaceInFile(t, filepath.Join(dir, "kubernetes/statefulset.yaml"), "      enableServiceLinks: false\n", "")
 	objs, errs := loadKustomization(o.kustomize)
 	extra, errs2 := loadFile(o.extra[0])
 	if len(errs)+len(errs2) > 0 {
 		t.Fatal(errs, errs2)
 	}
-	flags, err := flagsFromSource("../../cmd/lonelypsd/main.go")
+	flags, err := readServeFlags(o.serveFlags)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,4 +185,92 @@ func TestServiceLinkCollision(t *testing.T) {
 		}
 	}
 	t.Fatalf("no error containing %q; got:\n%s", want, strings.Join(c.errs, "\n"))
+}
+
+// The committed flag list is read as written; a list that is malformed or
+// lacks serve's required flags is refused rather than read as "no flags".
+func TestReadServeFlags(t *testing.T) {
+	flags, err := readServeFlags("../../cmd/lonelypsd/testdata/serve-flags.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, takesValue := range map[string]bool{"node-id": true, "join": true, "bootstrap": false, "shutdown-timeout": true} {
+		if got, ok := flags[name]; !ok || got != takesValue {
+			t.Errorf("--%s: listed %v, takes a value %v; want listed, %v", name, ok, got, takesValue)
+		}
+	}
+	const required = "node-id value\nhttp-addr value\nraft-addr value\ndata-dir value\n"
+	cases := []struct{ name, text, want string }{
+		{"no kind", required + "bootstrap\n", `"bootstrap": want NAME value or NAME bool`},
+		{"unknown kind", required + "bootstrap flag\n", "want NAME value or NAME bool"},
+		{"dashes", required + "--bootstrap bool\n", "want NAME value or NAME bool"},
+		{"twice", required + "join value\njoin value\n", "flag join listed twice"},
+		{"required missing", "# header\nnode-id value\nhttp-addr value\nraft-addr value\n", "lists no --data-dir taking a value"},
+		{"required as bool", "node-id bool\nhttp-addr value\nraft-addr value\ndata-dir value\n", "lists no --node-id taking a value"},
+		{"empty", "", "lists no --node-id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "serve-flags.txt")
+			if err := os.WriteFile(p, []byte(tc.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := readServeFlags(p)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got error %v; want one containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := readServeFlags(filepath.Join(t.TempDir(), "missing.txt")); err == nil {
+		t.Fatal("a missing list was accepted")
+	}
+}
+
+// podArgs gives each pod its own expanded command line, and refuses pods
+// the StatefulSet does not have.
+func TestPodArgs(t *testing.T) {
+	o, _ := copyDeploy(t)
+	objs, errs := loadKustomization(o.kustomize)
+	img, derrs := checkDockerfile(o.dockerfile)
+	if len(errs)+len(derrs) > 0 {
+		t.Fatal(errs, derrs)
+	}
+	cases := []struct {
+		pod, ns string
+		want    []string // arguments the command line must have
+		wantErr string
+	}{
+		{pod: "lonelypsd-1", ns: "ns1", want: []string{"serve", "--node-id=lonelypsd-1", "--advertise-raft=lonelypsd-1.lonelypsd-internal.ns1.svc.cluster.local:4003", "--join=lonelypsd-internal.ns1.svc.cluster.local:3003"}},
+		{pod: "lonelypsd-0", ns: "default", want: []string{"--node-id=lonelypsd-0", "--advertise-http=lonelypsd-0.lonelypsd-internal.default.svc.cluster.local:3003"}},
+		{pod: "lonelypsd-x", ns: "default", wantErr: `no StatefulSet pod "lonelypsd-x" runs lonelypsd`},
+		{pod: "lonelypsd-", ns: "default", wantErr: "no StatefulSet pod"},
+		{pod: "other-0", ns: "default", wantErr: "no StatefulSet pod"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.pod, func(t *testing.T) {
+			args, err := podArgs(objs, img, tc.pod, tc.ns)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %q, %v; want an error containing %q", args, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if args[0] != "serve" {
+				t.Errorf("args[0] = %q; want serve", args[0])
+			}
+			for _, w := range tc.want {
+				if !slices.Contains(args, w) {
+					t.Errorf("no argument %q in %q", w, args)
+				}
+			}
+		})
+	}
+	// A container that runs lonelypsd with no arguments at all.
+	n := &node{ct: &corev1.Container{Name: "lonelypsd"}}
+	if args, err := n.commandLine(nil); err == nil || !strings.Contains(err.Error(), "runs lonelypsd without a command") {
+		t.Fatalf("got %q, %v; want the error that there is no command", args, err)
+	}
 }

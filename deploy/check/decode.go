@@ -91,7 +91,10 @@ func decode(src string, doc []byte) (object, []string) {
 	if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 		return object{}, []string{fmt.Sprintf("%s: %s: %v", src, kind, err)}
 	}
-	o := object{src: src, kind: kind, obj: obj, name: reflect.ValueOf(obj).Elem().FieldByName("ObjectMeta").Interface().(metav1.ObjectMeta).Name}
+	o := object{src: src, kind: kind, obj: obj}
+	if meta := objectMeta(obj); meta != nil {
+		o.name = meta.Name
+	}
 	var errs []string
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {

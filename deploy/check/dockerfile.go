@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -125,128 +126,149 @@ func checkDockerfile(path string) (*image, []string) {
 		return nil, []string{err.Error()}
 	}
 	ins, perrs := parseDockerfile(string(data))
-	var errs []string
-	bad := func(line int, format string, args ...any) {
-		errs = append(errs, fmt.Sprintf("%s: line %d: %s", path, line, fmt.Sprintf(format, args...)))
-	}
+	d := &dockerfileCheck{path: path, stages: map[string]bool{}}
 	for _, e := range perrs {
-		errs = append(errs, path+": "+e)
+		d.errs = append(d.errs, path+": "+e)
 	}
-	stages := map[string]bool{}
-	nstage := 0
-	var img *image
-	entrypoints := 0
 	for _, in := range ins {
-		for f := range in.flags {
-			allowed := flagsAllowed[in.keyword]
-			ok := false
-			for _, a := range allowed {
-				ok = ok || a == f
+		d.instruction(in)
+	}
+	if d.img == nil {
+		return nil, append(d.errs, path+": no FROM")
+	}
+	if d.entrypoints > 1 {
+		d.errs = append(d.errs, fmt.Sprintf("%s: the final stage has %d ENTRYPOINT instructions", path, d.entrypoints))
+	}
+	if len(d.img.entrypoint) == 0 {
+		d.errs = append(d.errs, path+": the final stage has no ENTRYPOINT")
+	}
+	return d.img, d.errs
+}
+
+// dockerfileCheck is the state of checkDockerfile as it goes through the
+// instructions.
+type dockerfileCheck struct {
+	path        string
+	errs        []string
+	stages      map[string]bool // names given with FROM ... AS, lower case
+	img         *image          // the current stage; nil before the first FROM
+	entrypoints int             // ENTRYPOINT instructions in the current stage
+}
+
+func (d *dockerfileCheck) bad(line int, format string, args ...any) {
+	d.errs = append(d.errs, fmt.Sprintf("%s: line %d: %s", d.path, line, fmt.Sprintf(format, args...)))
+}
+
+func (d *dockerfileCheck) instruction(in instruction) {
+	for f := range in.flags {
+		if !slices.Contains(flagsAllowed[in.keyword], f) {
+			d.bad(in.line, "%s has no flag --%s", in.keyword, f)
+		}
+	}
+	if in.keyword != "FROM" && in.keyword != "ARG" && d.img == nil {
+		// Nothing to record it in: Docker refuses the file anyway.
+		d.bad(in.line, "%s before the first FROM", in.keyword)
+		return
+	}
+	switch in.keyword {
+	case "FROM":
+		d.from(in)
+	case "COPY":
+		d.copy(in)
+	case "ENTRYPOINT", "CMD":
+		d.command(in)
+	case "EXPOSE":
+		for _, p := range strings.Fields(in.args) {
+			num, proto, _ := strings.Cut(p, "/")
+			n, err := strconv.Atoi(num)
+			if err != nil || n < 1 || n > 65535 || (proto != "" && proto != "tcp") {
+				d.bad(in.line, "EXPOSE %s: want a TCP port number", p)
+				continue
 			}
+			d.img.expose[int32(n)] = true
+		}
+	case "VOLUME":
+		d.img.volumes = append(d.img.volumes, d.listArgs(in)...)
+	case "USER":
+		d.img.user = in.args
+	case "ENV":
+		for _, kv := range strings.Fields(in.args) {
+			k, v, ok := strings.Cut(kv, "=")
 			if !ok {
-				bad(in.line, "%s has no flag --%s", in.keyword, f)
+				d.bad(in.line, "ENV %s: use the KEY=VALUE form", in.args)
+				break
 			}
+			d.img.env[k] = v
 		}
-		if in.keyword != "FROM" && in.keyword != "ARG" && nstage == 0 {
-			bad(in.line, "%s before the first FROM", in.keyword)
-		}
-		switch in.keyword {
-		case "FROM":
-			f := strings.Fields(in.args)
-			if len(f) != 1 && !(len(f) == 3 && strings.EqualFold(f[1], "AS")) {
-				bad(in.line, "FROM %s: want FROM IMAGE [AS NAME]", in.args)
-			}
-			if len(f) == 3 {
-				if f[1] != "AS" {
-					bad(in.line, "write AS in upper case, like FROM")
-				}
-				name := strings.ToLower(f[2])
-				if stages[name] {
-					bad(in.line, "stage name %q used twice", f[2])
-				}
-				stages[name] = true
-			}
-			if entrypoints > 1 {
-				bad(in.line, "the previous stage has %d ENTRYPOINT instructions", entrypoints)
-			}
-			nstage++
-			entrypoints = 0
-			img = &image{expose: map[int32]bool{}, env: map[string]string{}}
-		case "COPY":
-			if from, ok := in.flags["from"]; ok {
-				if _, err := strconv.Atoi(from); err != nil && !stages[strings.ToLower(from)] && !strings.ContainsAny(from, "/:") {
-					bad(in.line, "COPY --from=%s: no earlier stage of that name", from)
-				}
-			}
-			if ch, ok := in.flags["chown"]; ok && ch == "" {
-				bad(in.line, "COPY --chown needs a value")
-			}
-			args, isJSON, err := jsonForm(in.args)
-			if err != nil {
-				bad(in.line, "COPY %s: %v", in.args, err)
-			} else if !isJSON {
-				args = strings.Fields(in.args)
-			}
-			if len(args) < 2 {
-				bad(in.line, "COPY needs a source and a destination")
-			}
-		case "ENTRYPOINT", "CMD":
-			args, isJSON, err := jsonForm(in.args)
-			switch {
-			case err != nil:
-				bad(in.line, "%s %s: %v", in.keyword, in.args, err)
-			case !isJSON:
-				bad(in.line, "%s %s is in shell form: it would run through /bin/sh, which a distroless image does not have, and SIGTERM would not reach lonelypsd; use the JSON form", in.keyword, in.args)
-			case len(args) == 0:
-				bad(in.line, "%s is empty", in.keyword)
-			}
-			if in.keyword == "ENTRYPOINT" {
-				entrypoints++
-				img.entrypoint = args
-			}
-		case "EXPOSE":
-			for _, p := range strings.Fields(in.args) {
-				num, proto, _ := strings.Cut(p, "/")
-				n, err := strconv.Atoi(num)
-				if err != nil || n < 1 || n > 65535 || (proto != "" && proto != "tcp") {
-					bad(in.line, "EXPOSE %s: want a TCP port number", p)
-					continue
-				}
-				img.expose[int32(n)] = true
-			}
-		case "VOLUME":
-			v, isJSON, err := jsonForm(in.args)
-			if err != nil {
-				bad(in.line, "VOLUME %s: %v", in.args, err)
-			} else if !isJSON {
-				v = strings.Fields(in.args)
-			}
-			img.volumes = append(img.volumes, v...)
-		case "USER":
-			img.user = in.args
-		case "ENV":
-			for _, kv := range strings.Fields(in.args) {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					bad(in.line, "ENV %s: use the KEY=VALUE form", in.args)
-					break
-				}
-				img.env[k] = v
-			}
-		case "WORKDIR":
-			if !strings.HasPrefix(in.args, "/") && !strings.HasPrefix(in.args, "$") {
-				bad(in.line, "WORKDIR %s is relative", in.args)
-			}
+	case "WORKDIR":
+		if !strings.HasPrefix(in.args, "/") && !strings.HasPrefix(in.args, "$") {
+			d.bad(in.line, "WORKDIR %s is relative", in.args)
 		}
 	}
-	if nstage == 0 {
-		return nil, append(errs, path+": no FROM")
+}
+
+// from starts a stage.
+func (d *dockerfileCheck) from(in instruction) {
+	f := strings.Fields(in.args)
+	if len(f) != 1 && !(len(f) == 3 && strings.EqualFold(f[1], "AS")) {
+		d.bad(in.line, "FROM %s: want FROM IMAGE [AS NAME]", in.args)
 	}
-	if entrypoints > 1 {
-		errs = append(errs, fmt.Sprintf("%s: the final stage has %d ENTRYPOINT instructions", path, entrypoints))
+	if len(f) == 3 {
+		if f[1] != "AS" {
+			d.bad(in.line, "write AS in upper case, like FROM")
+		}
+		name := strings.ToLower(f[2])
+		if d.stages[name] {
+			d.bad(in.line, "stage name %q used twice", f[2])
+		}
+		d.stages[name] = true
 	}
-	if len(img.entrypoint) == 0 {
-		errs = append(errs, path+": the final stage has no ENTRYPOINT")
+	if d.entrypoints > 1 {
+		d.bad(in.line, "the previous stage has %d ENTRYPOINT instructions", d.entrypoints)
 	}
-	return img, errs
+	d.entrypoints = 0
+	d.img = &image{expose: map[int32]bool{}, env: map[string]string{}}
+}
+
+func (d *dockerfileCheck) copy(in instruction) {
+	if from, ok := in.flags["from"]; ok {
+		if _, err := strconv.Atoi(from); err != nil && !d.stages[strings.ToLower(from)] && !strings.ContainsAny(from, "/:") {
+			d.bad(in.line, "COPY --from=%s: no earlier stage of that name", from)
+		}
+	}
+	if ch, ok := in.flags["chown"]; ok && ch == "" {
+		d.bad(in.line, "COPY --chown needs a value")
+	}
+	if len(d.listArgs(in)) < 2 {
+		d.bad(in.line, "COPY needs a source and a destination")
+	}
+}
+
+// command checks ENTRYPOINT and CMD, which must be in exec form.
+func (d *dockerfileCheck) command(in instruction) {
+	args, isJSON, err := jsonForm(in.args)
+	switch {
+	case err != nil:
+		d.bad(in.line, "%s %s: %v", in.keyword, in.args, err)
+	case !isJSON:
+		d.bad(in.line, "%s %s is in shell form: it would run through /bin/sh, which a distroless image does not have, and SIGTERM would not reach lonelypsd; use the JSON form", in.keyword, in.args)
+	case len(args) == 0:
+		d.bad(in.line, "%s is empty", in.keyword)
+	}
+	if in.keyword == "ENTRYPOINT" {
+		d.entrypoints++
+		d.img.entrypoint = args
+	}
+}
+
+// listArgs returns the arguments of an instruction that takes them in
+// JSON form or separated by white space (COPY, VOLUME).
+func (d *dockerfileCheck) listArgs(in instruction) []string {
+	args, isJSON, err := jsonForm(in.args)
+	if err != nil {
+		d.bad(in.line, "%s %s: %v", in.keyword, in.args, err)
+	} else if !isJSON {
+		args = strings.Fields(in.args)
+	}
+	return args
 }

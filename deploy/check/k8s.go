@@ -112,21 +112,24 @@ func (c *checker) checkAll() {
 }
 
 func (c *checker) checkObject(o object) {
+	nameRule := apivalidation.NameIsDNSSubdomain
+	if _, ok := o.obj.(*corev1.Service); ok {
+		// A Service name is a DNS label of its own (<service>.<ns>.svc).
+		nameRule = apivalidation.NameIsDNS1035Label
+	}
+	if meta := objectMeta(o.obj); meta != nil {
+		c.fieldErrs(o, apivalidation.ValidateObjectMeta(meta, false, nameRule, field.NewPath("metadata")))
+	}
 	switch v := o.obj.(type) {
 	case *appsv1.StatefulSet:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata")))
 		c.checkStatefulSet(o, v)
 	case *corev1.Service:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNS1035Label, field.NewPath("metadata")))
 		c.checkService(o, v)
 	case *policyv1.PodDisruptionBudget:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata")))
 		c.checkPDB(o, v)
 	case *networkingv1.NetworkPolicy:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata")))
 		c.checkNetworkPolicy(o, v)
 	case *corev1.Secret:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata")))
 		for k := range v.StringData {
 			for _, msg := range validation.IsConfigMapKey(k) {
 				c.errf(o, "stringData key %q: %s", k, msg)
@@ -137,11 +140,18 @@ func (c *checker) checkObject(o object) {
 				c.errf(o, "data key %q: %s", k, msg)
 			}
 		}
-	case *corev1.ConfigMap:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata")))
-	case *corev1.ServiceAccount:
-		c.fieldErrs(o, apivalidation.ValidateObjectMeta(&v.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata")))
 	}
+}
+
+// objectMeta returns the metadata of a decoded object, nil for a type
+// without any.
+func objectMeta(obj any) *metav1.ObjectMeta {
+	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		if m, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
+			return m
+		}
+	}
+	return nil
 }
 
 // selector validates a label selector and converts it.
@@ -335,10 +345,41 @@ func expand(s string, lookup func(string) (string, bool)) (string, []string) {
 	return b.String(), undefined
 }
 
+// checkContainer checks what the API server or the kubelet would refuse
+// or get wrong in one container of pod spec p.
 func (c *checker) checkContainer(o object, cw string, p *corev1.PodSpec, ct *corev1.Container, vols map[string]corev1.Volume, claims map[string]bool) {
-	// Environment: valid names, known field references, references to
-	// variables defined before.
+	c.checkEnvAndArgs(o, cw, ct)
+	portNames, portNums := c.checkContainerPorts(o, cw, ct)
+	c.checkContainerProbes(o, cw, ct, portNames, portNums)
+	if ct.Lifecycle != nil && ct.Lifecycle.PreStop != nil && ct.Lifecycle.PreStop.Sleep != nil {
+		grace := int64(30)
+		if p.TerminationGracePeriodSeconds != nil {
+			grace = *p.TerminationGracePeriodSeconds
+		}
+		if ct.Lifecycle.PreStop.Sleep.Seconds >= grace {
+			c.errf(o, "%s.lifecycle.preStop.sleep.seconds %d uses up terminationGracePeriodSeconds %d", cw, ct.Lifecycle.PreStop.Sleep.Seconds, grace)
+		}
+	}
+	// Resources: a limit below its request is refused by the API.
+	for res, lim := range ct.Resources.Limits {
+		if req, ok := ct.Resources.Requests[res]; ok && lim.Cmp(req) < 0 {
+			c.errf(o, "%s.resources: limits.%s %s is below requests.%s %s", cw, res, lim.String(), res, req.String())
+		}
+	}
+	for res, q := range ct.Resources.Requests {
+		if q.Sign() < 0 {
+			c.errf(o, "%s.resources.requests.%s is negative", cw, res)
+		}
+	}
+	c.checkMounts(o, cw, ct, vols, claims)
+}
+
+// checkEnvAndArgs checks the environment (valid names, known field
+// references, references to variables defined before) and the $(VAR)
+// references of the command line.
+func (c *checker) checkEnvAndArgs(o object, cw string, ct *corev1.Container) {
 	defined := map[string]bool{}
+	isDefined := func(n string) (string, bool) { return "", defined[n] }
 	for j, e := range ct.Env {
 		ew := fmt.Sprintf("%s.env[%d]", cw, j)
 		for _, msg := range validation.IsEnvVarName(e.Name) {
@@ -355,19 +396,23 @@ func (c *checker) checkContainer(o object, cw string, p *corev1.PodSpec, ct *cor
 				c.errf(o, "%s.valueFrom.fieldRef.fieldPath %q is not one the downward API offers", ew, fr.FieldPath)
 			}
 		}
-		if _, undef := expand(e.Value, func(n string) (string, bool) { return "", defined[n] }); len(undef) > 0 {
+		if _, undef := expand(e.Value, isDefined); len(undef) > 0 {
 			c.errf(o, "%s: $(%s) is not a variable defined above it; the kubelet would leave it as text", ew, strings.Join(undef, "), $("))
 		}
 		defined[e.Name] = true
 	}
 	for _, list := range [][]string{ct.Command, ct.Args} {
 		for _, a := range list {
-			if _, undef := expand(a, func(n string) (string, bool) { return "", defined[n] }); len(undef) > 0 {
+			if _, undef := expand(a, isDefined); len(undef) > 0 {
 				c.errf(o, "%s: argument %q: $(%s) is not a variable of the container; the kubelet would pass it as text", cw, a, strings.Join(undef, "), $("))
 			}
 		}
 	}
-	// Ports.
+}
+
+// checkContainerPorts checks the declared ports and returns them by name
+// and by number.
+func (c *checker) checkContainerPorts(o object, cw string, ct *corev1.Container) (map[string]int32, map[int32]bool) {
 	portNames := map[string]int32{}
 	portNums := map[int32]bool{}
 	for j, pt := range ct.Ports {
@@ -389,7 +434,12 @@ func (c *checker) checkContainer(o object, cw string, p *corev1.PodSpec, ct *cor
 		}
 		portNums[pt.ContainerPort] = true
 	}
-	// Probes.
+	return portNames, portNums
+}
+
+// checkContainerProbes checks that each probe has one handler, probes a
+// declared port and times out within its period.
+func (c *checker) checkContainerProbes(o object, cw string, ct *corev1.Container, portNames map[string]int32, portNums map[int32]bool) {
 	for name, pr := range map[string]*corev1.Probe{"startupProbe": ct.StartupProbe, "livenessProbe": ct.LivenessProbe, "readinessProbe": ct.ReadinessProbe} {
 		if pr == nil {
 			continue
@@ -420,27 +470,11 @@ func (c *checker) checkContainer(o object, cw string, p *corev1.PodSpec, ct *cor
 			c.errf(o, "%s: timeoutSeconds %d > periodSeconds %d", pw, pr.TimeoutSeconds, pr.PeriodSeconds)
 		}
 	}
-	if ct.Lifecycle != nil && ct.Lifecycle.PreStop != nil && ct.Lifecycle.PreStop.Sleep != nil {
-		grace := int64(30)
-		if p.TerminationGracePeriodSeconds != nil {
-			grace = *p.TerminationGracePeriodSeconds
-		}
-		if ct.Lifecycle.PreStop.Sleep.Seconds >= grace {
-			c.errf(o, "%s.lifecycle.preStop.sleep.seconds %d uses up terminationGracePeriodSeconds %d", cw, ct.Lifecycle.PreStop.Sleep.Seconds, grace)
-		}
-	}
-	// Resources: a limit below its request is refused by the API.
-	for res, lim := range ct.Resources.Limits {
-		if req, ok := ct.Resources.Requests[res]; ok && lim.Cmp(req) < 0 {
-			c.errf(o, "%s.resources: limits.%s %s is below requests.%s %s", cw, res, lim.String(), res, req.String())
-		}
-	}
-	for res, q := range ct.Resources.Requests {
-		if q.Sign() < 0 {
-			c.errf(o, "%s.resources.requests.%s is negative", cw, res)
-		}
-	}
-	// Mounts.
+}
+
+// checkMounts checks that each mount names a volume and an absolute path
+// of its own.
+func (c *checker) checkMounts(o object, cw string, ct *corev1.Container, vols map[string]corev1.Volume, claims map[string]bool) {
 	mounts := map[string]bool{}
 	for j, m := range ct.VolumeMounts {
 		mw := fmt.Sprintf("%s.volumeMounts[%d]", cw, j)

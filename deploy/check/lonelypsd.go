@@ -3,13 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"net"
-	"os/exec"
+	"os"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,83 +17,39 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// serveFlags reads the flags of `lonelypsd serve` from the binary's own
-// help: name -> whether it takes a value (bool flags do not).
-func serveFlags(bin string) (map[string]bool, error) {
-	out, err := exec.Command(bin, "help", "serve").CombinedOutput()
+// readServeFlags reads the flags of `lonelypsd serve` from the list that
+// cmd/lonelypsd's TestServeFlagList keeps equal to the flags serve
+// registers: name -> whether it takes a value (bool flags do not).
+func readServeFlags(file string) (map[string]bool, error) {
+	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("%s help serve: %v\n%s", bin, err, out)
+		return nil, fmt.Errorf("flags of lonelypsd serve: %w", err)
 	}
 	flags := map[string]bool{}
-	re := regexp.MustCompile(`(?m)^  -([a-z0-9][a-z0-9-]*)(?: (\S+))?$`)
-	for _, m := range re.FindAllStringSubmatch(string(out), -1) {
-		flags[m[1]] = m[2] != ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 || (f[1] != "value" && f[1] != "bool") || strings.HasPrefix(f[0], "-") {
+			return nil, fmt.Errorf("%s:%d: %q: want NAME value or NAME bool", file, i+1, line)
+		}
+		if _, dup := flags[f[0]]; dup {
+			return nil, fmt.Errorf("%s:%d: flag %s listed twice", file, i+1, f[0])
+		}
+		flags[f[0]] = f[1] == "value"
 	}
-	if len(flags) < 5 || flags["node-id"] != true {
-		return nil, fmt.Errorf("%s help serve: could not read its flags from:\n%s", bin, out)
+	for _, req := range requiredFlags() {
+		if !flags[req] {
+			return nil, fmt.Errorf("%s: lists no --%s taking a value: not the flags of lonelypsd serve", file, req)
+		}
 	}
 	return flags, nil
 }
 
-// flagsFromSource reads the flags of `lonelypsd serve` from the source of
-// cmd/lonelypsd: every fs.XxxVar / fs.Xxx call in (*nodeFlags).register,
-// which registers the flags of dev and serve (serve has them all). Reading
-// the source spares building the binary on a cold machine; if the flags
-// move elsewhere this fails loudly rather than passing.
-func flagsFromSource(file string) (map[string]bool, error) {
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, file, nil, 0)
-	if err != nil {
-		return nil, err
-	}
-	flags := map[string]bool{}
-	for _, d := range f.Decls {
-		fd, ok := d.(*ast.FuncDecl)
-		if !ok || fd.Name.Name != "register" || fd.Recv == nil || len(fd.Recv.List) != 1 {
-			continue
-		}
-		if star, ok := fd.Recv.List[0].Type.(*ast.StarExpr); !ok || fmt.Sprint(star.X) != "nodeFlags" {
-			continue
-		}
-		ast.Inspect(fd.Body, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok {
-				return true
-			}
-			method := sel.Sel.Name
-			nameArg := 0
-			if strings.HasSuffix(method, "Var") {
-				nameArg = 1
-			}
-			switch strings.TrimSuffix(method, "Var") {
-			case "String", "Bool", "Int", "Int64", "Uint", "Uint64", "Float64", "Duration", "Func", "BoolFunc", "TextVar", "":
-			default:
-				return true
-			}
-			if len(call.Args) <= nameArg {
-				return true
-			}
-			lit, ok := call.Args[nameArg].(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			name, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				return true
-			}
-			flags[name] = method != "Bool" && method != "BoolVar" && method != "BoolFunc"
-			return true
-		})
-	}
-	if len(flags) < 10 || !flags["node-id"] || !flags["data-dir"] {
-		return nil, fmt.Errorf("%s: found %d flags in (*nodeFlags).register, not the flags of lonelypsd serve; update deploy/check if they moved", file, len(flags))
-	}
-	return flags, nil
-}
+// requiredFlags are the flags lonelypsd serve refuses to start without.
+func requiredFlags() []string { return []string{"node-id", "http-addr", "raft-addr", "data-dir"} }
 
 // envFlag maps an environment variable name to the flag lonelypsd reads
 // it as (LONELYPSD_HTTP_ADDR -> http-addr).
@@ -126,7 +78,36 @@ func (n *node) get(flag string) (string, bool) {
 // checkLonelypsd checks every lonelypsd container against the binary's
 // flags and against what the node needs to form a cluster on Kubernetes.
 func (c *checker) checkLonelypsd(flags map[string]bool, img *image) {
-	found := 0
+	lcs := c.lonelypsdContainers(img)
+	if len(lcs) == 0 {
+		c.errs = append(c.errs, "no StatefulSet container runs lonelypsd serve")
+	}
+	for _, lc := range lcs {
+		o := lc.w.o
+		where := "container " + lc.ct.Name
+		if len(lc.args) == 0 || lc.args[0] != "serve" {
+			c.errf(o, "%s runs lonelypsd without the serve command: %q", where, lc.argv)
+			continue
+		}
+		n := &node{w: lc.w, sts: lc.sts, ct: lc.ct, raw: map[string]string{}, val: map[string]string{},
+			podName: lc.sts.Name + "-0", nsMarker: "namespace-of-the-pod"}
+		c.parseNodeFlags(o, where, n, lc.args[1:], flags)
+		c.checkNode(o, where, n, flags, img)
+	}
+}
+
+// lonelypsdContainer is a StatefulSet container that runs lonelypsd.
+type lonelypsdContainer struct {
+	w    workload
+	sts  *appsv1.StatefulSet
+	ct   *corev1.Container
+	argv []string // the full command line
+	args []string // what follows the lonelypsd binary in argv
+}
+
+// lonelypsdContainers lists the StatefulSet containers that run lonelypsd.
+func (c *checker) lonelypsdContainers(img *image) []lonelypsdContainer {
+	var out []lonelypsdContainer
 	for _, w := range c.workloads() {
 		sts, ok := w.o.obj.(*appsv1.StatefulSet)
 		if !ok {
@@ -134,26 +115,12 @@ func (c *checker) checkLonelypsd(flags map[string]bool, img *image) {
 		}
 		for i := range w.spec.Containers {
 			ct := &w.spec.Containers[i]
-			argv, at := lonelypsdArgv(ct, img)
-			if at < 0 {
-				continue
+			if argv, at := lonelypsdArgv(ct, img); at >= 0 {
+				out = append(out, lonelypsdContainer{w: w, sts: sts, ct: ct, argv: argv, args: argv[at+1:]})
 			}
-			found++
-			o := w.o
-			where := "container " + ct.Name
-			if at+1 >= len(argv) || argv[at+1] != "serve" {
-				c.errf(o, "%s runs lonelypsd without the serve command: %q", where, argv)
-				continue
-			}
-			n := &node{w: w, sts: sts, ct: ct, raw: map[string]string{}, val: map[string]string{},
-				podName: sts.Name + "-0", nsMarker: "namespace-of-the-pod"}
-			c.parseNodeFlags(o, where, n, argv[at+2:], flags)
-			c.checkNode(o, where, n, flags, img)
 		}
 	}
-	if found == 0 {
-		c.errs = append(c.errs, "no StatefulSet container runs lonelypsd serve")
-	}
+	return out
 }
 
 // lookup resolves a variable of the container for pod <sts>-0.
@@ -232,7 +199,7 @@ func (c *checker) parseNodeFlags(o object, where string, n *node, args []string,
 		n.raw[name] = value
 		n.val[name], _ = expand(value, n.lookup)
 	}
-	for _, req := range []string{"node-id", "http-addr", "raft-addr", "data-dir"} {
+	for _, req := range requiredFlags() {
 		if _, ok := n.raw[req]; !ok {
 			c.errf(o, "%s: --%s is required by lonelypsd serve", where, req)
 		}
@@ -252,10 +219,11 @@ func splitHostPort(s string) (string, int32, error) {
 	return h, port, nil
 }
 
+// checkNode checks one lonelypsd container's effective flags against its
+// pod, the StatefulSet, the other objects and the image.
 func (c *checker) checkNode(o object, where string, n *node, flags map[string]bool, img *image) {
-	ct := n.ct
 	ports := map[int32]string{}
-	for _, p := range ct.Ports {
+	for _, p := range n.ct.Ports {
 		ports[p.ContainerPort] = p.Name
 	}
 	// Node id: the pod name, so every pod has its own, stable across
@@ -263,7 +231,35 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 	if id, ok := n.get("node-id"); ok && id != n.podName {
 		c.errf(o, "%s: --node-id=%s is not the pod name (an env var from fieldRef metadata.name): every pod would get the same id", where, n.raw["node-id"])
 	}
-	// Listen addresses: a declared container port each.
+	listen := c.checkListen(o, where, n, ports)
+	c.checkAdvertise(o, where, n, listen)
+	joins := c.checkClusterForming(o, where, n)
+	for _, j := range joins {
+		c.checkJoin(o, where, j, n, listen["http-addr"])
+	}
+	// Data: on the pod's persistent volume.
+	if dir, ok := n.get("data-dir"); ok {
+		c.checkDataDir(o, where, dir, n)
+	}
+	c.checkNodeSecrets(o, where, n, len(joins) > 0)
+	tls := c.checkTLSFiles(o, where, n)
+	c.checkProbe(o, where, "readinessProbe", n.ct.ReadinessProbe, "/readyz", listen["http-addr"], ports, tls)
+	c.checkProbe(o, where, "livenessProbe", n.ct.LivenessProbe, "/healthz", listen["http-addr"], ports, tls)
+	if n.ct.StartupProbe != nil {
+		c.checkProbe(o, where, "startupProbe", n.ct.StartupProbe, "/healthz", listen["http-addr"], ports, tls)
+	}
+	c.checkShutdown(o, where, n)
+	c.checkMemory(o, where, n)
+	c.checkServiceLinks(o, where, n, flags)
+	if img != nil {
+		c.checkImage(o, where, n, ports, img)
+	}
+	c.checkClientService(o, where, n, listen["http-addr"])
+}
+
+// checkListen checks that --http-addr and --raft-addr each listen on a
+// declared container port of their own, and returns flag -> port.
+func (c *checker) checkListen(o object, where string, n *node, ports map[int32]string) map[string]int32 {
 	listen := map[string]int32{}
 	for _, f := range []string{"http-addr", "raft-addr"} {
 		v, ok := n.get(f)
@@ -283,9 +279,14 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 	if listen["http-addr"] != 0 && listen["http-addr"] == listen["raft-addr"] {
 		c.errf(o, "%s: --http-addr and --raft-addr use the same port", where)
 	}
-	// Advertised addresses: this pod's stable DNS name under the governing
-	// headless Service, and the port the node listens on (DNS of a
-	// headless Service gives pod addresses: there is no port mapping).
+	return listen
+}
+
+// checkAdvertise checks the advertised addresses: this pod's stable DNS
+// name under the governing headless Service, and the port the node
+// listens on (DNS of a headless Service gives pod addresses: there is no
+// port mapping).
+func (c *checker) checkAdvertise(o object, where string, n *node, listen map[string]int32) {
 	for _, pair := range [][2]string{{"advertise-http", "http-addr"}, {"advertise-raft", "raft-addr"}} {
 		adv, ok := n.get(pair[0])
 		from := "--" + pair[0]
@@ -314,7 +315,12 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 			c.errf(o, "%s: %s advertises port %d but --%s listens on %d", where, from, port, pair[1], lp)
 		}
 	}
-	// Forming the cluster.
+}
+
+// checkClusterForming checks that --bootstrap, --bootstrap-expect and
+// --join let the replicas form one cluster, and returns the --join
+// entries.
+func (c *checker) checkClusterForming(o object, where string, n *node) []string {
 	bootstrap := n.val["bootstrap"] == "true"
 	expect := 0
 	if v, ok := n.get("bootstrap-expect"); ok {
@@ -341,28 +347,30 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 	if expect > 1 && n.sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
 		c.errf(o, "%s: --bootstrap-expect=%d needs podManagementPolicy: Parallel: with OrderedReady the second pod waits for the first to be ready, which it is not before the cluster forms", where, expect)
 	}
-	for _, j := range joins {
-		c.checkJoin(o, where, j, n, listen["http-addr"])
-	}
-	// Data: on the pod's persistent volume.
-	if dir, ok := n.get("data-dir"); ok {
-		c.checkDataDir(o, where, dir, n)
-	}
-	// Secrets.
+	return joins
+}
+
+// checkNodeSecrets checks the secrets files the node reads, and that a
+// clustered node has a cluster secret at all.
+func (c *checker) checkNodeSecrets(o object, where string, n *node, clustered bool) {
 	secretsFile, hasSecrets := n.get("secrets")
 	if hasSecrets {
 		c.checkSecretsFile(o, where, secretsFile, n, true)
 	}
 	if f, ok := n.get("cluster-secret-file"); ok {
 		c.checkSecretsFile(o, where, f, n, false)
-	} else if !hasSecrets && len(joins) > 0 {
+	} else if !hasSecrets && clustered {
 		c.errf(o, "%s: no --secrets and no --cluster-secret-file: the /cluster endpoints would accept any caller in the cluster network", where)
 	}
-	// TLS: files mounted, probes over https.
+}
+
+// checkTLSFiles checks that the TLS files are mounted and that cert and
+// key come together, and reports whether the API is served over https.
+func (c *checker) checkTLSFiles(o object, where string, n *node) bool {
 	_, tls := n.get("tls-cert")
 	for _, f := range []string{"tls-cert", "tls-key", "tls-ca"} {
 		if v, ok := n.get(f); ok {
-			if m, rel := mountOf(ct, path.Clean(v)); m == nil || rel == "" {
+			if m, rel := mountOf(n.ct, path.Clean(v)); m == nil || rel == "" {
 				c.errf(o, "%s: --%s %s is on no volume: the file would not exist", where, f, v)
 			}
 		}
@@ -370,12 +378,12 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 	if _, key := n.get("tls-key"); tls != key {
 		c.errf(o, "%s: --tls-cert and --tls-key go together", where)
 	}
-	// Probes and shutdown.
-	c.checkProbe(o, where, "readinessProbe", ct.ReadinessProbe, "/readyz", listen["http-addr"], ports, tls)
-	c.checkProbe(o, where, "livenessProbe", ct.LivenessProbe, "/healthz", listen["http-addr"], ports, tls)
-	if ct.StartupProbe != nil {
-		c.checkProbe(o, where, "startupProbe", ct.StartupProbe, "/healthz", listen["http-addr"], ports, tls)
-	}
+	return tls
+}
+
+// checkShutdown checks that the grace period covers the preStop sleep,
+// --shutdown-timeout and closing Raft.
+func (c *checker) checkShutdown(o object, where string, n *node) {
 	shutdown := 10 * time.Second
 	if v, ok := n.get("shutdown-timeout"); ok {
 		d, err := time.ParseDuration(v)
@@ -389,14 +397,19 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 		grace = time.Duration(*g) * time.Second
 	}
 	var preStop time.Duration
-	if l := ct.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
+	if l := n.ct.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
 		preStop = time.Duration(l.PreStop.Sleep.Seconds) * time.Second
 	}
 	const closeMargin = 5 * time.Second // Raft leadership transfer and closing the stores
 	if need := preStop + shutdown + closeMargin; grace < need {
 		c.errf(o, "%s: terminationGracePeriodSeconds %v < preStop %v + --shutdown-timeout %v + %v to close Raft: the kubelet would kill the node mid-shutdown", where, grace, preStop, shutdown, closeMargin)
 	}
-	// Memory: the Go heap limit under the container's limit.
+}
+
+// checkMemory checks the Go heap limit against the container's memory
+// limit, and the memory request against what a node uses idle.
+func (c *checker) checkMemory(o object, where string, n *node) {
+	ct := n.ct
 	if lim, ok := ct.Resources.Limits[corev1.ResourceMemory]; ok {
 		for _, e := range ct.Env {
 			if e.Name != "GOMEMLIMIT" || e.ValueFrom != nil {
@@ -413,60 +426,68 @@ func (c *checker) checkNode(o object, where string, n *node, flags map[string]bo
 	if req, ok := ct.Resources.Requests[corev1.ResourceMemory]; ok && req.Cmp(resource.MustParse("32Mi")) < 0 {
 		c.errf(o, "%s: a memory request of %s is below what a node uses idle", where, req.String())
 	}
-	// Service links: Kubernetes puts <SERVICE>_PORT... variables in every
-	// container; one named like LONELYPSD_<FLAG> would set that flag.
-	if n.w.spec.EnableServiceLinks == nil || *n.w.spec.EnableServiceLinks {
-		for _, so := range c.objs {
-			svc, ok := so.obj.(*corev1.Service)
-			if !ok {
-				continue
-			}
-			for _, v := range serviceLinkVars(svc) {
-				if f, ok := envFlag(v); ok {
-					if _, known := flags[f]; known {
-						c.errf(o, "%s: Service %s puts %s in the environment, which lonelypsd reads as --%s; set enableServiceLinks: false", where, svc.Name, v, f)
-					}
+}
+
+// checkServiceLinks: Kubernetes puts <SERVICE>_PORT... variables in every
+// container unless enableServiceLinks is false; one named like
+// LONELYPSD_<FLAG> would set that flag.
+func (c *checker) checkServiceLinks(o object, where string, n *node, flags map[string]bool) {
+	if n.w.spec.EnableServiceLinks != nil && !*n.w.spec.EnableServiceLinks {
+		return
+	}
+	for _, so := range c.objs {
+		svc, ok := so.obj.(*corev1.Service)
+		if !ok {
+			continue
+		}
+		for _, v := range serviceLinkVars(svc) {
+			if f, ok := envFlag(v); ok {
+				if _, known := flags[f]; known {
+					c.errf(o, "%s: Service %s puts %s in the environment, which lonelypsd reads as --%s; set enableServiceLinks: false", where, svc.Name, v, f)
 				}
 			}
 		}
 	}
-	// The image.
-	if img != nil {
-		for p, name := range ports {
-			if !img.expose[p] {
-				c.errf(o, "%s: containerPort %d (%s) is not EXPOSEd by the Dockerfile", where, p, name)
-			}
-		}
-		for p := range img.expose {
-			if _, ok := ports[p]; !ok {
-				c.errf(o, "%s: the Dockerfile EXPOSEs %d, which the container does not declare", where, p)
-			}
-		}
-		if dir, ok := n.get("data-dir"); ok && len(img.volumes) > 0 && !slices.Contains(img.volumes, path.Clean(dir)) {
-			c.errf(o, "%s: --data-dir %s is not the Dockerfile's VOLUME %v", where, dir, img.volumes)
-		}
-		if sc := n.w.spec.SecurityContext; sc != nil && sc.RunAsUser != nil && img.user != "" {
-			uid, _, _ := strings.Cut(img.user, ":")
-			if uid != strconv.FormatInt(*sc.RunAsUser, 10) {
-				c.errf(o, "%s: runAsUser %d differs from the Dockerfile's USER %s", where, *sc.RunAsUser, img.user)
-			}
+}
+
+// checkImage compares the container with what the Dockerfile declares:
+// ports, the data volume and the user.
+func (c *checker) checkImage(o object, where string, n *node, ports map[int32]string, img *image) {
+	for p, name := range ports {
+		if !img.expose[p] {
+			c.errf(o, "%s: containerPort %d (%s) is not EXPOSEd by the Dockerfile", where, p, name)
 		}
 	}
-	// Clients need a Service that routes to ready pods' API port.
-	client := false
+	for p := range img.expose {
+		if _, ok := ports[p]; !ok {
+			c.errf(o, "%s: the Dockerfile EXPOSEs %d, which the container does not declare", where, p)
+		}
+	}
+	if dir, ok := n.get("data-dir"); ok && len(img.volumes) > 0 && !slices.Contains(img.volumes, path.Clean(dir)) {
+		c.errf(o, "%s: --data-dir %s is not the Dockerfile's VOLUME %v", where, dir, img.volumes)
+	}
+	if sc := n.w.spec.SecurityContext; sc != nil && sc.RunAsUser != nil && img.user != "" {
+		uid, _, _ := strings.Cut(img.user, ":")
+		if uid != strconv.FormatInt(*sc.RunAsUser, 10) {
+			c.errf(o, "%s: runAsUser %d differs from the Dockerfile's USER %s", where, *sc.RunAsUser, img.user)
+		}
+	}
+}
+
+// checkClientService checks that clients have a Service that routes to
+// ready pods' API port.
+func (c *checker) checkClientService(o object, where string, n *node, httpPort int32) {
 	for _, so := range c.objs {
 		if svc, ok := so.obj.(*corev1.Service); ok && svc.Spec.ClusterIP != corev1.ClusterIPNone &&
 			len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(n.w.labels)) {
 			for _, p := range svc.Spec.Ports {
-				if cp, ok := containerPort(n.w, p.TargetPort); ok && cp == listen["http-addr"] {
-					client = true
+				if cp, ok := containerPort(n.w, p.TargetPort); ok && cp == httpPort {
+					return
 				}
 			}
 		}
 	}
-	if !client {
-		c.errf(o, "%s: no (non-headless) Service routes to the HTTP API port: clients cannot reach the nodes", where)
-	}
+	c.errf(o, "%s: no (non-headless) Service routes to the HTTP API port: clients cannot reach the nodes", where)
 }
 
 // checkPodDNSName checks that host is <this pod>.<governing service>[.<ns>[.svc[.<domain>]]].
@@ -727,44 +748,45 @@ func splitList(s string) []string {
 // container turned into flags. deploy/local/statefulset-sim.sh runs it.
 func podArgs(objs []object, img *image, pod, ns string) ([]string, error) {
 	c := &checker{objs: objs}
-	for _, w := range c.workloads() {
-		sts := w.o.obj.(*appsv1.StatefulSet)
-		ord, ok := strings.CutPrefix(pod, sts.Name+"-")
+	for _, lc := range c.lonelypsdContainers(img) {
+		ord, ok := strings.CutPrefix(pod, lc.sts.Name+"-")
 		if !ok || ord == "" || strings.Trim(ord, "0123456789") != "" {
 			continue
 		}
-		for i := range w.spec.Containers {
-			ct := &w.spec.Containers[i]
-			argv, at := lonelypsdArgv(ct, img)
-			if at < 0 {
-				continue
-			}
-			n := &node{w: w, sts: sts, ct: ct, podName: pod, nsMarker: ns}
-			var args []string
-			given := map[string]bool{}
-			for _, a := range argv[at+1:] {
-				v, undef := expand(a, n.lookup)
-				if len(undef) > 0 {
-					return nil, fmt.Errorf("argument %q: undefined $(%s)", a, strings.Join(undef, "), $("))
-				}
-				args = append(args, v)
-				name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-				given[name] = true
-			}
-			// "serve", the environment's flags (the command line wins, so
-			// only those it lacks), then the command line.
-			out := []string{args[0]}
-			for _, e := range ct.Env {
-				if f, ok := envFlag(e.Name); ok && !given[f] {
-					v, _ := n.lookup(e.Name)
-					v, _ = expand(v, n.lookup)
-					out = append(out, "--"+f+"="+v)
-				}
-			}
-			return append(out, args[1:]...), nil
-		}
+		n := &node{w: lc.w, sts: lc.sts, ct: lc.ct, podName: pod, nsMarker: ns}
+		return n.commandLine(lc.args)
 	}
 	return nil, fmt.Errorf("no StatefulSet pod %q runs lonelypsd", pod)
+}
+
+// commandLine expands args (the command and flags after the lonelypsd
+// binary) for the node's pod and puts the container's LONELYPSD_*
+// variables in as flags: the command, the environment's flags (the
+// command line wins, so only those it lacks), then the command line.
+func (n *node) commandLine(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("container %s runs lonelypsd without a command", n.ct.Name)
+	}
+	var expanded []string
+	given := map[string]bool{}
+	for _, a := range args {
+		v, undef := expand(a, n.lookup)
+		if len(undef) > 0 {
+			return nil, fmt.Errorf("argument %q: undefined $(%s)", a, strings.Join(undef, "), $("))
+		}
+		expanded = append(expanded, v)
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		given[name] = true
+	}
+	out := []string{expanded[0]}
+	for _, e := range n.ct.Env {
+		if f, ok := envFlag(e.Name); ok && !given[f] {
+			v, _ := n.lookup(e.Name)
+			v, _ = expand(v, n.lookup)
+			out = append(out, "--"+f+"="+v)
+		}
+	}
+	return append(out, expanded[1:]...), nil
 }
 
 // lonelypsdArgv is the container's full command line (the image's

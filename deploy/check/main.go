@@ -11,9 +11,9 @@
 //     validation, and the references between objects are resolved
 //     (selectors, named ports, serviceName, volumes, Secrets, $(VAR));
 //   - the lonelypsd command line is checked against the flags lonelypsd
-//     serve accepts (read from cmd/lonelypsd/main.go, or from a binary's
-//     `help serve`) and against what a node needs to form a cluster on
-//     Kubernetes;
+//     serve accepts (cmd/lonelypsd/testdata/serve-flags.txt, which a test
+//     of cmd/lonelypsd keeps current) and against what a node needs to
+//     form a cluster on Kubernetes;
 //   - the Dockerfile is parsed (instructions, flags, exec-form
 //     ENTRYPOINT, stage references), and its ports, volume and user are
 //     compared with the manifests.
@@ -21,7 +21,7 @@
 // Usage (see .ci/check-manifests):
 //
 //	go run . -kustomize ../kubernetes -extra ../kubernetes/secret.example.yaml \
-//	  -dockerfile ../Dockerfile -flags-from ../../cmd/lonelypsd/main.go
+//	  -dockerfile ../Dockerfile -serve-flags ../../cmd/lonelypsd/testdata/serve-flags.txt
 package main
 
 import (
@@ -37,8 +37,7 @@ type options struct {
 	kustomize  string   // folder with kustomization.yaml
 	extra      []string // templates: checked, not part of the kustomization
 	dockerfile string   // optional
-	lonelypsd  string   // binary, for its flags (authoritative); or
-	source     string   // cmd/lonelypsd/main.go, for its flags
+	serveFlags string   // cmd/lonelypsd/testdata/serve-flags.txt; optional
 }
 
 // result is what a check found.
@@ -65,18 +64,12 @@ func check(o options) result {
 		img, errs = checkDockerfile(o.dockerfile)
 		r.errs = append(r.errs, errs...)
 	}
-	var flags map[string]bool
-	var err error
-	switch {
-	case o.lonelypsd != "":
-		flags, err = serveFlags(o.lonelypsd)
-	case o.source != "":
-		flags, err = flagsFromSource(o.source)
-	}
-	if err != nil {
-		r.errs = append(r.errs, err.Error())
-	} else if flags != nil {
-		c.checkLonelypsd(flags, img)
+	if o.serveFlags != "" {
+		if flags, err := readServeFlags(o.serveFlags); err != nil {
+			r.errs = append(r.errs, err.Error())
+		} else {
+			c.checkLonelypsd(flags, img)
+		}
 	}
 	r.objects = append(objs, c.extra...)
 	r.errs = append(r.errs, c.errs...)
@@ -102,8 +95,7 @@ func main() {
 	flag.StringVar(&o.kustomize, "kustomize", "deploy/kubernetes", "folder holding kustomization.yaml")
 	flag.StringVar(&extra, "extra", "", "comma-separated manifests to check that are not in the kustomization (templates)")
 	flag.StringVar(&o.dockerfile, "dockerfile", "", "Dockerfile to parse and compare with the manifests")
-	flag.StringVar(&o.lonelypsd, "lonelypsd", "", "lonelypsd binary whose `help serve` lists the valid flags")
-	flag.StringVar(&o.source, "flags-from", "", "cmd/lonelypsd/main.go, to read the valid flags from its source (when no -lonelypsd)")
+	flag.StringVar(&o.serveFlags, "serve-flags", "", "cmd/lonelypsd/testdata/serve-flags.txt, the flags lonelypsd serve accepts (without it the command line is not checked)")
 	podName := flag.String("pod-args", "", "print the lonelypsd command line of this StatefulSet pod, expanded, one argument a line, and exit")
 	namespace := flag.String("namespace", "default", "namespace for -pod-args")
 	flag.Parse()
