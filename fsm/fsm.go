@@ -336,11 +336,13 @@ func (f *FSM) waitRetry(err error, delay *time.Duration) bool {
 	} else {
 		*delay = min(2**delay, f.retryMax)
 	}
-	if prev := f.writeErr.Swap(&writeFailure{err: err, since: time.Now()}); prev == nil {
-		f.log.Error("subscription table write failed; retrying until it succeeds", "err", err)
+	since := time.Now()
+	if prev := f.writeErr.Load(); prev != nil {
+		since = prev.since
 	} else {
-		f.writeErr.Store(&writeFailure{err: err, since: prev.since})
+		f.log.Error("subscription table write failed; retrying until it succeeds", "err", err)
 	}
+	f.writeErr.Store(&writeFailure{err: err, since: since})
 	t := time.NewTimer(*delay)
 	defer t.Stop()
 	select {
