@@ -176,9 +176,8 @@ func (f *FSM) rebuild() error {
 				if err != nil {
 					return err
 				}
-				idx.add(kind, url, key, string(v))
-				if kind == Glob && !trie.Has(key) {
-					if err := trie.Add(key); err != nil {
+				if idx.add(kind, url, key, string(v)) && kind == Glob {
+					if err := trie.AddNew(key); err != nil {
 						// Validate refuses such globs; one stored by an
 						// older version is kept but cannot match.
 						f.log.Error("glob not indexed", "glob", key, "err", err)

@@ -77,13 +77,15 @@ func (x *index) of(kind Kind) map[string]map[string]string {
 	return x.exact
 }
 
-// add adds a row to an index nobody else sees yet (rebuild).
-func (x *index) add(kind Kind, url, key, recovery string) {
+// add adds a row to an index nobody else sees yet (rebuild) and reports
+// whether key is new to the index.
+func (x *index) add(kind Kind, url, key, recovery string) (newKey bool) {
 	m := x.of(kind)
 	urls := m[key]
 	if urls == nil {
 		urls = make(map[string]string, 1)
 		m[key] = urls
+		newKey = true
 	}
 	if _, ok := urls[url]; !ok {
 		x.perURL[url]++
@@ -94,6 +96,7 @@ func (x *index) add(kind Kind, url, key, recovery string) {
 		}
 	}
 	urls[url] = recovery
+	return newKey
 }
 
 type setKey struct {
@@ -168,7 +171,7 @@ func (f *FSM) nextTrie(st *staged) *globmatch.Index {
 		}
 		if !has {
 			next.Remove(k.key)
-		} else if err := next.Add(k.key); err != nil {
+		} else if err := next.AddNew(k.key); err != nil {
 			// Validate refuses such globs: this one is in bbolt but cannot
 			// match anything.
 			f.log.Error("glob not indexed", "glob", k.key, "err", err)

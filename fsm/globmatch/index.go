@@ -141,6 +141,15 @@ func (x *Index) Add(pattern string) error {
 	if x.Has(pattern) {
 		return nil
 	}
+	return x.AddNew(pattern)
+}
+
+// AddNew is Add for a pattern the caller knows is absent: it skips the
+// check for a duplicate, which scans the patterns sharing the literal
+// prefix (all of them, when every pattern starts with a wildcard), so that
+// a caller keeping its own set of patterns builds an index in linear time.
+// A pattern added twice this way is yielded twice by Match.
+func (x *Index) AddNew(pattern string) error {
 	p, err := Compile(pattern)
 	if err != nil {
 		return err

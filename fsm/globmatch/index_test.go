@@ -287,3 +287,37 @@ func allPatterns(x *Index) []string {
 	}
 	return out
 }
+
+// TestIndexAddNew builds the same set with AddNew (no duplicate check) and
+// with Add, and both match alike.
+func TestIndexAddNew(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	seen := map[string]bool{}
+	var patterns []string
+	for len(patterns) < 300 {
+		if p := randomPattern(rng); !seen[p] {
+			seen[p] = true
+			patterns = append(patterns, p)
+		}
+	}
+	x, y := NewIndex(), NewIndex()
+	for _, p := range patterns {
+		if err := x.AddNew(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := y.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkInvariants(t, x)
+	if x.Len() != y.Len() || x.Len() != len(patterns) {
+		t.Fatalf("Len() = %d and %d, want %d", x.Len(), y.Len(), len(patterns))
+	}
+	for range 300 {
+		topic := instantiate(rng, patterns[rng.IntN(len(patterns))])
+		if a, b := collect(x, topic), collect(y, topic); !slices.Equal(a, b) {
+			t.Fatalf("Match(%q): AddNew %q, Add %q", topic, a, b)
+		}
+		checkIndex(t, x, patterns, topic)
+	}
+}
