@@ -1,8 +1,12 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Op names a change to the subscription table. The values are part of the
@@ -81,6 +85,11 @@ type Command struct {
 	// FSM refuses a code it has seen before its expiry: a replayed
 	// subscription change is refused on every node of the cluster.
 	AuthCode *AuthCode `json:"auth,omitempty"`
+	// MaxPerURL caps the rows (exact and glob together) URL may hold after
+	// a subscribe or set_subscriptions; 0 means no cap. The proposer puts
+	// its configured cap here, so every replica decides alike whatever its
+	// own configuration.
+	MaxPerURL int `json:"max_per_url,omitempty"`
 }
 
 // AuthCode is a 64-byte HMAC code and when it may be forgotten.
@@ -106,19 +115,144 @@ func (c Command) Encode() ([]byte, error) {
 	return b, nil
 }
 
-// DecodeCommand parses a Raft log entry written by Encode.
+// DecodeCommand parses a Raft log entry written by Encode and validates
+// it (Validate). Its verdict depends on the bytes alone, so every replica
+// refuses the same entries.
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command
 	if err := json.Unmarshal(b, &c); err != nil {
-		return Command{}, fmt.Errorf("decode command: %w", err)
+		return Command{}, fmt.Errorf("%w: decode: %w", ErrInvalidCommand, err)
 	}
-	if c.Op < OpSubscribeExact || c.Op > OpRemoveNode {
-		return Command{}, fmt.Errorf("decode command: unknown op %d", c.Op)
-	}
-	if (c.Op == OpSetNode || c.Op == OpRemoveNode) && (c.Node == nil || c.Node.ID == "") {
-		return Command{}, fmt.Errorf("decode command: %s without a node id", c.Op)
+	if err := c.Validate(); err != nil {
+		return Command{}, err
 	}
 	return c, nil
+}
+
+// Field limits of a Command. They keep every bbolt key and value a
+// command can produce far inside bbolt's limits, so no entry can make a
+// write fail, and bound what one entry costs every replica. They are part
+// of the log format: an entry valid under one version must stay valid
+// under the next, so they may be raised but never lowered.
+const (
+	// MaxRequestID is the longest request id.
+	MaxRequestID = 128
+	// MaxURL is the longest subscriber URL and the longest recovery URL.
+	MaxURL = 8 << 10
+	// MaxNodeField is the longest node id, HTTP address and Raft address.
+	MaxNodeField = 1 << 10
+	// AuthCodeSize is the length of an HMAC code.
+	AuthCodeSize = 64
+)
+
+// ErrInvalidCommand is wrapped by every error of Validate and
+// DecodeCommand: the command is malformed and changes nothing (400).
+var ErrInvalidCommand = errors.New("fsm: invalid command")
+
+// Validate checks c against the field limits and the shape its op needs.
+// The FSM applies only commands that pass; proposers check first, to
+// answer 400 instead of proposing an entry that will be refused. Errors
+// wrap ErrInvalidCommand, and also ErrRowTooLong for a row past
+// MaxRowKey.
+func (c Command) Validate() error {
+	if err := c.validateCommon(); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidCommand, c.Op, err)
+	}
+	var err error
+	switch c.Op {
+	case OpSubscribeExact, OpUnsubscribeExact:
+		err = checkRow(c.URL, len(c.Topic))
+	case OpSubscribeGlob, OpUnsubscribeGlob:
+		if err = checkRow(c.URL, len(c.Glob)); err == nil && !utf8.ValidString(c.Glob) {
+			err = errors.New("glob is not valid UTF-8")
+		}
+	case OpSetSubscriptions:
+		err = c.validateSet()
+	case OpSetNode, OpRemoveNode:
+		err = c.validateNode()
+	default:
+		err = fmt.Errorf("unknown op %d", uint8(c.Op))
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidCommand, c.Op, err)
+	}
+	return nil
+}
+
+func (c Command) validateCommon() error {
+	switch {
+	case len(c.ID) > MaxRequestID:
+		return fmt.Errorf("request id of %d bytes exceeds %d", len(c.ID), MaxRequestID)
+	case len(c.URL) > MaxURL:
+		return fmt.Errorf("url of %d bytes exceeds %d", len(c.URL), MaxURL)
+	case len(c.Recovery) > MaxURL:
+		return fmt.Errorf("recovery url of %d bytes exceeds %d", len(c.Recovery), MaxURL)
+	case c.MaxPerURL < 0:
+		return fmt.Errorf("negative max_per_url %d", c.MaxPerURL)
+	case c.AuthCode != nil && len(c.AuthCode.Code) != AuthCodeSize:
+		return fmt.Errorf("auth code of %d bytes, want %d", len(c.AuthCode.Code), AuthCodeSize)
+	case c.AuthCode != nil && c.AuthCode.ExpiresMs < 0:
+		return fmt.Errorf("auth code expiry %d before 1970", c.AuthCode.ExpiresMs)
+	}
+	return nil
+}
+
+// checkRow refuses a row key bbolt cannot hold (or a URL-less row).
+func checkRow(url string, keyLen int) error {
+	if url == "" {
+		return errors.New("no url")
+	}
+	if len(url)+keyLen > MaxRowKey {
+		return fmt.Errorf("url (%d bytes) and key (%d bytes): %w", len(url), keyLen, ErrRowTooLong)
+	}
+	return nil
+}
+
+// validateSet checks a desired state: rows bbolt can hold, each list
+// strictly ascending (the order reconcile merges in; it also rules out
+// duplicates), recovery URLs within MaxURL.
+func (c Command) validateSet() error {
+	if err := checkRow(c.URL, 0); err != nil {
+		return err
+	}
+	for i, e := range c.Exact {
+		if err := checkRow(c.URL, len(e.Topic)); err != nil {
+			return fmt.Errorf("exact entry %d: %w", i, err)
+		}
+		if len(e.Recovery) > MaxURL {
+			return fmt.Errorf("exact entry %d: recovery url of %d bytes exceeds %d", i, len(e.Recovery), MaxURL)
+		}
+		if i > 0 && bytes.Compare(c.Exact[i-1].Topic, e.Topic) >= 0 {
+			return fmt.Errorf("exact entry %d: topics not strictly ascending", i)
+		}
+	}
+	for i, g := range c.Globs {
+		if err := checkRow(c.URL, len(g.Glob)); err != nil {
+			return fmt.Errorf("glob entry %d: %w", i, err)
+		}
+		if len(g.Recovery) > MaxURL {
+			return fmt.Errorf("glob entry %d: recovery url of %d bytes exceeds %d", i, len(g.Recovery), MaxURL)
+		}
+		if !utf8.ValidString(g.Glob) {
+			return fmt.Errorf("glob entry %d: not valid UTF-8", i)
+		}
+		if i > 0 && strings.Compare(c.Globs[i-1].Glob, g.Glob) >= 0 {
+			return fmt.Errorf("glob entry %d: globs not strictly ascending", i)
+		}
+	}
+	return nil
+}
+
+func (c Command) validateNode() error {
+	if c.Node == nil || c.Node.ID == "" {
+		return errors.New("no node id")
+	}
+	for _, f := range []struct{ name, v string }{{"id", c.Node.ID}, {"http", c.Node.HTTP}, {"raft", c.Node.Raft}} {
+		if len(f.v) > MaxNodeField {
+			return fmt.Errorf("node %s of %d bytes exceeds %d", f.name, len(f.v), MaxNodeField)
+		}
+	}
+	return nil
 }
 
 // Outcome is what applying a command did; the API maps it to a status code.
@@ -133,11 +267,15 @@ const (
 	// Replayed: the command's HMAC code was used before; nothing changed
 	// (403).
 	Replayed
+	// TooMany: the change would leave the URL with more rows than the
+	// command's MaxPerURL; nothing changed.
+	TooMany
 )
 
 // Result is the response of Apply for one command.
 type Result struct {
 	Outcome Outcome
-	// Err is set when the entry could not be decoded; nothing changed.
+	// Err is set when the entry was refused (undecodable or invalid:
+	// ErrInvalidCommand); nothing changed.
 	Err error
 }

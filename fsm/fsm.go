@@ -10,7 +10,6 @@
 package fsm
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -21,10 +20,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lonelypsd/lonelypsd/fsm/globmatch"
 )
 
 var (
@@ -58,8 +60,8 @@ var ErrClosed = errors.New("fsm: store closed")
 const MaxRowKey = bolt.MaxKeySize - 2
 
 // ErrRowTooLong refuses a row whose URL and key exceed MaxRowKey. The API
-// checks this before proposing; the FSM checks again so that no entry can
-// ever make Apply fail (which would stop every node).
+// checks this before proposing; Validate checks again, so that no entry
+// can make a bbolt write fail.
 var ErrRowTooLong = fmt.Errorf("fsm: url and topic together exceed %d bytes", MaxRowKey)
 
 // FSM is the replicated subscription table. It implements
@@ -74,8 +76,10 @@ type FSM struct {
 	dbMu sync.RWMutex
 	db   *bolt.DB
 
-	// idxMu guards idx. Writers hold it only to apply the effects of a
-	// committed transaction, never across disk I/O.
+	// idxMu guards idx's maps (not the sets stored in them, which are
+	// never changed once stored). Writers hold it only to install the
+	// effects of a committed transaction, readers only for map lookups:
+	// neither holds it across disk I/O or glob matching.
 	idxMu sync.RWMutex
 	idx   *index
 
@@ -84,6 +88,21 @@ type FSM struct {
 	// advanced is closed and replaced whenever applied grows, so
 	// WaitApplied can block without polling. Guarded by idxMu.
 	advanced chan struct{}
+	// trie holds the glob patterns of idx.globs. Each batch publishes a
+	// new one and never changes a published one, so Match walks it with
+	// no lock held: a slow match cannot delay Apply.
+	trie atomic.Pointer[globmatch.Index]
+
+	// writeErr is the failure of the table write being retried, if any.
+	writeErr  atomic.Pointer[writeFailure]
+	closing   chan struct{} // closed by StopRetrying
+	closeOnce sync.Once
+	// retryMin and retryMax bound the delay between tries of a failing
+	// write (tests shorten them).
+	retryMin, retryMax time.Duration
+	// matchHook, when set (by tests), runs in Match for every glob
+	// pattern matched, while Match walks the glob tree.
+	matchHook func()
 }
 
 // Open opens (or creates) the table at path and rebuilds the in-memory
@@ -96,7 +115,7 @@ func Open(path string, log *slog.Logger) (*FSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &FSM{path: path, log: log, db: db}
+	f := &FSM{path: path, log: log, db: db, closing: make(chan struct{}), retryMin: retryMin, retryMax: retryMax}
 	if err := f.rebuild(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -133,6 +152,7 @@ func openDB(path string) (*bolt.DB, error) {
 // rebuild reloads the index from bbolt. Callers hold dbMu (or own f).
 func (f *FSM) rebuild() error {
 	idx := newIndex()
+	trie := globmatch.NewIndex()
 	nodes := map[string]NodeInfo{}
 	var applied uint64
 	err := f.db.View(func(tx *bolt.Tx) error {
@@ -156,7 +176,14 @@ func (f *FSM) rebuild() error {
 				if err != nil {
 					return err
 				}
-				return idx.add(kind, url, key, string(v))
+				if idx.add(kind, url, key, string(v)) && kind == Glob {
+					if err := trie.AddNew(key); err != nil {
+						// Validate refuses such globs; one stored by an
+						// older version is kept but cannot match.
+						f.log.Error("glob not indexed", "glob", key, "err", err)
+					}
+				}
+				return nil
 			})
 			if err != nil {
 				return err
@@ -169,6 +196,7 @@ func (f *FSM) rebuild() error {
 	}
 	f.idxMu.Lock()
 	f.idx, f.applied, f.nodes = idx, applied, nodes
+	f.trie.Store(trie)
 	if f.advanced != nil {
 		close(f.advanced)
 	}
@@ -204,8 +232,17 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
+// StopRetrying makes a table write that fails give up instead of being
+// retried: its batch is answered with ErrClosed and, not being in bbolt,
+// applied again on the next start. Call it before shutting Raft down,
+// whose shutdown waits for the batch being applied. Close calls it.
+func (f *FSM) StopRetrying() {
+	f.closeOnce.Do(func() { close(f.closing) })
+}
+
 // Close closes the bbolt file. Apply must not be called afterwards.
 func (f *FSM) Close() error {
+	f.StopRetrying()
 	f.dbMu.Lock()
 	defer f.dbMu.Unlock()
 	if f.db == nil {
@@ -226,386 +263,118 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // ApplyBatch implements raft.BatchingFSM: the whole batch is one bbolt
 // transaction, hence one fsync however many subscribers were waiting.
+//
+// An entry that is invalid (see Command.Validate), or that bbolt refuses
+// to store, is answered with an error and skipped; the verdict depends
+// only on the entry and the table, so every replica skips the same
+// entries. A write that fails otherwise (disk full, I/O error) is retried
+// with backoff until it succeeds or the FSM is closed: the replica must
+// not skip an entry its peers applied, and the table on disk is as the
+// last committed batch left it, so the retry decides exactly as the first
+// try would have. Reads go on meanwhile; WriteErr reports the failure.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
-	out := make([]interface{}, len(logs))
 	f.dbMu.RLock()
 	defer f.dbMu.RUnlock()
 	if f.db == nil {
-		for i := range out {
-			out[i] = Result{Err: ErrClosed}
-		}
-		return out
+		return refuseAll(len(logs), ErrClosed)
 	}
-
 	applied := f.AppliedIndex()
-	var effects []effect
-	last := applied
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		effects = effects[:0]
-		meta := tx.Bucket(bucketMeta)
-		var clock int64
-		if v := meta.Get(keyClock); len(v) == 8 {
-			clock = int64(binary.BigEndian.Uint64(v))
+	refused := map[int]error{}
+	delay := time.Duration(0)
+	for {
+		a, err := f.try(logs, applied, refused)
+		if err == nil {
+			f.writeRecovered()
+			f.publish(a.effects, a.last)
+			f.logRefused(logs, a.out)
+			return a.out
 		}
-		for i, l := range logs {
-			if l.Index <= applied {
-				// Already in bbolt: Raft replays entries after its last
-				// snapshot on restart, and applying them twice would turn a
-				// subscribe into a conflict.
-				out[i] = Result{Outcome: Applied}
-				continue
-			}
-			last = l.Index
-			if l.Type != raft.LogCommand {
-				continue
-			}
-			cmd, err := DecodeCommand(l.Data)
-			if err != nil {
-				f.log.Error("skipping undecodable raft entry", "index", l.Index, "err", err)
-				out[i] = Result{Err: err}
-				continue
-			}
-			if !l.AppendedAt.IsZero() {
-				clock = max(clock, l.AppendedAt.UnixMilli())
-			}
-			if prev, ok := seenRequest(tx, cmd.ID, clock); ok {
-				out[i] = Result{Outcome: prev}
-				continue
-			}
-			var res Result
-			var eff []effect
-			fresh, err := recordCode(tx, cmd.AuthCode, clock)
-			if err != nil {
-				return fmt.Errorf("record auth code at index %d: %w", l.Index, err)
-			}
-			if fresh {
-				if res, eff, err = applyCommand(tx, cmd); err != nil {
-					return fmt.Errorf("apply %s at index %d: %w", cmd.Op, l.Index, err)
-				}
-			} else {
-				res = Result{Outcome: Replayed}
-			}
-			if err := rememberRequest(tx, cmd.ID, clock, res.Outcome); err != nil {
-				return err
-			}
-			out[i] = res
-			effects = append(effects, eff...)
-		}
-		// Garbage collection only: what it drops, every later entry
-		// would judge expired anyway (the clock never goes back), so
-		// when it runs does not change any outcome.
-		if err := forgetRequests(tx, clock-RequestRetention.Milliseconds()); err != nil {
-			return err
-		}
-		if err := forgetCodes(tx, clock); err != nil {
-			return err
-		}
-		if last == applied {
-			return nil
-		}
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], uint64(clock))
-		if err := meta.Put(keyClock, buf[:]); err != nil {
-			return err
-		}
-		binary.BigEndian.PutUint64(buf[:], last)
-		return meta.Put(keyApplied, buf[:])
-	})
-	if err != nil {
-		// The replica can no longer follow the log (disk full, I/O error).
-		// Carrying on would let this node serve a table that silently
-		// diverges from its peers; stopping lets an operator repair it and
-		// the node catch up from the log or a snapshot on restart.
-		f.log.Error("subscription table write failed; stopping", "err", err)
-		panic(fmt.Sprintf("fsm: %v", err))
-	}
-
-	f.idxMu.Lock()
-	for _, e := range effects {
-		if e.node != nil {
-			if e.remove {
-				delete(f.nodes, e.node.ID)
-			} else {
-				f.nodes[e.node.ID] = *e.node
-			}
+		var ee *entryError
+		if errors.As(err, &ee) && isContentError(ee.err) {
+			// bbolt refused what this entry asked to store; Validate keeps
+			// this from happening, and should it anyway, the entry is
+			// refused rather than the batch.
+			refused[ee.i] = fmt.Errorf("%w: %w", ErrInvalidCommand, ee.err)
 			continue
 		}
-		if e.remove {
-			f.idx.remove(e.kind, e.url, e.key)
-		} else if err := f.idx.add(e.kind, e.url, e.key, e.recovery); err != nil {
-			// Globs are validated before they are proposed; a bad one here
-			// is in bbolt but cannot match anything.
-			f.log.Error("glob not indexed", "glob", e.key, "err", err)
+		if !f.waitRetry(err, &delay) {
+			// Closed: nothing of the batch is in bbolt, so the next start
+			// applies it again.
+			return refuseAll(len(logs), ErrClosed)
 		}
 	}
-	if last > f.applied {
-		f.applied = last
-		close(f.advanced)
-		f.advanced = make(chan struct{})
+}
+
+func refuseAll(n int, err error) []interface{} {
+	out := make([]interface{}, n)
+	for i := range out {
+		out[i] = Result{Err: err}
 	}
-	f.idxMu.Unlock()
 	return out
 }
 
-// effect is one change to the in-memory index, applied after the bbolt
-// transaction that made it durable has committed.
-type effect struct {
-	remove   bool
-	node     *NodeInfo // set for member changes
-	kind     Kind
-	url      string
-	key      string
-	recovery string
+func (f *FSM) logRefused(logs []*raft.Log, out []interface{}) {
+	for i, o := range out {
+		if r, ok := o.(Result); ok && r.Err != nil {
+			f.log.Warn("refused raft entry; it changes nothing", "index", logs[i].Index, "err", r.Err)
+		}
+	}
 }
 
-func applyCommand(tx *bolt.Tx, c Command) (Result, []effect, error) {
-	switch c.Op {
-	case OpSubscribeExact:
-		return subscribe(tx, Exact, c.URL, string(c.Topic), c.Recovery)
-	case OpSubscribeGlob:
-		return subscribe(tx, Glob, c.URL, c.Glob, c.Recovery)
-	case OpUnsubscribeExact:
-		return unsubscribe(tx, Exact, c.URL, string(c.Topic))
-	case OpUnsubscribeGlob:
-		return unsubscribe(tx, Glob, c.URL, c.Glob)
-	case OpSetSubscriptions:
-		for _, e := range c.Exact {
-			if len(c.URL)+len(e.Topic) > MaxRowKey {
-				return Result{Err: ErrRowTooLong}, nil, nil
-			}
-		}
-		for _, g := range c.Globs {
-			if len(c.URL)+len(g.Glob) > MaxRowKey {
-				return Result{Err: ErrRowTooLong}, nil, nil
-			}
-		}
-		exact := make([]entry, len(c.Exact))
-		for i, e := range c.Exact {
-			exact[i] = entry{string(e.Topic), e.Recovery}
-		}
-		globs := make([]entry, len(c.Globs))
-		for i, e := range c.Globs {
-			globs[i] = entry{e.Glob, e.Recovery}
-		}
-		var effects []effect
-		for _, part := range []struct {
-			kind Kind
-			want []entry
-		}{{Exact, exact}, {Glob, globs}} {
-			eff, err := reconcile(tx, part.kind, c.URL, part.want)
-			if err != nil {
-				return Result{}, nil, err
-			}
-			effects = append(effects, eff...)
-		}
-		return Result{Outcome: Applied}, effects, nil
-	case OpSetNode:
-		v, err := json.Marshal(c.Node)
-		if err != nil {
-			return Result{}, nil, err
-		}
-		if err := tx.Bucket(bucketNodes).Put([]byte(c.Node.ID), v); err != nil {
-			return Result{}, nil, err
-		}
-		n := *c.Node
-		return Result{Outcome: Applied}, []effect{{node: &n}}, nil
-	case OpRemoveNode:
-		b := tx.Bucket(bucketNodes)
-		if b.Get([]byte(c.Node.ID)) == nil {
-			return Result{Outcome: Conflict}, nil, nil
-		}
-		if err := b.Delete([]byte(c.Node.ID)); err != nil {
-			return Result{}, nil, err
-		}
-		return Result{Outcome: Applied}, []effect{{remove: true, node: &NodeInfo{ID: c.Node.ID}}}, nil
+// Retry delays of a failing table write.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = 5 * time.Second
+)
+
+// waitRetry records a failed write, waits before the next try and reports
+// false when the FSM was closed meanwhile.
+func (f *FSM) waitRetry(err error, delay *time.Duration) bool {
+	if *delay == 0 {
+		*delay = f.retryMin
+	} else {
+		*delay = min(2**delay, f.retryMax)
 	}
-	return Result{Err: fmt.Errorf("unknown op %d", c.Op)}, nil, nil
+	since := time.Now()
+	if prev := f.writeErr.Load(); prev != nil {
+		since = prev.since
+	} else {
+		f.log.Error("subscription table write failed; retrying until it succeeds", "err", err)
+	}
+	f.writeErr.Store(&writeFailure{err: err, since: since})
+	t := time.NewTimer(*delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.closing:
+		return false
+	}
 }
 
-// recordCode notes an HMAC code and reports whether it was fresh. Expiry
-// is judged by the log clock, so every replica decides alike.
-func recordCode(tx *bolt.Tx, c *AuthCode, clock int64) (bool, error) {
-	if c == nil || len(c.Code) == 0 {
-		return true, nil
+func (f *FSM) writeRecovered() {
+	if prev := f.writeErr.Swap(nil); prev != nil {
+		f.log.Info("subscription table writes succeed again", "failing_for", time.Since(prev.since).Round(time.Millisecond))
 	}
-	codes := tx.Bucket(bucketCodes)
-	if v := codes.Get(c.Code); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= clock {
-		return false, nil
-	}
-	var exp [8]byte
-	binary.BigEndian.PutUint64(exp[:], uint64(c.ExpiresMs))
-	if err := codes.Put(c.Code, exp[:]); err != nil {
-		return false, err
-	}
-	return true, tx.Bucket(bucketCodeExp).Put(append(exp[:], c.Code...), nil)
 }
 
-// forgetCodes drops codes expired at log clock nowMs.
-func forgetCodes(tx *bolt.Tx, nowMs int64) error {
-	if nowMs <= 0 {
+type writeFailure struct {
+	err   error
+	since time.Time
+}
+
+// ErrWriteFailing is wrapped by WriteErr.
+var ErrWriteFailing = errors.New("fsm: subscription table cannot be written")
+
+// WriteErr returns why the table cannot be written at the moment (disk
+// full, I/O error), or nil when the last write succeeded. While it is
+// non-nil, applying is stalled and retried; reads still work.
+func (f *FSM) WriteErr() error {
+	p := f.writeErr.Load()
+	if p == nil {
 		return nil
 	}
-	codes, exp := tx.Bucket(bucketCodes), tx.Bucket(bucketCodeExp)
-	c := exp.Cursor()
-	for k, _ := c.First(); k != nil && len(k) > 8 && int64(binary.BigEndian.Uint64(k)) < nowMs; k, _ = c.First() {
-		if v := codes.Get(k[8:]); len(v) == 8 && binary.BigEndian.Uint64(v) == binary.BigEndian.Uint64(k) {
-			if err := codes.Delete(k[8:]); err != nil {
-				return err
-			}
-		}
-		if err := exp.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// seenRequest returns the outcome of a request id applied within
-// RequestRetention of the log clock.
-func seenRequest(tx *bolt.Tx, id string, clock int64) (Outcome, bool) {
-	if id == "" {
-		return 0, false
-	}
-	v := tx.Bucket(bucketRequests).Get([]byte(id))
-	if len(v) != 9 || int64(binary.BigEndian.Uint64(v)) < clock-RequestRetention.Milliseconds() {
-		return 0, false
-	}
-	return Outcome(v[8]), true
-}
-
-func rememberRequest(tx *bolt.Tx, id string, clock int64, o Outcome) error {
-	if id == "" {
-		return nil
-	}
-	var v [9]byte
-	binary.BigEndian.PutUint64(v[:], uint64(clock))
-	v[8] = byte(o)
-	if err := tx.Bucket(bucketRequests).Put([]byte(id), v[:]); err != nil {
-		return err
-	}
-	k := binary.BigEndian.AppendUint64(nil, uint64(clock))
-	return tx.Bucket(bucketReqTimes).Put(append(k, id...), nil)
-}
-
-// forgetRequests drops request ids recorded before cutoffMs (log time, so
-// every replica forgets the same ids at the same entry).
-func forgetRequests(tx *bolt.Tx, cutoffMs int64) error {
-	if cutoffMs <= 0 {
-		return nil
-	}
-	times, reqs := tx.Bucket(bucketReqTimes), tx.Bucket(bucketRequests)
-	c := times.Cursor()
-	for k, _ := c.First(); k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) < cutoffMs; k, _ = c.First() {
-		// The id may have been recorded again since (this record expired
-		// and the id came back): only its own record goes.
-		if v := reqs.Get(k[8:]); len(v) == 9 && binary.BigEndian.Uint64(v) == binary.BigEndian.Uint64(k) {
-			if err := reqs.Delete(k[8:]); err != nil {
-				return err
-			}
-		}
-		if err := times.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func subscribe(tx *bolt.Tx, kind Kind, url, key, recovery string) (Result, []effect, error) {
-	if len(url)+len(key) > MaxRowKey {
-		return Result{Err: ErrRowTooLong}, nil, nil
-	}
-	b := tx.Bucket(kind.bucket())
-	k := makeKey(url, key)
-	if b.Get(k) != nil {
-		return Result{Outcome: Conflict}, nil, nil
-	}
-	if err := b.Put(k, []byte(recovery)); err != nil {
-		return Result{}, nil, err
-	}
-	return Result{Outcome: Applied}, []effect{{kind: kind, url: url, key: key, recovery: recovery}}, nil
-}
-
-func unsubscribe(tx *bolt.Tx, kind Kind, url, key string) (Result, []effect, error) {
-	if len(url)+len(key) > MaxRowKey {
-		return Result{Outcome: Conflict}, nil, nil
-	}
-	b := tx.Bucket(kind.bucket())
-	k := makeKey(url, key)
-	if b.Get(k) == nil {
-		return Result{Outcome: Conflict}, nil, nil
-	}
-	if err := b.Delete(k); err != nil {
-		return Result{}, nil, err
-	}
-	return Result{Outcome: Applied}, []effect{{remove: true, kind: kind, url: url, key: key}}, nil
-}
-
-type entry struct{ key, recovery string }
-
-// reconcile makes the rows of url in one bucket equal to want (sorted,
-// unique). Rows in both keep existing and take want's recovery URL, so
-// check_subscriptions reports the etag that was just set.
-func reconcile(tx *bolt.Tx, kind Kind, url string, want []entry) ([]effect, error) {
-	b := tx.Bucket(kind.bucket())
-	prefix := makeKey(url, "")
-	var have []entry
-	c := b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		have = append(have, entry{string(k[len(prefix):]), string(v)})
-	}
-	var effects []effect
-	put := func(e entry) error {
-		effects = append(effects, effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
-		return b.Put(makeKey(url, e.key), []byte(e.recovery))
-	}
-	del := func(e entry) error {
-		effects = append(effects, effect{remove: true, kind: kind, url: url, key: e.key})
-		return b.Delete(makeKey(url, e.key))
-	}
-	i, j := 0, 0
-	for i < len(want) || j < len(have) {
-		var err error
-		switch {
-		case j == len(have) || (i < len(want) && want[i].key < have[j].key):
-			err = put(want[i])
-			i++
-		case i == len(want) || want[i].key > have[j].key:
-			err = del(have[j])
-			j++
-		default:
-			if want[i].recovery != have[j].recovery {
-				err = put(want[i])
-			}
-			i++
-			j++
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return effects, nil
-}
-
-// makeKey lays rows out as u16 len(url) || url || key so that one URL's
-// rows are contiguous and ordered by key bytes: exactly the order the
-// strong etag hashes them in.
-func makeKey(url, key string) []byte {
-	k := make([]byte, 2+len(url)+len(key))
-	binary.BigEndian.PutUint16(k, uint16(len(url)))
-	copy(k[2:], url)
-	copy(k[2+len(url):], key)
-	return k
-}
-
-func splitKey(k []byte) (url, key string, err error) {
-	if len(k) < 2 {
-		return "", "", fmt.Errorf("corrupt row key %x", k)
-	}
-	n := int(binary.BigEndian.Uint16(k))
-	if len(k) < 2+n {
-		return "", "", fmt.Errorf("corrupt row key %x", k)
-	}
-	return string(k[2 : 2+n]), string(k[2+n:]), nil
+	return fmt.Errorf("%w since %s: %w", ErrWriteFailing, p.since.UTC().Format(time.RFC3339), p.err)
 }
 
 // Snapshot implements raft.FSM. The snapshot is the bbolt file as seen by

@@ -423,7 +423,7 @@ func TestReplayedAuthCodeIsRefused(t *testing.T) {
 func TestBatchingDoesNotChangeTheOutcome(t *testing.T) {
 	at := time.Unix(1700000000, 0)
 	code := func(c string, exp time.Time) *AuthCode {
-		return &AuthCode{Code: []byte(c), ExpiresMs: exp.UnixMilli()}
+		return &AuthCode{Code: []byte(fmt.Sprintf("%-64s", c)), ExpiresMs: exp.UnixMilli()}
 	}
 	withID := func(c Command, id string) Command { c.ID = id; return c }
 	withCode := func(c Command, a *AuthCode) Command { c.AuthCode = a; return c }

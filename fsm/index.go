@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -46,78 +47,224 @@ type Subscription struct {
 	Recovery string
 }
 
-// index is the read side used by notify: exact topics in a map, globs in
-// a prefix trie so a topic is tested only against patterns whose literal
-// prefix it starts with.
+// index is the read side used by notify: exact topics and glob patterns
+// in maps, each to the set of its subscribers (url -> recovery), and the
+// row count of every URL. A set, once stored in a map, is never changed:
+// a batch that changes it stores a changed copy, so a reader may use a set
+// it looked up after letting go of FSM.idxMu. The glob patterns are also
+// in FSM.trie, which finds the ones matching a topic.
 type index struct {
 	exact map[string]map[string]string // topic -> url -> recovery
 	globs map[string]map[string]string // pattern -> url -> recovery
-	trie  *globmatch.Index
+	// perURL counts each URL's rows, exact and glob together, for the
+	// per-URL cap.
+	perURL        map[string]int
+	nExact, nGlob int
 }
 
 func newIndex() *index {
 	return &index{
-		exact: make(map[string]map[string]string),
-		globs: make(map[string]map[string]string),
-		trie:  globmatch.NewIndex(),
+		exact:  make(map[string]map[string]string),
+		globs:  make(map[string]map[string]string),
+		perURL: make(map[string]int),
 	}
 }
 
-func (x *index) add(kind Kind, url, key, recovery string) error {
-	m := x.exact
+func (x *index) of(kind Kind) map[string]map[string]string {
 	if kind == Glob {
-		m = x.globs
-		if _, ok := m[key]; !ok {
-			if err := x.trie.Add(key); err != nil {
-				return fmt.Errorf("index glob: %w", err)
-			}
-		}
+		return x.globs
 	}
+	return x.exact
+}
+
+// add adds a row to an index nobody else sees yet (rebuild) and reports
+// whether key is new to the index.
+func (x *index) add(kind Kind, url, key, recovery string) (newKey bool) {
+	m := x.of(kind)
 	urls := m[key]
 	if urls == nil {
 		urls = make(map[string]string, 1)
 		m[key] = urls
+		newKey = true
+	}
+	if _, ok := urls[url]; !ok {
+		x.perURL[url]++
+		if kind == Glob {
+			x.nGlob++
+		} else {
+			x.nExact++
+		}
 	}
 	urls[url] = recovery
-	return nil
+	return newKey
 }
 
-func (x *index) remove(kind Kind, url, key string) {
-	m := x.exact
-	if kind == Glob {
-		m = x.globs
-	}
-	urls := m[key]
-	delete(urls, url)
-	if len(urls) == 0 {
-		delete(m, key)
-		if kind == Glob {
-			x.trie.Remove(key)
+type setKey struct {
+	kind Kind
+	key  string
+}
+
+// staged is what one committed batch changes in the index, prepared
+// without holding idxMu.
+type staged struct {
+	sets          map[setKey]map[string]string // changed copies of subscriber sets
+	rows          map[string]int               // per-URL row count changes
+	nExact, nGlob int
+	nodes         []effect
+}
+
+// stage copies every subscriber set the effects touch (once per batch)
+// and applies the effects to the copies. Only the applying goroutine
+// changes f.idx, so it reads it here without the lock.
+func (f *FSM) stage(effects []effect) *staged {
+	st := &staged{sets: map[setKey]map[string]string{}, rows: map[string]int{}}
+	for _, e := range effects {
+		if e.node != nil {
+			st.nodes = append(st.nodes, e)
+			continue
 		}
+		k := setKey{e.kind, e.key}
+		set, ok := st.sets[k]
+		if !ok {
+			set = maps.Clone(f.idx.of(e.kind)[e.key])
+			if set == nil {
+				set = make(map[string]string, 1)
+			}
+			st.sets[k] = set
+		}
+		_, had := set[e.url]
+		n := 0
+		switch {
+		case e.remove && had:
+			delete(set, e.url)
+			n = -1
+		case !e.remove:
+			set[e.url] = e.recovery
+			if !had {
+				n = 1
+			}
+		}
+		st.rows[e.url] += n
+		if e.kind == Glob {
+			st.nGlob += n
+		} else {
+			st.nExact += n
+		}
+	}
+	return st
+}
+
+// nextTrie returns the glob tree after st, or nil when no pattern came or
+// went. The published tree is cloned, never changed.
+func (f *FSM) nextTrie(st *staged) *globmatch.Index {
+	var next *globmatch.Index
+	for k, set := range st.sets {
+		if k.kind != Glob {
+			continue
+		}
+		had, has := len(f.idx.globs[k.key]) > 0, len(set) > 0
+		if had == has {
+			continue
+		}
+		if next == nil {
+			next = f.trie.Load().Clone()
+		}
+		if !has {
+			next.Remove(k.key)
+		} else if err := next.AddNew(k.key); err != nil {
+			// Validate refuses such globs: this one is in bbolt but cannot
+			// match anything.
+			f.log.Error("glob not indexed", "glob", k.key, "err", err)
+		}
+	}
+	return next
+}
+
+// publish makes a committed batch visible to readers. The work that
+// grows with the table (copying sets, building the next glob tree) is
+// done before taking idxMu; under it, only map stores.
+func (f *FSM) publish(effects []effect, last uint64) {
+	st := f.stage(effects)
+	trie := f.nextTrie(st)
+	f.idxMu.Lock()
+	defer f.idxMu.Unlock()
+	x := f.idx
+	for k, set := range st.sets {
+		if len(set) == 0 {
+			delete(x.of(k.kind), k.key)
+		} else {
+			x.of(k.kind)[k.key] = set
+		}
+	}
+	for url, n := range st.rows {
+		if n += x.perURL[url]; n > 0 {
+			x.perURL[url] = n
+		} else {
+			delete(x.perURL, url)
+		}
+	}
+	x.nExact += st.nExact
+	x.nGlob += st.nGlob
+	for _, e := range st.nodes {
+		if e.remove {
+			delete(f.nodes, e.node.ID)
+		} else {
+			f.nodes[e.node.ID] = *e.node
+		}
+	}
+	if trie != nil {
+		f.trie.Store(trie)
+	}
+	if last > f.applied {
+		f.applied = last
+		close(f.advanced)
+		f.advanced = make(chan struct{})
 	}
 }
 
 // Match returns every subscription whose topic or glob matches topic:
 // exact rows first, then glob rows, as the reference delivers them. A URL
 // with several matching subscriptions appears once per subscription.
+//
+// Match holds idxMu only for map lookups; the glob patterns are tested on
+// the published tree with no lock held, so however many patterns a topic
+// is tested against, Apply and other matches go on meanwhile.
 func (f *FSM) Match(topic []byte) []Subscription {
 	f.idxMu.RLock()
-	defer f.idxMu.RUnlock()
+	urls := f.idx.exact[string(topic)]
+	f.idxMu.RUnlock()
 	var out []Subscription
-	if urls, ok := f.idx.exact[string(topic)]; ok {
+	if len(urls) > 0 {
 		out = make([]Subscription, 0, len(urls))
 		for url, rec := range urls {
 			out = append(out, Subscription{Kind: Exact, URL: url, Key: string(topic), Recovery: rec})
 		}
 	}
-	if len(f.idx.globs) == 0 {
+	trie := f.trie.Load()
+	if trie == nil || trie.Len() == 0 {
 		return out
 	}
-	f.idx.trie.Match(topic, func(pattern string) {
-		for url, rec := range f.idx.globs[pattern] {
-			out = append(out, Subscription{Kind: Glob, URL: url, Key: pattern, Recovery: rec})
+	var patterns []string
+	trie.Match(topic, func(pattern string) {
+		if f.matchHook != nil {
+			f.matchHook()
 		}
+		patterns = append(patterns, pattern)
 	})
+	if len(patterns) == 0 {
+		return out
+	}
+	sets := make([]map[string]string, len(patterns))
+	f.idxMu.RLock()
+	for i, p := range patterns {
+		sets[i] = f.idx.globs[p]
+	}
+	f.idxMu.RUnlock()
+	for i, p := range patterns {
+		for url, rec := range sets[i] {
+			out = append(out, Subscription{Kind: Glob, URL: url, Key: p, Recovery: rec})
+		}
+	}
 	return out
 }
 
@@ -137,13 +284,7 @@ func (f *FSM) Lookup(kind Kind, url, key string) (recovery string, ok bool) {
 func (f *FSM) Counts() (exact, globs int) {
 	f.idxMu.RLock()
 	defer f.idxMu.RUnlock()
-	for _, urls := range f.idx.exact {
-		exact += len(urls)
-	}
-	for _, urls := range f.idx.globs {
-		globs += len(urls)
-	}
-	return exact, globs
+	return f.idx.nExact, f.idx.nGlob
 }
 
 // List returns the subscriptions of url, each kind ascending by key bytes:

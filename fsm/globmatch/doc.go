@@ -40,8 +40,7 @@
 //
 // # Engines
 //
-// As the project's design card asks, patterns are matched by
-// github.com/gobwas/glob: Compile translates the SQLite syntax into gobwas
+// Patterns are matched by github.com/gobwas/glob, a compiled matcher: Compile translates the SQLite syntax into gobwas
 // syntax (see translate.go), compiled with no separators. gobwas cannot
 // express every class; a class that mixes ranges with other members is
 // expanded into the set of its code points, and when it has more than
@@ -63,7 +62,7 @@
 // Index files each pattern under its literal prefix (the bytes before its
 // first '*', '?' or '[') in a radix tree, and Match tests only the
 // patterns whose prefix begins the topic; patterns without wildcards match
-// by the walk itself. An Index is not safe for concurrent mutation: its
-// owner (the fsm, under its RWMutex) serialises Add and Remove, and
-// concurrent Match calls are safe only while no Add or Remove runs.
+// by the walk itself. The tree is persistent: Clone is O(1), and a clone
+// copies the nodes it changes, so the fsm changes a clone per batch of
+// writes while notifies match on the published original without a lock.
 package globmatch

@@ -1,6 +1,7 @@
 package globmatch
 
 import (
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,20 +16,33 @@ import (
 // prefix of the topic; a pattern with no wildcard at all is its own prefix
 // and matches by the walk alone, with no test.
 //
-// The zero Index is empty and ready to use.
+// The tree is persistent: Clone returns a copy in O(1) that shares every
+// node, and Add and Remove copy the nodes they change unless the Index
+// made them itself since its last Clone. So a copy can be changed while
+// other goroutines match on the original, which never changes again once
+// nobody mutates it; the fsm publishes each batch's Index this way and
+// notifies match on it without a lock. A run of changes between two
+// Clones copies each node at most once.
 //
-// Index is not safe for concurrent mutation: the caller serialises Add and
-// Remove (the fsm holds a sync.RWMutex for writing around them). Concurrent
-// Match calls are safe as long as no Add or Remove runs at the same time.
+// The zero Index is empty and ready to use. One Index must not be changed
+// by two goroutines at once, nor changed while another goroutine matches
+// on that same Index.
 type Index struct {
-	root node
-	// all maps every pattern in the set to its compiled form.
-	all map[string]*Pattern
+	root *node
+	n    int
+	// owner marks the nodes this Index may change in place: the ones it
+	// created or copied since its last Clone.
+	owner *owner
 }
+
+// owner is a token compared by address; the field gives it a size, so
+// that two tokens never share an address.
+type owner struct{ _ byte }
 
 // node is a node of the radix tree. The key of a node is the concatenation
 // of the labels from the root down to it.
 type node struct {
+	owner *owner
 	// label is the edge from the parent; empty only for the root.
 	label string
 	// children, sorted by the first byte of their labels, which are
@@ -44,11 +58,45 @@ type node struct {
 
 // NewIndex returns an empty index.
 func NewIndex() *Index {
-	return &Index{all: make(map[string]*Pattern)}
+	return &Index{}
 }
 
 // Len returns the number of distinct patterns in the index.
-func (x *Index) Len() int { return len(x.all) }
+func (x *Index) Len() int { return x.n }
+
+// Clone returns an Index holding the same patterns, in O(1). Later
+// changes to either one leave the other as it is, so the receiver may be
+// matched by other goroutines while the clone is changed.
+func (x *Index) Clone() *Index {
+	// The receiver gets a fresh token too: the nodes it owned are shared
+	// from now on, and it must copy them before changing them.
+	x.owner = &owner{}
+	return &Index{root: x.root, n: x.n, owner: &owner{}}
+}
+
+// own returns n itself if x may change it, or a copy that x may change.
+func (x *Index) own(n *node) *node {
+	if x.owner == nil {
+		x.owner = &owner{}
+	}
+	if n.owner == x.owner {
+		return n
+	}
+	c := *n
+	c.owner = x.owner
+	c.children = slices.Clone(n.children)
+	c.globs = slices.Clone(n.globs)
+	return &c
+}
+
+// ownRoot makes the root changeable, creating it in a zero Index.
+func (x *Index) ownRoot() *node {
+	if x.root == nil {
+		x.root = &node{}
+	}
+	x.root = x.own(x.root)
+	return x.root
+}
 
 // literalPrefix returns the bytes of pattern before its first wildcard
 // character and whether there is one.
@@ -59,48 +107,80 @@ func literalPrefix(pattern string) (prefix string, wild bool) {
 	return pattern, false
 }
 
+// lookup returns the node whose key is key, or nil.
+func (x *Index) lookup(key string) *node {
+	n := x.root
+	for n != nil && key != "" {
+		i, found := n.find(key[0])
+		if !found || !strings.HasPrefix(key, n.children[i].label) {
+			return nil
+		}
+		n = n.children[i]
+		key = key[len(n.label):]
+	}
+	return n
+}
+
+// Has reports whether pattern is in the set.
+func (x *Index) Has(pattern string) bool {
+	prefix, wild := literalPrefix(pattern)
+	n := x.lookup(prefix)
+	if n == nil {
+		return false
+	}
+	if !wild {
+		return n.exact != nil
+	}
+	return slices.IndexFunc(n.globs, func(p *Pattern) bool { return p.src == pattern }) >= 0
+}
+
 // Add adds pattern to the set; adding a pattern already present does
 // nothing. The only error is a pattern that is not valid UTF-8
 // (ErrInvalidUTF8), which leaves the index unchanged.
 func (x *Index) Add(pattern string) error {
-	if _, ok := x.all[pattern]; ok {
+	if x.Has(pattern) {
 		return nil
 	}
+	return x.AddNew(pattern)
+}
+
+// AddNew is Add for a pattern the caller knows is absent: it skips the
+// check for a duplicate, which scans the patterns sharing the literal
+// prefix (all of them, when every pattern starts with a wildcard), so that
+// a caller keeping its own set of patterns builds an index in linear time.
+// A pattern added twice this way is yielded twice by Match.
+func (x *Index) AddNew(pattern string) error {
 	p, err := Compile(pattern)
 	if err != nil {
 		return err
 	}
-	if x.all == nil {
-		x.all = make(map[string]*Pattern)
-	}
-	x.all[pattern] = p
 	prefix, wild := literalPrefix(pattern)
-	n := x.root.insert(prefix)
+	n := x.insert(x.ownRoot(), prefix)
 	if wild {
 		n.globs = append(n.globs, p)
 	} else {
 		n.exact = p
 	}
+	x.n++
 	return nil
 }
 
-// insert returns the node whose key is n's key + key, creating it (and
-// splitting an edge) if needed.
-func (n *node) insert(key string) *node {
+// insert returns the node whose key is n's key + key, owned by x, creating
+// it (and splitting an edge) if needed. n is owned by x.
+func (x *Index) insert(n *node, key string) *node {
 	for key != "" {
 		i, found := n.find(key[0])
 		if !found {
-			c := &node{label: key}
-			n.children = append(n.children, nil)
-			copy(n.children[i+1:], n.children[i:])
-			n.children[i] = c
+			c := &node{owner: x.owner, label: key}
+			n.children = slices.Insert(n.children, i, c)
 			return c
 		}
-		c := n.children[i]
+		c := x.own(n.children[i])
+		n.children[i] = c
 		common := commonPrefixLen(key, c.label)
 		if common < len(c.label) {
 			// Split the edge: n -> mid -> c.
-			mid := &node{label: c.label[:common], children: []*node{c}}
+			mid := &node{owner: x.owner, label: c.label[:common], children: []*node{c}}
 			c.label = c.label[common:]
 			n.children[i] = mid
 			c = mid
@@ -114,30 +194,22 @@ func (n *node) insert(key string) *node {
 // Remove removes pattern from the set; removing a pattern that is absent
 // does nothing. Tree nodes left without patterns are pruned.
 func (x *Index) Remove(pattern string) {
-	p, ok := x.all[pattern]
-	if !ok {
+	if !x.Has(pattern) {
 		return
 	}
-	delete(x.all, pattern)
 	prefix, wild := literalPrefix(pattern)
-	x.root.remove(prefix, p, wild)
+	x.remove(x.ownRoot(), prefix, pattern, wild)
+	x.n--
 }
 
-// remove removes p (or the exact pattern, when !wild) from the node at
-// n's key + key and prunes the nodes left empty on the way back up. It
-// reports whether n itself is now empty and may be dropped by its parent.
-func (n *node) remove(key string, p *Pattern, wild bool) (empty bool) {
+// remove removes pattern (a glob when wild, else the exact pattern) from
+// the node at n's key + key, which holds it, and prunes the nodes left
+// empty on the way back up. n is owned by x. It reports whether n itself
+// is now empty and may be dropped by its parent.
+func (x *Index) remove(n *node, key, pattern string, wild bool) (empty bool) {
 	if key == "" {
 		if wild {
-			for k, g := range n.globs {
-				if g == p {
-					last := len(n.globs) - 1
-					n.globs[k] = n.globs[last]
-					n.globs[last] = nil
-					n.globs = n.globs[:last]
-					break
-				}
-			}
+			n.globs = slices.DeleteFunc(n.globs, func(p *Pattern) bool { return p.src == pattern })
 			if len(n.globs) == 0 {
 				n.globs = nil
 			}
@@ -145,19 +217,17 @@ func (n *node) remove(key string, p *Pattern, wild bool) (empty bool) {
 			n.exact = nil
 		}
 	} else {
-		i, found := n.find(key[0])
-		if !found || !strings.HasPrefix(key, n.children[i].label) {
-			return false // Not reachable for a pattern in the set.
-		}
-		c := n.children[i]
-		if c.remove(key[len(c.label):], p, wild) {
-			n.children = append(n.children[:i], n.children[i+1:]...)
+		i, _ := n.find(key[0])
+		c := x.own(n.children[i])
+		n.children[i] = c
+		if x.remove(c, key[len(c.label):], pattern, wild) {
+			n.children = slices.Delete(n.children, i, i+1)
 			if len(n.children) == 0 {
 				n.children = nil
 			}
 		} else if c.exact == nil && len(c.globs) == 0 && len(c.children) == 1 {
 			// c only relays to its single child: merge the two edges.
-			gc := c.children[0]
+			gc := x.own(c.children[0])
 			gc.label = c.label + gc.label
 			n.children[i] = gc
 		}
@@ -193,12 +263,13 @@ func commonPrefixLen(a, b string) int {
 // Match calls yield once for every distinct pattern in the index that
 // topic matches, in no particular order. A topic that is not valid UTF-8
 // matches no pattern: yield is not called. yield must not modify the
-// index.
+// index. Match only reads, so any number of goroutines may match on one
+// Index at once.
 func (x *Index) Match(topic []byte, yield func(pattern string)) {
-	if len(x.all) == 0 || !utf8.Valid(topic) {
+	if x.n == 0 || !utf8.Valid(topic) {
 		return
 	}
-	n := &x.root
+	n := x.root
 	rest := topic
 	for {
 		for _, g := range n.globs {

@@ -1,0 +1,367 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
+)
+
+// attempt is one try at applying a batch of log entries in one bbolt
+// transaction. A failed try is thrown away whole (bbolt rolled the
+// transaction back) and the next starts afresh from the same state, so
+// every try of a batch decides alike.
+type attempt struct {
+	f        *FSM
+	tx       *bolt.Tx
+	requests expiringTx
+	codes    expiringTx
+	// clock is the log clock (see keyClock) as of the entry being applied.
+	clock int64
+
+	out     []interface{}
+	effects []effect
+	// last is the index of the last entry of the batch (or the applied
+	// index before it, when every entry was applied already).
+	last uint64
+	// rows is the change this try made to each URL's row count, on top
+	// of the index's count (the index learns of it only after commit).
+	rows map[string]int
+}
+
+// entryError is a failure applying one entry, as opposed to committing.
+type entryError struct {
+	i   int // position in the batch
+	err error
+}
+
+func (e *entryError) Error() string { return fmt.Sprintf("entry %d of the batch: %v", e.i, e.err) }
+func (e *entryError) Unwrap() error { return e.err }
+
+// effect is one change to the in-memory index, applied after the bbolt
+// transaction that made it durable has committed.
+type effect struct {
+	remove   bool
+	node     *NodeInfo // set for member changes
+	kind     Kind
+	url      string
+	key      string
+	recovery string
+}
+
+var (
+	requestSet = expiring{keys: bucketRequests, byStamp: bucketReqTimes}
+	codeSet    = expiring{keys: bucketCodes, byStamp: bucketCodeExp}
+)
+
+// try applies logs in one transaction. Entries at or below applied are in
+// bbolt already: Raft replays the entries after its last snapshot on
+// every start, and applying them twice would turn a subscribe into a
+// conflict. refused holds the entries an earlier try found bbolt refuses
+// to store; they are answered with their error and otherwise skipped.
+func (f *FSM) try(logs []*raft.Log, applied uint64, refused map[int]error) (*attempt, error) {
+	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}}
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		if err := a.begin(tx); err != nil {
+			return err
+		}
+		for i, l := range logs {
+			if l.Index <= applied {
+				a.out[i] = Result{Outcome: Applied}
+				continue
+			}
+			a.last = l.Index
+			if l.Type != raft.LogCommand {
+				continue
+			}
+			if err, ok := refused[i]; ok {
+				a.out[i] = Result{Err: err}
+				continue
+			}
+			res, err := a.entry(l)
+			if err != nil {
+				return &entryError{i: i, err: err}
+			}
+			a.out[i] = res
+		}
+		return a.finish(applied)
+	})
+	return a, err
+}
+
+func (a *attempt) begin(tx *bolt.Tx) error {
+	a.tx = tx
+	var err error
+	if a.requests, err = requestSet.in(tx); err != nil {
+		return err
+	}
+	if a.codes, err = codeSet.in(tx); err != nil {
+		return err
+	}
+	if v := tx.Bucket(bucketMeta).Get(keyClock); len(v) == 8 {
+		a.clock = int64(binary.BigEndian.Uint64(v))
+	}
+	return nil
+}
+
+// finish drops expired request ids and codes and records the batch's
+// clock and last index. Dropping is garbage collection only: what it
+// drops, every later entry would judge expired anyway (the clock never
+// goes back), so when it runs does not change any outcome.
+func (a *attempt) finish(applied uint64) error {
+	if cutoff := a.clock - RequestRetention.Milliseconds(); cutoff > 0 {
+		if err := a.requests.dropBefore(cutoff); err != nil {
+			return err
+		}
+	}
+	if a.clock > 0 {
+		if err := a.codes.dropBefore(a.clock); err != nil {
+			return err
+		}
+	}
+	if a.last == applied {
+		return nil
+	}
+	meta := a.tx.Bucket(bucketMeta)
+	if err := meta.Put(keyClock, binary.BigEndian.AppendUint64(nil, uint64(a.clock))); err != nil {
+		return err
+	}
+	return meta.Put(keyApplied, binary.BigEndian.AppendUint64(nil, a.last))
+}
+
+// entry applies one command entry. An invalid entry is an error result
+// and changes nothing, not even the clock; the returned error is for a
+// store failure.
+func (a *attempt) entry(l *raft.Log) (Result, error) {
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		return Result{Err: err}, nil
+	}
+	if !l.AppendedAt.IsZero() {
+		a.clock = max(a.clock, l.AppendedAt.UnixMilli())
+	}
+	if prev, ok := a.seenRequest(cmd.ID); ok {
+		return Result{Outcome: prev}, nil
+	}
+	res := Result{Outcome: Replayed}
+	fresh, err := a.recordCode(cmd.AuthCode)
+	if err != nil {
+		return Result{}, fmt.Errorf("record auth code: %w", err)
+	}
+	if fresh {
+		if res, err = a.apply(cmd); err != nil {
+			return Result{}, fmt.Errorf("apply %s: %w", cmd.Op, err)
+		}
+	}
+	if cmd.ID != "" {
+		if err := a.requests.put([]byte(cmd.ID), a.clock, []byte{byte(res.Outcome)}); err != nil {
+			return Result{}, fmt.Errorf("record request id: %w", err)
+		}
+	}
+	return res, nil
+}
+
+// seenRequest returns the outcome of a request id applied within
+// RequestRetention of the log clock.
+func (a *attempt) seenRequest(id string) (Outcome, bool) {
+	if id == "" {
+		return 0, false
+	}
+	at, v, ok := a.requests.get([]byte(id))
+	if !ok || len(v) != 1 || at < a.clock-RequestRetention.Milliseconds() {
+		return 0, false
+	}
+	return Outcome(v[0]), true
+}
+
+// recordCode notes an HMAC code and reports whether it was fresh. Expiry
+// is judged by the log clock, so every replica decides alike.
+func (a *attempt) recordCode(c *AuthCode) (bool, error) {
+	if c == nil || len(c.Code) == 0 {
+		return true, nil
+	}
+	if exp, _, ok := a.codes.get(c.Code); ok && exp >= a.clock {
+		return false, nil
+	}
+	return true, a.codes.put(c.Code, c.ExpiresMs, nil)
+}
+
+func (a *attempt) apply(c Command) (Result, error) {
+	switch c.Op {
+	case OpSubscribeExact:
+		return a.subscribe(Exact, c.URL, string(c.Topic), c.Recovery, c.MaxPerURL)
+	case OpSubscribeGlob:
+		return a.subscribe(Glob, c.URL, c.Glob, c.Recovery, c.MaxPerURL)
+	case OpUnsubscribeExact:
+		return a.unsubscribe(Exact, c.URL, string(c.Topic))
+	case OpUnsubscribeGlob:
+		return a.unsubscribe(Glob, c.URL, c.Glob)
+	case OpSetSubscriptions:
+		return a.setSubscriptions(c)
+	case OpSetNode:
+		return a.setNode(*c.Node)
+	case OpRemoveNode:
+		return a.removeNode(c.Node.ID)
+	}
+	// Validate admits no other op.
+	return Result{Err: fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, c.Op)}, nil
+}
+
+// rowCount is how many rows url holds at this point of the batch. The
+// index is rebuilt from bbolt and follows every commit, so every replica
+// counts alike.
+func (a *attempt) rowCount(url string) int {
+	a.f.idxMu.RLock()
+	n := a.f.idx.perURL[url]
+	a.f.idxMu.RUnlock()
+	return n + a.rows[url]
+}
+
+func (a *attempt) subscribe(kind Kind, url, key, recovery string, maxPerURL int) (Result, error) {
+	b := a.tx.Bucket(kind.bucket())
+	k := makeKey(url, key)
+	if b.Get(k) != nil {
+		return Result{Outcome: Conflict}, nil
+	}
+	if maxPerURL > 0 && a.rowCount(url) >= maxPerURL {
+		return Result{Outcome: TooMany}, nil
+	}
+	if err := b.Put(k, []byte(recovery)); err != nil {
+		return Result{}, err
+	}
+	a.rows[url]++
+	a.effects = append(a.effects, effect{kind: kind, url: url, key: key, recovery: recovery})
+	return Result{Outcome: Applied}, nil
+}
+
+func (a *attempt) unsubscribe(kind Kind, url, key string) (Result, error) {
+	b := a.tx.Bucket(kind.bucket())
+	k := makeKey(url, key)
+	if b.Get(k) == nil {
+		return Result{Outcome: Conflict}, nil
+	}
+	if err := b.Delete(k); err != nil {
+		return Result{}, err
+	}
+	a.rows[url]--
+	a.effects = append(a.effects, effect{remove: true, kind: kind, url: url, key: key})
+	return Result{Outcome: Applied}, nil
+}
+
+type entry struct{ key, recovery string }
+
+func (a *attempt) setSubscriptions(c Command) (Result, error) {
+	if c.MaxPerURL > 0 && len(c.Exact)+len(c.Globs) > c.MaxPerURL {
+		return Result{Outcome: TooMany}, nil
+	}
+	exact := make([]entry, len(c.Exact))
+	for i, e := range c.Exact {
+		exact[i] = entry{string(e.Topic), e.Recovery}
+	}
+	globs := make([]entry, len(c.Globs))
+	for i, e := range c.Globs {
+		globs[i] = entry{e.Glob, e.Recovery}
+	}
+	if err := a.reconcile(Exact, c.URL, exact); err != nil {
+		return Result{}, err
+	}
+	if err := a.reconcile(Glob, c.URL, globs); err != nil {
+		return Result{}, err
+	}
+	return Result{Outcome: Applied}, nil
+}
+
+// reconcile makes the rows of url in one bucket equal to want (strictly
+// ascending, as Validate checks). Rows in both keep existing and take
+// want's recovery URL, so check_subscriptions reports the etag that was
+// just set.
+func (a *attempt) reconcile(kind Kind, url string, want []entry) error {
+	b := a.tx.Bucket(kind.bucket())
+	prefix := makeKey(url, "")
+	var have []entry
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		have = append(have, entry{string(k[len(prefix):]), string(v)})
+	}
+	put := func(e entry) error {
+		a.effects = append(a.effects, effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
+		return b.Put(makeKey(url, e.key), []byte(e.recovery))
+	}
+	del := func(e entry) error {
+		a.rows[url]--
+		a.effects = append(a.effects, effect{remove: true, kind: kind, url: url, key: e.key})
+		return b.Delete(makeKey(url, e.key))
+	}
+	i, j := 0, 0
+	for i < len(want) || j < len(have) {
+		var err error
+		switch {
+		case j == len(have) || (i < len(want) && want[i].key < have[j].key):
+			a.rows[url]++
+			err = put(want[i])
+			i++
+		case i == len(want) || want[i].key > have[j].key:
+			err = del(have[j])
+			j++
+		default:
+			if want[i].recovery != have[j].recovery {
+				err = put(want[i])
+			}
+			i++
+			j++
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *attempt) setNode(n NodeInfo) (Result, error) {
+	v, err := json.Marshal(n)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := a.tx.Bucket(bucketNodes).Put([]byte(n.ID), v); err != nil {
+		return Result{}, err
+	}
+	a.effects = append(a.effects, effect{node: &n})
+	return Result{Outcome: Applied}, nil
+}
+
+func (a *attempt) removeNode(id string) (Result, error) {
+	b := a.tx.Bucket(bucketNodes)
+	if b.Get([]byte(id)) == nil {
+		return Result{Outcome: Conflict}, nil
+	}
+	if err := b.Delete([]byte(id)); err != nil {
+		return Result{}, err
+	}
+	a.effects = append(a.effects, effect{remove: true, node: &NodeInfo{ID: id}})
+	return Result{Outcome: Applied}, nil
+}
+
+// makeKey lays rows out as u16 len(url) || url || key so that one URL's
+// rows are contiguous and ordered by key bytes: exactly the order the
+// strong etag hashes them in.
+func makeKey(url, key string) []byte {
+	k := make([]byte, 2+len(url)+len(key))
+	binary.BigEndian.PutUint16(k, uint16(len(url)))
+	copy(k[2:], url)
+	copy(k[2+len(url):], key)
+	return k
+}
+
+func splitKey(k []byte) (url, key string, err error) {
+	if len(k) < 2 {
+		return "", "", fmt.Errorf("corrupt row key %x", k)
+	}
+	n := int(binary.BigEndian.Uint16(k))
+	if len(k) < 2+n {
+		return "", "", fmt.Errorf("corrupt row key %x", k)
+	}
+	return string(k[2 : 2+n]), string(k[2+n:]), nil
+}
