@@ -98,7 +98,7 @@ const (
 	DefaultResponseHeaderTimeout = 10 * time.Second
 	// maxResponseHeaderBytes: a reply's headers are a few hundred bytes.
 	maxResponseHeaderBytes = 16 << 10
-	receiveIDLen         = 8
+	receiveIDLen           = 8
 	// inMemoryBody: messages up to this size are copied into each
 	// request's buffer instead of streamed from the spooled body.
 	inMemoryBody = 64 << 10
