@@ -102,11 +102,11 @@ func (f *Fanout) hostRefs(host string) int {
 // hold all MaxInFlight slots and the healthy one would wait for them.
 func TestSlowHostDoesNotDelayOtherNotifies(t *testing.T) {
 	const (
-		perHost     = 4
-		inFlight    = 16
-		concurrency = 8
+		perHost      = 4
+		inFlight     = 16
+		concurrency  = 8
 		slowNotifies = 4 // 4 × 8 workers: twice the node's slots
-		timeout     = 30 * time.Second
+		timeout      = 30 * time.Second
 	)
 	tp := startTarpit(t)
 	healthy := &confirmer{numSubscribers: 1}
