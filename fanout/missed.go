@@ -316,6 +316,7 @@ type Sweeper struct {
 	table    Table
 	auth     auth.Pair
 	route    func(ctx context.Context, u *url.URL, rawURL string) (context.Context, *http.Client, bool)
+	hosts    *hostLimiter
 	interval time.Duration
 	timeout  time.Duration
 	log      interface {
@@ -327,7 +328,7 @@ type Sweeper struct {
 // NewSweeper returns a sweeper that looks for due notices every interval.
 func (f *Fanout) NewSweeper(interval time.Duration) *Sweeper {
 	return &Sweeper{
-		store: f.missed, table: f.table, auth: f.auth, route: f.route,
+		store: f.missed, table: f.table, auth: f.auth, route: f.route, hosts: f.hosts,
 		interval: interval, timeout: f.cfg.Timeout, log: f.log,
 	}
 }
@@ -411,7 +412,17 @@ func (sw *Sweeper) post(ctx context.Context, rec MissedRecord) error {
 	if err != nil {
 		return fmt.Errorf("recovery URL: %w", err)
 	}
-	ctx, client, _ := sw.route(ctx, u, rec.Recovery)
+	ctx, client, own := sw.route(ctx, u, rec.Recovery)
+	if !own {
+		// Notices share the host's slots with deliveries, so that together
+		// they never need more connections than the transport allows one
+		// host: a delivery holding a node-wide slot never waits for one.
+		release, err := sw.hosts.acquire(ctx, hostKey(u))
+		if err != nil {
+			return fmt.Errorf("waiting for a slot of %s: %w", u.Host, err)
+		}
+		defer release()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rec.Recovery, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
