@@ -155,6 +155,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
+	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, cfg, ln.Addr()); err != nil {
+		return err
+	}
+	table := node.FSM()
+	// Notifies (HTTP and websocket) pass the node's read barrier before
+	// matching: see docs/consistency.md.
+	cfg.Fanout.Barrier = node
+	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
+	defer fan.Wait()
+
+	srv := api.New(cfg.API, node, node, table, fan, pair, log)
+	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
+
 	wsCfg := cfg.WS
 	wsCfg.NodeID = cfg.Cluster.NodeID
 	if wsCfg.AdvertiseHTTP == "" {
@@ -167,22 +180,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if wsCfg.SpoolThreshold == 0 {
 		wsCfg.SpoolThreshold = cfg.API.SpoolThreshold
 	}
-	policy, err := subscriberPolicy(ctx, cfg, ln.Addr(), wsCfg.AdvertiseHTTP)
-	if err != nil {
-		return err
-	}
-	cfg.Fanout.Policy = policy
-
-	table := node.FSM()
-	// Notifies (HTTP and websocket) pass the node's read barrier before
-	// matching: see docs/consistency.md.
-	cfg.Fanout.Barrier = node
-	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
-	defer fan.Wait()
-
-	srv := api.New(cfg.API, node, node, table, fan, pair, log)
-	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
-
 	hub, err := ws.New(wsCfg, node, table, fan, pair, log)
 	if err != nil {
 		return err
@@ -266,7 +263,7 @@ func Run(ctx context.Context, cfg Config) error {
 // subscriberPolicy builds the address policy of deliveries: the node's own
 // API and Raft listeners are refused, except for its internal websocket
 // URLs, and a token to subscribers needs https unless allowed otherwise.
-func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr, advertiseWS string) (*egress.Policy, error) {
+func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr) (*egress.Policy, error) {
 	ec := cfg.Egress
 	ec.OwnListeners = append(slices.Clone(ec.OwnListeners), api.String(), cfg.Cluster.RaftAddr)
 	// Advertised addresses reach this node too (through NAT, say); names
@@ -277,6 +274,10 @@ func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr, advertiseWS
 				ec.OwnListeners = append(ec.OwnListeners, a)
 			}
 		}
+	}
+	advertiseWS := cfg.WS.AdvertiseHTTP // as Run gives it to the hub
+	if advertiseWS == "" {
+		advertiseWS = cfg.Cluster.AdvertiseHTTP
 	}
 	ec.Exempt = internalURL(advertiseWS, cfg.Cluster.NodeID)
 	if cfg.SecretsFile != "" {
