@@ -191,16 +191,18 @@ func canonicalPrefixes(ps []netip.Prefix) []netip.Prefix {
 
 // Exempt reports whether rawURL is one of the node's own internal URLs.
 func (p *Policy) Exempt(rawURL string) bool {
-	return p.cfg.Exempt != nil && p.cfg.Exempt(rawURL)
+	return p != nil && p.cfg.Exempt != nil && p.cfg.Exempt(rawURL)
 }
 
 // CheckURL is the subscribe-time check: it refuses a URL whose host is a
 // literal address the policy denies, and a token-carrying http:// URL to
 // a host that is not loopback. Host names pass; they are checked when a
 // connection is made. A URL that does not parse passes too: it is not a
-// question of policy, and no delivery to it can be made.
+// question of policy, and no delivery to it can be made. A nil policy
+// allows everything, so that a caller holding it in an interface cannot
+// crash on an unset one.
 func (p *Policy) CheckURL(rawURL string) error {
-	if p.Exempt(rawURL) {
+	if p == nil || p.Exempt(rawURL) {
 		return nil
 	}
 	u, err := url.Parse(rawURL)

@@ -157,6 +157,14 @@ func TestCheckURL(t *testing.T) {
 	}
 }
 
+func TestNilPolicyAllows(t *testing.T) {
+	var p *Policy
+	var checker interface{ CheckURL(string) error } = p
+	if err := checker.CheckURL("http://169.254.169.254/"); err != nil || p.Exempt("http://x/") {
+		t.Fatalf("nil policy: %v", err)
+	}
+}
+
 func TestCheckURLShortensLongURLs(t *testing.T) {
 	p, err := New(context.Background(), Config{})
 	if err != nil {
