@@ -789,27 +789,36 @@ func TestNewAppliesConfigDefaults(t *testing.T) {
 	f := New(Config{}, newTable(), nil, auth.NonePair(), nil, nil)
 	c := f.cfg
 	if c.Concurrency != DefaultConcurrency || c.MaxInFlight != DefaultMaxInFlight ||
-		c.Timeout != DefaultTimeout || c.MaxReplyBytes != DefaultMaxReplyBytes || c.Client == nil {
+		c.Timeout != DefaultTimeout || c.MaxReplyBytes != DefaultMaxReplyBytes ||
+		c.MaxPerHost != DefaultMaxPerHost || c.ResponseHeaderTimeout != DefaultResponseHeaderTimeout || f.client == nil {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	if cap(f.sem) != DefaultMaxInFlight {
 		t.Errorf("in-flight semaphore of %d, want %d", cap(f.sem), DefaultMaxInFlight)
 	}
-	tr, ok := c.Client.Transport.(*http.Transport)
+	tr, ok := f.client.Transport.(*http.Transport)
 	if !ok {
-		t.Fatalf("transport %T", c.Client.Transport)
+		t.Fatalf("transport %T", f.client.Transport)
 	}
-	if tr.MaxIdleConnsPerHost != DefaultMaxInFlight || tr.MaxIdleConns != 0 || !tr.DisableCompression {
-		t.Errorf("transport: MaxIdleConnsPerHost=%d MaxIdleConns=%d DisableCompression=%v, want %d, 0 (no cap), true",
-			tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tr.DisableCompression, DefaultMaxInFlight)
+	if tr.MaxIdleConnsPerHost != DefaultMaxPerHost || tr.MaxConnsPerHost != DefaultMaxPerHost || tr.MaxIdleConns != 0 ||
+		!tr.DisableCompression || tr.Proxy != nil {
+		t.Errorf("transport: MaxIdleConnsPerHost=%d MaxConnsPerHost=%d MaxIdleConns=%d DisableCompression=%v proxy set=%v, want %d, %d, 0 (no cap), true, false",
+			tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost, tr.MaxIdleConns, tr.DisableCompression, tr.Proxy != nil, DefaultMaxPerHost, DefaultMaxPerHost)
 	}
-	if err := c.Client.CheckRedirect(nil, nil); !errors.Is(err, http.ErrUseLastResponse) {
+	if tr.ResponseHeaderTimeout != DefaultResponseHeaderTimeout || tr.MaxResponseHeaderBytes != 16<<10 {
+		t.Errorf("transport: ResponseHeaderTimeout=%v MaxResponseHeaderBytes=%d", tr.ResponseHeaderTimeout, tr.MaxResponseHeaderBytes)
+	}
+	if err := f.client.CheckRedirect(nil, nil); !errors.Is(err, http.ErrUseLastResponse) {
 		t.Errorf("CheckRedirect = %v, want ErrUseLastResponse", err)
+	}
+	// The reply-header wait never outlasts the delivery's deadline.
+	if h := New(Config{Timeout: time.Second}, newTable(), nil, auth.NonePair(), nil, nil); h.cfg.ResponseHeaderTimeout != time.Second {
+		t.Errorf("ResponseHeaderTimeout %v with a 1s Timeout", h.cfg.ResponseHeaderTimeout)
 	}
 
 	own := &http.Client{}
 	g := New(Config{Concurrency: 3, MaxInFlight: 7, Timeout: time.Second, MaxReplyBytes: 10, Client: own}, newTable(), nil, auth.NonePair(), nil, nil)
-	if g.cfg.Concurrency != 3 || g.cfg.MaxInFlight != 7 || g.cfg.Timeout != time.Second || g.cfg.MaxReplyBytes != 10 || g.cfg.Client != own {
+	if g.cfg.Concurrency != 3 || g.cfg.MaxInFlight != 7 || g.cfg.Timeout != time.Second || g.cfg.MaxReplyBytes != 10 || g.client != own || g.own != own {
 		t.Errorf("explicit config overridden: %+v", g.cfg)
 	}
 }

@@ -14,13 +14,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -67,6 +71,20 @@ type Config struct {
 	// TLS configures the built client's https connections (extra CAs);
 	// nil verifies subscribers against the system's roots.
 	TLS *tls.Config
+	// Policy decides which addresses the built client may connect to
+	// (RECEIVE and MISSED alike); nil allows every address. URLs it
+	// exempts (the node's own websocket rows) go through a second client
+	// without the policy, so that no connection one opens is reused by
+	// the other.
+	Policy *egress.Policy
+	// MaxPerHost bounds the deliveries in flight to one host:port, across
+	// all notifies. A delivery waits for its host's slot before it takes
+	// one of MaxInFlight, so a host that never answers holds at most this
+	// many of them. The node's own websocket rows are not limited.
+	MaxPerHost int
+	// ResponseHeaderTimeout bounds the wait for a reply's headers once
+	// the request is sent; never more than Timeout.
+	ResponseHeaderTimeout time.Duration
 }
 
 const (
@@ -74,7 +92,13 @@ const (
 	DefaultMaxInFlight   = 512
 	DefaultTimeout       = 30 * time.Second
 	DefaultMaxReplyBytes = 64 << 10
-	receiveIDLen         = 8
+	DefaultMaxPerHost    = 64
+	// DefaultResponseHeaderTimeout is generous for a subscriber that
+	// acknowledges before it processes, as the protocol expects.
+	DefaultResponseHeaderTimeout = 10 * time.Second
+	// maxResponseHeaderBytes: a reply's headers are a few hundred bytes.
+	maxResponseHeaderBytes = 16 << 10
+	receiveIDLen           = 8
 	// inMemoryBody: messages up to this size are copied into each
 	// request's buffer instead of streamed from the spooled body.
 	inMemoryBody = 64 << 10
@@ -93,26 +117,43 @@ func (c *Config) setDefaults() {
 	if c.MaxReplyBytes <= 0 {
 		c.MaxReplyBytes = DefaultMaxReplyBytes
 	}
-	if c.Client == nil {
-		c.Client = NewClient(c.MaxInFlight, c.TLS)
+	if c.MaxPerHost <= 0 {
+		c.MaxPerHost = DefaultMaxPerHost
 	}
+	if c.ResponseHeaderTimeout <= 0 {
+		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	c.ResponseHeaderTimeout = min(c.ResponseHeaderTimeout, c.Timeout)
 }
 
-// NewClient returns an HTTP client for deliveries: it keeps enough idle
-// connections per subscriber host for the configured parallelism and never
-// follows redirects (a subscriber's URL is used exactly as registered).
-func NewClient(maxConns int, tlsConf *tls.Config) *http.Client {
+// newClient returns an HTTP client for deliveries. perHost bounds its
+// connections to one host (0: no bound), and as many stay idle for reuse;
+// dial, when set, replaces the dialer (the address policy). It never
+// follows redirects (a subscriber's URL is used exactly as registered)
+// and never uses a proxy: the policy judges the address actually dialled,
+// which through a proxy would be the proxy's.
+func newClient(c *Config, perHost int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if tlsConf != nil {
-		tr.TLSClientConfig = tlsConf.Clone()
+	tr.Proxy = nil
+	if dial != nil {
+		tr.DialContext = dial
+	}
+	if c.TLS != nil {
+		tr.TLSClientConfig = c.TLS.Clone()
 	}
 	// No cap on idle connections in total: with one subscriber per host
 	// (the common shape) any cap below the number of subscribers makes
 	// every delivery dial a new connection.
 	tr.MaxIdleConns = 0
-	tr.MaxIdleConnsPerHost = maxConns
+	tr.MaxConnsPerHost = perHost
+	tr.MaxIdleConnsPerHost = c.MaxInFlight
+	if perHost > 0 {
+		tr.MaxIdleConnsPerHost = perHost
+	}
 	tr.IdleConnTimeout = 90 * time.Second
 	tr.DisableCompression = true
+	tr.ResponseHeaderTimeout = c.ResponseHeaderTimeout
+	tr.MaxResponseHeaderBytes = maxResponseHeaderBytes
 	return &http.Client{
 		Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -140,7 +181,11 @@ type Fanout struct {
 	missed  *MissedStore
 	log     *slog.Logger
 	sem     chan struct{}
+	hosts   *hostLimiter
 	wg      sync.WaitGroup
+
+	// client calls subscribers; own calls the URLs the policy exempts.
+	client, own *http.Client
 
 	stats Stats
 }
@@ -158,10 +203,43 @@ func New(cfg Config, table Table, remover Remover, pair auth.Pair, missed *Misse
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Fanout{
+	f := &Fanout{
 		cfg: cfg, table: table, remover: remover, auth: pair, missed: missed, log: log,
-		sem: make(chan struct{}, cfg.MaxInFlight),
+		sem:    make(chan struct{}, cfg.MaxInFlight),
+		hosts:  newHostLimiter(cfg.MaxPerHost),
+		client: cfg.Client, own: cfg.Client,
 	}
+	if f.client == nil {
+		var dial func(context.Context, string, string) (net.Conn, error)
+		if cfg.Policy != nil {
+			dial = cfg.Policy.DialContext
+		}
+		f.client = newClient(&f.cfg, cfg.MaxPerHost, dial)
+		f.own = f.client
+		if cfg.Policy != nil {
+			f.own = newClient(&f.cfg, 0, nil)
+		}
+	}
+	return f
+}
+
+// CloseIdleConnections closes the keep-alive connections to subscribers.
+func (f *Fanout) CloseIdleConnections() {
+	f.client.CloseIdleConnections()
+	f.own.CloseIdleConnections()
+}
+
+// route picks the client for rawURL and marks ctx for the policy's
+// dialer; own reports a URL of the node itself, which the policy exempts.
+func (f *Fanout) route(ctx context.Context, u *url.URL, rawURL string) (_ context.Context, _ *http.Client, own bool) {
+	p := f.cfg.Policy
+	if p == nil {
+		return ctx, f.client, false
+	}
+	if p.Exempt(rawURL) {
+		return ctx, f.own, true
+	}
+	return p.Context(ctx, u), f.client, false
 }
 
 // Stats returns the delivery counters.
@@ -231,8 +309,25 @@ func (f *Fanout) deadline(length uint64) time.Duration {
 	return f.cfg.Timeout + time.Duration(length>>20)*time.Second
 }
 
-// deliverOne returns the subscribers the delivery counts for.
+// deliverOne returns the subscribers the delivery counts for. It waits
+// for a slot of the subscriber's host first and only then for one of the
+// node's: a delivery queued behind a slow host holds nothing other
+// notifies need.
 func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) uint32 {
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		f.failed(m, s, fmt.Errorf("subscriber URL: %w", err))
+		return 0
+	}
+	rctx, client, own := f.route(ctx, u, s.URL)
+	if !own {
+		release, err := f.hosts.acquire(ctx, hostKey(u))
+		if err != nil {
+			f.failed(m, s, fmt.Errorf("waiting for a delivery slot of %s: %w", u.Host, err))
+			return 0
+		}
+		defer release()
+	}
 	select {
 	case f.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -241,7 +336,7 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 	}
 	defer func() { <-f.sem }()
 
-	n, err := f.receive(ctx, m, s)
+	n, err := f.receive(rctx, client, m, s)
 	if err != nil {
 		f.failed(m, s, err)
 		return 0
@@ -249,7 +344,7 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 	return n
 }
 
-func (f *Fanout) receive(ctx context.Context, m Message, s fsm.Subscription) (uint32, error) {
+func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s fsm.Subscription) (uint32, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.deadline(m.Length))
 	defer cancel()
 
@@ -294,7 +389,7 @@ func (f *Fanout) receive(ctx context.Context, m Message, s fsm.Subscription) (ui
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := f.cfg.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("post: %w", err)
 	}
@@ -341,6 +436,66 @@ func (f *Fanout) unsubscribe(s fsm.Subscription) {
 			f.log.Warn("removing subscription after UNSUBSCRIBE_IMMEDIATE failed", "url", s.URL, "err", err)
 		}
 	}()
+}
+
+// hostKey names the host:port a URL connects to, as the per-host limit
+// counts it.
+func hostKey(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if strings.EqualFold(u.Scheme, "https") {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// hostLimiter bounds the deliveries in flight to each host. Entries exist
+// only while some delivery holds or awaits a slot, so hosts seen once do
+// not accumulate.
+type hostLimiter struct {
+	max   int
+	mu    sync.Mutex
+	hosts map[string]*hostSlots
+}
+
+type hostSlots struct {
+	sem  chan struct{}
+	refs int // holders and waiters
+}
+
+func newHostLimiter(max int) *hostLimiter {
+	return &hostLimiter{max: max, hosts: map[string]*hostSlots{}}
+}
+
+func (l *hostLimiter) acquire(ctx context.Context, host string) (release func(), err error) {
+	l.mu.Lock()
+	h := l.hosts[host]
+	if h == nil {
+		h = &hostSlots{sem: make(chan struct{}, l.max)}
+		l.hosts[host] = h
+	}
+	h.refs++
+	l.mu.Unlock()
+	select {
+	case h.sem <- struct{}{}:
+		return func() {
+			<-h.sem
+			l.leave(host, h)
+		}, nil
+	case <-ctx.Done():
+		l.leave(host, h)
+		return nil, ctx.Err()
+	}
+}
+
+func (l *hostLimiter) leave(host string, h *hostSlots) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h.refs--; h.refs == 0 {
+		delete(l.hosts, host)
+	}
 }
 
 func (f *Fanout) failed(m Message, s fsm.Subscription, err error) {

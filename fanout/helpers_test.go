@@ -128,7 +128,7 @@ func newFanout(t testing.TB, cfg Config, table Table, rem Remover, pair auth.Pai
 	f := New(cfg, table, rem, pair, missed, quietLog())
 	t.Cleanup(func() {
 		f.Wait()
-		f.cfg.Client.CloseIdleConnections()
+		f.CloseIdleConnections()
 	})
 	return f
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -314,7 +315,8 @@ type Sweeper struct {
 	store    *MissedStore
 	table    Table
 	auth     auth.Pair
-	client   *http.Client
+	route    func(ctx context.Context, u *url.URL, rawURL string) (context.Context, *http.Client, bool)
+	hosts    *hostLimiter
 	interval time.Duration
 	timeout  time.Duration
 	log      interface {
@@ -326,7 +328,7 @@ type Sweeper struct {
 // NewSweeper returns a sweeper that looks for due notices every interval.
 func (f *Fanout) NewSweeper(interval time.Duration) *Sweeper {
 	return &Sweeper{
-		store: f.missed, table: f.table, auth: f.auth, client: f.cfg.Client,
+		store: f.missed, table: f.table, auth: f.auth, route: f.route, hosts: f.hosts,
 		interval: interval, timeout: f.cfg.Timeout, log: f.log,
 	}
 }
@@ -406,6 +408,21 @@ func (sw *Sweeper) post(ctx context.Context, rec MissedRecord) error {
 	if err != nil {
 		return fmt.Errorf("sign missed: %w", err)
 	}
+	u, err := url.Parse(rec.Recovery)
+	if err != nil {
+		return fmt.Errorf("recovery URL: %w", err)
+	}
+	ctx, client, own := sw.route(ctx, u, rec.Recovery)
+	if !own {
+		// Notices share the host's slots with deliveries, so that together
+		// they never need more connections than the transport allows one
+		// host: a delivery holding a node-wide slot never waits for one.
+		release, err := sw.hosts.acquire(ctx, hostKey(u))
+		if err != nil {
+			return fmt.Errorf("waiting for a slot of %s: %w", u.Host, err)
+		}
+		defer release()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rec.Recovery, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
@@ -414,7 +431,7 @@ func (sw *Sweeper) post(ctx context.Context, rec MissedRecord) error {
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	resp, err := sw.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("post: %w", err)
 	}

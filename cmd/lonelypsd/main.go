@@ -30,6 +30,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
 	"github.com/lonelypsd/lonelypsd/fanout"
+	"github.com/lonelypsd/lonelypsd/fanout/egress"
 )
 
 const usage = `lonelypsd: pub/sub over HTTP, wire-compatible with lonelypss.
@@ -105,6 +106,11 @@ type nodeFlags struct {
 	deliveryTimeout     time.Duration
 	deliveryConcurrency int
 	deliveryMaxInFlight int
+	deliveryMaxPerHost  int
+	deliveryHeaderWait  time.Duration
+	subscriberAllow     egress.Prefixes
+	subscriberDeny      egress.Prefixes
+	tokenOverHTTP       bool
 	missedSweepInterval time.Duration
 	shutdownTimeout     time.Duration
 	heartbeatTimeout    time.Duration
@@ -166,6 +172,11 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&f.deliveryTimeout, "delivery-timeout", fanout.DefaultTimeout, "deadline of one delivery, plus one second per MiB of message")
 	fs.IntVar(&f.deliveryConcurrency, "delivery-concurrency", fanout.DefaultConcurrency, "deliveries one notify runs at once")
 	fs.IntVar(&f.deliveryMaxInFlight, "delivery-max-in-flight", fanout.DefaultMaxInFlight, "deliveries all notifies together run at once")
+	fs.IntVar(&f.deliveryMaxPerHost, "delivery-max-per-host", fanout.DefaultMaxPerHost, "deliveries to one subscriber HOST:PORT in flight at once (and connections to it); more wait without holding a --delivery-max-in-flight slot")
+	fs.DurationVar(&f.deliveryHeaderWait, "delivery-response-header-timeout", fanout.DefaultResponseHeaderTimeout, "how long a subscriber may take to start its reply once a delivery is sent (at most --delivery-timeout)")
+	fs.Var(&f.subscriberAllow, "subscriber-allow-cidr", "address ranges subscribers may be at although the defaults refuse them (link-local, unspecified, multicast, broadcast), e.g. 169.254.169.254/32; repeat or separate with commas. The longest matching allow or deny range decides (deny on a tie); the node's own API and Raft listeners stay refused")
+	fs.Var(&f.subscriberDeny, "subscriber-deny-cidr", "address ranges subscribers may not be at, checked on every resolved address when connecting, e.g. 0.0.0.0/0,::/0 with --subscriber-allow-cidr 10.20.0.0/16 to allow one network only; repeat or separate with commas")
+	fs.BoolVar(&f.tokenOverHTTP, "allow-token-over-http", false, "with token auth to subscribers, also send the token over http:// to hosts that are not loopback (in clear)")
 	fs.DurationVar(&f.missedSweepInterval, "missed-sweep-interval", time.Second, "how often due MISSED notices are sent")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may run after SIGTERM")
 	fs.DurationVar(&f.heartbeatTimeout, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
@@ -287,7 +298,9 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		},
 		Fanout: fanout.Config{
 			Concurrency: f.deliveryConcurrency, MaxInFlight: f.deliveryMaxInFlight, Timeout: f.deliveryTimeout,
+			MaxPerHost: f.deliveryMaxPerHost, ResponseHeaderTimeout: f.deliveryHeaderWait,
 		},
+		Egress:              egress.Config{Allow: f.subscriberAllow, Deny: f.subscriberDeny, AllowTokenOverHTTP: f.tokenOverHTTP},
 		HTTPAddr:            f.httpAddr,
 		DebugAddr:           f.debugAddr,
 		SecretsFile:         f.secrets,

@@ -12,16 +12,22 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fanout"
+	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -30,6 +36,10 @@ type Config struct {
 	Cluster cluster.Config
 	API     api.Config
 	Fanout  fanout.Config
+	// Egress is the subscriber address policy (allowed and denied ranges,
+	// token over http); Run adds the node's own listeners, its internal
+	// websocket URLs and whether subscribers get a token.
+	Egress egress.Config
 	// WS tunes the websocket endpoint; the node's identity, advertised
 	// address, TLS and spool settings are filled in by Run.
 	WS ws.Config
@@ -145,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
+	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, cfg, ln.Addr()); err != nil {
+		return err
+	}
 	table := node.FSM()
 	// Notifies (HTTP and websocket) pass the node's read barrier before
 	// matching: see docs/consistency.md.
@@ -245,6 +258,61 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
+}
+
+// subscriberPolicy builds the address policy of deliveries: the node's own
+// API and Raft listeners are refused, except for its internal websocket
+// URLs, and a token to subscribers needs https unless allowed otherwise.
+func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr) (*egress.Policy, error) {
+	ec := cfg.Egress
+	ec.OwnListeners = append(slices.Clone(ec.OwnListeners), api.String(), cfg.Cluster.RaftAddr)
+	// Advertised addresses reach this node too (through NAT, say); names
+	// are left out, as they may not resolve yet at start-up.
+	for _, a := range []string{cfg.Cluster.AdvertiseHTTP, cfg.Cluster.AdvertiseRaft} {
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			if _, err := netip.ParseAddr(host); err == nil {
+				ec.OwnListeners = append(ec.OwnListeners, a)
+			}
+		}
+	}
+	advertiseWS := cfg.WS.AdvertiseHTTP // as Run gives it to the hub
+	if advertiseWS == "" {
+		advertiseWS = cfg.Cluster.AdvertiseHTTP
+	}
+	ec.Exempt = internalURL(advertiseWS, cfg.Cluster.NodeID)
+	if cfg.SecretsFile != "" {
+		secrets, err := auth.LoadSecrets(cfg.SecretsFile)
+		if err != nil {
+			return nil, err
+		}
+		ec.TokenAuth = secrets.ToSubscriber.Type == auth.TypeToken
+	}
+	p, err := egress.New(ctx, ec)
+	if err != nil {
+		return nil, fmt.Errorf("subscriber address policy: %w", err)
+	}
+	return p, nil
+}
+
+// internalURL recognises the URLs of this node's websocket rows, as the
+// hub writes them (api/ws): its advertised address (an unspecified host
+// there means loopback), an internal path, and this node's id.
+func internalURL(advertise, nodeID string) func(string) bool {
+	if host, port, err := net.SplitHostPort(advertise); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			advertise = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return func(raw string) bool {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.EqualFold(u.Host, advertise) {
+			return false
+		}
+		if u.Path != ws.PathReceive && u.Path != ws.PathMissed {
+			return false
+		}
+		return u.Query().Get("node") == nodeID
+	}
 }
 
 // remover removes subscriptions whose subscriber answered

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api"
+	"github.com/lonelypsd/lonelypsd/api/client"
+)
+
+// apiChecksSubscriberURLs reports whether api.Config can take a subscriber
+// URL policy (a field whose interface type has CheckURL). Until it can,
+// the node cannot answer 400 at subscribe time; delete this guard once it
+// is wired.
+func apiChecksSubscriberURLs() bool {
+	t := reflect.TypeFor[api.Config]()
+	for i := range t.NumField() {
+		ft := t.Field(i).Type
+		if ft.Kind() == reflect.Interface {
+			if _, ok := ft.MethodByName("CheckURL"); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestSubscribeToLinkLocalAddressIsRefused: the cloud metadata address is
+// refused at subscribe time with a message naming the flag that would
+// allow it, and nothing is stored.
+func TestSubscribeToLinkLocalAddressIsRefused(t *testing.T) {
+	if !apiChecksSubscriberURLs() {
+		t.Skip("api.Config has no subscriber URL policy yet")
+	}
+	node := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	c := node.Client()
+	for _, u := range []string{"http://169.254.169.254/x", "http://[fe80::1]:8080/x"} {
+		err := c.SubscribeExact(ctx, u, []byte("t"), "")
+		var se *client.StatusError
+		if !errors.As(err, &se) || se.Code != http.StatusBadRequest ||
+			!strings.Contains(se.Body, "link-local") || !strings.Contains(se.Body, "--subscriber-allow-cidr") {
+			t.Fatalf("subscribe %s: %v, want 400 naming link-local and --subscriber-allow-cidr", u, err)
+		}
+	}
+	if n, err := c.Notify(ctx, []byte("t"), []byte("x")); err != nil || n != 0 {
+		t.Fatalf("notify after refused subscriptions: %d, %v", n, err)
+	}
+}
+
+func argValue(args []string, name string) string {
+	if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+// TestDeliveryToOwnListenerByNameIsRefused: subscriptions that reach the
+// node's own API and Raft listeners through a host name pass the
+// subscribe-time check (a name is judged when it is connected to), but
+// the deliveries and MISSED notices are refused when connecting: the
+// notify counts nothing, the refusal is logged, and the API never sees
+// the request (it logs every request it refuses, as it would this one).
+func TestDeliveryToOwnListenerByNameIsRefused(t *testing.T) {
+	node := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	c := node.Client()
+	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(node.HTTP, "http://"))
+	_, raftPort, _ := net.SplitHostPort(argValue(node.args, "--raft-addr"))
+	probe := fmt.Sprintf("/probe-%d", time.Now().UnixNano())
+	apiURL := "http://localhost:" + apiPort + probe
+	raftURL := "http://localhost:" + raftPort + probe
+	if err := c.SubscribeExact(ctx, apiURL, []byte("self"), apiURL+"-missed"); err != nil {
+		t.Fatalf("subscribe by host name: %v", err)
+	}
+	if err := c.SubscribeExact(ctx, raftURL, []byte("self"), ""); err != nil {
+		t.Fatalf("subscribe by host name: %v", err)
+	}
+	n, err := c.Notify(ctx, []byte("self"), []byte("hello me"))
+	if err != nil || n != 0 {
+		t.Fatalf("notify: %d, %v; want 0", n, err)
+	}
+	waitFor(t, "the refusals to be logged", 10*time.Second, func() bool {
+		logs := node.Logs()
+		return strings.Count(logs, "own API or Raft listener") >= 3 &&
+			strings.Contains(logs, "missed notice not accepted")
+	})
+	if strings.Contains(node.Logs(), "path="+probe) {
+		t.Fatalf("a delivery reached the node's own API:\n%s", node.Logs())
+	}
+	// The same request sent directly is seen and logged: the check above
+	// would notice a delivery that got through.
+	resp, err := http.Post(node.HTTP+probe+"-direct", "application/octet-stream", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the direct request to be logged", 10*time.Second, func() bool {
+		return strings.Contains(node.Logs(), "path="+probe+"-direct")
+	})
+}
+
+// e2eTarpit accepts connections on 127.0.0.1 and never answers.
+type e2eTarpit struct {
+	ln                 net.Listener
+	mu                 sync.Mutex
+	open, most, closed int
+	conns              []net.Conn
+}
+
+func startE2ETarpit(t *testing.T) *e2eTarpit {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &e2eTarpit{ln: ln}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tp.mu.Lock()
+			tp.open++
+			tp.most = max(tp.most, tp.open)
+			tp.conns = append(tp.conns, conn)
+			tp.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(io.Discard, conn)
+				tp.mu.Lock()
+				tp.open--
+				tp.closed++
+				tp.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		tp.mu.Lock()
+		for _, c := range tp.conns {
+			_ = c.Close()
+		}
+		tp.mu.Unlock()
+		wg.Wait()
+	})
+	return tp
+}
+
+func (tp *e2eTarpit) counts() (open, most, closed int) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.open, tp.most, tp.closed
+}
+
+// TestTarpitHostDoesNotDelayHealthyNotifies reproduces the stall: 600
+// subscriptions at a host that accepts connections and never answers, 16
+// notifies to them at once (1,024 delivery workers for 512 node-wide
+// slots), then 50 notifies to a healthy subscriber on another topic. Each
+// healthy notify must complete while every tarpit delivery is still
+// pending: none may have been given up (which would free a slot) before
+// the last healthy notify returns. The latencies go to the test log.
+func TestTarpitHostDoesNotDelayHealthyNotifies(t *testing.T) {
+	const (
+		subs      = 600
+		notifiers = 16
+		perHost   = 64 // --delivery-max-per-host default
+		healthy   = 50
+	)
+	node := startNode(t, t.TempDir(), "--delivery-response-header-timeout", "30s", "--delivery-timeout", "60s")
+	ctx := ctxT(t)
+	c := node.Client()
+	tp := startE2ETarpit(t)
+	sub := startSubscriber(t, client.NewSubscriber())
+	if err := c.SubscribeExact(ctx, sub.Receive, []byte("fast"), ""); err != nil {
+		t.Fatal(err)
+	}
+	subscribeMany(t, ctx, c, subs, func(i int) string { return fmt.Sprintf("http://%s/s/%d", tp.ln.Addr(), i) })
+
+	slowCtx, stopSlow := context.WithCancel(ctx)
+	var slow sync.WaitGroup
+	for range notifiers {
+		slow.Add(1)
+		go func() {
+			defer slow.Done()
+			_, _ = c.Notify(slowCtx, []byte("slow"), []byte("x"))
+		}()
+	}
+	t.Cleanup(func() { stopSlow(); slow.Wait() })
+	waitFor(t, "the tarpit to hold its share of connections", 20*time.Second, func() bool {
+		open, _, _ := tp.counts()
+		return open >= perHost
+	})
+
+	lat := make([]time.Duration, 0, healthy)
+	for i := range healthy {
+		start := time.Now()
+		n, err := c.Notify(ctx, []byte("fast"), []byte(fmt.Sprintf("m%d", i)))
+		lat = append(lat, time.Since(start))
+		if err != nil || n != 1 {
+			t.Fatalf("healthy notify %d: %d, %v", i, n, err)
+		}
+	}
+	_, most, closed := tp.counts()
+	if closed != 0 {
+		t.Fatalf("%d tarpit deliveries ended before the healthy notifies did: they waited for slots", closed)
+	}
+	if most > perHost {
+		t.Fatalf("the tarpit held %d connections at once, limit %d", most, perHost)
+	}
+	slices.Sort(lat)
+	t.Logf("healthy notify latency with %d tarpit subscriptions and %d stuck notifies: p50 %v, p99 %v, max %v (n=%d); tarpit held %d connections",
+		subs, notifiers, lat[len(lat)/2], lat[(len(lat)*99+99)/100-1], lat[len(lat)-1], len(lat), most)
+}
+
+// subscribeMany subscribes n URLs to "slow", a few at a time.
+func subscribeMany(t *testing.T, ctx context.Context, c *client.Client, n int, url func(int) string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	next := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := c.SubscribeExact(ctx, url(i), []byte("slow"), ""); err != nil {
+					errs <- fmt.Errorf("subscribe %d: %w", i, err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
