@@ -175,7 +175,7 @@ func TestApplyWithoutLeaderAnswersWithinTheDeadline(t *testing.T) {
 	// A node told to join nobody reachable never gets a leader.
 	node, err := Open(Config{
 		NodeID: "alone", RaftAddr: freeAddr(t), DataDir: t.TempDir(), AdvertiseHTTP: freeAddr(t),
-		Join: []string{freeAddr(t)}, Logger: slog.New(slog.DiscardHandler),
+		Join: []string{freeAddr(t)}, Secret: "test-secret", Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
