@@ -173,8 +173,18 @@ const (
 	maxEntrySize = 64 << 20
 )
 
-// ErrInvalidCommand: a command was refused before it was proposed.
-var ErrInvalidCommand = errors.New("cluster: invalid command")
+// invalidError is a refusal of the request itself: the API answers it
+// with 400 (it classifies errors through BadRequest, with errors.As).
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+// BadRequest reports that the request, not the node, is at fault.
+func (e *invalidError) BadRequest() bool { return true }
+
+// ErrInvalidCommand: a command was refused before it was proposed; it
+// implements BadRequest() bool (true).
+var ErrInvalidCommand error = &invalidError{"cluster: invalid command"}
 
 // validateCommand checks cmd's fields before it is proposed.
 func validateCommand(cmd fsm.Command) error {

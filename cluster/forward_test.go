@@ -30,6 +30,7 @@ func TestClusterErrorsAreUnavailable(t *testing.T) {
 		{"wrapped twice", fmt.Errorf("a: %w", fmt.Errorf("b: %w", ErrNoLeader)), true},
 		{"raft's no space", mapRaftErr(fmt.Errorf("store logs: %w", syscall.ENOSPC)), true},
 		{"invalid command", ErrInvalidCommand, false},
+		{"forwarding failed", errForward, true},
 		{"anything else", errors.New("boom"), false},
 	}
 	for _, tc := range tests {
@@ -110,5 +111,41 @@ func TestDiskReserveRefusesWrites(t *testing.T) {
 	roomy := startSingle(t, "s3cret", func(c *Config) { c.DiskReserve = 1 << 10 })
 	if _, err := roomy.node.Apply(ctx, subscribeCmd("t")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFollowerGetsTheLeadersDiskRefusal: a write forwarded to a leader
+// whose volume is almost full fails at once with ErrDiskFull, rather than
+// being retried until it times out.
+func TestFollowerGetsTheLeadersDiskRefusal(t *testing.T) {
+	nodes := startInProcessWith(t, 3, func(c *Config) { c.DiskReserve = math.MaxInt64 })
+	var follower *inProcess
+	for _, p := range nodes {
+		waitUntil(t, "every member's address", func() bool { return len(p.node.FSM().Nodes()) == 3 })
+		if !p.node.IsLeader() {
+			follower = p
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := follower.node.Apply(ctx, subscribeCmd("t"))
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("forwarded write on a full volume: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the refusal took %s", d)
+	}
+}
+
+func TestInvalidCommandIsABadRequest(t *testing.T) {
+	var b interface{ BadRequest() bool }
+	err := fmt.Errorf("apply: %w", ErrInvalidCommand)
+	if !errors.As(err, &b) || !b.BadRequest() {
+		t.Fatal("ErrInvalidCommand is not a bad request")
+	}
+	var u interface{ Unavailable() bool }
+	if errors.As(err, &u) {
+		t.Fatal("ErrInvalidCommand is unavailable")
 	}
 }
