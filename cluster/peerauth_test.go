@@ -541,3 +541,47 @@ func TestNonceCache(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerVerifierRefusesMalformedHeaders: every way a signature's
+// headers can be malformed is a refusal, never a panic.
+func TestPeerVerifierRefusesMalformedHeaders(t *testing.T) {
+	secret := []byte("s3cret")
+	now := time.Now()
+	good := func() http.Header {
+		h := http.Header{}
+		signPeer(h, secret, http.MethodPost, "/cluster/join", "solo", []byte("{}"), now)
+		return h
+	}
+	tests := []struct {
+		name string
+		edit func(h http.Header)
+		ok   bool
+	}{
+		{"valid", func(http.Header) {}, true},
+		{"no signature", func(h http.Header) { h.Del(peerAuthHeader) }, false},
+		{"no target", func(h http.Header) { h.Del(peerTargetHeader) }, false},
+		{"no body header", func(h http.Header) { h.Del(peerBodyHeader) }, false},
+		{"time not a number", func(h http.Header) { h.Set(peerAuthHeader, "x"+h.Get(peerAuthHeader)) }, false},
+		{"nonce too short", func(h http.Header) {
+			p := strings.SplitN(h.Get(peerAuthHeader), ":", 3)
+			h.Set(peerAuthHeader, p[0]+":ab:"+p[2])
+		}, false},
+		{"mac not base64", func(h http.Header) { h.Set(peerAuthHeader, h.Get(peerAuthHeader)+"!") }, false},
+		{"mac truncated", func(h http.Header) { v := h.Get(peerAuthHeader); h.Set(peerAuthHeader, v[:len(v)-8]) }, false},
+		{"negative length", func(h http.Header) { h.Set(peerBodyHeader, "-1:"+strings.Repeat("0", 64)) }, false},
+		{"digest not hex", func(h http.Header) { h.Set(peerBodyHeader, "2:"+strings.Repeat("z", 64)) }, false},
+		{"digest short", func(h http.Header) { h.Set(peerBodyHeader, "2:abcd") }, false},
+		{"other length", func(h http.Header) {
+			_, d, _ := strings.Cut(h.Get(peerBodyHeader), ":")
+			h.Set(peerBodyHeader, "3:"+d)
+		}, false},
+	}
+	for _, tc := range tests {
+		v := newPeerVerifier(secret, "solo", now.Add(-time.Second))
+		h := good()
+		tc.edit(h)
+		if _, err := v.check(h, http.MethodPost, "/cluster/join", now); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fsm"
@@ -95,5 +99,50 @@ func TestJoinWithoutClusterSecretRefusesToStart(t *testing.T) {
 				t.Errorf("%s: the message does not name %s:\n%s", tc.name, want, out)
 			}
 		}
+	}
+}
+
+// TestUnsignedLargePeerBodyIsNotRead: the node answers an unsigned 64 MiB
+// /cluster/apply without reading the body and closes the connection, so
+// the sender gets to write only what the sockets buffer.
+func TestUnsignedLargePeerBodyIsNotRead(t *testing.T) {
+	const size = 64 << 20
+	node := startNode(t, t.TempDir())
+	addr := strings.TrimPrefix(node.HTTP, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(conn, "POST /cluster/apply HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, size); err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := make([]byte, 64<<10)
+		for written.Load() < size {
+			n, err := conn.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer after %d body bytes: %v", written.Load(), err)
+	}
+	resp.Body.Close()
+	<-done
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("answer %d, want 403", resp.StatusCode)
+	}
+	if n := written.Load(); n >= size {
+		t.Fatalf("the whole body was sent (%d bytes)", n)
 	}
 }
