@@ -178,7 +178,7 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       *fsm.FSM
 	store     *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
+	transport *guardedTransport
 	peers     *peerClient
 	verify    *peerVerifier
 	disk      *diskGuard
@@ -509,6 +509,7 @@ func (n *Node) otherServers() []raft.Server {
 func (n *Node) closeStores() error {
 	var errs []error
 	if n.transport != nil {
+		n.transport.stopHeartbeats()
 		errs = append(errs, n.transport.Close())
 	}
 	if n.store != nil {
