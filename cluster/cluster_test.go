@@ -38,6 +38,13 @@ func freeAddr(t *testing.T) string {
 // node gets the same join list and bootstrap-expect.
 func startInProcess(t *testing.T, n int) []*inProcess {
 	t.Helper()
+	return startInProcessWith(t, n, nil)
+}
+
+// startInProcessWith is startInProcess with mod applied to every node's
+// configuration.
+func startInProcessWith(t *testing.T, n int, mod func(*Config)) []*inProcess {
+	t.Helper()
 	var lns []net.Listener
 	var join []string
 	for range n {
@@ -51,11 +58,15 @@ func startInProcess(t *testing.T, n int) []*inProcess {
 	nodes := make([]*inProcess, n)
 	for i := range n {
 		dir := t.TempDir()
-		node, err := Open(Config{
+		cfg := Config{
 			NodeID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t), DataDir: filepath.Join(dir, "data"),
 			AdvertiseHTTP: join[i], Join: join, BootstrapExpect: n, Secret: "test-secret",
 			Logger: slog.New(slog.DiscardHandler),
-		})
+		}
+		if mod != nil {
+			mod(&cfg)
+		}
+		node, err := Open(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +186,7 @@ func TestApplyWithoutLeaderAnswersWithinTheDeadline(t *testing.T) {
 	// A node told to join nobody reachable never gets a leader.
 	node, err := Open(Config{
 		NodeID: "alone", RaftAddr: freeAddr(t), DataDir: t.TempDir(), AdvertiseHTTP: freeAddr(t),
-		Join: []string{freeAddr(t)}, Logger: slog.New(slog.DiscardHandler),
+		Join: []string{freeAddr(t)}, Secret: "test-secret", Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -37,9 +37,13 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	if cmd.ID == "" {
 		cmd.ID = newRequestID()
 	}
+	data, err := encodeChecked(cmd)
+	if err != nil {
+		return fsm.Result{}, err
+	}
 	var lastErr error = ErrNoLeader
 	for {
-		res, index, err := n.applyOnce(ctx, cmd)
+		res, index, err := n.applyOnce(ctx, cmd.Op, data)
 		if err == nil {
 			if werr := n.fsm.WaitApplied(ctx, index); werr != nil {
 				return fsm.Result{}, fmt.Errorf("%w: %w", ErrTimeout, werr)
@@ -72,7 +76,7 @@ func newRequestID() string {
 }
 
 // errForward marks a failure to reach the leader, worth another attempt.
-var errForward = errors.New("cluster: forwarding to the leader failed")
+var errForward error = &unavailableError{"cluster: forwarding to the leader failed"}
 
 // leaderHTTP returns the current leader's id and API address. The address
 // is replicated state: a node that has just joined, or a leader just
@@ -93,18 +97,21 @@ func retryable(err error) bool {
 	return errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, errForward)
 }
 
-func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error) {
+func (n *Node) applyOnce(ctx context.Context, op fsm.Op, data []byte) (fsm.Result, uint64, error) {
 	if n.raft.State() == raft.Leader {
-		return n.applyLocal(ctx, cmd)
+		return n.propose(ctx, op, data)
 	}
 	id, addr, err := n.leaderHTTP()
 	if err != nil {
 		return fsm.Result{}, 0, err
 	}
 	var out applyResult
-	err = n.peers.call(ctx, http.MethodPost, addr, "/cluster/apply", cmd, &out)
+	err = n.peers.send(ctx, http.MethodPost, addr, id, "/cluster/apply", data, &out)
 	if err != nil {
 		var se *StatusError
+		if errors.As(err, &se) && se.Code == http.StatusInsufficientStorage {
+			return fsm.Result{}, 0, fmt.Errorf("%w: leader %s: %w", ErrDiskFull, id, err)
+		}
 		if errors.As(err, &se) && se.Code != http.StatusServiceUnavailable {
 			return fsm.Result{}, 0, fmt.Errorf("leader %s refused the write: %w", id, err)
 		}
@@ -115,9 +122,20 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command) (fsm.Result, uint
 
 // applyLocal proposes cmd on this node, which must be the leader.
 func (n *Node) applyLocal(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error) {
-	data, err := cmd.Encode()
+	data, err := encodeChecked(cmd)
 	if err != nil {
 		return fsm.Result{}, 0, err
+	}
+	return n.propose(ctx, cmd.Op, data)
+}
+
+// propose appends an encoded command to the log on this node, which must
+// be the leader. New subscription writes are refused while the data
+// volume is almost full; membership changes still go through, so a
+// cluster can be repaired on a full disk.
+func (n *Node) propose(ctx context.Context, op fsm.Op, data []byte) (fsm.Result, uint64, error) {
+	if op != fsm.OpSetNode && op != fsm.OpRemoveNode && n.disk.full(time.Now()) {
+		return fsm.Result{}, 0, ErrDiskFull
 	}
 	enqueue := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -136,7 +154,58 @@ func (n *Node) applyLocal(ctx context.Context, cmd fsm.Command) (fsm.Result, uin
 	}
 	res, _ := fut.Response().(fsm.Result)
 	if res.Err != nil {
-		return res, 0, fmt.Errorf("apply %s: %w", cmd.Op, res.Err)
+		if isNoSpace(res.Err) {
+			return res, 0, fmt.Errorf("apply %s: %w: %w", op, ErrDiskFull, res.Err)
+		}
+		return res, 0, fmt.Errorf("apply %s: %w", op, res.Err)
 	}
 	return res, fut.Index(), nil
+}
+
+// Limits a command must meet before it is proposed: a log entry the
+// replicas cannot store would be retried on every start.
+const (
+	// maxRequestID bounds the request id, a key of the table's
+	// request-id bucket.
+	maxRequestID = 128
+	// maxEntrySize bounds an encoded command (the largest is a
+	// set_subscriptions list); it is also the /cluster/apply body limit.
+	maxEntrySize = 64 << 20
+)
+
+// invalidError is a refusal of the request itself: the API answers it
+// with 400 (it classifies errors through BadRequest, with errors.As).
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+// BadRequest reports that the request, not the node, is at fault.
+func (e *invalidError) BadRequest() bool { return true }
+
+// ErrInvalidCommand: a command was refused before it was proposed; it
+// implements BadRequest() bool (true).
+var ErrInvalidCommand error = &invalidError{"cluster: invalid command"}
+
+// validateCommand checks cmd's fields before it is proposed.
+func validateCommand(cmd fsm.Command) error {
+	if len(cmd.ID) > maxRequestID {
+		return fmt.Errorf("%w: request id of %d bytes (at most %d)", ErrInvalidCommand, len(cmd.ID), maxRequestID)
+	}
+	return nil
+}
+
+// encodeChecked validates cmd and encodes it as a log entry within
+// maxEntrySize.
+func encodeChecked(cmd fsm.Command) ([]byte, error) {
+	if err := validateCommand(cmd); err != nil {
+		return nil, err
+	}
+	data, err := cmd.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxEntrySize {
+		return nil, fmt.Errorf("%w: %d bytes encoded (at most %d)", ErrInvalidCommand, len(data), maxEntrySize)
+	}
+	return data, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -103,7 +102,7 @@ func (n *Node) hasConfiguration() bool {
 func (n *Node) tryJoin(ctx context.Context, peers []string) bool {
 	for _, p := range peers {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.peers.call(cctx, http.MethodPost, p, "/cluster/join", n.self, nil)
+		err := n.peers.callAt(cctx, http.MethodPost, p, "/cluster/join", n.self, nil)
 		cancel()
 		if err == nil {
 			return true
@@ -121,7 +120,7 @@ func (n *Node) tryBootstrap(ctx context.Context, peers []string) bool {
 	for _, p := range peers {
 		var out bootInfo
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := n.peers.call(cctx, http.MethodPost, p, "/cluster/boot", n.self, &out)
+		err := n.peers.callAt(cctx, http.MethodPost, p, "/cluster/boot", n.self, &out)
 		cancel()
 		if err != nil || out.ID == "" {
 			continue
@@ -214,17 +213,22 @@ func (n *Node) removeMember(ctx context.Context, id string) error {
 		return fmt.Errorf("forget node %s: %w", id, err)
 	}
 	n.log.Info("removed a cluster member", "id", id)
-	// The node's internal subscriptions (for its websocket clients) have
-	// nobody to deliver to any more.
+	return n.removeRowsOf(ctx, id)
+}
+
+// removeRowsOf removes the internal subscriptions a removed member held
+// for its websocket clients: nobody is left to deliver to.
+func (n *Node) removeRowsOf(ctx context.Context, id string) error {
+	if n.cfg.InternalURLNode == nil {
+		return nil
+	}
 	removed := 0
 	for _, s := range n.fsm.All() {
-		if InternalURLNode(s.URL) != id {
+		if n.cfg.InternalURLNode(s.URL) != id {
 			continue
 		}
-		cmd := fsm.Command{Op: fsm.OpUnsubscribeExact, ID: newRequestID(), URL: s.URL, Topic: []byte(s.Key)}
-		if s.Kind == fsm.Glob {
-			cmd = fsm.Command{Op: fsm.OpUnsubscribeGlob, ID: newRequestID(), URL: s.URL, Glob: s.Key}
-		}
+		cmd := UnsubscribeCommand(s)
+		cmd.ID = newRequestID()
 		if _, _, err := n.applyLocal(ctx, cmd); err != nil {
 			return fmt.Errorf("remove subscriptions of node %s: %w", id, err)
 		}
@@ -236,20 +240,12 @@ func (n *Node) removeMember(ctx context.Context, id string) error {
 	return nil
 }
 
-// Internal paths a node subscribes for its websocket clients.
-const (
-	ReceiveForWebsocketsPath = "/v1/receive_for_websockets"
-	MissedForWebsocketsPath  = "/v1/missed_for_websockets"
-)
-
-// InternalURLNode returns the node id of a node's internal websocket
-// forwarding URL (…/v1/receive_for_websockets?node=ID&inc=…), or "".
-func InternalURLNode(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Path != ReceiveForWebsocketsPath && u.Path != MissedForWebsocketsPath) {
-		return ""
+// UnsubscribeCommand is the command that removes subscription s.
+func UnsubscribeCommand(s fsm.Subscription) fsm.Command {
+	if s.Kind == fsm.Glob {
+		return fsm.Command{Op: fsm.OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
 	}
-	return u.Query().Get("node")
+	return fsm.Command{Op: fsm.OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
 }
 
 // registerSelf makes sure the replicated member table holds this node's

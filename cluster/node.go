@@ -23,17 +23,30 @@ import (
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
-// Sentinel errors the API maps to status codes.
+// unavailableError is a refusal worth retrying later: the API answers it
+// with 503 (it classifies errors through Unavailable, with errors.As).
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+
+// Unavailable reports that the node cannot serve the request now.
+func (e *unavailableError) Unavailable() bool { return true }
+
+// Sentinel errors; each implements Unavailable() bool (true).
 var (
 	// ErrNotLeader: this node cannot commit the write itself.
-	ErrNotLeader = errors.New("cluster: this node is not the leader")
+	ErrNotLeader error = &unavailableError{"cluster: this node is not the leader"}
 	// ErrNoLeader: the cluster has no leader right now; retry later.
-	ErrNoLeader = errors.New("cluster: no leader")
+	ErrNoLeader error = &unavailableError{"cluster: no leader"}
 	// ErrTimeout: the entry was not known to be applied in time; it may
 	// still be applied later.
-	ErrTimeout = errors.New("cluster: timed out waiting for the write to apply")
+	ErrTimeout error = &unavailableError{"cluster: timed out waiting for the write to apply"}
 	// ErrShutdown: the node is closing.
-	ErrShutdown = errors.New("cluster: node is shutting down")
+	ErrShutdown error = &unavailableError{"cluster: node is shutting down"}
+	// ErrDiskFull: the leader refuses new writes while the data volume has
+	// less than half of Config.DiskReserve free, or its log store ran out
+	// of space.
+	ErrDiskFull error = &unavailableError{"cluster: the data volume is almost full; writes are refused until space is freed"}
 )
 
 // Config says where a node keeps its state and how its Raft behaves.
@@ -57,9 +70,19 @@ type Config struct {
 	// form one as soon as this many of them (this one included) know each
 	// other. 0 means only join an existing cluster.
 	BootstrapExpect int
-	// Secret authenticates nodes to each other; empty leaves the /cluster
-	// endpoints open (only for trusted networks).
+	// Secret authenticates nodes to each other. Empty, a node that forms
+	// a cluster with others (Join, BootstrapExpect) refuses to start; a
+	// lone node generates one in DataDir (GeneratedSecretFile) and keeps
+	// it, so its /cluster endpoints are never open.
 	Secret string
+	// DiskReserve: the leader refuses new writes (ErrDiskFull) while the
+	// data folder's volume has less than half of this many bytes free.
+	// 0 turns the check off.
+	DiskReserve int64
+	// InternalURLNode names the node whose internal websocket rows a
+	// subscription URL belongs to ("" for any other URL); when a member
+	// is removed, its rows are removed too. Nil removes none.
+	InternalURLNode func(url string) (nodeID string)
 	// HTTPClient calls peers; nil uses a default with short timeouts.
 	HTTPClient *http.Client
 	// TLS, when set, makes peers' APIs https and configures the default
@@ -155,8 +178,10 @@ type Node struct {
 	raft      *raft.Raft
 	fsm       *fsm.FSM
 	store     *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
+	transport *guardedTransport
 	peers     *peerClient
+	verify    *peerVerifier
+	disk      *diskGuard
 	self      fsm.NodeInfo
 
 	// bootMu guards candidates: nodes without a cluster that contacted
@@ -176,13 +201,23 @@ type Node struct {
 
 // Open starts a node. The data folder is created if missing.
 func Open(cfg Config) (*Node, error) {
+	started := time.Now()
 	cfg.setDefaults()
 	if cfg.NodeID == "" {
 		return nil, errors.New("cluster: node id is required")
 	}
+	if cfg.AdvertiseHTTP == "" {
+		return nil, errors.New("cluster: the advertised HTTP address is required")
+	}
+	if err := checkAdvertise("http advertise address", cfg.AdvertiseHTTP); err != nil {
+		return nil, err
+	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	if err := cfg.resolveSecret(); err != nil {
+		return nil, err
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{
 		Name:       "raft",
@@ -190,14 +225,11 @@ func Open(cfg Config) (*Node, error) {
 		Output:     os.Stderr,
 		JSONFormat: true,
 	})
-
-	table, err := fsm.Open(filepath.Join(cfg.DataDir, "subscriptions.db"), cfg.Logger)
-	if err != nil {
-		return nil, err
-	}
 	n := &Node{
-		cfg: cfg, log: cfg.Logger, fsm: table, stop: make(chan struct{}),
+		cfg: cfg, log: cfg.Logger, stop: make(chan struct{}),
 		peers:      &peerClient{http: cfg.HTTPClient, secret: []byte(cfg.Secret), tls: cfg.TLS != nil},
+		verify:     newPeerVerifier([]byte(cfg.Secret), cfg.NodeID, started),
+		disk:       &diskGuard{dir: cfg.DataDir, reserve: cfg.DiskReserve},
 		self:       fsm.NodeInfo{ID: cfg.NodeID, HTTP: cfg.AdvertiseHTTP, Raft: cfg.AdvertiseRaft},
 		candidates: map[string]fsm.NodeInfo{},
 	}
@@ -207,30 +239,56 @@ func Open(cfg Config) (*Node, error) {
 			n.closeStores()
 		}
 	}()
-
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	snaps, err := n.openStores(raftDir, hlog)
 	if err != nil {
+		return nil, err
+	}
+	if n.transport, err = newTransport(cfg.RaftAddr, cfg.AdvertiseRaft, hlog); err != nil {
+		return nil, err
+	}
+	rc, err := raftConfig(cfg, hlog)
+	if err != nil {
+		return nil, err
+	}
+	if err := recoverFromPeersJSON(raftDir, rc, n.fsm, n.store, snaps, n.transport, n.log); err != nil {
+		return nil, err
+	}
+	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	if n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, n.transport); err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	ok = true
+	if err := n.start(hasState); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// openStores opens the table, the Raft log and the snapshot store, and
+// brings the table up to the newest snapshot.
+func (n *Node) openStores(raftDir string, hlog hclog.Logger) (*raft.FileSnapshotStore, error) {
+	var err error
+	if n.fsm, err = fsm.Open(filepath.Join(n.cfg.DataDir, "subscriptions.db"), n.cfg.Logger); err != nil {
+		return nil, err
+	}
+	if n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")}); err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, snapshotsRetained, hlog)
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
-	if err := catchUpFromSnapshot(table, snaps, cfg.Logger); err != nil {
+	if err := catchUpFromSnapshot(n.fsm, snaps, n.log); err != nil {
 		return nil, err
 	}
+	return snaps, nil
+}
 
-	if cfg.AdvertiseHTTP == "" {
-		return nil, errors.New("cluster: the advertised HTTP address is required")
-	}
-	if err := checkAdvertise("http advertise address", cfg.AdvertiseHTTP); err != nil {
-		return nil, err
-	}
-	n.transport, err = newTransport(cfg.RaftAddr, cfg.AdvertiseRaft, hlog)
-	if err != nil {
-		return nil, err
-	}
-
+func raftConfig(cfg Config, hlog hclog.Logger) (*raft.Config, error) {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hlog
@@ -249,41 +307,33 @@ func Open(cfg Config) (*Node, error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("raft configuration: %w", err)
 	}
+	return rc, nil
+}
 
-	if err := recoverFromPeersJSON(raftDir, rc, table, n.store, snaps, n.transport, n.log); err != nil {
-		return nil, err
-	}
-	hasState, err := raft.HasExistingState(n.store, n.store, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("inspect raft state: %w", err)
-	}
-	n.raft, err = raft.NewRaft(rc, table, n.store, n.store, snaps, n.transport)
-	if err != nil {
-		return nil, fmt.Errorf("start raft: %w", err)
-	}
-	ok = true
+// start runs the node's background work and, without Raft state,
+// bootstraps or joins as configured.
+func (n *Node) start(hasState bool) error {
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.observeLeadership() }()
 	go func() { defer n.wg.Done(); n.registerSelf() }()
 	switch {
 	case hasState:
-		n.log.Info("restarting with existing raft state", "node", cfg.NodeID)
-	case cfg.Bootstrap:
+		n.log.Info("restarting with existing raft state", "node", n.cfg.NodeID)
+	case n.cfg.Bootstrap:
 		err := n.raft.BootstrapCluster(raft.Configuration{
-			Servers: []raft.Server{{ID: rc.LocalID, Address: n.transport.LocalAddr()}},
+			Servers: []raft.Server{{ID: raft.ServerID(n.cfg.NodeID), Address: n.transport.LocalAddr()}},
 		}).Error()
 		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			_ = n.Close()
-			return nil, fmt.Errorf("bootstrap cluster: %w", err)
+			return fmt.Errorf("bootstrap cluster: %w", err)
 		}
-		n.log.Info("bootstrapped a new cluster", "node", cfg.NodeID, "raft", string(n.transport.LocalAddr()))
-	case len(cfg.Join) > 0:
+		n.log.Info("bootstrapped a new cluster", "node", n.cfg.NodeID, "raft", string(n.transport.LocalAddr()))
+	case len(n.cfg.Join) > 0:
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.joinLoop() }()
 	default:
-		n.log.Warn("no raft state, no --bootstrap and no --join: waiting for a leader to add this node", "node", cfg.NodeID)
+		n.log.Warn("no raft state, no --bootstrap and no --join: waiting for a leader to add this node", "node", n.cfg.NodeID)
 	}
-	return n, nil
+	return nil
 }
 
 // recoverFromPeersJSON implements Raft's manual recovery from a lost
@@ -393,6 +443,8 @@ func (n *Node) WaitForLeader(ctx context.Context) error {
 
 func mapRaftErr(err error) error {
 	switch {
+	case isNoSpace(err):
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
@@ -457,6 +509,7 @@ func (n *Node) otherServers() []raft.Server {
 func (n *Node) closeStores() error {
 	var errs []error
 	if n.transport != nil {
+		n.transport.stopHeartbeats()
 		errs = append(errs, n.transport.Close())
 	}
 	if n.store != nil {

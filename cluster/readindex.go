@@ -283,7 +283,7 @@ func (n *Node) askReadIndexOnce(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	var out readIndexResult
-	if err := n.peers.call(ctx, http.MethodPost, addr, "/cluster/read_index", struct{}{}, &out); err != nil {
+	if err := n.peers.call(ctx, http.MethodPost, addr, id, "/cluster/read_index", struct{}{}, &out); err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Code == http.StatusServiceUnavailable && ctx.Err() == nil {
 			// Most likely a leader change under way: ask again.

@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -55,9 +57,14 @@ func (n *Node) Status() Status {
 	return st
 }
 
-// maxPeerBody bounds /cluster request bodies: a forwarded
-// set_subscriptions is the largest.
-const maxPeerBody = 64 << 20
+// Body limits of the peer endpoints, checked against the signed length
+// before any of the body is read. apply carries a whole command (a
+// forwarded set_subscriptions is the largest); the others carry a node's
+// addresses, an id or a URL.
+const (
+	maxApplyBody = maxEntrySize
+	maxPeerBody  = 64 << 10
+)
 
 // Handler serves the /cluster endpoints: the status (open) and the
 // internal ones peers use (signed with the cluster secret).
@@ -66,12 +73,12 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /cluster/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Status())
 	})
-	mux.HandleFunc("POST /cluster/apply", n.peerOnly(n.serveApply))
-	mux.HandleFunc("POST /cluster/read_index", n.peerOnly(n.serveReadIndex))
-	mux.HandleFunc("POST /cluster/join", n.peerOnly(n.serveJoin))
-	mux.HandleFunc("POST /cluster/boot", n.peerOnly(n.serveBoot))
-	mux.HandleFunc("POST /cluster/remove", n.peerOnly(n.serveRemove))
-	mux.HandleFunc("POST /cluster/subscriptions", n.peerOnly(n.serveSubscriptions))
+	mux.HandleFunc("POST /cluster/apply", n.peerOnly(maxApplyBody, n.serveApply))
+	mux.HandleFunc("POST /cluster/read_index", n.peerOnly(maxPeerBody, n.serveReadIndex))
+	mux.HandleFunc("POST /cluster/join", n.peerOnly(maxPeerBody, n.serveJoin))
+	mux.HandleFunc("POST /cluster/boot", n.peerOnly(maxPeerBody, n.serveBoot))
+	mux.HandleFunc("POST /cluster/remove", n.peerOnly(maxPeerBody, n.serveRemove))
+	mux.HandleFunc("POST /cluster/subscriptions", n.peerOnly(maxPeerBody, n.serveSubscriptions))
 	return mux
 }
 
@@ -81,35 +88,60 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeErr answers err: 507 for a full disk (a forwarding follower turns
+// it back into ErrDiskFull), 503 for other refusals worth a retry, 400 for
+// an invalid command, else 500.
 func writeErr(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
-	if errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrTimeout) ||
-		errors.Is(err, ErrShutdown) || errors.Is(err, errForward) {
+	var u interface{ Unavailable() bool }
+	switch {
+	case errors.Is(err, ErrDiskFull):
+		status = http.StatusInsufficientStorage
+	case errors.As(err, &u) && u.Unavailable():
 		status = http.StatusServiceUnavailable
+	case errors.Is(err, ErrInvalidCommand):
+		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
 
-// peerOnly checks the cluster signature (its form and time before reading
-// the body, the MAC after) before h runs.
-func (n *Node) peerOnly(h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
+// peerOnly checks the cluster signature before h runs: the headers, MAC,
+// target, time and nonce before any of the body is read, then exactly the
+// signed length (at most limit) and its digest. A refused request's body
+// is never read; the HTTP server closes the connection instead of
+// draining a large one.
+func (n *Node) peerOnly(limit int64, h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		refuse := func(err error) {
-			n.log.Warn("refused an unsigned cluster request", "path", r.URL.Path, "remote", r.RemoteAddr)
+			n.log.Warn("refused a cluster request", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+			w.Header().Set("Connection", "close")
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})
 		}
-		ts, mac, err := peerStamp(n.peers.secret, r.Header.Get(peerAuthHeader), time.Now())
+		stamp, err := n.verify.check(r.Header, r.Method, r.URL.Path, time.Now())
 		if err != nil {
 			refuse(err)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxPeerBody+1))
-		if err != nil || len(body) > maxPeerBody {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unreadable or oversized body"})
+		if stamp.length > limit {
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
+				"error": fmt.Sprintf("body of %d bytes declared, at most %d accepted", stamp.length, limit)})
 			return
 		}
-		if err := checkPeerMAC(n.peers.secret, ts, mac, r.Method, r.URL.Path, body); err != nil {
-			refuse(err)
+		if r.ContentLength >= 0 && r.ContentLength != stamp.length {
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusBadRequest, map[string]string{
+				"error": fmt.Sprintf("body of %d bytes signed, %d sent", stamp.length, r.ContentLength)})
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, stamp.length+1))
+		if err != nil || int64(len(body)) != stamp.length {
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body unreadable or not of the signed length"})
+			return
+		}
+		if sha256.Sum256(body) != stamp.digest {
+			refuse(fmt.Errorf("%w: body does not match its signed digest", errPeerAuth))
 			return
 		}
 		h(w, r, body)
@@ -118,6 +150,9 @@ func (n *Node) peerOnly(h func(http.ResponseWriter, *http.Request, []byte)) http
 
 func (n *Node) serveApply(w http.ResponseWriter, r *http.Request, body []byte) {
 	cmd, err := fsm.DecodeCommand(body)
+	if err == nil {
+		err = validateCommand(cmd)
+	}
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
@@ -139,12 +174,12 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request, body []byte) {
 // forwardToLeader sends a membership request on to the leader; the
 // asking node may have contacted any member.
 func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, path string, in any) {
-	_, addr, err := n.leaderHTTP()
+	id, addr, err := n.leaderHTTP()
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	if err := n.peers.call(r.Context(), http.MethodPost, addr, path, in, nil); err != nil {
+	if err := n.peers.call(r.Context(), http.MethodPost, addr, id, path, in, nil); err != nil {
 		var se *StatusError
 		if errors.As(err, &se) {
 			http.Error(w, se.Body, se.Code)
@@ -210,7 +245,8 @@ func (n *Node) serveRemove(w http.ResponseWriter, r *http.Request, body []byte) 
 // Client is what operator commands use to talk to a node.
 type Client struct{ peers *peerClient }
 
-// NewClient returns a client signing with secret (may be empty).
+// NewClient returns a client signing with secret; with an empty one its
+// requests go unsigned, which only the status endpoint accepts.
 func NewClient(secret string) *Client {
 	return &Client{peers: &peerClient{http: &http.Client{Timeout: 15 * time.Second}, secret: []byte(secret)}}
 }
@@ -218,7 +254,7 @@ func NewClient(secret string) *Client {
 // Status fetches a node's status.
 func (c *Client) Status(ctx context.Context, httpAddr string) (Status, error) {
 	var st Status
-	err := c.peers.call(ctx, http.MethodGet, httpAddr, "/cluster/status", nil, &st)
+	err := c.peers.send(ctx, http.MethodGet, httpAddr, "", "/cluster/status", nil, &st)
 	return st, err
 }
 
@@ -226,7 +262,7 @@ func (c *Client) Status(ctx context.Context, httpAddr string) (Status, error) {
 // retries while the cluster has no leader (503), until ctx ends.
 func (c *Client) Remove(ctx context.Context, httpAddr, id string) error {
 	for {
-		err := c.peers.call(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
+		err := c.peers.callAt(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
 		var se *StatusError
 		if err == nil || !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable {
 			return err
@@ -243,7 +279,7 @@ func (c *Client) Remove(ctx context.Context, httpAddr, id string) error {
 // (signed with the cluster secret: subscriber URLs are not public).
 func (c *Client) Subscriptions(ctx context.Context, httpAddr, url string) ([]fsm.Subscription, error) {
 	var out []fsm.Subscription
-	err := c.peers.call(ctx, http.MethodPost, httpAddr, "/cluster/subscriptions", subscriptionsRequest{URL: url}, &out)
+	err := c.peers.callAt(ctx, http.MethodPost, httpAddr, "/cluster/subscriptions", subscriptionsRequest{URL: url}, &out)
 	return out, err
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,7 +45,42 @@ func checkAdvertise(flag, addr string) error {
 	return nil
 }
 
-func newTransport(bind, advertise string, log hclog.Logger) (*raft.NetworkTransport, error) {
+// guardedTransport is the network transport with a heartbeat fast path
+// that can be stopped. Raft runs heartbeats on the transport's connection
+// goroutines, which its Shutdown does not wait for: one that began just
+// before the shutdown would write the term to a store already closed (and
+// panic). Close stops them, waiting for any under way, before the stores
+// close.
+type guardedTransport struct {
+	*raft.NetworkTransport
+	mu      sync.RWMutex
+	stopped bool
+}
+
+func (t *guardedTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
+	if cb == nil {
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.mu.RLock()
+		defer t.mu.RUnlock()
+		if t.stopped {
+			rpc.Respond(nil, raft.ErrTransportShutdown)
+			return
+		}
+		cb(rpc)
+	})
+}
+
+// stopHeartbeats returns once no heartbeat runs and none will.
+func (t *guardedTransport) stopHeartbeats() {
+	t.mu.Lock()
+	t.stopped = true
+	t.mu.Unlock()
+}
+
+func newTransport(bind, advertise string, log hclog.Logger) (*guardedTransport, error) {
 	if err := checkAdvertise("raft advertise address", advertise); err != nil {
 		return nil, err
 	}
@@ -52,10 +88,10 @@ func newTransport(bind, advertise string, log hclog.Logger) (*raft.NetworkTransp
 	if err != nil {
 		return nil, fmt.Errorf("listen for raft on %s: %w", bind, err)
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	return &guardedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{Listener: ln, advertise: advertisedAddr(advertise)},
 		MaxPool: transportPool,
 		Timeout: transportTimeout,
 		Logger:  log,
-	}), nil
+	})}, nil
 }

@@ -16,7 +16,10 @@ import (
 
 const clusterUsage = `Usage:
   lonelypsd cluster status --addr HOST:PORT [--json]
-  lonelypsd cluster remove ID --addr HOST:PORT [--secrets FILE | --cluster-secret-file FILE]
+  lonelypsd cluster remove ID --addr HOST:PORT [--secrets FILE | --cluster-secret-file FILE | --data-dir DIR]
+
+remove signs with the cluster secret of --cluster-secret-file, else of
+--secrets, else the one a lone node generated in --data-dir.
 `
 
 // runCluster holds the operator commands.
@@ -40,6 +43,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	asJSON := fs.Bool("json", false, "print the raw JSON status")
 	secrets := fs.String("secrets", "", "broadcaster-secrets.json holding the cluster secret")
 	secretFile := fs.String("cluster-secret-file", "", "file holding the cluster secret")
+	dataDir := fs.String("data-dir", "./lonelypsd-data", "data folder of a node that generated its own cluster secret (dev)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterUsage+"\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(rest); err != nil {
 		return 2
@@ -72,7 +76,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fs.Usage()
 		return 2
 	}
-	secret, err := clusterSecret(*secrets, *secretFile)
+	secret, err := clusterSecret(*secrets, *secretFile, *dataDir)
 	if err != nil {
 		return fail(err)
 	}
@@ -83,7 +87,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return 0
 }
 
-func clusterSecret(secrets, file string) (string, error) {
+func clusterSecret(secrets, file, dataDir string) (string, error) {
 	switch {
 	case file != "":
 		return auth.LoadClusterSecret(file)
@@ -92,9 +96,13 @@ func clusterSecret(secrets, file string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return s.Cluster, nil
+		if s.Cluster != "" {
+			return s.Cluster, nil
+		}
 	}
-	return "", nil
+	// A node without a configured secret (dev, or a secrets file without
+	// the "cluster" key) generated one in its data folder.
+	return cluster.GeneratedSecret(dataDir)
 }
 
 // printStatus shows the cluster for a person: the leader, and each member

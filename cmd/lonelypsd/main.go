@@ -120,6 +120,7 @@ type nodeFlags struct {
 	trailingLogs        uint64
 	snapshotInterval    time.Duration
 	readBarrierTimeout  time.Duration
+	diskReserve         int64
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
@@ -185,6 +186,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between snapshots")
 	fs.Uint64Var(&f.trailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot, for followers that lag")
 	fs.DurationVar(&f.snapshotInterval, "raft-snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
+	fs.Int64Var(&f.diskReserve, "disk-reserve", defaultDiskReserve,
+		"bytes kept free on the data volume: subscription changes answer 503 while less than half of it is free (0: off)")
 	fs.DurationVar(&f.readBarrierTimeout, "notify-read-barrier-timeout", cluster.DefaultReadBarrierTimeout,
 		"how long a notify may wait for this node's replica to catch up with the leader before it matches the replica as it is (negative: off)")
 }
@@ -291,7 +294,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			Bootstrap: f.bootstrap, HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
-			ReadBarrierTimeout: f.readBarrierTimeout,
+			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: f.diskReserve,
 		},
 		API: api.Config{
 			SpoolThreshold: f.spoolThreshold, MaxSetSubscriptionsBody: f.maxSetSubscriptions, WriteTimeout: f.writeTimeout,
@@ -333,6 +336,9 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	log.Info("lonelypsd stopped cleanly")
 	return 0
 }
+
+// defaultDiskReserve is --disk-reserve's default.
+const defaultDiskReserve = 64 << 20
 
 // nextPort returns addr with its port plus one: dev mode's Raft port.
 func nextPort(addr string) (string, error) {

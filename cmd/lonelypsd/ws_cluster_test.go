@@ -165,7 +165,12 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := receiveURLs(t, p, 1)
-	cc := cluster.NewClient("")
+	// The node has no configured cluster secret: it generated one.
+	secret, err := cluster.GeneratedSecret(p.DataDir)
+	if err != nil || secret == "" {
+		t.Fatalf("generated cluster secret: %q, %v", secret, err)
+	}
+	cc := cluster.NewClient(secret)
 	addr := strings.TrimPrefix(p.HTTP, "http://")
 	rows := func(url string) int {
 		subs, err := cc.Subscriptions(ctx, addr, url)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	clusterpkg "github.com/lonelypsd/lonelypsd/cluster"
 )
 
 // openAuth builds the node's authorization schemes from its secrets file
@@ -24,7 +25,7 @@ func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
 		}
 	}
 	if cfg.SecretsFile == "" {
-		return auth.NonePair(), cluster, nop, nil
+		return auth.NonePair(), cluster, nop, needsClusterSecret(cfg, cluster)
 	}
 	secrets, err := auth.LoadSecrets(cfg.SecretsFile)
 	if err != nil {
@@ -32,6 +33,9 @@ func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
 	}
 	if cluster == "" {
 		cluster = secrets.Cluster
+	}
+	if err := needsClusterSecret(cfg, cluster); err != nil {
+		return auth.Pair{}, "", nop, err
 	}
 	store, err := auth.OpenBoltReplayStore(filepath.Join(cfg.Cluster.DataDir, "replay.db"), time.Now)
 	if err != nil {
@@ -58,4 +62,14 @@ func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
 			log.Error("closing replay store", "err", err)
 		}
 	}, nil
+}
+
+// needsClusterSecret refuses, before anything is opened, a node that forms
+// a cluster with others without the secret they share (a lone node
+// generates its own: cluster.Open).
+func needsClusterSecret(cfg Config, secret string) error {
+	if secret == "" && (len(cfg.Cluster.Join) > 0 || cfg.Cluster.BootstrapExpect > 0) {
+		return clusterpkg.ErrNoClusterSecret
+	}
+	return nil
 }

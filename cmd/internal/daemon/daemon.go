@@ -119,9 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Cluster.AdvertiseHTTP == "" {
 		cfg.Cluster.AdvertiseHTTP = cfg.HTTPAddr
 	}
-	if clusterSecret == "" && len(cfg.Cluster.Join) > 0 {
-		log.Warn("no cluster secret: the /cluster endpoints accept any caller; set one (lonelypsd setup, --cluster-secret-file) outside trusted networks")
-	}
+	cfg.Cluster.InternalURLNode = ws.InternalURLNode
 	if cfg.API.SpoolDir == "" {
 		cfg.API.SpoolDir = filepath.Join(cfg.Cluster.DataDir, "spool")
 	}
@@ -320,11 +318,7 @@ func internalURL(advertise, nodeID string) func(string) bool {
 type remover struct{ node *cluster.Node }
 
 func (r remover) Remove(ctx context.Context, s fsm.Subscription) error {
-	cmd := fsm.Command{Op: fsm.OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
-	if s.Kind == fsm.Glob {
-		cmd = fsm.Command{Op: fsm.OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
-	}
-	_, err := r.node.Apply(ctx, cmd)
+	_, err := r.node.Apply(ctx, cluster.UnsubscribeCommand(s))
 	return err
 }
 

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/fsm"
+)
+
+// TestNodeWithoutClusterSecretServesNoOpenPeerEndpoints: a lone node with
+// no cluster secret configured (auth none; a secrets file without the
+// "cluster" key, as the Python reference writes it) refuses unsigned
+// /cluster requests, and `lonelypsd cluster remove` signs with the secret
+// the node generated in its data folder.
+func TestNodeWithoutClusterSecretServesNoOpenPeerEndpoints(t *testing.T) {
+	broadcasterFile, _ := setupSecrets(t, "hmac", "hmac")
+	// The subscribers' file has the broadcaster's format without the
+	// cluster key: what the Python reference's setup writes.
+	pythonFile := filepath.Join(filepath.Dir(broadcasterFile), "subscriber-secrets.json")
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"auth none", nil},
+		{"secrets file without the cluster key", []string{"--secrets", pythonFile}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			node := startNode(t, dir, tc.args...)
+			addr := strings.TrimPrefix(node.HTTP, "http://")
+			body, err := json.Marshal(fsm.Command{Op: fsm.OpSubscribeExact, ID: "intruder", URL: "http://127.0.0.1:9/r", Topic: []byte("t")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.Post(node.HTTP+"/cluster/apply", "application/json", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("unsigned apply: %d, want 403", resp.StatusCode)
+			}
+			secret, err := cluster.GeneratedSecret(dir)
+			if err != nil || secret == "" {
+				t.Fatalf("no generated secret in the data folder: %q, %v", secret, err)
+			}
+			subs, err := cluster.NewClient(secret).Subscriptions(ctxT(t), addr, "http://127.0.0.1:9/r")
+			if err != nil || len(subs) != 0 {
+				t.Fatalf("subscriptions after the unsigned apply: %v, %v", subs, err)
+			}
+			// Without a secret (run where no data folder is) remove is refused;
+			// with the node's data folder it is signed and accepted.
+			cmd := exec.Command(binPath, "cluster", "remove", "ghost", "--addr", addr)
+			cmd.Dir = t.TempDir()
+			if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "403") {
+				t.Fatalf("remove without a secret: %v\n%s", err, out)
+			}
+			out, err := exec.Command(binPath, "cluster", "remove", "ghost", "--addr", addr, "--data-dir", dir).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "removed ghost") {
+				t.Fatalf("remove with the generated secret: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestJoinWithoutClusterSecretRefusesToStart: a node that forms a cluster
+// with others needs their shared secret and says where to put it.
+func TestJoinWithoutClusterSecretRefusesToStart(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"join", []string{"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t))}},
+		{"bootstrap-expect", []string{"--bootstrap-expect", "3"}},
+	}
+	for _, tc := range tests {
+		args := append([]string{"serve", "--node-id", "n1", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", t.TempDir()}, tc.args...)
+		out, err := exec.Command(binPath, args...).CombinedOutput()
+		if err == nil {
+			t.Fatalf("%s: started without a cluster secret\n%s", tc.name, out)
+		}
+		for _, want := range []string{`cluster\" key`, "--cluster-secret-file", "lonelypsd setup"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%s: the message does not name %s:\n%s", tc.name, want, out)
+			}
+		}
+	}
+}
+
+// TestUnsignedLargePeerBodyIsNotRead: the node answers an unsigned 64 MiB
+// /cluster/apply without reading the body and closes the connection, so
+// the sender gets to write only what the sockets buffer.
+func TestUnsignedLargePeerBodyIsNotRead(t *testing.T) {
+	const size = 64 << 20
+	node := startNode(t, t.TempDir())
+	addr := strings.TrimPrefix(node.HTTP, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(conn, "POST /cluster/apply HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, size); err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := make([]byte, 64<<10)
+		for written.Load() < size {
+			n, err := conn.Write(chunk)
+			written.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer after %d body bytes: %v", written.Load(), err)
+	}
+	resp.Body.Close()
+	<-done
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("answer %d, want 403", resp.StatusCode)
+	}
+	if n := written.Load(); n >= size {
+		t.Fatalf("the whole body was sent (%d bytes)", n)
+	}
+}
