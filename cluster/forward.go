@@ -134,8 +134,18 @@ func (n *Node) applyLocal(ctx context.Context, cmd fsm.Command) (fsm.Result, uin
 // volume is almost full; membership changes still go through, so a
 // cluster can be repaired on a full disk.
 func (n *Node) propose(ctx context.Context, op fsm.Op, data []byte) (fsm.Result, uint64, error) {
-	if op != fsm.OpSetNode && op != fsm.OpRemoveNode && n.disk.full(time.Now()) {
-		return fsm.Result{}, 0, ErrDiskFull
+	if op != fsm.OpSetNode && op != fsm.OpRemoveNode {
+		if n.disk.full(time.Now()) {
+			return fsm.Result{}, 0, ErrDiskFull
+		}
+		// The table cannot take the entries already committed: a new one
+		// would only wait behind them until the caller's deadline.
+		if err := n.fsm.WriteErr(); err != nil {
+			if isNoSpace(err) {
+				return fsm.Result{}, 0, fmt.Errorf("%w: %w", ErrDiskFull, err)
+			}
+			return fsm.Result{}, 0, fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
 	}
 	enqueue := 5 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
@@ -165,9 +175,6 @@ func (n *Node) propose(ctx context.Context, op fsm.Op, data []byte) (fsm.Result,
 // Limits a command must meet before it is proposed: a log entry the
 // replicas cannot store would be retried on every start.
 const (
-	// maxRequestID bounds the request id, a key of the table's
-	// request-id bucket.
-	maxRequestID = 128
 	// maxEntrySize bounds an encoded command (the largest is a
 	// set_subscriptions list); it is also the /cluster/apply body limit.
 	maxEntrySize = 64 << 20
@@ -188,8 +195,8 @@ var ErrInvalidCommand error = &invalidError{"cluster: invalid command"}
 
 // validateCommand checks cmd's fields before it is proposed.
 func validateCommand(cmd fsm.Command) error {
-	if len(cmd.ID) > maxRequestID {
-		return fmt.Errorf("%w: request id of %d bytes (at most %d)", ErrInvalidCommand, len(cmd.ID), maxRequestID)
+	if err := cmd.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidCommand, err)
 	}
 	return nil
 }

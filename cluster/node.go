@@ -481,6 +481,9 @@ func (n *Node) close() error {
 		}
 	}
 	close(n.stop)
+	// Raft's shutdown waits for the batch being applied, which a failing
+	// disk would keep retrying for ever.
+	n.fsm.StopRetrying()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
 	if cerr := n.closeStores(); err == nil {
@@ -526,6 +529,9 @@ func (n *Node) closeStores() error {
 func (n *Node) Ready() error {
 	if id, _ := n.Leader(); id == "" {
 		return ErrNoLeader
+	}
+	if err := n.fsm.WriteErr(); err != nil {
+		return fmt.Errorf("cluster: the subscription table cannot be written: %w", err)
 	}
 	if applied, committed := n.raft.AppliedIndex(), n.raft.CommitIndex(); applied < committed {
 		return fmt.Errorf("cluster: applied index %d behind commit index %d", applied, committed)

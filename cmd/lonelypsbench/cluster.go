@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -36,6 +38,17 @@ func startCluster(ctx context.Context, bin string) (*benchCluster, error) {
 		https = append(https, a)
 	}
 	c := &benchCluster{dir: dir}
+	// Nodes that form a cluster refuse to start without a shared secret.
+	secret := make([]byte, 48)
+	if _, err := crand.Read(secret); err != nil {
+		c.stop()
+		return nil, err
+	}
+	secretFile := filepath.Join(dir, "cluster-secret")
+	if err := os.WriteFile(secretFile, []byte(base64.URLEncoding.EncodeToString(secret)), 0o600); err != nil {
+		c.stop()
+		return nil, err
+	}
 	for i := range 3 {
 		raftAddr, err := freeAddr()
 		if err != nil {
@@ -44,7 +57,7 @@ func startCluster(ctx context.Context, bin string) (*benchCluster, error) {
 		}
 		s, err := launch(bin, "", https[i], "serve", "--node-id", fmt.Sprintf("n%d", i+1),
 			"--http-addr", https[i], "--raft-addr", raftAddr, "--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-			"--join", strings.Join(https, ","), "--bootstrap-expect", "3", "--log-level", "warn")
+			"--join", strings.Join(https, ","), "--bootstrap-expect", "3", "--cluster-secret-file", secretFile, "--log-level", "warn")
 		if err != nil {
 			c.stop()
 			return nil, err
