@@ -34,6 +34,12 @@ const (
 	statusTryAgainLater  = websocket.StatusTryAgainLater   // slow consumer, registration or auth backend unavailable
 	receiveIdentifierLen = 4                               // the reference's RECEIVE_STREAM identifiers
 	ctrlQueue            = 64
+	// maxConfigureMessage bounds the first message, read before anything
+	// about the peer is known. A CONFIGURE is 52 bytes of fixed headers
+	// plus its authorization and tracing: 16 KiB leaves room for long
+	// bearer tokens and tracing, and keeps the default 10,000 peers that
+	// never finish CONFIGURE within 160 MiB.
+	maxConfigureMessage = 16 << 10
 )
 
 // closeError is why a connection ends: the code and reason sent in the
@@ -204,7 +210,9 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		h.log.Info("websocket upgrade failed", "remote", c.RealIP(), "err", err)
 		return nil
 	}
-	ws.SetReadLimit(h.cfg.IncomingMaxMessage)
+	// Until CONFIGURE is verified the peer is unknown: its first message
+	// may only be as large as a CONFIGURE can reasonably be.
+	ws.SetReadLimit(min(maxConfigureMessage, h.cfg.IncomingMaxMessage))
 	cn := &conn{
 		hub:      h,
 		ws:       ws,
@@ -335,10 +343,20 @@ func (c *conn) teardown() {
 // configure waits for CONFIGURE and answers CONFIRM_CONFIGURE; nothing
 // else may come first.
 func (c *conn) configure() error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.ConfigureTimeout)
-	typ, buf, err := c.ws.Read(ctx)
-	cancel()
-	if err != nil {
+	// The timer closes with a close frame (the peer learns why), which a
+	// read deadline would not send.
+	late := closeErr(statusPolicy, "no CONFIGURE within "+c.hub.cfg.ConfigureTimeout.String(), nil)
+	timer := time.AfterFunc(c.hub.cfg.ConfigureTimeout, func() { c.fail(late) })
+	typ, buf, err := c.ws.Read(c.ctx)
+	if !timer.Stop() {
+		return late
+	}
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		// The library has sent the close frame (1009) already.
+		return closeErr(websocket.StatusMessageTooBig,
+			fmt.Sprintf("first message over the %d bytes a CONFIGURE may take", maxConfigureMessage), err)
+	case err != nil:
 		return closeErr(statusProtocolError, "no configure", err)
 	}
 	if typ != websocket.MessageBinary {
@@ -377,6 +395,7 @@ func (c *conn) configure() error {
 	for _, z := range enable {
 		c.decoders[z.id] = z
 	}
+	c.ws.SetReadLimit(c.hub.cfg.IncomingMaxMessage)
 	var bro [32]byte
 	if _, err := rand.Read(bro[:]); err != nil {
 		return closeErr(statusInternal, "nonce", err)
