@@ -318,11 +318,11 @@ func (c *conn) configure() error {
 	if !ok {
 		return protocolErr("first message is %T, not CONFIGURE", m)
 	}
-	if r := c.hub.auth.Verify(c.ctx, auth.StatefulConfigure{
+	if err := c.verify("configure", auth.StatefulConfigure{
 		Tracing: cfg.Tracing, SubscriberNonce: cfg.SubscriberNonce, EnableZstd: cfg.EnableZstd,
 		EnableTraining: cfg.EnableTraining, InitialDict: cfg.InitialDict,
-	}, cfg.Authorization); r != auth.OK {
-		return authErr("configure", r)
+	}, cfg.Authorization); err != nil {
+		return err
 	}
 	c.zstd = cfg.EnableZstd && !c.hub.cfg.DisableCompression
 	var enable []*compressor

@@ -136,23 +136,28 @@ func (c *conn) process(buf []byte) error {
 	case wsproto.NotifyStream:
 		return c.notifyStream(m)
 	case wsproto.ContinueReceive:
-		url := c.nextSubscriberURL()
-		if r := c.hub.auth.Verify(c.ctx, auth.StatefulContinueReceive{
-			Tracing: m.Tracing, Identifier: m.Identifier, PartID: m.PartID, URL: url,
-		}, m.Authorization); r != auth.OK {
-			return authErr("continue receive", r)
+		am := auth.StatefulContinueReceive{Tracing: m.Tracing, Identifier: m.Identifier, PartID: m.PartID, URL: c.nextSubscriberURL()}
+		if err := c.verify("continue receive", am, m.Authorization); err != nil {
+			return err
 		}
 		return c.acked(m.Identifier, m.PartID, false)
 	case wsproto.ConfirmReceive:
-		url := c.nextSubscriberURL()
-		if r := c.hub.auth.Verify(c.ctx, auth.ConfirmReceive{
-			Tracing: m.Tracing, Identifier: m.Identifier, NumSubscribers: m.NumSubscribers, URL: url,
-		}, m.Authorization); r != auth.OK {
-			return authErr("confirm receive", r)
+		am := auth.ConfirmReceive{Tracing: m.Tracing, Identifier: m.Identifier, NumSubscribers: m.NumSubscribers, URL: c.nextSubscriberURL()}
+		if err := c.verify("confirm receive", am, m.Authorization); err != nil {
+			return err
 		}
 		return c.acked(m.Identifier, 0, true)
 	}
 	return protocolErr("unexpected message %T", m)
+}
+
+// verify checks a message's authorization; a refusal closes the
+// connection.
+func (c *conn) verify(what string, m auth.Message, authz string) error {
+	if r := c.hub.auth.Verify(c.ctx, m, authz); r != auth.OK {
+		return authErr(what, r)
+	}
+	return nil
 }
 
 // nextSubscriberURL returns the url of the subscriber's next
@@ -173,8 +178,8 @@ func (c *conn) verifyChange(what string, kind fsm.Kind, topic []byte, glob, auth
 	if kind == fsm.Glob {
 		am, key = auth.SubscribeGlob{Tracing: tracing, URL: url, Glob: glob}, glob
 	}
-	if r := c.hub.auth.Verify(c.ctx, am, authz); r != auth.OK {
-		return "", "", authErr(what, r)
+	if err := c.verify(what, am, authz); err != nil {
+		return "", "", err
 	}
 	return url, key, nil
 }
@@ -259,10 +264,10 @@ func (c *conn) compressorFor(id uint64) (*compressor, error) {
 }
 
 func (c *conn) notify(m wsproto.Notify) error {
-	if r := c.hub.auth.Verify(c.ctx, auth.Notify{
+	if err := c.verify("notify", auth.Notify{
 		Tracing: m.Tracing, Topic: m.Topic, Identifier: m.Identifier, SHA512: m.CompressedSHA512,
-	}, m.Authorization); r != auth.OK {
-		return authErr("notify", r)
+	}, m.Authorization); err != nil {
+		return err
 	}
 	z, err := c.compressorFor(m.Compressor)
 	if err != nil {
@@ -305,10 +310,10 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 			return protocolErr("notify stream: a new stream began while %x was open", s.ident)
 		}
 		f := m.First
-		if r := c.hub.auth.Verify(c.ctx, auth.Notify{
+		if err := c.verify("notify stream", auth.Notify{
 			Tracing: m.Tracing, Topic: f.Topic, Identifier: m.Identifier, SHA512: f.CompressedSHA512,
-		}, m.Authorization); r != auth.OK {
-			return authErr("notify stream", r)
+		}, m.Authorization); err != nil {
+			return err
 		}
 		if _, err := c.compressorFor(f.Compressor); err != nil {
 			return err
@@ -332,10 +337,10 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 		}
 		// Every part is authorized with the first part's fields and its
 		// own (fresh) signature.
-		if r := c.hub.auth.Verify(c.ctx, auth.Notify{
+		if err := c.verify("notify stream", auth.Notify{
 			Tracing: s.tracing, Topic: s.first.Topic, Identifier: s.ident, SHA512: s.first.CompressedSHA512,
-		}, m.Authorization); r != auth.OK {
-			return authErr("notify stream", r)
+		}, m.Authorization); err != nil {
+			return err
 		}
 		s.next++
 	}
