@@ -20,12 +20,14 @@ type fields interface {
 	payload(p *[]byte)              // the rest of the message, after the headers
 }
 
-// layout is implemented by the message types whose headers are always the
-// same set.
+// layout is implemented by every message type (on its pointer). Streams,
+// whose header set depends on the part id, are parsed by parseStream
+// rather than parseAs.
 type layout interface{ layout(f fields) }
 
 // checker is implemented by the messages with a rule across headers (or
-// headers and payload), checked before encoding and after parsing.
+// headers and payload), checked before encoding and after parsing (by
+// parseAs; parseStream checks First itself).
 type checker interface{ check(what string) error }
 
 // spec describes one message type: its name in errors, its type code and
