@@ -1,17 +1,5 @@
 package wsproto
 
-// Header layouts (minimal-form order) of the broadcaster-to-subscriber
-// messages not shared with the other direction.
-var (
-	confirmConfigureHeaders = []string{hBroadcasterNonce, hAuthorization, hTracing}
-	topicAuthHeaders        = []string{hTopic, hAuthorization, hTracing}
-	globAuthHeaders         = []string{hGlob, hAuthorization, hTracing}
-	confirmNotifyHeaders    = []string{hIdentifier, hSubscribers, hAuthorization, hTracing}
-	enableZstdPresetHeaders = []string{hIdentifier, hCompressionLevel, hMinSize, hMaxSize, hAuthorization, hTracing}
-	enableZstdCustomHeaders = []string{hIdentifier, hCompressionLevel, hMinSize, hMaxSize, hAuthorization, hTracing, hSHA512}
-	disableZstdHeaders      = []string{hIdentifier, hAuthorization, hTracing}
-)
-
 // ConfirmConfigure (B2S type 1) answers Configure.
 type ConfirmConfigure struct {
 	BroadcasterNonce [NonceSize]byte
@@ -133,361 +121,202 @@ type (
 		Authorization string
 		Tracing       []byte
 	}
-	// zstdSettings is what ENABLE_ZSTD_PRESET and ENABLE_ZSTD_CUSTOM share.
-	zstdSettings struct {
-		Identifier       uint64
-		CompressionLevel int16
-		MinSize          uint32
-		MaxSize          uint64
-		Authorization    string
-		Tracing          []byte
-	}
 )
 
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmConfigure) AppendMinimal(dst []byte) ([]byte, error) { return m.append(dst, true) }
+// The broadcaster-to-subscriber message types.
+var (
+	confirmConfigureSpec        = newSpec("confirm configure", B2SConfirmConfigure, &ConfirmConfigure{})
+	confirmSubscribeExactSpec   = newSpec("confirm subscribe exact", B2SConfirmSubscribeExact, &ConfirmSubscribeExact{})
+	confirmSubscribeGlobSpec    = newSpec("confirm subscribe glob", B2SConfirmSubscribeGlob, &ConfirmSubscribeGlob{})
+	confirmUnsubscribeExactSpec = newSpec("confirm unsubscribe exact", B2SConfirmUnsubscribeExact, &ConfirmUnsubscribeExact{})
+	confirmUnsubscribeGlobSpec  = newSpec("confirm unsubscribe glob", B2SConfirmUnsubscribeGlob, &ConfirmUnsubscribeGlob{})
+	confirmNotifySpec           = newSpec("confirm notify", B2SConfirmNotify, &ConfirmNotify{})
+	continueNotifySpec          = newSpec("continue notify", B2SContinueNotify, &ContinueNotify{})
+	receiveStreamSpec           = newSpec("receive stream", B2SReceiveStream, &ReceiveStream{First: &StreamFirst{}})
+	enableZstdPresetSpec        = newSpec("enable zstd preset", B2SEnableZstdPreset, &EnableZstdPreset{})
+	enableZstdCustomSpec        = newSpec("enable zstd custom", B2SEnableZstdCustom, &EnableZstdCustom{})
+	disableZstdCustomSpec       = newSpec("disable zstd custom", B2SDisableZstdCustom, &DisableZstdCustom{})
+	missedSpec                  = newSpec("missed", B2SMissed, &Missed{})
+)
 
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmConfigure) AppendExpanded(dst []byte) ([]byte, error) { return m.append(dst, false) }
-
-func (m ConfirmConfigure) append(dst []byte, minimal bool) ([]byte, error) {
-	e := newEncoder(dst, "confirm configure", B2SConfirmConfigure, minimal, len(confirmConfigureHeaders))
-	e.bytes(hBroadcasterNonce, m.BroadcasterNonce[:])
-	e.text(hAuthorization, m.Authorization)
-	e.bytes(hTracing, m.Tracing)
-	return e.finish(dst)
+func (m *ConfirmConfigure) layout(f fields) {
+	f.exact(hBroadcasterNonce, m.BroadcasterNonce[:])
+	f.text(hAuthorization, &m.Authorization)
+	f.bytes(hTracing, &m.Tracing)
 }
 
-func parseConfirmConfigure(d *decoder) (any, error) {
-	d.what = "confirm configure"
-	h, err := d.readHeaders(confirmConfigureHeaders)
-	if err != nil {
-		return nil, err
-	}
-	var m ConfirmConfigure
-	if err = h.exact(hBroadcasterNonce, m.BroadcasterNonce[:]); err != nil {
-		return nil, err
-	}
-	if m.Authorization, err = h.text(hAuthorization); err != nil {
-		return nil, err
-	}
-	if m.Tracing, err = h.bytes(hTracing); err != nil {
-		return nil, err
-	}
-	return m, nil
+func (m *topicAuth) layout(f fields) {
+	f.bytes(hTopic, &m.Topic)
+	f.text(hAuthorization, &m.Authorization)
+	f.bytes(hTracing, &m.Tracing)
+}
+
+func (m *globAuth) layout(f fields) {
+	f.text(hGlob, &m.Glob)
+	f.text(hAuthorization, &m.Authorization)
+	f.bytes(hTracing, &m.Tracing)
+}
+
+func (m *ConfirmSubscribeExact) layout(f fields)   { (*topicAuth)(m).layout(f) }
+func (m *ConfirmSubscribeGlob) layout(f fields)    { (*globAuth)(m).layout(f) }
+func (m *ConfirmUnsubscribeExact) layout(f fields) { (*topicAuth)(m).layout(f) }
+func (m *ConfirmUnsubscribeGlob) layout(f fields)  { (*globAuth)(m).layout(f) }
+
+func (m *ConfirmNotify) layout(f fields) {
+	f.identifier(hIdentifier, &m.Identifier)
+	f.uint(hSubscribers, &m.Subscribers)
+	f.text(hAuthorization, &m.Authorization)
+	f.bytes(hTracing, &m.Tracing)
+}
+
+func (m *ContinueNotify) layout(f fields)        { (*identPart)(m).layout(f) }
+func (m *ReceiveStream) layout(f fields)         { (*stream)(m).layout(f) }
+func (m *ReceiveStream) check(what string) error { return (*stream)(m).check(what) }
+
+// zstdLayout lists the headers ENABLE_ZSTD_PRESET and ENABLE_ZSTD_CUSTOM
+// share.
+func zstdLayout(f fields, id *uint64, level *int16, minSize *uint32, maxSize *uint64, authz *string, tracing *[]byte) {
+	f.uint(hIdentifier, id)
+	f.level(hCompressionLevel, level)
+	f.uint32(hMinSize, minSize)
+	f.uint(hMaxSize, maxSize)
+	f.text(hAuthorization, authz)
+	f.bytes(hTracing, tracing)
+}
+
+func (m *EnableZstdPreset) layout(f fields) {
+	zstdLayout(f, &m.Identifier, &m.CompressionLevel, &m.MinSize, &m.MaxSize, &m.Authorization, &m.Tracing)
+}
+
+func (m *EnableZstdCustom) layout(f fields) {
+	zstdLayout(f, &m.Identifier, &m.CompressionLevel, &m.MinSize, &m.MaxSize, &m.Authorization, &m.Tracing)
+	f.exact(hSHA512, m.SHA512[:])
+	f.payload(&m.Dictionary)
+}
+
+func (m *DisableZstdCustom) layout(f fields) {
+	f.uint(hIdentifier, &m.Identifier)
+	f.text(hAuthorization, &m.Authorization)
+	f.bytes(hTracing, &m.Tracing)
+}
+
+func (m *Missed) layout(f fields) { (*authTopic)(m).layout(f) }
+
+// AppendMinimal appends the message with minimal headers.
+func (m ConfirmConfigure) AppendMinimal(dst []byte) ([]byte, error) {
+	return confirmConfigureSpec.append(dst, true, &m)
+}
+
+// AppendExpanded appends the message with expanded headers.
+func (m ConfirmConfigure) AppendExpanded(dst []byte) ([]byte, error) {
+	return confirmConfigureSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m ConfirmSubscribeExact) AppendMinimal(dst []byte) ([]byte, error) {
-	return topicAuth(m).append(dst, "confirm subscribe exact", B2SConfirmSubscribeExact, true)
+	return confirmSubscribeExactSpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m ConfirmSubscribeExact) AppendExpanded(dst []byte) ([]byte, error) {
-	return topicAuth(m).append(dst, "confirm subscribe exact", B2SConfirmSubscribeExact, false)
+	return confirmSubscribeExactSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m ConfirmSubscribeGlob) AppendMinimal(dst []byte) ([]byte, error) {
-	return globAuth(m).append(dst, "confirm subscribe glob", B2SConfirmSubscribeGlob, true)
+	return confirmSubscribeGlobSpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m ConfirmSubscribeGlob) AppendExpanded(dst []byte) ([]byte, error) {
-	return globAuth(m).append(dst, "confirm subscribe glob", B2SConfirmSubscribeGlob, false)
+	return confirmSubscribeGlobSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m ConfirmUnsubscribeExact) AppendMinimal(dst []byte) ([]byte, error) {
-	return topicAuth(m).append(dst, "confirm unsubscribe exact", B2SConfirmUnsubscribeExact, true)
+	return confirmUnsubscribeExactSpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m ConfirmUnsubscribeExact) AppendExpanded(dst []byte) ([]byte, error) {
-	return topicAuth(m).append(dst, "confirm unsubscribe exact", B2SConfirmUnsubscribeExact, false)
+	return confirmUnsubscribeExactSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m ConfirmUnsubscribeGlob) AppendMinimal(dst []byte) ([]byte, error) {
-	return globAuth(m).append(dst, "confirm unsubscribe glob", B2SConfirmUnsubscribeGlob, true)
+	return confirmUnsubscribeGlobSpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m ConfirmUnsubscribeGlob) AppendExpanded(dst []byte) ([]byte, error) {
-	return globAuth(m).append(dst, "confirm unsubscribe glob", B2SConfirmUnsubscribeGlob, false)
-}
-
-func (m topicAuth) append(dst []byte, what string, typ uint16, minimal bool) ([]byte, error) {
-	e := newEncoder(dst, what, typ, minimal, len(topicAuthHeaders))
-	e.bytes(hTopic, m.Topic)
-	e.text(hAuthorization, m.Authorization)
-	e.bytes(hTracing, m.Tracing)
-	return e.finish(dst)
-}
-
-func parseTopicAuth(d *decoder, what string) (topicAuth, error) {
-	d.what = what
-	var m topicAuth
-	h, err := d.readHeaders(topicAuthHeaders)
-	if err != nil {
-		return m, err
-	}
-	if m.Topic, err = h.bytes(hTopic); err != nil {
-		return topicAuth{}, err
-	}
-	if m.Authorization, err = h.text(hAuthorization); err != nil {
-		return topicAuth{}, err
-	}
-	if m.Tracing, err = h.bytes(hTracing); err != nil {
-		return topicAuth{}, err
-	}
-	return m, nil
-}
-
-func (m globAuth) append(dst []byte, what string, typ uint16, minimal bool) ([]byte, error) {
-	e := newEncoder(dst, what, typ, minimal, len(globAuthHeaders))
-	e.text(hGlob, m.Glob)
-	e.text(hAuthorization, m.Authorization)
-	e.bytes(hTracing, m.Tracing)
-	return e.finish(dst)
-}
-
-func parseGlobAuth(d *decoder, what string) (globAuth, error) {
-	d.what = what
-	var m globAuth
-	h, err := d.readHeaders(globAuthHeaders)
-	if err != nil {
-		return m, err
-	}
-	if m.Glob, err = h.text(hGlob); err != nil {
-		return globAuth{}, err
-	}
-	if m.Authorization, err = h.text(hAuthorization); err != nil {
-		return globAuth{}, err
-	}
-	if m.Tracing, err = h.bytes(hTracing); err != nil {
-		return globAuth{}, err
-	}
-	return m, nil
+	return confirmUnsubscribeGlobSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
-func (m ConfirmNotify) AppendMinimal(dst []byte) ([]byte, error) { return m.append(dst, true) }
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmNotify) AppendExpanded(dst []byte) ([]byte, error) { return m.append(dst, false) }
-
-func (m ConfirmNotify) append(dst []byte, minimal bool) ([]byte, error) {
-	e := newEncoder(dst, "confirm notify", B2SConfirmNotify, minimal, len(confirmNotifyHeaders))
-	e.identifier(hIdentifier, m.Identifier)
-	e.uint(hSubscribers, m.Subscribers)
-	e.text(hAuthorization, m.Authorization)
-	e.bytes(hTracing, m.Tracing)
-	return e.finish(dst)
+func (m ConfirmNotify) AppendMinimal(dst []byte) ([]byte, error) {
+	return confirmNotifySpec.append(dst, true, &m)
 }
 
-func parseConfirmNotify(d *decoder) (any, error) {
-	d.what = "confirm notify"
-	h, err := d.readHeaders(confirmNotifyHeaders)
-	if err != nil {
-		return nil, err
-	}
-	var m ConfirmNotify
-	if m.Identifier, err = h.identifier(hIdentifier); err != nil {
-		return nil, err
-	}
-	if m.Subscribers, err = h.uint(hSubscribers, 8); err != nil {
-		return nil, err
-	}
-	if m.Authorization, err = h.text(hAuthorization); err != nil {
-		return nil, err
-	}
-	if m.Tracing, err = h.bytes(hTracing); err != nil {
-		return nil, err
-	}
-	return m, nil
+// AppendExpanded appends the message with expanded headers.
+func (m ConfirmNotify) AppendExpanded(dst []byte) ([]byte, error) {
+	return confirmNotifySpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m ContinueNotify) AppendMinimal(dst []byte) ([]byte, error) {
-	return identPart(m).append(dst, "continue notify", B2SContinueNotify, true)
+	return continueNotifySpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m ContinueNotify) AppendExpanded(dst []byte) ([]byte, error) {
-	return identPart(m).append(dst, "continue notify", B2SContinueNotify, false)
+	return continueNotifySpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m ReceiveStream) AppendMinimal(dst []byte) ([]byte, error) {
-	return stream(m).append(dst, "receive stream", B2SReceiveStream, true)
+	return receiveStreamSpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m ReceiveStream) AppendExpanded(dst []byte) ([]byte, error) {
-	return stream(m).append(dst, "receive stream", B2SReceiveStream, false)
+	return receiveStreamSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
 func (m EnableZstdPreset) AppendMinimal(dst []byte) ([]byte, error) {
-	return zstdSettings(m).append(dst, "enable zstd preset", B2SEnableZstdPreset, true, nil)
+	return enableZstdPresetSpec.append(dst, true, &m)
 }
 
 // AppendExpanded appends the message with expanded headers.
 func (m EnableZstdPreset) AppendExpanded(dst []byte) ([]byte, error) {
-	return zstdSettings(m).append(dst, "enable zstd preset", B2SEnableZstdPreset, false, nil)
+	return enableZstdPresetSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
-func (m EnableZstdCustom) AppendMinimal(dst []byte) ([]byte, error) { return m.append(dst, true) }
+func (m EnableZstdCustom) AppendMinimal(dst []byte) ([]byte, error) {
+	return enableZstdCustomSpec.append(dst, true, &m)
+}
 
 // AppendExpanded appends the message with expanded headers.
-func (m EnableZstdCustom) AppendExpanded(dst []byte) ([]byte, error) { return m.append(dst, false) }
-
-func (m EnableZstdCustom) append(dst []byte, minimal bool) ([]byte, error) {
-	s := zstdSettings{m.Identifier, m.CompressionLevel, m.MinSize, m.MaxSize, m.Authorization, m.Tracing}
-	return s.append(dst, "enable zstd custom", B2SEnableZstdCustom, minimal, &m)
-}
-
-// append writes the settings headers and, for ENABLE_ZSTD_CUSTOM (custom !=
-// nil), the x-sha512 header and the dictionary.
-func (m zstdSettings) append(dst []byte, what string, typ uint16, minimal bool, custom *EnableZstdCustom) ([]byte, error) {
-	names := enableZstdPresetHeaders
-	if custom != nil {
-		names = enableZstdCustomHeaders
-	}
-	e := newEncoder(dst, what, typ, minimal, len(names))
-	e.uint(hIdentifier, m.Identifier)
-	e.fixed(hCompressionLevel, uint64(uint16(m.CompressionLevel)), 2)
-	e.uint(hMinSize, uint64(m.MinSize))
-	e.uint(hMaxSize, m.MaxSize)
-	e.text(hAuthorization, m.Authorization)
-	e.bytes(hTracing, m.Tracing)
-	if custom != nil {
-		e.bytes(hSHA512, custom.SHA512[:])
-		e.payload(custom.Dictionary)
-	}
-	return e.finish(dst)
-}
-
-func parseZstdSettings(h *headers) (zstdSettings, error) {
-	var m zstdSettings
-	var err error
-	if m.Identifier, err = h.uint(hIdentifier, 8); err != nil {
-		return zstdSettings{}, err
-	}
-	// Signed, at most 2 bytes, sign-extended from its own width (a one-byte
-	// ff is -1), as the reference's int.from_bytes(signed=True).
-	level, err := h.raw(hCompressionLevel)
-	if err != nil {
-		return zstdSettings{}, err
-	}
-	switch len(level) {
-	case 0:
-	case 1:
-		m.CompressionLevel = int16(int8(level[0]))
-	case 2:
-		m.CompressionLevel = int16(uint16(level[0])<<8 | uint16(level[1]))
-	default:
-		return zstdSettings{}, h.bad(hCompressionLevel, "is %d bytes, at most 2 allowed", len(level))
-	}
-	minSize, err := h.uint(hMinSize, 4)
-	if err != nil {
-		return zstdSettings{}, err
-	}
-	m.MinSize = uint32(minSize)
-	if m.MaxSize, err = h.uint(hMaxSize, 8); err != nil {
-		return zstdSettings{}, err
-	}
-	if m.Authorization, err = h.text(hAuthorization); err != nil {
-		return zstdSettings{}, err
-	}
-	if m.Tracing, err = h.bytes(hTracing); err != nil {
-		return zstdSettings{}, err
-	}
-	return m, nil
-}
-
-func parseEnableZstdPreset(d *decoder) (any, error) {
-	d.what = "enable zstd preset"
-	h, err := d.readHeaders(enableZstdPresetHeaders)
-	if err != nil {
-		return nil, err
-	}
-	s, err := parseZstdSettings(h)
-	if err != nil {
-		return nil, err
-	}
-	return EnableZstdPreset(s), nil
-}
-
-func parseEnableZstdCustom(d *decoder) (any, error) {
-	d.what = "enable zstd custom"
-	h, err := d.readHeaders(enableZstdCustomHeaders)
-	if err != nil {
-		return nil, err
-	}
-	s, err := parseZstdSettings(h)
-	if err != nil {
-		return nil, err
-	}
-	m := EnableZstdCustom{
-		Identifier:       s.Identifier,
-		CompressionLevel: s.CompressionLevel,
-		MinSize:          s.MinSize,
-		MaxSize:          s.MaxSize,
-		Authorization:    s.Authorization,
-		Tracing:          s.Tracing,
-	}
-	if err = h.exact(hSHA512, m.SHA512[:]); err != nil {
-		return nil, err
-	}
-	m.Dictionary = d.payload()
-	return m, nil
+func (m EnableZstdCustom) AppendExpanded(dst []byte) ([]byte, error) {
+	return enableZstdCustomSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
-func (m DisableZstdCustom) AppendMinimal(dst []byte) ([]byte, error) { return m.append(dst, true) }
-
-// AppendExpanded appends the message with expanded headers.
-func (m DisableZstdCustom) AppendExpanded(dst []byte) ([]byte, error) { return m.append(dst, false) }
-
-func (m DisableZstdCustom) append(dst []byte, minimal bool) ([]byte, error) {
-	e := newEncoder(dst, "disable zstd custom", B2SDisableZstdCustom, minimal, len(disableZstdHeaders))
-	e.uint(hIdentifier, m.Identifier)
-	e.text(hAuthorization, m.Authorization)
-	e.bytes(hTracing, m.Tracing)
-	return e.finish(dst)
+func (m DisableZstdCustom) AppendMinimal(dst []byte) ([]byte, error) {
+	return disableZstdCustomSpec.append(dst, true, &m)
 }
 
-func parseDisableZstdCustom(d *decoder) (any, error) {
-	d.what = "disable zstd custom"
-	h, err := d.readHeaders(disableZstdHeaders)
-	if err != nil {
-		return nil, err
-	}
-	var m DisableZstdCustom
-	if m.Identifier, err = h.uint(hIdentifier, 8); err != nil {
-		return nil, err
-	}
-	if m.Authorization, err = h.text(hAuthorization); err != nil {
-		return nil, err
-	}
-	if m.Tracing, err = h.bytes(hTracing); err != nil {
-		return nil, err
-	}
-	return m, nil
+// AppendExpanded appends the message with expanded headers.
+func (m DisableZstdCustom) AppendExpanded(dst []byte) ([]byte, error) {
+	return disableZstdCustomSpec.append(dst, false, &m)
 }
 
 // AppendMinimal appends the message with minimal headers.
-func (m Missed) AppendMinimal(dst []byte) ([]byte, error) {
-	return authTopic(m).append(dst, "missed", B2SMissed, true)
-}
+func (m Missed) AppendMinimal(dst []byte) ([]byte, error) { return missedSpec.append(dst, true, &m) }
 
 // AppendExpanded appends the message with expanded headers.
-func (m Missed) AppendExpanded(dst []byte) ([]byte, error) {
-	return authTopic(m).append(dst, "missed", B2SMissed, false)
-}
+func (m Missed) AppendExpanded(dst []byte) ([]byte, error) { return missedSpec.append(dst, false, &m) }
 
 // Every message type is a Message.
 var (

@@ -93,29 +93,24 @@ func ParseS2B(b []byte) (any, error) {
 	}
 	switch typ {
 	case S2BConfigure:
-		return parseConfigure(d)
+		return parseAs[Configure](d, &configureSpec)
 	case S2BSubscribeExact:
-		m, err := parseAuthTopic(d, "subscribe exact")
-		return ret(SubscribeExact(m), err)
+		return parseAs[SubscribeExact](d, &subscribeExactSpec)
 	case S2BSubscribeGlob:
-		m, err := parseAuthGlob(d, "subscribe glob")
-		return ret(SubscribeGlob(m), err)
+		return parseAs[SubscribeGlob](d, &subscribeGlobSpec)
 	case S2BUnsubscribeExact:
-		m, err := parseAuthTopic(d, "unsubscribe exact")
-		return ret(UnsubscribeExact(m), err)
+		return parseAs[UnsubscribeExact](d, &unsubscribeExactSpec)
 	case S2BUnsubscribeGlob:
-		m, err := parseAuthGlob(d, "unsubscribe glob")
-		return ret(UnsubscribeGlob(m), err)
+		return parseAs[UnsubscribeGlob](d, &unsubscribeGlobSpec)
 	case S2BNotify:
-		return parseNotify(d)
+		return parseAs[Notify](d, &notifySpec)
 	case S2BNotifyStream:
-		m, err := parseStream(d, "notify stream")
+		m, err := parseStream(d, &notifyStreamSpec)
 		return ret(NotifyStream(m), err)
 	case S2BContinueReceive:
-		m, err := parseIdentPart(d, "continue receive")
-		return ret(ContinueReceive(m), err)
+		return parseAs[ContinueReceive](d, &continueReceiveSpec)
 	case S2BConfirmReceive:
-		return parseConfirmReceive(d)
+		return parseAs[ConfirmReceive](d, &confirmReceiveSpec)
 	}
 	return nil, fmt.Errorf("%s: type %d: %w", d.what, typ, ErrUnknownType)
 }
@@ -133,36 +128,30 @@ func ParseB2S(b []byte) (any, error) {
 	}
 	switch typ {
 	case B2SConfirmConfigure:
-		return parseConfirmConfigure(d)
+		return parseAs[ConfirmConfigure](d, &confirmConfigureSpec)
 	case B2SConfirmSubscribeExact:
-		m, err := parseTopicAuth(d, "confirm subscribe exact")
-		return ret(ConfirmSubscribeExact(m), err)
+		return parseAs[ConfirmSubscribeExact](d, &confirmSubscribeExactSpec)
 	case B2SConfirmSubscribeGlob:
-		m, err := parseGlobAuth(d, "confirm subscribe glob")
-		return ret(ConfirmSubscribeGlob(m), err)
+		return parseAs[ConfirmSubscribeGlob](d, &confirmSubscribeGlobSpec)
 	case B2SConfirmUnsubscribeExact:
-		m, err := parseTopicAuth(d, "confirm unsubscribe exact")
-		return ret(ConfirmUnsubscribeExact(m), err)
+		return parseAs[ConfirmUnsubscribeExact](d, &confirmUnsubscribeExactSpec)
 	case B2SConfirmUnsubscribeGlob:
-		m, err := parseGlobAuth(d, "confirm unsubscribe glob")
-		return ret(ConfirmUnsubscribeGlob(m), err)
+		return parseAs[ConfirmUnsubscribeGlob](d, &confirmUnsubscribeGlobSpec)
 	case B2SConfirmNotify:
-		return parseConfirmNotify(d)
+		return parseAs[ConfirmNotify](d, &confirmNotifySpec)
 	case B2SContinueNotify:
-		m, err := parseIdentPart(d, "continue notify")
-		return ret(ContinueNotify(m), err)
+		return parseAs[ContinueNotify](d, &continueNotifySpec)
 	case B2SReceiveStream:
-		m, err := parseStream(d, "receive stream")
+		m, err := parseStream(d, &receiveStreamSpec)
 		return ret(ReceiveStream(m), err)
 	case B2SEnableZstdPreset:
-		return parseEnableZstdPreset(d)
+		return parseAs[EnableZstdPreset](d, &enableZstdPresetSpec)
 	case B2SEnableZstdCustom:
-		return parseEnableZstdCustom(d)
+		return parseAs[EnableZstdCustom](d, &enableZstdCustomSpec)
 	case B2SDisableZstdCustom:
-		return parseDisableZstdCustom(d)
+		return parseAs[DisableZstdCustom](d, &disableZstdCustomSpec)
 	case B2SMissed:
-		m, err := parseAuthTopic(d, "missed")
-		return ret(Missed(m), err)
+		return parseAs[Missed](d, &missedSpec)
 	}
 	return nil, fmt.Errorf("%s: type %d: %w", d.what, typ, ErrUnknownType)
 }
@@ -355,7 +344,12 @@ func (h *headers) missing(name string) error {
 }
 
 func (h *headers) bad(name, format string, args ...any) error {
-	return fmt.Errorf("%s: %s %s: %w", h.d.what, name, fmt.Sprintf(format, args...), ErrHeader)
+	return headerErr(h.d.what, name, format, args...)
+}
+
+// headerErr is the error for a header value the protocol does not allow.
+func headerErr(what, name, format string, args ...any) error {
+	return fmt.Errorf("%s: %s %s: %w", what, name, fmt.Sprintf(format, args...), ErrHeader)
 }
 
 // raw returns the value of a header, aliasing the input.
@@ -442,30 +436,35 @@ func (h *headers) exact(name string, dst []byte) error {
 	return nil
 }
 
-// encoder appends one message and remembers the first error, so encoding
-// methods read as a list of headers.
+// encoder appends one message and remembers the first error, so a
+// message's layout reads as a list of headers. It implements fields.
 type encoder struct {
 	what    string
 	minimal bool
 	b       []byte
+	countAt int // offset of the expanded form's header count
+	count   int
 	err     error
 }
 
-// newEncoder writes the flags, the type and, in expanded form, the count of
-// headers that will follow.
-func newEncoder(dst []byte, what string, typ uint16, minimal bool, count int) *encoder {
+// newEncoder writes the flags, the type and, in expanded form, room for the
+// count of headers, which finish fills in.
+func newEncoder(dst []byte, what string, typ uint16, minimal bool) *encoder {
 	var flags uint16
 	if minimal {
 		flags = FlagMinimalHeaders
 	}
 	dst = binary.BigEndian.AppendUint16(dst, flags)
 	dst = binary.BigEndian.AppendUint16(dst, typ)
+	e := &encoder{what: what, minimal: minimal, countAt: len(dst)}
 	if !minimal {
-		dst = binary.BigEndian.AppendUint16(dst, uint16(count))
+		dst = append(dst, 0, 0)
 	}
-	return &encoder{what: what, minimal: minimal, b: dst}
+	e.b = dst
+	return e
 }
 
+// fail keeps the first error; nil is no error.
 func (e *encoder) fail(err error) {
 	if e.err == nil {
 		e.err = err
@@ -473,7 +472,7 @@ func (e *encoder) fail(err error) {
 }
 
 func (e *encoder) bad(name, format string, args ...any) {
-	e.fail(fmt.Errorf("%s: %s %s: %w", e.what, name, fmt.Sprintf(format, args...), ErrHeader))
+	e.fail(headerErr(e.what, name, format, args...))
 }
 
 // head writes the name (expanded form) and the length of a value of n bytes;
@@ -491,50 +490,25 @@ func (e *encoder) head(name string, n int) bool {
 		e.b = append(e.b, name...)
 	}
 	e.b = binary.BigEndian.AppendUint16(e.b, uint16(n))
+	e.count++
 	return true
 }
 
-func (e *encoder) bytes(name string, v []byte) {
+func (e *encoder) putBytes(name string, v []byte) {
 	if e.head(name, len(v)) {
 		e.b = append(e.b, v...)
 	}
 }
 
-func (e *encoder) text(name, s string) {
-	if e.err == nil && !utf8.ValidString(s) {
-		e.fail(fmt.Errorf("%s: %s is not valid UTF-8: %w", e.what, name, ErrInvalidUTF8))
-	}
-	if e.head(name, len(s)) {
-		e.b = append(e.b, s...)
-	}
-}
-
-func (e *encoder) identifier(name string, v []byte) {
-	if len(v) > MaxIdentifier {
-		e.bad(name, "is %d bytes, at most %d allowed", len(v), MaxIdentifier)
-	}
-	e.bytes(name, v)
-}
-
-// uint writes v in minimal form (0 is an empty value).
-func (e *encoder) uint(name string, v uint64) {
+// putUint writes v in minimal form (0 is an empty value).
+func (e *encoder) putUint(name string, v uint64) {
 	if e.head(name, minimalLen(v)) {
 		e.b = appendMinimalUnsigned(e.b, v)
 	}
 }
 
-// uintOrZeroByte writes v in minimal form except that 0 is one 00 byte, as
-// the reference writes part id 0 of a stream's first part and compressor 0.
-func (e *encoder) uintOrZeroByte(name string, v uint64) {
-	if v == 0 {
-		e.bytes(name, []byte{0})
-		return
-	}
-	e.uint(name, v)
-}
-
-// fixed writes the low width bytes of v, big-endian.
-func (e *encoder) fixed(name string, v uint64, width int) {
+// putFixed writes the low width bytes of v, big-endian.
+func (e *encoder) putFixed(name string, v uint64, width int) {
 	if e.head(name, width) {
 		for i := width - 1; i >= 0; i-- {
 			e.b = append(e.b, byte(v>>(8*i)))
@@ -542,9 +516,53 @@ func (e *encoder) fixed(name string, v uint64, width int) {
 	}
 }
 
-func (e *encoder) payload(p []byte) {
+func (e *encoder) bytes(name string, p *[]byte) { e.putBytes(name, *p) }
+
+func (e *encoder) text(name string, p *string) {
+	if e.err == nil && !utf8.ValidString(*p) {
+		e.fail(fmt.Errorf("%s: %s is not valid UTF-8: %w", e.what, name, ErrInvalidUTF8))
+	}
+	if e.head(name, len(*p)) {
+		e.b = append(e.b, *p...)
+	}
+}
+
+func (e *encoder) identifier(name string, p *[]byte) {
+	if len(*p) > MaxIdentifier {
+		e.bad(name, "is %d bytes, at most %d allowed", len(*p), MaxIdentifier)
+	}
+	e.putBytes(name, *p)
+}
+
+func (e *encoder) uint(name string, p *uint64) { e.putUint(name, *p) }
+
+// uintOrZeroByte writes 0 as one 00 byte, as the reference writes part id 0
+// of a stream's first part and compressor 0.
+func (e *encoder) uintOrZeroByte(name string, p *uint64) {
+	if *p == 0 {
+		e.putBytes(name, []byte{0})
+		return
+	}
+	e.putUint(name, *p)
+}
+
+func (e *encoder) uint32(name string, p *uint32)  { e.putUint(name, uint64(*p)) }
+func (e *encoder) fixed16(name string, p *uint16) { e.putFixed(name, uint64(*p), 2) }
+func (e *encoder) fixed32(name string, p *uint32) { e.putFixed(name, uint64(*p), 4) }
+func (e *encoder) level(name string, p *int16)    { e.putFixed(name, uint64(uint16(*p)), 2) }
+func (e *encoder) exact(name string, v []byte)    { e.putBytes(name, v) }
+
+func (e *encoder) flag(name string, p *bool) {
+	if *p {
+		e.putBytes(name, []byte{1})
+	} else {
+		e.putBytes(name, []byte{0})
+	}
+}
+
+func (e *encoder) payload(p *[]byte) {
 	if e.err == nil {
-		e.b = append(e.b, p...)
+		e.b = append(e.b, *p...)
 	}
 }
 
@@ -553,6 +571,9 @@ func (e *encoder) payload(p []byte) {
 func (e *encoder) finish(orig []byte) ([]byte, error) {
 	if e.err != nil {
 		return orig, e.err
+	}
+	if !e.minimal {
+		binary.BigEndian.PutUint16(e.b[e.countAt:], uint16(e.count))
 	}
 	return e.b, nil
 }

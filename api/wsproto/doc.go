@@ -51,7 +51,9 @@
 // hashing the payload), so whatever an Append method produces, the matching
 // Parse function accepts and decodes back to the same value, empty byte
 // slices coming back as nil. On error an Append method returns dst
-// unchanged.
+// unchanged. Both directions come from one description per message type: its
+// layout method lists its headers in order, and the encoder and the parser
+// walk that list (layout.go).
 package wsproto
 
 import "errors"

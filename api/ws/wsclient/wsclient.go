@@ -469,95 +469,125 @@ func (c *Conn) handle(ctx context.Context, b []byte) error {
 	case wsproto.ConfirmUnsubscribeGlob:
 		return c.confirmed(ctx, wsproto.B2SConfirmUnsubscribeGlob, m.Glob, m.Authorization)
 	case wsproto.ConfirmNotify:
-		// The Python client does not check this signature; this one
-		// does, over the SHA-512 of the bytes it sent.
-		c.mu.Lock()
-		w := c.notifies[string(m.Identifier)]
-		c.mu.Unlock()
-		if w == nil {
-			return fmt.Errorf("confirm notify for unknown notification %x", m.Identifier)
-		}
-		if r := c.auth.Verify(ctx, auth.ConfirmNotify{Identifier: m.Identifier, Subscribers: uint32(m.Subscribers),
-			Topic: w.topic, SHA512: w.sum}, m.Authorization); r != auth.OK {
-			return fmt.Errorf("confirm notify: authorization %s", r)
-		}
-		return c.notifyReply(m.Identifier, notifyReply{count: m.Subscribers})
+		return c.confirmNotify(ctx, m)
 	case wsproto.ContinueNotify:
 		if r := c.auth.Verify(ctx, auth.StatefulContinueNotify{Identifier: m.Identifier, PartID: uint32(m.PartID)}, m.Authorization); r != auth.OK {
 			return fmt.Errorf("continue notify: authorization %s", r)
 		}
 		return c.notifyReply(m.Identifier, notifyReply{cont: true, part: m.PartID})
 	case wsproto.EnableZstdPreset:
-		if c.recv != nil {
-			return errors.New("enable zstd between receive parts")
-		}
-		if r := c.auth.Verify(ctx, auth.StatefulEnableZstdPreset{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier),
-			Level: int32(m.CompressionLevel), MinSize: uint64(m.MinSize), MaxSize: m.MaxSize}, m.Authorization); r != auth.OK {
-			return fmt.Errorf("enable zstd preset: authorization %s", r)
-		}
-		if !c.opts.EnableZstd {
-			return errors.New("enable zstd preset without compression asked for")
-		}
-		var d *zstddict.Dict
-		if m.Identifier != 1 {
-			raw, ok := c.opts.PresetDicts[m.Identifier]
-			if !ok {
-				return fmt.Errorf("unknown preset dictionary %d", m.Identifier)
-			}
-			var err error
-			if d, err = zstddict.Parse(raw); err != nil {
-				return fmt.Errorf("preset dictionary %d: %w", m.Identifier, err)
-			}
-		}
-		return c.enable(m.Identifier, d, int(m.CompressionLevel), uint64(m.MinSize), m.MaxSize)
+		return c.enablePreset(ctx, m)
 	case wsproto.EnableZstdCustom:
-		if c.recv != nil {
-			return errors.New("enable zstd between receive parts")
-		}
-		if r := c.auth.Verify(ctx, auth.StatefulEnableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier),
-			Level: int32(m.CompressionLevel), MinSize: uint64(m.MinSize), MaxSize: m.MaxSize, DictSHA512: m.SHA512}, m.Authorization); r != auth.OK {
-			return fmt.Errorf("enable zstd custom: authorization %s", r)
-		}
-		if !c.opts.EnableZstd || c.opts.NoTraining {
-			return errors.New("trained dictionary without training asked for")
-		}
-		if sha512.Sum512(m.Dictionary) != m.SHA512 {
-			return fmt.Errorf("enable zstd custom %d: dictionary does not match its SHA-512", m.Identifier)
-		}
-		d, err := zstddict.Parse(m.Dictionary)
-		if err != nil {
-			return fmt.Errorf("enable zstd custom %d: %w", m.Identifier, err)
-		}
-		return c.enable(m.Identifier, d, int(m.CompressionLevel), uint64(m.MinSize), m.MaxSize)
+		return c.enableCustom(ctx, m)
 	case wsproto.DisableZstdCustom:
-		if c.recv != nil {
-			return errors.New("disable zstd between receive parts")
-		}
-		if r := c.auth.Verify(ctx, auth.StatefulDisableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier)},
-			m.Authorization); r != auth.OK {
-			return fmt.Errorf("disable zstd custom: authorization %s", r)
-		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		n := len(c.comps)
-		c.comps = slices.DeleteFunc(c.comps, func(z *comp) bool { return z.id == m.Identifier })
-		if len(c.comps) == n {
-			return fmt.Errorf("disable zstd custom %d: not enabled", m.Identifier)
-		}
-		return nil
+		return c.disableCustom(ctx, m)
 	case wsproto.Missed:
-		if c.recv != nil {
-			return errors.New("missed between receive parts")
-		}
-		if r := c.auth.Verify(ctx, auth.Missed{Recovery: c.nextBroadcasterURL(), Topic: m.Topic}, m.Authorization); r != auth.OK {
-			return fmt.Errorf("missed: authorization %s", r)
-		}
-		c.msgs <- Message{Topic: bytes.Clone(m.Topic), Missed: true}
-		return nil
+		return c.missed(ctx, m)
 	case wsproto.ReceiveStream:
 		return c.receive(ctx, m, len(b))
 	}
 	return fmt.Errorf("unexpected %T", m)
+}
+
+// betweenParts refuses a broadcaster-counted message sent in the middle of
+// a RECEIVE_STREAM, which the protocol does not allow.
+func (c *Conn) betweenParts(what string) error {
+	if c.recv != nil {
+		return fmt.Errorf("%s between receive parts", what)
+	}
+	return nil
+}
+
+// confirmNotify checks CONFIRM_NOTIFY's signature over the SHA-512 of the
+// bytes sent (the Python client does not check it) and hands the count to
+// the waiting Notify.
+func (c *Conn) confirmNotify(ctx context.Context, m wsproto.ConfirmNotify) error {
+	c.mu.Lock()
+	w := c.notifies[string(m.Identifier)]
+	c.mu.Unlock()
+	if w == nil {
+		return fmt.Errorf("confirm notify for unknown notification %x", m.Identifier)
+	}
+	if r := c.auth.Verify(ctx, auth.ConfirmNotify{Identifier: m.Identifier, Subscribers: uint32(m.Subscribers),
+		Topic: w.topic, SHA512: w.sum}, m.Authorization); r != auth.OK {
+		return fmt.Errorf("confirm notify: authorization %s", r)
+	}
+	return c.notifyReply(m.Identifier, notifyReply{count: m.Subscribers})
+}
+
+func (c *Conn) enablePreset(ctx context.Context, m wsproto.EnableZstdPreset) error {
+	if err := c.betweenParts("enable zstd"); err != nil {
+		return err
+	}
+	if r := c.auth.Verify(ctx, auth.StatefulEnableZstdPreset{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier),
+		Level: int32(m.CompressionLevel), MinSize: uint64(m.MinSize), MaxSize: m.MaxSize}, m.Authorization); r != auth.OK {
+		return fmt.Errorf("enable zstd preset: authorization %s", r)
+	}
+	if !c.opts.EnableZstd {
+		return errors.New("enable zstd preset without compression asked for")
+	}
+	var d *zstddict.Dict
+	if m.Identifier != 1 {
+		raw, ok := c.opts.PresetDicts[m.Identifier]
+		if !ok {
+			return fmt.Errorf("unknown preset dictionary %d", m.Identifier)
+		}
+		var err error
+		if d, err = zstddict.Parse(raw); err != nil {
+			return fmt.Errorf("preset dictionary %d: %w", m.Identifier, err)
+		}
+	}
+	return c.enable(m.Identifier, d, int(m.CompressionLevel), uint64(m.MinSize), m.MaxSize)
+}
+
+func (c *Conn) enableCustom(ctx context.Context, m wsproto.EnableZstdCustom) error {
+	if err := c.betweenParts("enable zstd"); err != nil {
+		return err
+	}
+	if r := c.auth.Verify(ctx, auth.StatefulEnableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier),
+		Level: int32(m.CompressionLevel), MinSize: uint64(m.MinSize), MaxSize: m.MaxSize, DictSHA512: m.SHA512}, m.Authorization); r != auth.OK {
+		return fmt.Errorf("enable zstd custom: authorization %s", r)
+	}
+	if !c.opts.EnableZstd || c.opts.NoTraining {
+		return errors.New("trained dictionary without training asked for")
+	}
+	if sha512.Sum512(m.Dictionary) != m.SHA512 {
+		return fmt.Errorf("enable zstd custom %d: dictionary does not match its SHA-512", m.Identifier)
+	}
+	d, err := zstddict.Parse(m.Dictionary)
+	if err != nil {
+		return fmt.Errorf("enable zstd custom %d: %w", m.Identifier, err)
+	}
+	return c.enable(m.Identifier, d, int(m.CompressionLevel), uint64(m.MinSize), m.MaxSize)
+}
+
+func (c *Conn) disableCustom(ctx context.Context, m wsproto.DisableZstdCustom) error {
+	if err := c.betweenParts("disable zstd"); err != nil {
+		return err
+	}
+	if r := c.auth.Verify(ctx, auth.StatefulDisableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(m.Identifier)},
+		m.Authorization); r != auth.OK {
+		return fmt.Errorf("disable zstd custom: authorization %s", r)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.comps)
+	c.comps = slices.DeleteFunc(c.comps, func(z *comp) bool { return z.id == m.Identifier })
+	if len(c.comps) == n {
+		return fmt.Errorf("disable zstd custom %d: not enabled", m.Identifier)
+	}
+	return nil
+}
+
+func (c *Conn) missed(ctx context.Context, m wsproto.Missed) error {
+	if err := c.betweenParts("missed"); err != nil {
+		return err
+	}
+	if r := c.auth.Verify(ctx, auth.Missed{Recovery: c.nextBroadcasterURL(), Topic: m.Topic}, m.Authorization); r != auth.OK {
+		return fmt.Errorf("missed: authorization %s", r)
+	}
+	c.msgs <- Message{Topic: bytes.Clone(m.Topic), Missed: true}
+	return nil
 }
 
 func (c *Conn) confirmed(ctx context.Context, typ uint16, key, authorization string) error {

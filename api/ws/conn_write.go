@@ -1,0 +1,383 @@
+package ws
+
+import (
+	"crypto/rand"
+	"slices"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/wsproto"
+)
+
+// The writer goroutine of a conn and the queue it drains: deliveries,
+// MISSED and compressor announcements, written in order.
+
+type itemKind uint8
+
+const (
+	itemReceive itemKind = iota + 1
+	itemMissed
+	itemEnableZstd  // ENABLE_ZSTD_PRESET or ENABLE_ZSTD_CUSTOM of comp
+	itemDisableZstd // DISABLE_ZSTD_CUSTOM of comp
+)
+
+// item is one message waiting to be sent to the connection in order.
+type item struct {
+	kind   itemKind
+	topic  []byte
+	body   *body       // itemReceive
+	comp   *compressor // itemEnableZstd, itemDisableZstd
+	charge int64
+}
+
+// pendingAck is a RECEIVE_STREAM part sent and not yet acknowledged.
+type pendingAck struct {
+	id    [receiveIdentifierLen]byte
+	part  uint64
+	final bool
+}
+
+// sending is the RECEIVE_STREAM being written.
+type sending struct {
+	src        *body // the bytes on the wire (compressed or not)
+	orig       *body // the message, which holds src alive
+	compressor uint64
+	declen     uint64
+	topic      []byte
+	id         [receiveIdentifierLen]byte
+	url        string // websocket:<nonce>:<broadcaster counter>, one per message
+	part       uint64
+	off        uint64
+	done       bool // every part written
+}
+
+func (c *conn) unacked() int {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	return len(c.acks)
+}
+
+// enqueue queues a delivery without ever blocking the caller (a publisher
+// serving many connections). A connection whose queue is full is too slow
+// for the traffic it asked for: it is closed, and its client reconnects.
+func (c *conn) enqueue(it item) bool {
+	it.charge = queueOverhead
+	if it.body != nil && it.body.f == nil {
+		it.charge += int64(it.body.n)
+	}
+	c.qmu.Lock()
+	if c.qclosed {
+		c.qmu.Unlock()
+		return false
+	}
+	if len(c.queue)-c.qhead >= c.hub.cfg.MaxQueuedMessages || c.qbytes+it.charge > c.hub.cfg.MaxQueuedBytes {
+		c.qmu.Unlock()
+		c.fail(closeErr(statusTryAgainLater, "send queue full: subscriber too slow", nil))
+		return false
+	}
+	if it.body != nil {
+		it.body.retain()
+	}
+	c.queue = append(c.queue, it)
+	c.qbytes += it.charge
+	c.qmu.Unlock()
+	c.wakeWriter()
+	return true
+}
+
+// enqueueControl queues an ENABLE or DISABLE in order with the deliveries;
+// a handful per connection, so the delivery limits do not apply.
+func (c *conn) enqueueControl(it item) {
+	c.qmu.Lock()
+	if c.qclosed {
+		c.qmu.Unlock()
+		return
+	}
+	it.charge = queueOverhead
+	c.queue = append(c.queue, it)
+	c.qbytes += it.charge
+	c.qmu.Unlock()
+	c.wakeWriter()
+}
+
+// sampleBody offers a short message to the dictionary trainer.
+func (c *conn) sampleBody(b *body) {
+	if c.trainer == nil || b.n < minCompressSize || b.n >= trainedMaxSize {
+		return
+	}
+	p, err := b.bytes()
+	if err != nil {
+		c.log.Warn("training sample unreadable", "err", err)
+		return
+	}
+	c.sample(p)
+}
+
+func (c *conn) wakeWriter() {
+	select {
+	case c.qwake <- struct{}{}:
+	default:
+	}
+}
+
+// peek returns the next queued item without removing it.
+func (c *conn) peek() (item, bool) {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if c.qhead >= len(c.queue) {
+		return item{}, false
+	}
+	return c.queue[c.qhead], true
+}
+
+func (c *conn) pop() {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	c.qbytes -= c.queue[c.qhead].charge
+	c.queue[c.qhead] = item{}
+	c.qhead++
+	// Compact once the consumed prefix dominates, so a long-lived queue
+	// does not keep growing its backing array.
+	if c.qhead == len(c.queue) {
+		c.queue, c.qhead = c.queue[:0], 0
+	} else if c.qhead > 1024 && c.qhead*2 > len(c.queue) {
+		n := copy(c.queue, c.queue[c.qhead:])
+		clear(c.queue[n:])
+		c.queue, c.qhead = c.queue[:n], 0
+	}
+}
+
+// writeLoop owns the socket's write side. Replies go first; deliveries
+// follow in queue order, one RECEIVE_STREAM at a time (never interleaved,
+// and never a MISSED or ENABLE between its parts, which the client cannot
+// take), with at most MaxUnackedParts parts unacknowledged.
+func (c *conn) writeLoop() error {
+	for {
+		select {
+		case m := <-c.ctrl:
+			if err := c.write(m); err != nil {
+				return err
+			}
+			continue
+		case <-c.ctx.Done():
+			return nil
+		default:
+		}
+		progressed, err := c.sendStep()
+		if err != nil {
+			return err
+		}
+		if progressed {
+			continue
+		}
+		select {
+		case m := <-c.ctrl:
+			if err := c.write(m); err != nil {
+				return err
+			}
+		case <-c.qwake:
+		case <-c.ackWake:
+		case <-c.ctx.Done():
+			return nil
+		}
+	}
+}
+
+// sendStep writes at most one delivery message; false when there is
+// nothing it may send now.
+func (c *conn) sendStep() (bool, error) {
+	max := c.hub.cfg.MaxUnackedParts
+	if c.cur != nil {
+		if !c.cur.done {
+			if c.unacked() >= max {
+				return false, nil
+			}
+			return true, c.sendPart()
+		}
+		// Every part is out: the body is no longer needed here (the
+		// acknowledgements only name the identifier and part).
+		c.cur.orig.release()
+		c.cur = nil
+	}
+	it, ok := c.peek()
+	if !ok {
+		return false, nil
+	}
+	switch it.kind {
+	case itemReceive:
+		if c.unacked() >= max {
+			return false, nil
+		}
+		c.pop()
+		if err := c.startReceive(it); err != nil {
+			return false, err
+		}
+		return true, c.sendPart()
+	case itemMissed:
+		c.pop()
+		return true, c.sendMissed(it.topic)
+	case itemEnableZstd:
+		c.pop()
+		return true, c.sendEnableZstd(it.comp)
+	case itemDisableZstd:
+		c.pop()
+		return true, c.sendDisableZstd(it.comp)
+	}
+	c.pop()
+	return true, nil
+}
+
+// nextBroadcasterURL returns the url of the next message the subscriber
+// verifies and advances the counter (1, 2, ...). Counters are taken in
+// the order messages are written, which is the order the client counts.
+func (c *conn) nextBroadcasterURL() string {
+	u := auth.WebsocketURL(c.nonce, c.broCounter)
+	c.broCounter++
+	return u
+}
+
+func (c *conn) sendMissed(topic []byte) error {
+	a, err := c.hub.auth.Authorize(auth.Missed{Recovery: c.nextBroadcasterURL(), Topic: topic})
+	if err != nil {
+		return closeErr(statusInternal, "sign", err)
+	}
+	out, err := wsproto.Missed{Authorization: a, Topic: topic}.AppendMinimal(nil)
+	if err != nil {
+		return closeErr(statusInternal, "encode", err)
+	}
+	return c.write(out)
+}
+
+// sendEnableZstd announces a compressor: ENABLE_ZSTD_PRESET for 1 and the
+// presets, ENABLE_ZSTD_CUSTOM with the dictionary for a trained one. From
+// then on outgoing messages may use it.
+func (c *conn) sendEnableZstd(z *compressor) error {
+	level := int16(max(min(z.level, 1<<15-1), -1<<15))
+	var m wsproto.Message
+	if z.id < firstCustomID {
+		a, err := c.hub.auth.Authorize(auth.StatefulEnableZstdPreset{
+			URL: c.nextBroadcasterURL(), CompressorID: uint32(z.id), Level: int32(level), MinSize: z.min, MaxSize: z.max,
+		})
+		if err != nil {
+			return closeErr(statusInternal, "sign", err)
+		}
+		m = wsproto.EnableZstdPreset{Identifier: z.id, CompressionLevel: level, MinSize: uint32(z.min), MaxSize: z.max, Authorization: a}
+	} else {
+		d := z.codec.Dict()
+		a, err := c.hub.auth.Authorize(auth.StatefulEnableZstdCustom{
+			URL: c.nextBroadcasterURL(), CompressorID: uint32(z.id), Level: int32(level), MinSize: z.min, MaxSize: z.max,
+			DictSHA512: d.SHA512(),
+		})
+		if err != nil {
+			return closeErr(statusInternal, "sign", err)
+		}
+		m = wsproto.EnableZstdCustom{Identifier: z.id, CompressionLevel: level, MinSize: uint32(z.min), MaxSize: z.max,
+			Authorization: a, SHA512: d.SHA512(), Dictionary: d.Bytes()}
+	}
+	out, err := m.AppendMinimal(nil)
+	if err != nil {
+		return closeErr(statusInternal, "encode", err)
+	}
+	if err := c.write(out); err != nil {
+		return err
+	}
+	c.announced = append(c.announced, z)
+	return nil
+}
+
+// sendDisableZstd withdraws a trained dictionary; outgoing messages stop
+// using it first.
+func (c *conn) sendDisableZstd(z *compressor) error {
+	c.announced = slices.DeleteFunc(c.announced, func(x *compressor) bool { return x == z })
+	a, err := c.hub.auth.Authorize(auth.StatefulDisableZstdCustom{URL: c.nextBroadcasterURL(), CompressorID: uint32(z.id)})
+	if err != nil {
+		return closeErr(statusInternal, "sign", err)
+	}
+	out, err := wsproto.DisableZstdCustom{Identifier: z.id, Authorization: a}.AppendMinimal(nil)
+	if err != nil {
+		return closeErr(statusInternal, "encode", err)
+	}
+	return c.write(out)
+}
+
+// startReceive prepares the RECEIVE_STREAM of a queued message: the
+// compressor, a fresh identifier, and the one broadcaster counter value
+// the whole message consumes (the Python client counts messages, not
+// parts; the reference server's per-part counting desynchronises it).
+func (c *conn) startReceive(it item) error {
+	s := &sending{src: it.body, orig: it.body, declen: it.body.n, topic: it.topic}
+	c.sampleBody(it.body)
+	if z := pick(c.announced, it.body.n, c.hub.cfg.MaxCompressSize); z != nil {
+		var zb *body
+		var err error
+		if z.shared {
+			zb, err = c.hub.compressedShared(z, it.body)
+		} else {
+			// Trained dictionaries belong to this connection: short
+			// messages, compressed here and dropped once sent.
+			zb, err = compressSmall(z, it.body)
+		}
+		if err != nil {
+			c.log.Warn("compression failed, sending uncompressed", "compressor", z.id, "err", err)
+		} else if zb != nil {
+			s.src, s.compressor = zb, z.id
+			if !c.usedOut[z.id] {
+				if c.usedOut == nil {
+					c.usedOut = make(map[uint64]bool)
+				}
+				c.usedOut[z.id] = true
+				c.log.Debug("sending with a compressor for the first time", "compressor", z.id)
+			}
+		}
+	}
+	if _, err := rand.Read(s.id[:]); err != nil {
+		it.body.release()
+		return closeErr(statusInternal, "identifier", err)
+	}
+	s.url = c.nextBroadcasterURL()
+	c.cur = s
+	return nil
+}
+
+// sendPart writes the next part of the current RECEIVE_STREAM: headers,
+// then as much of the body as fits in OutgoingMaxMessage.
+func (c *conn) sendPart() error {
+	s := c.cur
+	// Continuation parts are signed too (same url, fresh nonce): the
+	// Python client ignores them, a stricter peer can check them.
+	a, err := c.hub.auth.Authorize(auth.Receive{URL: s.url, Topic: s.topic, Identifier: s.id[:], SHA512: s.src.sum})
+	if err != nil {
+		return closeErr(statusInternal, "sign", err)
+	}
+	m := wsproto.ReceiveStream{Authorization: a, Identifier: s.id[:], PartID: s.part}
+	if s.part == 0 {
+		m.First = &wsproto.StreamFirst{
+			Topic: s.topic, Compressor: s.compressor, CompressedLength: s.src.n,
+			DecompressedLength: s.declen, CompressedSHA512: s.src.sum,
+		}
+	}
+	remaining := s.src.n - s.off
+	bufp := c.hub.getBuf()
+	defer c.hub.putBuf(bufp)
+	// The payload is the rest of the message, so the headers encoded
+	// without one are exactly the bytes that precede it.
+	out, err := m.AppendMinimal((*bufp)[:0])
+	if err != nil {
+		return closeErr(statusInternal, "encode", err)
+	}
+	room := uint64(c.hub.cfg.OutgoingMaxMessage - len(out))
+	n := min(room, remaining)
+	out = out[:len(out)+int(n)]
+	if n > 0 {
+		if k, err := s.src.ReadAt(out[len(out)-int(n):], int64(s.off)); uint64(k) != n {
+			return closeErr(statusInternal, "read message", err)
+		}
+	}
+	s.off += n
+	final := s.off == s.src.n
+	c.amu.Lock()
+	c.acks = append(c.acks, pendingAck{id: s.id, part: s.part, final: final})
+	c.amu.Unlock()
+	s.part++
+	s.done = final
+	return c.write(out)
+}
