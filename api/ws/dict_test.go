@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha512"
 	"fmt"
 	"math/rand/v2"
@@ -52,7 +53,10 @@ func TestTrainedDictionaries(t *testing.T) {
 		c.TrainingHighWatermark = 48 << 10
 		c.RetrainInterval = time.Millisecond
 	}})
-	ctx := ctxT(t)
+	// Up to 6,000 signed round trips: a few seconds alone, minutes under
+	// -race on a busy two-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
 	notifier := n.dial(wsclient.Options{EnableZstd: true, CompressNotifies: true})
 	sub := n.dial(wsclient.Options{EnableZstd: true})
 	plain := n.dial(wsclient.Options{EnableZstd: true, NoTraining: true})
