@@ -63,8 +63,8 @@ func (f readyFunc) Ready() error { return f() }
 type emptyTable struct{}
 
 func (emptyTable) List(string) ([]fsm.Subscription, []fsm.Subscription, error) { return nil, nil, nil }
-func (emptyTable) Match([]byte) []fsm.Subscription                              { return nil }
-func (emptyTable) Lookup(fsm.Kind, string, string) (string, bool)               { return "", false }
+func (emptyTable) Match([]byte) []fsm.Subscription                             { return nil }
+func (emptyTable) Lookup(fsm.Kind, string, string) (string, bool)              { return "", false }
 
 type noRemover struct{}
 
