@@ -179,8 +179,8 @@ func (w *Writer) release() {
 	}
 }
 
-// Write appends p. Memory grows as bytes arrive, never past the charge: a
-// body longer than it declared moves to a file.
+// Write appends p. Memory never passes the charge: a body longer than it
+// declared moves to a file.
 func (w *Writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.New("spool: write after finish")
@@ -196,10 +196,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 		k, err := w.f.Write(p)
 		return k, spaceErr(err)
 	}
-	if len(w.mem)+len(p) > cap(w.mem) {
-		grown := make([]byte, len(w.mem), min(max(2*cap(w.mem), len(w.mem)+len(p), 4<<10), int(w.charge)))
-		copy(grown, w.mem)
-		w.mem = grown
+	if w.mem == nil {
+		// The whole charge at once: it is within the budget already, and
+		// growing by doubling would make as much garbage again.
+		w.mem = make([]byte, 0, w.charge)
 	}
 	w.mem = append(w.mem, p...)
 	return len(p), nil
