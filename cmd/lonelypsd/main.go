@@ -144,7 +144,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.Int64Var(&f.ws.MaxQueuedBytes, "ws-max-queued-bytes", ws.DefaultMaxQueuedBytes, "bytes waiting for one slow websocket before it is closed")
 	fs.Int64Var(&f.api.MaxBufferedBytes, "max-buffered-bytes", spool.DefaultMaxBuffered, "message bodies (HTTP notify, websocket, forwarded) all requests may hold in memory together; beyond, bodies go to the spool")
 	fs.Int64Var(&f.api.MaxBufferedBytes, "ws-max-buffered-bytes", spool.DefaultMaxBuffered, "deprecated alias of --max-buffered-bytes")
-	fs.Int64Var(&f.api.MaxMessageSize, "max-message-size", 0, "longest message accepted by notify (HTTP and websocket), in bytes; longer ones get 413 (0: no limit)")
+	fs.Int64Var(&f.api.MaxMessageSize, "max-message-size", 0, "longest message accepted by notify, in bytes; longer ones get 413 (a websocket is closed) (0: no limit)")
 	fs.Int64Var(&f.api.DiskReserve, "disk-reserve", spool.DefaultDiskReserve, "free bytes a spooled message must leave on the spool folder's volume; below, notifies get 503 (negative: no check)")
 	fs.IntVar(&f.api.MaxGlobLength, "max-glob-length", api.DefaultMaxGlobLength, "longest glob pattern a subscription may use, in bytes")
 	fs.IntVar(&f.api.MaxSubscriptionsPerURL, "max-subscriptions-per-url", api.DefaultMaxSubscriptionsPerURL, "subscriptions one subscriber URL may hold")
@@ -291,12 +291,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
 			ReadBarrierTimeout: f.readBarrierTimeout,
 		},
-		API: api.Config{
-			SpoolThreshold: f.spoolThreshold, MaxSetSubscriptionsBody: f.maxSetSubscriptions, WriteTimeout: f.writeTimeout,
-			MaxBufferedBytes: f.api.MaxBufferedBytes, MaxMessageSize: f.api.MaxMessageSize, DiskReserve: f.api.DiskReserve,
-			MaxGlobLength: f.api.MaxGlobLength, MaxSubscriptionsPerURL: f.api.MaxSubscriptionsPerURL,
-			MaxConnections: f.api.MaxConnections, ConnLimits: f.api.ConnLimits,
-		},
+		API: f.apiConfig(),
 		Fanout: fanout.Config{
 			Concurrency: f.deliveryConcurrency, MaxInFlight: f.deliveryMaxInFlight, Timeout: f.deliveryTimeout,
 		},
@@ -354,6 +349,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func (f *nodeFlags) apiConfig() api.Config {
+	c := f.api
+	c.SpoolThreshold, c.MaxSetSubscriptionsBody, c.WriteTimeout = f.spoolThreshold, f.maxSetSubscriptions, f.writeTimeout
+	return c
 }
 
 func (f *nodeFlags) wsConfig() (ws.Config, error) {
