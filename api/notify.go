@@ -1,20 +1,17 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fanout"
 )
@@ -24,9 +21,17 @@ func notifyHeaderLen(n wire.Notify) int64 {
 	return int64(2 + len(n.Topic) + 64 + 2 + len(n.Tracing) + 1 + len(n.Identifier) + 8)
 }
 
+// maxNotifyHeaderLen is the longest notify header: 64 KiB topic and
+// tracing, a 255-byte identifier.
+const maxNotifyHeaderLen = 2 + wire.MaxStr16 + 64 + 2 + wire.MaxStr16 + 1 + wire.MaxIdentifier + 8
+
 func (s *Server) notify(c echo.Context) error {
 	received := time.Now()
 	req := c.Request()
+	if limit := s.cfg.MaxMessageSize; limit > 0 && req.ContentLength > limit+maxNotifyHeaderLen {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("notify: body of %d bytes exceeds the message size limit of %d", req.ContentLength, limit))
+	}
 	n, err := wire.ReadNotifyHeader(req.Body)
 	if err != nil {
 		return badRequest("notify", err)
@@ -38,6 +43,10 @@ func (s *Server) notify(c echo.Context) error {
 			return badRequest("notify", fmt.Errorf("message length %d disagrees with Content-Length %d", n.Length, req.ContentLength))
 		}
 	}
+	if limit := s.cfg.MaxMessageSize; limit > 0 && n.Length > uint64(limit) {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("notify: message of %d bytes exceeds the limit of %d", n.Length, limit))
+	}
 	if r := s.auth.Verify(req.Context(), auth.Notify{
 		Tracing: n.Tracing, Topic: n.Topic, Identifier: n.Identifier, SHA512: n.SHA512,
 	}, req.Header.Get("Authorization")); r != auth.OK {
@@ -46,11 +55,11 @@ func (s *Server) notify(c echo.Context) error {
 
 	authorized := time.Now()
 
-	body, cleanup, err := s.readMessage(req.Body, n)
+	body, err := s.readMessage(req.Body, n)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer body.Release()
 
 	// Deliveries finish even if the notifier hangs up: half a fan-out is
 	// worse than a whole one nobody hears about. Each delivery has its
@@ -77,72 +86,22 @@ func (s *Server) notify(c echo.Context) error {
 	return c.Blob(http.StatusOK, octetStream, out)
 }
 
-var (
-	errMessageShort = errors.New("body ended before the declared message length")
-	errMessageLong  = errors.New("body continues past the declared message length")
-	errDigest       = errors.New("message does not match its SHA-512")
-)
-
-// readMessage reads the message that follows a notify header and checks
-// its length and SHA-512. Small messages stay in memory; larger ones are
-// spooled to an unlinked temporary file, so memory stays flat with
-// message size and nothing is left on disk even after a crash.
-func (s *Server) readMessage(r io.Reader, n wire.Notify) (io.ReaderAt, func(), error) {
-	h := sha512.New()
-	var (
-		ra      io.ReaderAt
-		cleanup = func() {}
-		got     int64
-		err     error
-	)
-	if n.Length <= uint64(s.cfg.SpoolThreshold) {
-		buf := make([]byte, n.Length)
-		var read int
-		read, err = io.ReadFull(r, buf)
-		got = int64(read)
-		h.Write(buf[:read])
-		ra = bytes.NewReader(buf)
-	} else {
-		f, ferr := os.CreateTemp(s.cfg.SpoolDir, "lonelypsd-notify-*")
-		if ferr != nil {
-			return nil, nil, echo.NewHTTPError(http.StatusServiceUnavailable, "cannot spool message").SetInternal(ferr)
-		}
-		// Unlinked at once: the open descriptor keeps the data readable
-		// for the deliveries, and the kernel frees it when it closes.
-		if rerr := os.Remove(f.Name()); rerr != nil {
-			s.log.Warn("spool file not unlinked", "path", f.Name(), "err", rerr)
-		}
-		cleanup = func() { _ = f.Close() }
-		got, err = io.CopyBuffer(io.MultiWriter(f, h), io.LimitReader(r, int64(n.Length)), make([]byte, 256<<10))
-		ra = f
+// readMessage reads the message that follows a notify header into the
+// node's spool and checks its length and SHA-512: in memory within the
+// node-wide budget, otherwise in an unlinked temporary file, so memory stays
+// flat however many notifies arrive and nothing is left on disk even after
+// a crash.
+func (s *Server) readMessage(r io.Reader, n wire.Notify) (*spool.Body, error) {
+	b, err := s.bodies.ReadBody(r, n.Length, n.SHA512)
+	switch {
+	case err == nil:
+		return b, nil
+	case spool.IsNoSpace(err):
+		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "cannot spool message, retry later: "+err.Error()).SetInternal(err)
+	case errors.Is(err, spool.ErrLength), errors.Is(err, spool.ErrDigest):
+		return nil, badRequest("notify", err)
+	case errors.Is(err, errTooSlow):
+		return nil, echo.NewHTTPError(http.StatusRequestTimeout, "notify: "+err.Error()).SetInternal(err)
 	}
-	fail := func(e error) (io.ReaderAt, func(), error) {
-		cleanup()
-		return nil, nil, e
-	}
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		if isSpaceErr(err) {
-			return fail(echo.NewHTTPError(http.StatusServiceUnavailable, "cannot spool message: "+err.Error()).SetInternal(err))
-		}
-		return fail(badRequest("notify", fmt.Errorf("reading message: %w", err)))
-	}
-	if uint64(got) != n.Length {
-		return fail(badRequest("notify", fmt.Errorf("%w (%d of %d bytes)", errMessageShort, got, n.Length)))
-	}
-	var one [1]byte
-	if k, _ := io.ReadFull(r, one[:]); k > 0 {
-		return fail(badRequest("notify", errMessageLong))
-	}
-	var sum [64]byte
-	h.Sum(sum[:0])
-	if sum != n.SHA512 {
-		return fail(badRequest("notify", errDigest))
-	}
-	return ra, cleanup, nil
-}
-
-// isSpaceErr reports a full disk or quota: the spool could not hold the
-// message, which is the server's problem, not the notifier's.
-func isSpaceErr(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return nil, badRequest("notify", fmt.Errorf("reading message: %w", err))
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
-	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
@@ -40,13 +40,45 @@ type Reader interface {
 	List(url string) (exact, globs []fsm.Subscription, err error)
 }
 
+// URLPolicy decides which subscriber and recovery URLs may be stored; the
+// error's message is the 400 answer's reason.
+type URLPolicy interface {
+	CheckURL(rawURL string) error
+}
+
 // Config tunes request handling. Zero values take the defaults.
 type Config struct {
+	// Spool holds notify message bodies within the node-wide memory
+	// budget it shares with the websockets. Nil makes one of the
+	// server's own from SpoolDir, SpoolThreshold, MaxBufferedBytes and
+	// DiskReserve.
+	Spool *spool.Spool
 	// SpoolThreshold: notify messages longer than this are written to a
 	// temporary file instead of memory.
 	SpoolThreshold int64
 	// SpoolDir holds those files; empty means the system temp folder.
 	SpoolDir string
+	// MaxBufferedBytes bounds the message bodies held in memory.
+	MaxBufferedBytes int64
+	// DiskReserve is the free space a spooled message must leave on the
+	// spool's volume (503 otherwise); negative turns the check off.
+	DiskReserve int64
+	// MaxMessageSize refuses (413) notifies whose message is longer,
+	// before reading it; 0 means no limit.
+	MaxMessageSize int64
+	// MaxGlobLength refuses (400) longer glob patterns.
+	MaxGlobLength int
+	// MaxSubscriptionsPerURL bounds the subscriptions of one URL; it goes
+	// into every subscribe command, and a set_subscriptions with more
+	// entries is refused before it is proposed.
+	MaxSubscriptionsPerURL int
+	// URLPolicy, when set, vets every subscriber and recovery URL of a
+	// subscribe or set_subscriptions.
+	URLPolicy URLPolicy
+	// ConnLimits are passed to NewHTTPServer; MaxConnections to
+	// LimitListener.
+	ConnLimits     ConnLimits
+	MaxConnections int
 	// MaxSmallBody bounds subscribe, unsubscribe and check bodies; their
 	// fields are at most four 64 KiB strings.
 	MaxSmallBody int64
@@ -63,6 +95,8 @@ const (
 	DefaultMaxSmallBody            = 4*65535 + 64
 	DefaultMaxSetSubscriptionsBody = 16 << 20
 	DefaultWriteTimeout            = 5 * time.Second
+	DefaultMaxGlobLength           = 4096
+	DefaultMaxSubscriptionsPerURL  = 10000
 )
 
 func (c *Config) setDefaults() {
@@ -81,11 +115,18 @@ func (c *Config) setDefaults() {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.MaxGlobLength <= 0 {
+		c.MaxGlobLength = DefaultMaxGlobLength
+	}
+	if c.MaxSubscriptionsPerURL <= 0 {
+		c.MaxSubscriptionsPerURL = DefaultMaxSubscriptionsPerURL
+	}
 }
 
 // Server holds the handlers' dependencies.
 type Server struct {
 	cfg    Config
+	bodies *spool.Spool
 	writer Writer
 	ready  Readiness
 	table  Reader
@@ -101,7 +142,12 @@ func New(cfg Config, writer Writer, ready Readiness, table Reader, fan *fanout.F
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, writer: writer, ready: ready, table: table, fanout: fan, auth: pair, log: log}
+	s := &Server{cfg: cfg, bodies: cfg.Spool, writer: writer, ready: ready, table: table, fanout: fan, auth: pair, log: log}
+	if s.bodies == nil {
+		s.bodies = spool.New(spool.Config{
+			Dir: cfg.SpoolDir, Threshold: cfg.SpoolThreshold, MaxBuffered: cfg.MaxBufferedBytes, DiskReserve: cfg.DiskReserve,
+		}, log)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -125,17 +171,33 @@ func (s *Server) Echo() *echo.Echo { return s.echo }
 // Handler is the http.Handler to serve.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// NewHTTPServer wraps h with the timeouts a long-lived broadcaster needs:
-// headers must arrive promptly, but bodies may stream for as long as a
-// multi-GiB message takes, so there is no read or write timeout.
-func NewHTTPServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+// NewHTTPServer wraps h with the limits a long-lived broadcaster needs:
+// headers must arrive promptly, and bodies keep arriving at lim's minimum
+// rate, but they may stream for as long as a multi-GiB message takes, so
+// there is no overall read or write timeout. Serve it on a listener from
+// LimitListener to cap the connections.
+func NewHTTPServer(addr string, h http.Handler, lim ConnLimits, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	positive(&lim.MinBodyRate, DefaultMinBodyRate)
+	positive(&lim.BodyRateWindow, DefaultBodyRateWindow)
+	positive(&lim.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	positive(&lim.IdleTimeout, DefaultIdleTimeout)
 	return &http.Server{
 		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		Handler:           minRate(h, lim.MinBodyRate, lim.BodyRateWindow),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// positive sets *v to def when it is zero; negative values stay (off).
+func positive[T int | int64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
 	}
 }
 
@@ -177,14 +239,34 @@ func (s *Server) readyz(c echo.Context) error {
 	return c.String(http.StatusOK, "ready\n")
 }
 
-// writeError maps a failed subscription change to a status: every
-// "try again" condition is 503, which the Python client retries.
+// Spool is the store of message bodies in use, for sharing with the
+// websocket hub.
+func (s *Server) Spool() *spool.Spool { return s.bodies }
+
+// unavailable is implemented by errors of a store that is temporarily
+// unable to serve (no leader, shutting down, disk full); errors.As finds
+// it anywhere in a chain.
+type unavailable interface {
+	Unavailable() bool
+}
+
+// isUnavailable reports a "try again" condition: the Python client retries
+// on 503.
+func isUnavailable(err error) bool {
+	var u unavailable
+	return (errors.As(err, &u) && u.Unavailable()) ||
+		errors.Is(err, context.DeadlineExceeded) || spool.IsNoSpace(err)
+}
+
+// writeError maps a failed subscription change to a status: 503 for every
+// "try again" condition, 400 for a command the state machine refused as
+// malformed, 500 otherwise.
 func writeError(err error) error {
 	switch {
-	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader),
-		errors.Is(err, cluster.ErrTimeout), errors.Is(err, cluster.ErrShutdown),
-		errors.Is(err, context.DeadlineExceeded):
+	case isUnavailable(err):
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "subscription store unavailable, retry: "+err.Error()).SetInternal(err)
+	case isInvalidCommand(err):
+		return echo.NewHTTPError(http.StatusBadRequest, "subscription change refused: "+err.Error()).SetInternal(err)
 	}
 	return echo.NewHTTPError(http.StatusInternalServerError, "subscription change failed").SetInternal(err)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,7 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
-		return nil, echo.NewHTTPError(http.StatusBadRequest, "reading body: "+err.Error())
+		return nil, bodyError("reading body", err)
 	}
 	if int64(len(b)) > limit {
 		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge,
@@ -54,12 +55,25 @@ func checkURL(field, raw string) error {
 	return nil
 }
 
-func checkURLs(url, recovery string) error {
-	if err := checkURL("url", url); err != nil {
+// checkURLPolicy is checkURL and then the node's URL policy, if any.
+func (s *Server) checkURLPolicy(field, raw string) error {
+	if err := checkURL(field, raw); err != nil {
+		return err
+	}
+	if s.cfg.URLPolicy != nil {
+		if err := s.cfg.URLPolicy.CheckURL(raw); err != nil {
+			return fmt.Errorf("%s %q refused: %w", field, raw, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) checkURLs(url, recovery string) error {
+	if err := s.checkURLPolicy("url", url); err != nil {
 		return err
 	}
 	if recovery != "" {
-		return checkURL("recovery url", recovery)
+		return s.checkURLPolicy("recovery url", recovery)
 	}
 	return nil
 }
@@ -73,7 +87,10 @@ func checkRowLen(url string, keyLen int) error {
 	return nil
 }
 
-func checkGlob(glob string) error {
+func (s *Server) checkGlob(glob string) error {
+	if len(glob) > s.cfg.MaxGlobLength {
+		return fmt.Errorf("glob of %d bytes exceeds the limit of %d bytes (--max-glob-length)", len(glob), s.cfg.MaxGlobLength)
+	}
 	if _, err := globmatch.Compile(glob); err != nil {
 		return fmt.Errorf("glob %q: %w", glob, err)
 	}
@@ -96,6 +113,10 @@ func (s *Server) apply(c echo.Context, cmd fsm.Command) (fsm.Outcome, error) {
 	res, err := s.writer.Apply(ctx, cmd)
 	if err != nil {
 		return 0, writeError(err)
+	}
+	if isTooMany(res.Outcome) {
+		return 0, echo.NewHTTPError(http.StatusBadRequest,
+			fmt.Sprintf("%s: too many subscriptions for this URL (limit %d)", cmd.Op, s.cfg.MaxSubscriptionsPerURL))
 	}
 	return res.Outcome, nil
 }
@@ -152,7 +173,11 @@ func (s *Server) changeExact(c echo.Context, subscribe bool) error {
 	if err != nil {
 		return badRequest(op.String(), err)
 	}
-	if err := checkURLs(m.URL, m.Recovery); err != nil {
+	if subscribe {
+		if err := s.checkURLs(m.URL, m.Recovery); err != nil {
+			return badRequest(op.String(), err)
+		}
+	} else if err := checkURL("url", m.URL); err != nil {
 		return badRequest(op.String(), err)
 	}
 	if err := checkRowLen(m.URL, len(m.Topic)); err != nil {
@@ -164,7 +189,11 @@ func (s *Server) changeExact(c echo.Context, subscribe bool) error {
 	if r != auth.OK {
 		return authError(r, op.String())
 	}
-	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery, AuthCode: authCode(replay)})
+	cmd := fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery, AuthCode: authCode(replay)}
+	if subscribe {
+		cmd = withPerURLCap(cmd, s.cfg.MaxSubscriptionsPerURL)
+	}
+	outcome, err := s.apply(c, cmd)
 	if err != nil {
 		return err
 	}
@@ -187,10 +216,14 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 	if err != nil {
 		return badRequest(op.String(), err)
 	}
-	if err := checkURLs(m.URL, m.Recovery); err != nil {
+	if subscribe {
+		if err := s.checkURLs(m.URL, m.Recovery); err != nil {
+			return badRequest(op.String(), err)
+		}
+	} else if err := checkURL("url", m.URL); err != nil {
 		return badRequest(op.String(), err)
 	}
-	if err := checkGlob(m.Glob); err != nil {
+	if err := s.checkGlob(m.Glob); err != nil {
 		return badRequest(op.String(), err)
 	}
 	if err := checkRowLen(m.URL, len(m.Glob)); err != nil {
@@ -202,7 +235,11 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 	if r != auth.OK {
 		return authError(r, op.String())
 	}
-	outcome, err := s.apply(c, fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery, AuthCode: authCode(replay)})
+	cmd := fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery, AuthCode: authCode(replay)}
+	if subscribe {
+		cmd = withPerURLCap(cmd, s.cfg.MaxSubscriptionsPerURL)
+	}
+	outcome, err := s.apply(c, cmd)
 	if err != nil {
 		return err
 	}
@@ -249,20 +286,42 @@ func (s *Server) checkSubscriptions(c echo.Context) error {
 
 var errEtagMismatch = errors.New("the etag does not match the listed subscriptions")
 
+// setSubscriptions authenticates the request from the fields before the
+// lists (all the signature covers) and only then reads the lists, so an
+// unauthenticated client cannot make the node hold megabytes of them.
 func (s *Server) setSubscriptions(c echo.Context) error {
-	body, err := readBody(c, s.cfg.MaxSetSubscriptionsBody)
+	req := c.Request()
+	limit := s.cfg.MaxSetSubscriptionsBody
+	if req.ContentLength > limit {
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body of %d bytes exceeds the limit of %d", req.ContentLength, limit))
+	}
+	var head bytes.Buffer
+	body := io.LimitReader(req.Body, limit+1)
+	h, err := wire.ReadSetSubscriptionsHeader(io.TeeReader(body, &head))
+	if err != nil {
+		return bodyError("set_subscriptions", err)
+	}
+	r, replay := s.auth.VerifyDeferred(req.Context(), auth.SetSubscriptions{
+		Tracing: h.Tracing, URL: h.URL, Etag: h.Etag,
+	}, req.Header.Get("Authorization"))
+	if r != auth.OK {
+		return authError(r, "set_subscriptions")
+	}
+	if err := s.checkURLPolicy("url", h.URL); err != nil {
+		return badRequest("set_subscriptions", err)
+	}
+	raw, err := readRest(head.Bytes(), body, limit)
 	if err != nil {
 		return err
 	}
-	m, err := wire.ParseSetSubscriptions(body)
+	m, err := wire.ParseSetSubscriptionsMax(raw, s.cfg.MaxSubscriptionsPerURL)
+	if errors.Is(err, wire.ErrTooManyEntries) {
+		return echo.NewHTTPError(http.StatusBadRequest,
+			fmt.Sprintf("set_subscriptions: too many subscriptions for this URL (limit %d)", s.cfg.MaxSubscriptionsPerURL)).SetInternal(err)
+	}
 	if err != nil {
 		return badRequest("set_subscriptions", err)
-	}
-	r, replay := s.auth.VerifyDeferred(c.Request().Context(), auth.SetSubscriptions{
-		Tracing: m.Tracing, URL: m.URL, Etag: m.Etag,
-	}, c.Request().Header.Get("Authorization"))
-	if r != auth.OK {
-		return authError(r, "set_subscriptions")
 	}
 	// The signature covers only the etag; recomputing it from the lists
 	// is what binds the lists to the signature.
@@ -270,36 +329,12 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 	if etag != m.Etag {
 		return badRequest("set_subscriptions", errEtagMismatch)
 	}
-	if err := checkURL("url", m.URL); err != nil {
+	cmd, err := s.setSubscriptionsCommand(m)
+	if err != nil {
 		return badRequest("set_subscriptions", err)
 	}
-	cmd := fsm.Command{Op: fsm.OpSetSubscriptions, URL: m.URL, AuthCode: authCode(replay)}
-	for _, e := range m.Exact {
-		if e.Recovery != "" {
-			if err := checkURL("recovery url", e.Recovery); err != nil {
-				return badRequest("set_subscriptions", err)
-			}
-		}
-		if err := checkRowLen(m.URL, len(e.Topic)); err != nil {
-			return badRequest("set_subscriptions", err)
-		}
-		cmd.Exact = append(cmd.Exact, fsm.ExactEntry{Topic: e.Topic, Recovery: e.Recovery})
-	}
-	for _, g := range m.Globs {
-		if err := checkGlob(g.Glob); err != nil {
-			return badRequest("set_subscriptions", err)
-		}
-		if g.Recovery != "" {
-			if err := checkURL("recovery url", g.Recovery); err != nil {
-				return badRequest("set_subscriptions", err)
-			}
-		}
-		if err := checkRowLen(m.URL, len(g.Glob)); err != nil {
-			return badRequest("set_subscriptions", err)
-		}
-		cmd.Globs = append(cmd.Globs, fsm.GlobEntry{Glob: g.Glob, Recovery: g.Recovery})
-	}
-	outcome, err := s.apply(c, cmd)
+	cmd.AuthCode = authCode(replay)
+	outcome, err := s.apply(c, withPerURLCap(cmd, s.cfg.MaxSubscriptionsPerURL))
 	if err != nil {
 		return err
 	}
@@ -315,4 +350,63 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 		return err
 	}
 	return c.Blob(http.StatusOK, octetStream, out)
+}
+
+// readRest reads the rest of a body of at most limit bytes after head,
+// growing the buffer as bytes arrive (never from Content-Length).
+func readRest(head []byte, r io.Reader, limit int64) ([]byte, error) {
+	b := bytes.NewBuffer(head)
+	if _, err := b.ReadFrom(r); err != nil {
+		return nil, bodyError("set_subscriptions", err)
+	}
+	if int64(b.Len()) > limit {
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body exceeds the limit of %d bytes", limit))
+	}
+	return b.Bytes(), nil
+}
+
+// bodyError maps a failure to read a body: too slow is 408, the rest 400.
+func bodyError(what string, err error) error {
+	if errors.Is(err, errTooSlow) {
+		return echo.NewHTTPError(http.StatusRequestTimeout, what+": "+err.Error()).SetInternal(err)
+	}
+	return badRequest(what, err)
+}
+
+// setSubscriptionsCommand checks every entry of m and builds its command.
+func (s *Server) setSubscriptionsCommand(m wire.SetSubscriptions) (fsm.Command, error) {
+	cmd := fsm.Command{Op: fsm.OpSetSubscriptions, URL: m.URL}
+	if len(m.Exact) > 0 {
+		cmd.Exact = make([]fsm.ExactEntry, 0, len(m.Exact))
+	}
+	for _, e := range m.Exact {
+		if e.Recovery != "" {
+			if err := s.checkURLPolicy("recovery url", e.Recovery); err != nil {
+				return fsm.Command{}, err
+			}
+		}
+		if err := checkRowLen(m.URL, len(e.Topic)); err != nil {
+			return fsm.Command{}, err
+		}
+		cmd.Exact = append(cmd.Exact, fsm.ExactEntry{Topic: e.Topic, Recovery: e.Recovery})
+	}
+	if len(m.Globs) > 0 {
+		cmd.Globs = make([]fsm.GlobEntry, 0, len(m.Globs))
+	}
+	for _, g := range m.Globs {
+		if err := s.checkGlob(g.Glob); err != nil {
+			return fsm.Command{}, err
+		}
+		if g.Recovery != "" {
+			if err := s.checkURLPolicy("recovery url", g.Recovery); err != nil {
+				return fsm.Command{}, err
+			}
+		}
+		if err := checkRowLen(m.URL, len(g.Glob)); err != nil {
+			return fsm.Command{}, err
+		}
+		cmd.Globs = append(cmd.Globs, fsm.GlobEntry{Glob: g.Glob, Recovery: g.Recovery})
+	}
+	return cmd, nil
 }

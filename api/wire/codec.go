@@ -20,6 +20,9 @@ type decoder struct {
 	// error messages; list is "" outside the lists.
 	list         string
 	index, count uint32
+	// entries counts the list entries claimed so far, maxEntries bounds
+	// them (set_subscriptions).
+	entries, maxEntries uint64
 }
 
 func (d *decoder) field(name string) string {

@@ -46,6 +46,9 @@ var (
 	// ErrUnexpectedType means a typed body starts with a message type other
 	// than the one(s) expected where it was received.
 	ErrUnexpectedType = errors.New("unexpected message type")
+	// ErrTooManyEntries means a set_subscriptions body claims more list
+	// entries than the caller's limit.
+	ErrTooManyEntries = errors.New("too many entries")
 	// ErrReprDigest means a Repr-Digest header has no usable sha-512 entry.
 	ErrReprDigest = errors.New("invalid repr-digest")
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unicode/utf8"
 )
 
 // Notify is the prefix of a /v1/notify body; the message itself follows it on
@@ -242,7 +243,14 @@ const minEntrySize = 4
 // defined over sorted unique lists. It does not compare the claimed etag: the
 // caller does, with Etag.
 func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
-	d := decoder{what: "set subscriptions body", b: b}
+	return ParseSetSubscriptionsMax(b, math.MaxUint32*2)
+}
+
+// ParseSetSubscriptionsMax is ParseSetSubscriptions refusing, with an error
+// wrapping ErrTooManyEntries, a body whose two lists claim more than
+// maxEntries entries together, before decoding any entry.
+func ParseSetSubscriptionsMax(b []byte, maxEntries int) (SetSubscriptions, error) {
+	d := decoder{what: "set subscriptions body", b: b, maxEntries: uint64(max(maxEntries, 0))}
 	var m SetSubscriptions
 	var err error
 	if m.Tracing, err = d.bytes16("tracing"); err != nil {
@@ -269,9 +277,8 @@ func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
 	if err != nil {
 		return SetSubscriptions{}, err
 	}
-	if n > 0 {
-		m.Exact = make([]ExactEntry, n)
-	}
+	// The list grows as entries are decoded, never from the claimed count:
+	// a body claiming millions of entries costs what it actually holds.
 	var prev []byte
 	var recovery string
 	for i := range n {
@@ -288,16 +295,13 @@ func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
 			return SetSubscriptions{}, unsortedError(d.what, "exact", "topic", i, prev, topic)
 		}
 		prev = topic
-		m.Exact[i] = ExactEntry{Topic: clone(topic), Recovery: recovery}
+		m.Exact = append(m.Exact, ExactEntry{Topic: clone(topic), Recovery: recovery})
 	}
 	d.list = ""
 
 	n, err = d.listCount("glob")
 	if err != nil {
 		return SetSubscriptions{}, err
-	}
-	if n > 0 {
-		m.Globs = make([]GlobEntry, n)
 	}
 	for i := range n {
 		d.index = i
@@ -312,10 +316,50 @@ func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
 		if i > 0 && m.Globs[i-1].Glob >= glob {
 			return SetSubscriptions{}, unsortedError(d.what, "glob", "glob", i, []byte(m.Globs[i-1].Glob), []byte(glob))
 		}
-		m.Globs[i] = GlobEntry{Glob: glob, Recovery: recovery}
+		m.Globs = append(m.Globs, GlobEntry{Glob: glob, Recovery: recovery})
 	}
 	d.list = ""
 	return m, nil
+}
+
+// SetSubscriptionsHeader is what precedes the lists of a set_subscriptions
+// body: everything its signature covers.
+type SetSubscriptionsHeader struct {
+	Tracing []byte
+	URL     string
+	Etag    [64]byte
+}
+
+// ReadSetSubscriptionsHeader reads the fields before the lists of a
+// /v1/set_subscriptions body from a stream, without reading past them, so
+// the request can be authenticated before its (up to many MiB of) lists
+// are read. Parse the whole body with ParseSetSubscriptions afterwards.
+func ReadSetSubscriptionsHeader(r io.Reader) (SetSubscriptionsHeader, error) {
+	s := streamDecoder{what: "set subscriptions body", r: r}
+	var h SetSubscriptionsHeader
+	var err error
+	if h.Tracing, err = s.bytes16("tracing"); err != nil {
+		return SetSubscriptionsHeader{}, err
+	}
+	url, err := s.bytes16("url")
+	if err != nil {
+		return SetSubscriptionsHeader{}, err
+	}
+	if !utf8.Valid(url) {
+		return SetSubscriptionsHeader{}, fmt.Errorf("%s: url is not valid UTF-8: %w", s.what, ErrInvalidUTF8)
+	}
+	h.URL = string(url)
+	if err = s.full(s.tmp[:1], "etag format"); err != nil {
+		return SetSubscriptionsHeader{}, err
+	}
+	if s.tmp[0] != 0 {
+		return SetSubscriptionsHeader{}, fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w",
+			s.what, s.tmp[0], s.n-1, ErrEtagFormat)
+	}
+	if err = s.full(h.Etag[:], "etag"); err != nil {
+		return SetSubscriptionsHeader{}, err
+	}
+	return h, nil
 }
 
 // listCount reads a u32 entry count and rejects counts the rest of the body
@@ -328,6 +372,9 @@ func (d *decoder) listCount(list string) (uint32, error) {
 	if need := uint64(n) * minEntrySize; need > uint64(d.remaining()) {
 		return 0, fmt.Errorf("%s: %s count %d needs at least %d more bytes but only %d remain: %w",
 			d.what, list, n, need, d.remaining(), ErrTruncated)
+	}
+	if d.entries += uint64(n); d.entries > d.maxEntries {
+		return 0, fmt.Errorf("%s: %d entries, more than the limit of %d: %w", d.what, d.entries, d.maxEntries, ErrTooManyEntries)
 	}
 	d.list, d.count = list, n
 	return n, nil

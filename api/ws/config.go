@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	msgspool "github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
@@ -57,10 +58,17 @@ type Config struct {
 	// acknowledged on one connection (the reference's 3).
 	MaxUnackedParts int
 
+	// Spool holds message bodies, within the node-wide memory budget it
+	// shares with HTTP notifies. Nil makes one of the hub's own from
+	// SpoolDir, SpoolThreshold and MaxBufferedBytes.
+	Spool *msgspool.Spool
 	// SpoolThreshold: message bodies longer than this go to an unlinked
 	// temporary file in SpoolDir instead of memory.
 	SpoolThreshold int64
 	SpoolDir       string
+	// MaxMessageSize refuses NOTIFY messages longer than this (the
+	// connection is closed before their body is held); 0 means no limit.
+	MaxMessageSize int64
 
 	// MaxConnections bounds the open websockets of this node; the next
 	// upgrade is answered 503.
@@ -73,8 +81,8 @@ type Config struct {
 	MaxQueuedMessages int
 	MaxQueuedBytes    int64
 	// MaxBufferedBytes bounds the message bodies held in memory by all
-	// queues of the node together; past it, received bodies are spooled to
-	// disk whatever their size.
+	// queues of the node together (when Spool is nil); past it, received
+	// bodies are spooled to disk whatever their size.
 	MaxBufferedBytes int64
 	// MaxPendingBytes bounds the messages read from one connection and not
 	// yet processed; past it the connection is not read until the backlog
@@ -139,7 +147,7 @@ const (
 	DefaultMaxConnections         = 10000
 	DefaultMaxQueuedMessages      = 65536
 	DefaultMaxQueuedBytes         = 64 << 20
-	DefaultMaxBufferedBytes       = 1 << 30
+	DefaultMaxBufferedBytes       = msgspool.DefaultMaxBuffered
 	DefaultMaxPendingBytes        = 32 << 20
 	DefaultPingInterval           = 30 * time.Second
 	DefaultPingTimeout            = 20 * time.Second

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	msgspool "github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fsm"
 	"github.com/lonelypsd/lonelypsd/fsm/globmatch"
 )
@@ -65,8 +66,8 @@ type Hub struct {
 	// sampleMem is the training samples all connections hold in memory.
 	sampleMem atomic.Int64
 	training  trainingStats
-	bufs      sync.Pool // *[]byte of cap cfg.OutgoingMaxMessage
-	buffered  atomic.Int64
+	bufs      sync.Pool       // *[]byte of cap cfg.OutgoingMaxMessage
+	bodies    *msgspool.Spool // message bodies, shared with the rest of the node
 	nconns    atomic.Int64
 	nextID    atomic.Uint64
 
@@ -133,6 +134,10 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 		exact:       make(map[string]*reg),
 		globs:       make(map[string]*reg),
 		globsByHash: make(map[string]*reg),
+	}
+	h.bodies = cfg.Spool
+	if h.bodies == nil {
+		h.bodies = msgspool.New(msgspool.Config{Dir: cfg.SpoolDir, Threshold: cfg.SpoolThreshold, MaxBuffered: cfg.MaxBufferedBytes}, log)
 	}
 	var err error
 	if h.plain, h.presets, err = newCompressors(&cfg); err != nil {

@@ -212,7 +212,7 @@ func TestLargeMessagesInParts(t *testing.T) {
 			}
 			// The writer lets go of a body once its last part is written,
 			// which can be just after the client has it.
-			waitFor(t, "every body released from the memory budget", func() bool { return n.hub.buffered.Load() == 0 })
+			waitFor(t, "every body released from the memory budget", func() bool { return n.hub.bodies.Buffered() == 0 })
 		})
 	}
 }
@@ -537,7 +537,7 @@ func TestSlowConsumerIsClosedFastOneIsServed(t *testing.T) {
 		t.Fatalf("notify counts %v", counts)
 	}
 	slow.expectClose(websocket.StatusTryAgainLater)
-	waitFor(t, "queued bodies released", func() bool { return n.hub.buffered.Load() == 0 })
+	waitFor(t, "queued bodies released", func() bool { return n.hub.bodies.Buffered() == 0 })
 }
 
 func TestCompressedNotifies(t *testing.T) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
@@ -100,6 +101,7 @@ type nodeFlags struct {
 	wsCompression, wsTraining                                   bool
 	wsPresets                                                   presetFlag
 
+	api                 api.Config // the limits set by flags
 	spoolThreshold      int64
 	maxSetSubscriptions int64
 	writeTimeout        time.Duration
@@ -147,7 +149,14 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.IntVar(&f.ws.MaxConnections, "ws-max-connections", ws.DefaultMaxConnections, "websocket connections this node accepts at once (503 beyond)")
 	fs.IntVar(&f.ws.MaxQueuedMessages, "ws-max-queued-messages", ws.DefaultMaxQueuedMessages, "messages waiting for one slow websocket before it is closed")
 	fs.Int64Var(&f.ws.MaxQueuedBytes, "ws-max-queued-bytes", ws.DefaultMaxQueuedBytes, "bytes waiting for one slow websocket before it is closed")
-	fs.Int64Var(&f.ws.MaxBufferedBytes, "ws-max-buffered-bytes", ws.DefaultMaxBufferedBytes, "message bodies all websockets may hold in memory together; beyond, bodies go to the spool")
+	fs.Int64Var(&f.api.MaxBufferedBytes, "max-buffered-bytes", spool.DefaultMaxBuffered, "message bodies (HTTP notify, websocket, forwarded) all requests may hold in memory together; beyond, bodies go to the spool")
+	fs.Int64Var(&f.api.MaxBufferedBytes, "ws-max-buffered-bytes", spool.DefaultMaxBuffered, "deprecated alias of --max-buffered-bytes")
+	fs.Int64Var(&f.api.MaxMessageSize, "max-message-size", 0, "longest message accepted by notify, in bytes; longer ones get 413 (a websocket is closed) (0: no limit)")
+	fs.Int64Var(&f.api.DiskReserve, "disk-reserve", spool.DefaultDiskReserve, "free bytes a spooled message must leave on the spool folder's volume; below, notifies get 503 (negative: no check)")
+	fs.IntVar(&f.api.MaxGlobLength, "max-glob-length", api.DefaultMaxGlobLength, "longest glob pattern a subscription may use, in bytes")
+	fs.IntVar(&f.api.MaxSubscriptionsPerURL, "max-subscriptions-per-url", api.DefaultMaxSubscriptionsPerURL, "subscriptions one subscriber URL may hold")
+	fs.IntVar(&f.api.MaxConnections, "max-connections", api.DefaultMaxConnections, "connections the HTTP API holds open at once, websockets included; beyond, 503 (0: no cap)")
+	fs.Int64Var(&f.api.ConnLimits.MinBodyRate, "min-body-rate", api.DefaultMinBodyRate, "slowest a request body may arrive, in bytes per second averaged over 10 s; slower bodies are cut off (negative: no limit)")
 	fs.Int64Var(&f.ws.MaxPendingBytes, "ws-max-pending-bytes", ws.DefaultMaxPendingBytes, "unprocessed incoming bytes per websocket before reading pauses")
 	fs.IntVar(&f.ws.OutgoingMaxMessage, "ws-outgoing-max-message", ws.DefaultOutgoingMaxMessage, "largest websocket message sent (RECEIVE_STREAM parts); the Python client refuses more than 4 MiB")
 	fs.Int64Var(&f.ws.IncomingMaxMessage, "ws-incoming-max-message", ws.DefaultIncomingMaxMessage, "largest websocket message accepted")
@@ -296,9 +305,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
 			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: f.diskReserve,
 		},
-		API: api.Config{
-			SpoolThreshold: f.spoolThreshold, MaxSetSubscriptionsBody: f.maxSetSubscriptions, WriteTimeout: f.writeTimeout,
-		},
+		API: f.apiConfig(),
 		Fanout: fanout.Config{
 			Concurrency: f.deliveryConcurrency, MaxInFlight: f.deliveryMaxInFlight, Timeout: f.deliveryTimeout,
 			MaxPerHost: f.deliveryMaxPerHost, ResponseHeaderTimeout: f.deliveryHeaderWait,
@@ -361,6 +368,12 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func (f *nodeFlags) apiConfig() api.Config {
+	c := f.api
+	c.SpoolThreshold, c.MaxSetSubscriptionsBody, c.WriteTimeout = f.spoolThreshold, f.maxSetSubscriptions, f.writeTimeout
+	return c
 }
 
 func (f *nodeFlags) wsConfig() (ws.Config, error) {

@@ -132,6 +132,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("listen for http on %s: %w", cfg.HTTPAddr, err)
 	}
 	defer ln.Close()
+	ln = api.LimitListener(ln, cfg.API.MaxConnections, log)
 
 	node, err := cluster.Open(cfg.Cluster)
 	if err != nil {
@@ -163,7 +164,7 @@ func Run(ctx context.Context, cfg Config) error {
 	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
 	defer fan.Wait()
 
-	srv := api.New(cfg.API, node, node, table, fan, pair, log)
+	srv := api.New(cfg.API, retryWriter{node}, node, table, fan, pair, log)
 	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
 
 	wsCfg := cfg.WS
@@ -172,6 +173,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wsCfg.AdvertiseHTTP = cfg.Cluster.AdvertiseHTTP
 	}
 	wsCfg.TLS = serverTLS != nil
+	wsCfg.Spool, wsCfg.MaxMessageSize = srv.Spool(), cfg.API.MaxMessageSize
 	if wsCfg.SpoolDir == "" {
 		wsCfg.SpoolDir = cfg.API.SpoolDir
 	}
@@ -190,7 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer cancel()
 		_ = hub.Shutdown(ctx)
 	}()
-	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), log)
+	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), cfg.API.ConnLimits, log)
 	httpSrv.TLSConfig = serverTLS
 
 	bg, stopBG := context.WithCancel(context.Background())
@@ -320,6 +322,25 @@ type remover struct{ node *cluster.Node }
 func (r remover) Remove(ctx context.Context, s fsm.Subscription) error {
 	_, err := r.node.Apply(ctx, cluster.UnsubscribeCommand(s))
 	return err
+}
+
+// retryWriter marks the cluster's "retry later" errors with the
+// Unavailable method api classifies by (503). Redundant once the cluster's
+// errors carry it themselves.
+type retryWriter struct{ *cluster.Node }
+
+type retryLater struct{ error }
+
+func (e retryLater) Unwrap() error     { return e.error }
+func (e retryLater) Unavailable() bool { return true }
+
+func (w retryWriter) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	res, err := w.Node.Apply(ctx, cmd)
+	if errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, cluster.ErrNotLeader) ||
+		errors.Is(err, cluster.ErrTimeout) || errors.Is(err, cluster.ErrShutdown) {
+		err = retryLater{err}
+	}
+	return res, err
 }
 
 // startDebug serves the pprof endpoints, separate from the API so they are

@@ -1,0 +1,9 @@
+//go:build !(linux || darwin || freebsd)
+
+package spool
+
+import "errors"
+
+func freeBytes(string) (int64, error) {
+	return 0, errors.New("free space unknown on this system")
+}

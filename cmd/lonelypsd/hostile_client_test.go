@@ -1,0 +1,291 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha512"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/api/wire"
+)
+
+func hostAddr(p *proc) string { return strings.TrimPrefix(p.HTTP, "http://") }
+
+// openFDs is the descriptors the node holds.
+func openFDs(t *testing.T, p *proc) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// hugeClaimBody is a set_subscriptions body of size bytes claiming as many
+// exact entries as fit, all zeros after the header.
+func hugeClaimBody(t *testing.T, size int) []byte {
+	t.Helper()
+	head, err := wire.AppendSetSubscriptions(nil, wire.SetSubscriptions{URL: "http://127.0.0.1:1/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head = head[:len(head)-8]
+	body := make([]byte, size)
+	n := copy(body, head)
+	binary.BigEndian.PutUint32(body[n:], uint32((size-n-8)/4))
+	return body
+}
+
+// Unauthenticated set_subscriptions bodies of 16 MiB, claiming four million
+// entries each, against an HMAC node: all refused, and the node's memory
+// stays flat because it authenticates before reading the lists.
+func TestUnauthenticatedSetSubscriptionsFlood(t *testing.T) {
+	file, _ := setupSecrets(t, "hmac", "hmac")
+	node := startNode(t, t.TempDir(), "--secrets", file)
+	body := hugeClaimBody(t, 16<<20)
+	base, _ := node.RSS()
+	node.resetPeakRSS()
+	const clients, rounds = 4, 3
+	var wg sync.WaitGroup
+	statuses := make(chan string, clients*rounds)
+	for range clients {
+		wg.Go(func() {
+			for range rounds {
+				resp, err := http.Post(node.HTTP+"/v1/set_subscriptions", "application/octet-stream", bytes.NewReader(body))
+				if err != nil {
+					// The node answers after the header and closes: the
+					// client may see the closed connection first.
+					statuses <- "connection closed: " + err.Error()
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses <- resp.Status
+			}
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if !strings.HasPrefix(s, "401") && !strings.HasPrefix(s, "connection closed") {
+			t.Errorf("unauthenticated set_subscriptions answered %s, want 401", s)
+		}
+	}
+	rss, peak := node.RSS()
+	t.Logf("unauthenticated 16 MiB set_subscriptions, %d clients x %d: RSS %d MiB before, peak %d MiB, %d MiB after",
+		clients, rounds, base>>20, peak>>20, rss>>20)
+	if peak > 100<<20 {
+		t.Errorf("peak RSS %d MiB, want under 100 MiB", peak>>20)
+	}
+}
+
+// slowSubscriber answers each RECEIVE only after hold: the node keeps
+// every message until then.
+type slowSubscriber struct {
+	*client.Subscriber
+	until time.Time
+}
+
+func (s *slowSubscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(time.Until(s.until)) // the subscriber's own slowness, not synchronisation
+	s.Subscriber.ServeHTTP(w, r)
+}
+
+// Sixty concurrent 9 MiB notifies held by a slow subscriber cost the node
+// its memory budget and disk, not 540 MiB of memory; all are delivered.
+func TestConcurrentNotifiesWithinBudget(t *testing.T) {
+	const budget = 64 << 20
+	node := startNode(t, t.TempDir(), "--max-buffered-bytes", fmt.Sprint(budget))
+	ctx := ctxT(t)
+	c := node.Client()
+	sub := &slowSubscriber{Subscriber: client.NewSubscriber()}
+	sub.Discard = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: sub, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	if err := c.SubscribeExact(ctx, "http://"+l.Addr().String()+"/v1/receive", []byte("big"), ""); err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte("0123456789abcdef"), 9<<20/16)
+	base, _ := node.RSS()
+	node.resetPeakRSS()
+	const notifies = 60
+	sub.until = time.Now().Add(4 * time.Second)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range notifies {
+		wg.Go(func() {
+			n, err := c.Notify(ctx, []byte("big"), msg)
+			if err != nil || n != 1 {
+				t.Errorf("notify %d: %d subscribers, %v", i, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	rss, peak := node.RSS()
+	t.Logf("%d concurrent 9 MiB notifies to a subscriber answering after 4 s: RSS %d MiB before, peak %d MiB, %d MiB after; took %v (budget %d MiB)",
+		notifies, base>>20, peak>>20, rss>>20, time.Since(start).Round(time.Millisecond), budget>>20)
+	if got := sub.Count(); got != notifies {
+		t.Errorf("subscriber received %d messages, want %d", got, notifies)
+	}
+	// Go's collector lets the heap grow to about twice what is live
+	// before it collects: bodies released make room only then.
+	if limit := base + 2*budget + 32<<20; peak > limit {
+		t.Errorf("peak RSS %d MiB, want under %d MiB (baseline + twice the budget + 32 MiB)", peak>>20, limit>>20)
+	}
+}
+
+// Connections that send their headers and then one body byte every two
+// seconds are cut within about the rate window (10 s), and their
+// descriptors are returned.
+func TestTricklingClientsCut(t *testing.T) {
+	node := startNode(t, t.TempDir())
+	http.DefaultClient.CloseIdleConnections()
+	baseFDs := openFDs(t, node)
+	const conns = 200
+	head, err := wire.AppendNotifyHeader(nil, wire.Notify{Topic: []byte("t"), Length: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cuts := make(chan time.Duration, conns)
+	var wg sync.WaitGroup
+	for range conns {
+		c, err := net.Dial("tcp", hostAddr(node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := fmt.Fprintf(c, "POST /v1/notify HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(head)+1<<20); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			_ = c.SetReadDeadline(time.Now().Add(25 * time.Second))
+			_, _ = io.Copy(io.Discard, c)
+			cuts <- time.Since(start)
+		}()
+		wg.Go(func() {
+			tick := time.NewTicker(2 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-closed:
+					return
+				case <-tick.C:
+					_, _ = c.Write([]byte{0})
+				}
+			}
+		})
+	}
+	peakFDs := openFDs(t, node)
+	wg.Wait()
+	close(cuts)
+	var times []time.Duration
+	for d := range cuts {
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	t.Logf("%d trickling connections (1 byte / 2 s): node held %d descriptors (%d before); cut after %v (first) .. %v (median) .. %v (last)",
+		conns, peakFDs, baseFDs, times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
+	if last := times[len(times)-1]; last > 20*time.Second {
+		t.Errorf("last trickling connection cut after %v, want within 20 s", last)
+	}
+	waitFor(t, "descriptors back to the baseline", 5*time.Second, func() bool { return openFDs(t, node) <= baseFDs+5 })
+}
+
+// Past --max-connections, new connections get a 503 at once.
+func TestMaxConnectionsRefused(t *testing.T) {
+	const limit, dial = 50, 60
+	node := startNode(t, t.TempDir(), "--max-connections", fmt.Sprint(limit))
+	// The readiness probe's connection would count against the cap.
+	http.DefaultClient.CloseIdleConnections()
+	base := openFDs(t, node)
+	var refused, held int
+	var open []net.Conn
+	for range dial {
+		c, err := net.Dial("tcp", hostAddr(node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	// Read all at once: a held connection answers nothing (it waits for a
+	// request), a refused one gets its 503 at once.
+	answers := make(chan string, dial)
+	for _, c := range open {
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			answers <- line
+		}()
+	}
+	for range dial {
+		switch line := <-answers; {
+		case strings.HasPrefix(line, "HTTP/1.1 503"):
+			refused++
+		case line == "":
+			held++
+		default:
+			t.Errorf("unexpected answer %q", line)
+		}
+	}
+	t.Logf("--max-connections %d, %d idle connections: %d held, %d refused with 503 (node had %d descriptors before)", limit, dial, held, refused, base)
+	if refused < dial-limit || held > limit {
+		t.Errorf("%d held and %d refused, want at most %d held and at least %d refused\n%s", held, refused, limit, dial-limit, node.Logs())
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	waitFor(t, "a request served once the connections closed", 10*time.Second, func() bool {
+		resp, err := http.Get(node.HTTP + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// --max-message-size refuses a longer notify with 413 before its body is
+// read.
+func TestMaxMessageSize(t *testing.T) {
+	node := startNode(t, t.TempDir(), "--max-message-size", "1000")
+	cases := []struct {
+		size int
+		want int
+	}{{1000, http.StatusOK}, {1001, http.StatusRequestEntityTooLarge}, {1 << 20, http.StatusRequestEntityTooLarge}}
+	for _, tc := range cases {
+		msg := bytes.Repeat([]byte{'m'}, tc.size)
+		body, err := wire.AppendNotifyHeader(nil, wire.Notify{Topic: []byte("t"), SHA512: sha512.Sum512(msg), Length: uint64(len(msg))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(node.HTTP+"/v1/notify", "application/octet-stream", bytes.NewReader(append(body, msg...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("notify of %d bytes: %d %q, want %d", tc.size, resp.StatusCode, text, tc.want)
+		}
+	}
+}
