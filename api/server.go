@@ -258,6 +258,15 @@ func isUnavailable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || spool.IsNoSpace(err)
 }
 
+// badRequest is implemented by errors that are the client's fault (a
+// command the state machine would refuse as malformed).
+type clientFault interface{ BadRequest() bool }
+
+func isBadRequest(err error) bool {
+	var b clientFault
+	return (errors.As(err, &b) && b.BadRequest()) || errors.Is(err, fsm.ErrInvalidCommand)
+}
+
 // writeError maps a failed subscription change to a status: 503 for every
 // "try again" condition, 400 for a command the state machine refused as
 // malformed, 500 otherwise.
@@ -265,7 +274,7 @@ func writeError(err error) error {
 	switch {
 	case isUnavailable(err):
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "subscription store unavailable, retry: "+err.Error()).SetInternal(err)
-	case isInvalidCommand(err):
+	case isBadRequest(err):
 		return echo.NewHTTPError(http.StatusBadRequest, "subscription change refused: "+err.Error()).SetInternal(err)
 	}
 	return echo.NewHTTPError(http.StatusInternalServerError, "subscription change failed").SetInternal(err)

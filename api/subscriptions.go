@@ -114,7 +114,7 @@ func (s *Server) apply(c echo.Context, cmd fsm.Command) (fsm.Outcome, error) {
 	if err != nil {
 		return 0, writeError(err)
 	}
-	if isTooMany(res.Outcome) {
+	if res.Outcome == fsm.TooMany {
 		return 0, echo.NewHTTPError(http.StatusBadRequest,
 			fmt.Sprintf("%s: too many subscriptions for this URL (limit %d)", cmd.Op, s.cfg.MaxSubscriptionsPerURL))
 	}
@@ -191,7 +191,7 @@ func (s *Server) changeExact(c echo.Context, subscribe bool) error {
 	}
 	cmd := fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery, AuthCode: authCode(replay)}
 	if subscribe {
-		cmd = withPerURLCap(cmd, s.cfg.MaxSubscriptionsPerURL)
+		cmd.MaxPerURL = s.cfg.MaxSubscriptionsPerURL
 	}
 	outcome, err := s.apply(c, cmd)
 	if err != nil {
@@ -237,7 +237,7 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 	}
 	cmd := fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery, AuthCode: authCode(replay)}
 	if subscribe {
-		cmd = withPerURLCap(cmd, s.cfg.MaxSubscriptionsPerURL)
+		cmd.MaxPerURL = s.cfg.MaxSubscriptionsPerURL
 	}
 	outcome, err := s.apply(c, cmd)
 	if err != nil {
@@ -334,7 +334,8 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 		return badRequest("set_subscriptions", err)
 	}
 	cmd.AuthCode = authCode(replay)
-	outcome, err := s.apply(c, withPerURLCap(cmd, s.cfg.MaxSubscriptionsPerURL))
+	cmd.MaxPerURL = s.cfg.MaxSubscriptionsPerURL
+	outcome, err := s.apply(c, cmd)
 	if err != nil {
 		return err
 	}

@@ -227,7 +227,7 @@ func (n *Node) removeRowsOf(ctx context.Context, id string) error {
 		if n.cfg.InternalURLNode(s.URL) != id {
 			continue
 		}
-		cmd := UnsubscribeCommand(s)
+		cmd := s.Unsubscribe()
 		cmd.ID = newRequestID()
 		if _, _, err := n.applyLocal(ctx, cmd); err != nil {
 			return fmt.Errorf("remove subscriptions of node %s: %w", id, err)
@@ -238,14 +238,6 @@ func (n *Node) removeRowsOf(ctx context.Context, id string) error {
 		n.log.Info("removed the internal subscriptions of a removed member", "id", id, "count", removed)
 	}
 	return nil
-}
-
-// UnsubscribeCommand is the command that removes subscription s.
-func UnsubscribeCommand(s fsm.Subscription) fsm.Command {
-	if s.Kind == fsm.Glob {
-		return fsm.Command{Op: fsm.OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
-	}
-	return fsm.Command{Op: fsm.OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
 }
 
 // registerSelf makes sure the replicated member table holds this node's

@@ -245,7 +245,7 @@ func TestSignedPeerRequestIsAcceptedOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	unsub := UnsubscribeCommand(fsm.Subscription{Kind: fsm.Exact, URL: "http://127.0.0.1:9/r", Key: "t"})
+	unsub := fsm.Subscription{Kind: fsm.Exact, URL: "http://127.0.0.1:9/r", Key: "t"}.Unsubscribe()
 	if _, err := s.node.Apply(ctx, unsub); err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,14 @@ type Subscription struct {
 	Recovery string
 }
 
+// Unsubscribe is the command that removes s.
+func (s Subscription) Unsubscribe() Command {
+	if s.Kind == Glob {
+		return Command{Op: OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
+	}
+	return Command{Op: OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
+}
+
 // index is the read side used by notify: exact topics and glob patterns
 // in maps, each to the set of its subscribers (url -> recovery), and the
 // row count of every URL. A set, once stored in a map, is never changed:

@@ -181,13 +181,10 @@ func (c *Config) setDefaults() error {
 	if c.NodeID == "" {
 		return errors.New("ws: NodeID is required")
 	}
-	host, port, err := net.SplitHostPort(c.AdvertiseHTTP)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.AdvertiseHTTP); err != nil {
 		return fmt.Errorf("ws: AdvertiseHTTP %q: %w", c.AdvertiseHTTP, err)
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		c.AdvertiseHTTP = net.JoinHostPort("127.0.0.1", port)
-	}
+	c.AdvertiseHTTP = internalHost(c.AdvertiseHTTP)
 	positive(&c.OutgoingMaxMessage, DefaultOutgoingMaxMessage)
 	if c.OutgoingMaxMessage < minOutgoingMaxMessage {
 		return fmt.Errorf("ws: OutgoingMaxMessage %d is below the minimum %d", c.OutgoingMaxMessage, minOutgoingMaxMessage)

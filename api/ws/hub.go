@@ -340,16 +340,13 @@ func (h *Hub) reconcile(r *reg) {
 		h.mu.Unlock()
 
 		receive, missed := h.rowURLs(r.hash)
-		cmd := fsm.Command{URL: receive}
-		switch {
-		case r.kind == fsm.Exact && want:
-			cmd.Op, cmd.Topic, cmd.Recovery = fsm.OpSubscribeExact, []byte(r.key), missed
-		case r.kind == fsm.Exact:
-			cmd.Op, cmd.Topic = fsm.OpUnsubscribeExact, []byte(r.key)
-		case want:
-			cmd.Op, cmd.Glob, cmd.Recovery = fsm.OpSubscribeGlob, r.key, missed
-		default:
-			cmd.Op, cmd.Glob = fsm.OpUnsubscribeGlob, r.key
+		row := fsm.Subscription{Kind: r.kind, URL: receive, Key: r.key}
+		cmd := row.Unsubscribe()
+		if want {
+			cmd = fsm.Command{Op: fsm.OpSubscribeExact, URL: receive, Topic: []byte(r.key), Recovery: missed}
+			if r.kind == fsm.Glob {
+				cmd = fsm.Command{Op: fsm.OpSubscribeGlob, URL: receive, Glob: r.key, Recovery: missed}
+			}
 		}
 		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.RegisterTimeout)
 		// Conflict is success either way: the row was already there (a
@@ -524,10 +521,7 @@ func (h *Hub) removeRows(ctx context.Context, pick func(current bool) bool) erro
 		if !ours || !pick(current) {
 			continue
 		}
-		cmd := fsm.Command{Op: fsm.OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
-		if s.Kind == fsm.Glob {
-			cmd = fsm.Command{Op: fsm.OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
-		}
+		cmd := s.Unsubscribe()
 		actx, cancel := context.WithTimeout(ctx, h.cfg.RegisterTimeout)
 		_, err := h.writer.Apply(actx, cmd)
 		cancel()

@@ -36,3 +36,32 @@ func TestInternalURLNodeReadsTheHubsRows(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnInternalURL: a node recognises the rows its hub registers (a
+// wildcard advertised host included), and nothing else on its port.
+func TestOwnInternalURL(t *testing.T) {
+	for _, advertise := range []string{"127.0.0.1:3003", "0.0.0.0:3003", ":3003", "node-1.internal:3003"} {
+		h, err := New(Config{NodeID: "node-1", AdvertiseHTTP: advertise, SpoolDir: t.TempDir()}, nil, nil, nil, auth.NonePair(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own := OwnInternalURL(advertise, "node-1")
+		for _, u := range []string{h.ReceiveURL(), h.MissedURL()} {
+			if !own(u) {
+				t.Errorf("advertise %s: own row %q not recognised", advertise, u)
+			}
+		}
+		host := internalHost(advertise)
+		for _, u := range []string{
+			"http://" + host + "/v1/receive?node=node-1",                      // a subscriber path
+			"http://" + host + "/v1/receive_for_websockets?node=node-2&inc=1", // another node's row
+			"http://other:3003/v1/receive_for_websockets?node=node-1&inc=1",   // another host
+			"ftp://" + host + "/v1/receive_for_websockets?node=node-1&inc=1",  // another scheme
+			"http://" + host + "/cluster/apply?x=/v1/receive_for_websockets",  // a peer endpoint
+		} {
+			if own(u) {
+				t.Errorf("advertise %s: %q taken for an own row", advertise, u)
+			}
+		}
+	}
+}

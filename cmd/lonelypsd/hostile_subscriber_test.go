@@ -7,41 +7,19 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/client"
 )
-
-// apiChecksSubscriberURLs reports whether api.Config can take a subscriber
-// URL policy (a field whose interface type has CheckURL). Until it can,
-// the node cannot answer 400 at subscribe time; delete this guard once it
-// is wired.
-func apiChecksSubscriberURLs() bool {
-	t := reflect.TypeFor[api.Config]()
-	for i := range t.NumField() {
-		ft := t.Field(i).Type
-		if ft.Kind() == reflect.Interface {
-			if _, ok := ft.MethodByName("CheckURL"); ok {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // TestSubscribeToLinkLocalAddressIsRefused: the cloud metadata address is
 // refused at subscribe time with a message naming the flag that would
 // allow it, and nothing is stored.
 func TestSubscribeToLinkLocalAddressIsRefused(t *testing.T) {
-	if !apiChecksSubscriberURLs() {
-		t.Skip("api.Config has no subscriber URL policy yet")
-	}
 	node := startNode(t, t.TempDir())
 	ctx := ctxT(t)
 	c := node.Client()

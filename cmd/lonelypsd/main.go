@@ -152,7 +152,6 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.Int64Var(&f.api.MaxBufferedBytes, "max-buffered-bytes", spool.DefaultMaxBuffered, "message bodies (HTTP notify, websocket, forwarded) all requests may hold in memory together; beyond, bodies go to the spool")
 	fs.Int64Var(&f.api.MaxBufferedBytes, "ws-max-buffered-bytes", spool.DefaultMaxBuffered, "deprecated alias of --max-buffered-bytes")
 	fs.Int64Var(&f.api.MaxMessageSize, "max-message-size", 0, "longest message accepted by notify, in bytes; longer ones get 413 (a websocket is closed) (0: no limit)")
-	fs.Int64Var(&f.api.DiskReserve, "disk-reserve", spool.DefaultDiskReserve, "free bytes a spooled message must leave on the spool folder's volume; below, notifies get 503 (negative: no check)")
 	fs.IntVar(&f.api.MaxGlobLength, "max-glob-length", api.DefaultMaxGlobLength, "longest glob pattern a subscription may use, in bytes")
 	fs.IntVar(&f.api.MaxSubscriptionsPerURL, "max-subscriptions-per-url", api.DefaultMaxSubscriptionsPerURL, "subscriptions one subscriber URL may hold")
 	fs.IntVar(&f.api.MaxConnections, "max-connections", api.DefaultMaxConnections, "connections the HTTP API holds open at once, websockets included; beyond, 503 (0: no cap)")
@@ -195,8 +194,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between snapshots")
 	fs.Uint64Var(&f.trailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot, for followers that lag")
 	fs.DurationVar(&f.snapshotInterval, "raft-snapshot-interval", cluster.DefaultSnapshotInterval, "how often the snapshot threshold is checked")
-	fs.Int64Var(&f.diskReserve, "disk-reserve", defaultDiskReserve,
-		"bytes kept free on the data volume: subscription changes answer 503 while less than half of it is free (0: off)")
+	fs.Int64Var(&f.diskReserve, "disk-reserve", spool.DefaultDiskReserve,
+		"bytes kept free on the data volume: a notify whose message would spool into them answers 503, and subscription changes answer 503 while less than half of them is free (0: no reserve)")
 	fs.DurationVar(&f.readBarrierTimeout, "notify-read-barrier-timeout", cluster.DefaultReadBarrierTimeout,
 		"how long a notify may wait for this node's replica to catch up with the leader before it matches the replica as it is (negative: off)")
 }
@@ -344,9 +343,6 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	return 0
 }
 
-// defaultDiskReserve is --disk-reserve's default.
-const defaultDiskReserve = 64 << 20
-
 // nextPort returns addr with its port plus one: dev mode's Raft port.
 func nextPort(addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
@@ -373,6 +369,11 @@ func splitList(s string) []string {
 func (f *nodeFlags) apiConfig() api.Config {
 	c := f.api
 	c.SpoolThreshold, c.MaxSetSubscriptionsBody, c.WriteTimeout = f.spoolThreshold, f.maxSetSubscriptions, f.writeTimeout
+	// The spool reads 0 as "its default" and a negative reserve as none.
+	c.DiskReserve = f.diskReserve
+	if f.diskReserve == 0 {
+		c.DiskReserve = -1
+	}
 	return c
 }
 

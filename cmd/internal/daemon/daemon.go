@@ -13,11 +13,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -157,6 +155,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, cfg, ln.Addr()); err != nil {
 		return err
 	}
+	// The same policy refuses, at subscribe time, URLs naming an address
+	// it would never connect to.
+	cfg.API.URLPolicy = cfg.Fanout.Policy
 	table := node.FSM()
 	// Notifies (HTTP and websocket) pass the node's read barrier before
 	// matching: see docs/consistency.md.
@@ -164,7 +165,7 @@ func Run(ctx context.Context, cfg Config) error {
 	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
 	defer fan.Wait()
 
-	srv := api.New(cfg.API, retryWriter{node}, node, table, fan, pair, log)
+	srv := api.New(cfg.API, node, node, table, fan, pair, log)
 	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
 
 	wsCfg := cfg.WS
@@ -279,7 +280,7 @@ func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr) (*egress.Po
 	if advertiseWS == "" {
 		advertiseWS = cfg.Cluster.AdvertiseHTTP
 	}
-	ec.Exempt = internalURL(advertiseWS, cfg.Cluster.NodeID)
+	ec.Exempt = ws.OwnInternalURL(advertiseWS, cfg.Cluster.NodeID)
 	if cfg.SecretsFile != "" {
 		secrets, err := auth.LoadSecrets(cfg.SecretsFile)
 		if err != nil {
@@ -294,53 +295,13 @@ func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr) (*egress.Po
 	return p, nil
 }
 
-// internalURL recognises the URLs of this node's websocket rows, as the
-// hub writes them (api/ws): its advertised address (an unspecified host
-// there means loopback), an internal path, and this node's id.
-func internalURL(advertise, nodeID string) func(string) bool {
-	if host, port, err := net.SplitHostPort(advertise); err == nil {
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			advertise = net.JoinHostPort("127.0.0.1", port)
-		}
-	}
-	return func(raw string) bool {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.EqualFold(u.Host, advertise) {
-			return false
-		}
-		if u.Path != ws.PathReceive && u.Path != ws.PathMissed {
-			return false
-		}
-		return u.Query().Get("node") == nodeID
-	}
-}
-
 // remover removes subscriptions whose subscriber answered
 // UNSUBSCRIBE_IMMEDIATE, through Raft like any other change.
 type remover struct{ node *cluster.Node }
 
 func (r remover) Remove(ctx context.Context, s fsm.Subscription) error {
-	_, err := r.node.Apply(ctx, cluster.UnsubscribeCommand(s))
+	_, err := r.node.Apply(ctx, s.Unsubscribe())
 	return err
-}
-
-// retryWriter marks the cluster's "retry later" errors with the
-// Unavailable method api classifies by (503). Redundant once the cluster's
-// errors carry it themselves.
-type retryWriter struct{ *cluster.Node }
-
-type retryLater struct{ error }
-
-func (e retryLater) Unwrap() error     { return e.error }
-func (e retryLater) Unavailable() bool { return true }
-
-func (w retryWriter) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
-	res, err := w.Node.Apply(ctx, cmd)
-	if errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, cluster.ErrNotLeader) ||
-		errors.Is(err, cluster.ErrTimeout) || errors.Is(err, cluster.ErrShutdown) {
-		err = retryLater{err}
-	}
-	return res, err
 }
 
 // startDebug serves the pprof endpoints, separate from the API so they are
