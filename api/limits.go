@@ -188,5 +188,7 @@ const (
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultMaxConnections    = 4096
+	// DefaultMaxConnections leaves room for the default 10,000
+	// websockets (--ws-max-connections) and the HTTP clients beside them.
+	DefaultMaxConnections = 16384
 )

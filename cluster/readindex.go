@@ -17,7 +17,7 @@ import (
 // A change is acknowledged by the node that accepted it once that node's
 // replica has applied it, but the other nodes learn the new commit index
 // only with the leader's next AppendEntries, a few milliseconds later. A
-// notify sent to another node in that window used to match against a
+// notify sent to another node in that window would match against a
 // replica without the subscription. ReadBarrier closes the window with
 // Raft's read-index technique: before matching, a node learns an index
 // that covers every acknowledged change from the leader and waits until
@@ -97,7 +97,7 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	if n.raft.State() == raft.Leader && n.reads.termReady.Load() == n.raft.CurrentTerm() {
 		// The leader's read index is its own applied index: nothing to
 		// wait for. Skipping the timer keeps a single node's notify path
-		// as cheap as before.
+		// free of any barrier cost.
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReadBarrierTimeout)

@@ -10,7 +10,7 @@
 // are exactly what the reference signs, in the order it signs them (see
 // ToSign). Compatibility with the Python client is byte for byte: the
 // signed layouts, the header syntax and the secrets file are those of
-// lonelypsp / lonelypsc (spec: auth.md, vectors in vectors.md).
+// lonelypsp / lonelypsc (vectors_test.go holds values they produced).
 package auth
 
 import (

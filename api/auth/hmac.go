@@ -192,11 +192,10 @@ func (h *hmacScheme) expires(ts int64) time.Time {
 	return at.Add(h.skew + ReplayMargin)
 }
 
-// parseHMAC performs steps 2-6 of auth.md on "X-HMAC <ts>:<nonce>:<code>":
+// parseHMAC checks the form of "X-HMAC <ts>:<nonce>:<code>":
 // prefix (case-sensitive), integer timestamp, |now-ts| <= skew, nonce up
 // to the second colon, 64-byte standard-base64 code.
 func parseHMAC(s string, now time.Time, skew time.Duration) (ts int64, nonce string, code [64]byte, ok bool) {
-	// 2.
 	rest, found := strings.CutPrefix(s, hmacPrefix)
 	if !found {
 		return 0, "", code, false
@@ -215,7 +214,6 @@ func parseHMAC(s string, now time.Time, skew time.Duration) (ts int64, nonce str
 	if d := now.Sub(time.Unix(ts, 0)); d > skew || d < -skew {
 		return 0, "", code, false
 	}
-	// 5.
 	nonce, codeStr, found := strings.Cut(rest, ":")
 	if !found || len(nonce) > 255 {
 		return 0, "", code, false

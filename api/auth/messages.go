@@ -10,7 +10,7 @@ import (
 // values are part of the protocol.
 type Kind uint8
 
-// The 21 AuthMessageType values (vectors.md "hmac_auth_message_type_values").
+// The 21 AuthMessageType values (the reference vector "hmac_auth_message_type_values").
 const (
 	KindSubscribeExact             Kind = 1
 	KindSubscribeGlob              Kind = 2

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Inputs of vectors.md: now 1700000000, nonce AbCdEf, to-broadcaster
+// Inputs of the reference vectors: now 1700000000, nonce AbCdEf, to-broadcaster
 // secret 0x00..0x3f, to-subscriber secret 0x40..0x7f, empty tracing.
 var (
 	vectorNow = time.Unix(1700000000, 0)
@@ -24,7 +24,7 @@ var (
 	broNonce  = [32]byte(bytesOf(0x22, 32))
 	dictSum   = sha512.Sum512([]byte(strings.Repeat("example dictionary bytes ", 4)))
 	// The strong etag of {exact foo/bar -> recovery url; glob foo/* ->
-	// recovery url} for the subscriber url, as vectors.md uses it. Its
+	// recovery url} for the subscriber url, as the reference vectors use it. Its
 	// computation belongs to package wire, which checks its own vectors.
 	etag = [64]byte(mustHex("5fabb2fb42110ee1e3aaad6d15239b434aa322d79b7cb3e1ae7161059d1fa0699d9296e35930523e0b6cf9252eebc43a110afe54bf6daac11ee2bca4753fbde6"))
 )
@@ -146,7 +146,7 @@ func TestKindsAndDirections(t *testing.T) {
 		if k < 1 || k > 21 || mustHex(v.toSign)[0] != byte(k) {
 			t.Errorf("%s: kind %d", v.name, k)
 		}
-		// auth.md: types 1-9 are signed by subscribers, 10-21 by the
+		// The protocol: types 1-9 are signed by subscribers, 10-21 by the
 		// broadcaster.
 		want := ToSubscriber
 		if k <= 9 {

@@ -5,8 +5,8 @@
 // POSTs to subscribers, the subscribers' replies to those, the strong etag of a
 // URL's subscription set and the Repr-Digest header.
 //
-// The bytes must match the Python reference exactly, so every layout here
-// follows the project's protocol spec (stateless.md) field for field. All
+// The bytes must match the Python reference (lonelypsp) exactly, field for
+// field; vectors_test.go holds bytes the reference produced. All
 // integers are big-endian; "str16" below means a u16 length followed by that
 // many bytes.
 //

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// Inputs and expected bytes copied from the spec's vectors.md, which the
+// Inputs and expected bytes copied from the reference's test vectors, which the
 // Python reference produced.
 const (
 	vecURL      = "http://127.0.0.1:3002/v1/receive"
@@ -17,19 +17,19 @@ const (
 	vecTopic    = "foo/bar"
 	vecMessage  = "hello world"
 
-	// vectors.md "message"
+	// the reference vector "message"
 	vecMessageSHA512 = "309ecc489c12d6eb4cc40f50c902f2b4d0ed77ee511a7c7a9bcd3ca86d4cd86f989dd35bc5ff499670da34255b45b0cfd830e81f605dcf7dc5542e93ae9cd76f"
 	vecMessageB64    = "MJ7MSJwS1utMxA9QyQLytNDtd+5RGnx6m808qG1M2G+YndNbxf9JlnDaNCVbRbDP2DDoH2Bdz33FVC6TrpzXbw=="
 	vecReprDigest    = "sha-512=MJ7MSJwS1utMxA9QyQLytNDtd+5RGnx6m808qG1M2G+YndNbxf9JlnDaNCVbRbDP2DDoH2Bdz33FVC6TrpzXbw=="
 
-	// vectors.md "Strong etag"
+	// the reference vector "Strong etag"
 	vecEtagSampleDocument = "55524c0020687474703a2f2f3132372e302e302e313a333030322f76312f726563656976650a45584143540003612f620020687474703a2f2f3132372e302e302e313a333030322f76312f7265636f7665720007666f6f2f62617200000a474c4f420005666f6f2f2a0020687474703a2f2f3132372e302e302e313a333030322f76312f7265636f7665720a"
 	vecEtagSample         = "36b180aca5aeb782a94035cf43ce93764c55d78d75d08d7e9454da187e2e66aab2c558c5d6b91480fc08d9185d8e9dc4b3b90f543422b38882a7fa8893943547"
 	vecEtagEmptyDocument  = "55524c0020687474703a2f2f3132372e302e302e313a333030322f76312f726563656976650a45584143540a474c4f420a"
 	vecEtagEmpty          = "d0b76f2d339993edef37e17e43dc693e5fbef471e9fd019da05cbde56f4f2ae8d1d42fdd734e456e6cb6a3838b4e08f415a47cb14563308f2051b6e8429ab0ae"
 	vecEtagOneTopic       = "3c62863d7e8c20c8d36b5aa8d22b629e5662b448ce52b71c8b43771019c7109f2174acf974d9848b2c6f305a332d82bbffc4d97b005a4a096ea424915471c5f0"
 
-	// vectors.md "Stateless (HTTP) bodies"
+	// the reference vector "Stateless (HTTP) bodies"
 	vecNotifyBody                   = "0007666f6f2f626172309ecc489c12d6eb4cc40f50c902f2b4d0ed77ee511a7c7a9bcd3ca86d4cd86f989dd35bc5ff499670da34255b45b0cfd830e81f605dcf7dc5542e93ae9cd76f00000401020304000000000000000b68656c6c6f20776f726c64"
 	vecSubscribeExactBody           = "0020687474703a2f2f3132372e302e302e313a333030322f76312f726563656976650007666f6f2f6261720020687474703a2f2f3132372e302e302e313a333030322f76312f7265636f7665720000"
 	vecSubscribeGlobBody            = "0020687474703a2f2f3132372e302e302e313a333030322f76312f726563656976650005666f6f2f2a00000000"

@@ -10,9 +10,9 @@
 // Minimal headers are the header values only, each a u16 length and the
 // value, in an order fixed per message type. Expanded headers are a u16 count
 // followed by that many (u16 name length, ASCII name, u16 value length, value)
-// entries in any order. The bytes must match the Python reference exactly, so
-// every layout follows the project's protocol spec (stateful.md) and the test
-// vectors it produced.
+// entries in any order. The bytes must match the Python reference
+// (lonelypsp) exactly; vectors_test.go holds messages the reference
+// produced.
 //
 // Header values:
 //   - Unsigned integers are big-endian and written with as few bytes as

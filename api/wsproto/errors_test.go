@@ -421,7 +421,7 @@ func TestParseUnsigned(t *testing.T) {
 	}
 }
 
-// The fixed-width exceptions of stateful.md, checked on values the vectors
+// The protocol's fixed-width exceptions, checked on values the vectors
 // do not cover.
 func TestFixedWidths(t *testing.T) {
 	sha := mustHex64(t, vecSHA512)

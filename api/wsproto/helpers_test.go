@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// stateVectors is vectors.md section "Stateful (websocket) messages", copied
+// stateVectors is the reference vectors, section "Stateful (websocket) messages", copied
 // verbatim: the bytes lonelypsp 0.0.46 produced for each message in both
 // header modes.
 var stateVectors = map[string]string{
@@ -60,7 +60,7 @@ var stateVectors = map[string]string{
 	"stateful_disable_zstd_custom_65536_expanded":           "0000000b0003000c782d6964656e7469666965720003010000000d617574686f72697a6174696f6e00000009782d74726163696e670000",
 }
 
-// Inputs of the vectors (vectors.md "Fixed inputs used throughout").
+// Inputs of the vectors (the reference vector "Fixed inputs used throughout").
 const (
 	vecTopic      = "foo/bar"
 	vecMessage    = "hello world"

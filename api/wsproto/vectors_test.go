@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// vectorCase is one message of vectors.md built from the inputs the spec
+// vectorCase is one message of the reference vectors built from the inputs they
 // states; key names its two vectors, key+"_minimal" and key+"_expanded".
 type vectorCase struct {
 	key string
@@ -77,8 +77,8 @@ func vectorCases(tb testing.TB) []vectorCase {
 	}
 }
 
-// derivedCases are the three message types vectors.md has no vector for.
-// Their layouts equal a sibling's (stateful.md tables), so their expected
+// derivedCases are the three message types the reference vectors lack.
+// Their layouts equal a sibling's (in the protocol's header tables), so their expected
 // bytes are the sibling's vector with the type word replaced.
 func derivedCases() []struct {
 	key, sibling string
@@ -104,7 +104,7 @@ type encodedCase struct {
 	hex     string
 }
 
-// allEncodedCases lists every vector of vectors.md plus the derived ones, in
+// allEncodedCases lists every reference vector plus the derived ones, in
 // both header modes.
 func allEncodedCases(tb testing.TB) []encodedCase {
 	var out []encodedCase
@@ -209,7 +209,7 @@ func TestVectorsWrongDirectionDoesNotPanic(t *testing.T) {
 	}
 }
 
-// vectors.md "int_to_minimal_unsigned".
+// the reference vector "int_to_minimal_unsigned".
 func TestMinimalUnsignedVectors(t *testing.T) {
 	for _, c := range []struct {
 		v   uint64
