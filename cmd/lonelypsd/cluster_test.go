@@ -443,7 +443,7 @@ func TestClusterCompactsLogAndCatchesUpFromSnapshot(t *testing.T) {
 	}
 	away.startNoWait()
 	away.waitReady()
-	waitFor(t, "the returning node to catch up", 10*time.Second, func() bool {
+	waitFor(t, "the returning node to catch up", 30*time.Second, func() bool {
 		return len(c.topics(away, url)) == 300
 	})
 	e1, _ := leader.Client().CheckSubscriptions(ctx, url)

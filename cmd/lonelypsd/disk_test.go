@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha512"
 	"errors"
@@ -142,13 +143,22 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("subscribe with half the reserve left: %v", err)
 	}
 
-	// Under half the reserve, and then full: subscription changes are 503.
+	// Under half the reserve, and then full: subscription changes are 503
+	// (once the node has read the free space again: it does so at most
+	// once a second).
 	for _, leave := range []int64{reserve / 4, 0} {
 		fillTo(t, vol, leave)
-		for i := range 3 {
-			err := c.SubscribeExact(ctx, s.Receive, []byte(fmt.Sprintf("full-%d-%d", leave, i)), s.Recover)
-			if statusOf(err) != http.StatusServiceUnavailable {
-				t.Fatalf("subscribe with %d bytes free: %v; want 503", freeBytes(t, vol), err)
+		i := 0
+		subscribe := func() error {
+			i++
+			return c.SubscribeExact(ctx, s.Receive, []byte(fmt.Sprintf("full-%d-%d", leave, i)), s.Recover)
+		}
+		waitFor(t, "subscription changes to be refused", 5*time.Second, func() bool {
+			return statusOf(subscribe()) == http.StatusServiceUnavailable
+		})
+		for range 3 {
+			if err := subscribe(); statusOf(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "almost full") {
+				t.Fatalf("subscribe with %d bytes free: %v; want 503 saying the volume is almost full", freeBytes(t, vol), err)
 			}
 		}
 		if n, err := c.Notify(ctx, []byte("t"), []byte("small")); err != nil || n != 1 {
@@ -174,9 +184,9 @@ func TestFullDisk(t *testing.T) {
 }
 
 // TestFullDiskWithoutReserve: with no reserve the Raft log and the table
-// themselves hit ENOSPC. Writes answer 503 (never 500), nothing crashes,
-// and writes resume once space returns, without a restart; every
-// acknowledged subscription is still there.
+// themselves hit ENOSPC. Writes answer 503 (never 500) within the write
+// timeout, nothing crashes, and writes resume once space returns, without
+// a restart; every acknowledged subscription is still there.
 func TestFullDiskWithoutReserve(t *testing.T) {
 	vol, done := smallVolume(t, 96<<20)
 	if done {
@@ -189,9 +199,14 @@ func TestFullDiskWithoutReserve(t *testing.T) {
 	s := startSubscriber(t, client.NewSubscriber())
 	acked := map[string]bool{}
 	fillTo(t, vol, 0)
-	for i := range 20 {
+	for i := range 4 {
 		topic := fmt.Sprintf("t%d", i)
-		switch err := c.SubscribeExact(ctx, s.Receive, []byte(topic), s.Recover); statusOf(err) {
+		// The node cannot even record a new term, so it has no leader
+		// and each write waits out --write-timeout (5 s) before its 503.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.SubscribeExact(wctx, s.Receive, []byte(topic), s.Recover)
+		cancel()
+		switch statusOf(err) {
 		case http.StatusOK:
 			acked[topic] = true
 		case http.StatusServiceUnavailable:
