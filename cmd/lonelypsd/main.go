@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -235,7 +236,33 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
+// runNode runs dev or serve until ctx ends and returns the exit code.
 func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
+	f, code := parseNodeFlags(cmd, args, stderr)
+	if f == nil {
+		return code
+	}
+	log, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
+		return 2
+	}
+	cfg, err := f.daemonConfig(cmd, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
+		return 2
+	}
+	if err := daemon.Run(ctx, cfg); err != nil {
+		log.Error("lonelypsd stopped", "err", err)
+		return 1
+	}
+	log.Info("lonelypsd stopped cleanly")
+	return 0
+}
+
+// parseNodeFlags reads dev's or serve's flags and the environment; a nil
+// result means stop with the exit code (0 after --help).
+func parseNodeFlags(cmd string, args []string, stderr io.Writer) (*nodeFlags, int) {
 	dev := cmd == "dev"
 	fs := flag.NewFlagSet("lonelypsd "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -251,25 +278,26 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return nil, 0
 		}
-		return 2
+		return nil, 2
+	}
+	fail := func(format string, a ...any) (*nodeFlags, int) {
+		fmt.Fprintf(stderr, "lonelypsd %s: %s\n", cmd, fmt.Sprintf(format, a...))
+		return nil, 2
 	}
 	if err := applyEnv(fs); err != nil {
-		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
-		return 2
+		return fail("%v", err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "lonelypsd %s: unexpected argument %q\n", cmd, fs.Arg(0))
-		return 2
+		return fail("unexpected argument %q", fs.Arg(0))
 	}
 	if dev {
 		f.nodeID, f.bootstrap = "dev", true
 		if f.raftAddr == "" {
 			addr, err := nextPort(f.httpAddr)
 			if err != nil {
-				fmt.Fprintf(stderr, "lonelypsd dev: %v\n", err)
-				return 2
+				return fail("%v", err)
 			}
 			f.raftAddr = addr
 		}
@@ -281,21 +309,19 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		}
 	}
 	if len(missing) > 0 {
-		fmt.Fprintf(stderr, "lonelypsd %s: missing %s (see lonelypsd %s --help)\n", cmd, strings.Join(missing, ", "), cmd)
-		return 2
+		slices.Sort(missing)
+		return fail("missing %s (see lonelypsd %s --help)", strings.Join(missing, ", "), cmd)
 	}
-	log, err := newLogger(stderr, f.logLevel, f.logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
-		return 2
-	}
+	return &f, 0
+}
+
+// daemonConfig is the node's configuration from its flags.
+func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, error) {
 	wsCfg, err := f.wsConfig()
 	if err != nil {
-		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
-		return 2
+		return daemon.Config{}, err
 	}
-
-	cfg := daemon.Config{
+	return daemon.Config{
 		Cluster: cluster.Config{
 			NodeID: f.nodeID, RaftAddr: f.raftAddr, AdvertiseRaft: f.advertiseRaft, DataDir: f.dataDir,
 			AdvertiseHTTP: f.advertiseHTTP, Join: splitList(f.join), BootstrapExpect: f.bootstrapExpect,
@@ -322,25 +348,22 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		MissedSweepInterval: f.missedSweepInterval,
 		ShutdownTimeout:     f.shutdownTimeout,
 		Logger:              log,
-		Ready: func(addr string) {
-			authDesc := "auth none"
-			if f.secrets != "" {
-				authDesc = "auth from " + f.secrets
-			}
-			scheme := "http"
-			if f.tlsCert != "" {
-				scheme = "https"
-			}
-			log.Info(fmt.Sprintf("lonelypsd %s listening on %s://%s (node %s, raft %s, data in %s, %s)",
-				cmd, scheme, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc))
-		},
+		Ready:               func(addr string) { f.logListening(log, cmd, addr) },
+	}, nil
+}
+
+// logListening is the start-up line saying where the node listens.
+func (f *nodeFlags) logListening(log *slog.Logger, cmd, addr string) {
+	authDesc := "auth none"
+	if f.secrets != "" {
+		authDesc = "auth from " + f.secrets
 	}
-	if err := daemon.Run(ctx, cfg); err != nil {
-		log.Error("lonelypsd stopped", "err", err)
-		return 1
+	scheme := "http"
+	if f.tlsCert != "" {
+		scheme = "https"
 	}
-	log.Info("lonelypsd stopped cleanly")
-	return 0
+	log.Info(fmt.Sprintf("lonelypsd %s listening on %s://%s (node %s, raft %s, data in %s, %s)",
+		cmd, scheme, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc))
 }
 
 // nextPort returns addr with its port plus one: dev mode's Raft port.

@@ -77,11 +77,52 @@ type Config struct {
 // the listener closes, in-flight requests (notifies with their
 // deliveries) finish within ShutdownTimeout, and the stores close.
 func Run(ctx context.Context, cfg Config) error {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	n := &node{cfg: withDefaults(cfg)}
+	n.log = n.cfg.Logger
+	defer n.closeAll()
+	if err := n.prepare(); err != nil {
+		return err
 	}
-	cfg.Cluster.Logger = log
+	if err := n.openStores(); err != nil {
+		return err
+	}
+	if err := n.wire(ctx); err != nil {
+		return err
+	}
+	return n.serve(ctx)
+}
+
+// node is one running broadcaster, assembled step by step by Run.
+type node struct {
+	cfg       Config
+	log       *slog.Logger
+	serverTLS *tls.Config
+	pair      auth.Pair
+	// closers undo what the steps opened, run last first.
+	closers []func()
+
+	ln      net.Listener
+	raft    *cluster.Node
+	missed  *fanout.MissedStore
+	fan     *fanout.Fanout
+	hub     *ws.Hub
+	httpSrv *http.Server
+}
+
+func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
+
+func (n *node) closeAll() {
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		n.closers[i]()
+	}
+}
+
+// withDefaults fills what the flags leave empty.
+func withDefaults(cfg Config) Config {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Cluster.Logger = cfg.Logger
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
@@ -91,29 +132,6 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.MissedRetry.MaxRetries == 0 {
 		cfg.MissedRetry = fanout.DefaultRetryPolicy
 	}
-
-	if err := os.MkdirAll(cfg.Cluster.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data folder: %w", err)
-	}
-	serverTLS, clientTLS, err := loadTLS(cfg)
-	if err != nil {
-		return err
-	}
-	if clientTLS != nil {
-		cfg.Fanout.TLS = clientTLS
-	}
-	if serverTLS != nil {
-		cfg.Cluster.TLS = clientTLS
-		if cfg.Cluster.TLS == nil {
-			cfg.Cluster.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-	}
-	pair, clusterSecret, closeAuth, err := openAuth(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer closeAuth()
-	cfg.Cluster.Secret = clusterSecret
 	if cfg.Cluster.AdvertiseHTTP == "" {
 		cfg.Cluster.AdvertiseHTTP = cfg.HTTPAddr
 	}
@@ -121,144 +139,195 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.API.SpoolDir == "" {
 		cfg.API.SpoolDir = filepath.Join(cfg.Cluster.DataDir, "spool")
 	}
-	if err := os.MkdirAll(cfg.API.SpoolDir, 0o700); err != nil {
-		return fmt.Errorf("create spool folder: %w", err)
-	}
+	return cfg
+}
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen for http on %s: %w", cfg.HTTPAddr, err)
+// prepare creates the data folders and loads TLS and the secrets.
+func (n *node) prepare() error {
+	for _, dir := range []string{n.cfg.Cluster.DataDir, n.cfg.API.SpoolDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create folder %s: %w", dir, err)
+		}
 	}
-	defer ln.Close()
-	ln = api.LimitListener(ln, cfg.API.MaxConnections, log)
-
-	node, err := cluster.Open(cfg.Cluster)
+	serverTLS, clientTLS, err := loadTLS(n.cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := node.Close(); err != nil {
-			log.Error("closing raft node", "err", err)
+	n.serverTLS = serverTLS
+	if clientTLS != nil {
+		n.cfg.Fanout.TLS = clientTLS
+	}
+	if serverTLS != nil {
+		n.cfg.Cluster.TLS = clientTLS
+		if n.cfg.Cluster.TLS == nil {
+			n.cfg.Cluster.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-	}()
-
-	missed, err := fanout.OpenMissedStore(filepath.Join(cfg.Cluster.DataDir, "missed.db"), cfg.MissedRetry)
+	}
+	pair, clusterSecret, closeAuth, err := openAuth(n.cfg, n.log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := missed.Close(); err != nil {
-			log.Error("closing missed store", "err", err)
-		}
-	}()
+	n.onClose(closeAuth)
+	n.pair, n.cfg.Cluster.Secret = pair, clusterSecret
+	return nil
+}
 
-	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, cfg, ln.Addr()); err != nil {
+// openStores binds the API port and opens the Raft node (with the table)
+// and the missed-notice store.
+func (n *node) openStores() error {
+	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http on %s: %w", n.cfg.HTTPAddr, err)
+	}
+	n.onClose(func() { _ = ln.Close() })
+	n.ln = api.LimitListener(ln, n.cfg.API.MaxConnections, n.log)
+
+	if n.raft, err = cluster.Open(n.cfg.Cluster); err != nil {
+		return err
+	}
+	n.onClose(func() {
+		if err := n.raft.Close(); err != nil {
+			n.log.Error("closing raft node", "err", err)
+		}
+	})
+	if n.missed, err = fanout.OpenMissedStore(filepath.Join(n.cfg.Cluster.DataDir, "missed.db"), n.cfg.MissedRetry); err != nil {
+		return err
+	}
+	n.onClose(func() {
+		if err := n.missed.Close(); err != nil {
+			n.log.Error("closing missed store", "err", err)
+		}
+	})
+	return nil
+}
+
+// wire builds the fan-out, the API, the websocket hub and the HTTP server
+// over the stores.
+func (n *node) wire(ctx context.Context) error {
+	cfg := &n.cfg
+	var err error
+	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, *cfg, n.ln.Addr()); err != nil {
 		return err
 	}
 	// The same policy refuses, at subscribe time, URLs naming an address
 	// it would never connect to.
 	cfg.API.URLPolicy = cfg.Fanout.Policy
-	table := node.FSM()
+	table := n.raft.FSM()
 	// Notifies (HTTP and websocket) pass the node's read barrier before
 	// matching: see docs/consistency.md.
-	cfg.Fanout.Barrier = node
-	fan := fanout.New(cfg.Fanout, table, remover{node}, pair, missed, log)
-	defer fan.Wait()
+	cfg.Fanout.Barrier = n.raft
+	n.fan = fanout.New(cfg.Fanout, table, remover{n.raft}, n.pair, n.missed, n.log)
+	n.onClose(n.fan.Wait)
 
-	srv := api.New(cfg.API, node, node, table, fan, pair, log)
-	srv.Echo().Any("/cluster/*", echo.WrapHandler(node.Handler()))
-
-	wsCfg := cfg.WS
-	wsCfg.NodeID = cfg.Cluster.NodeID
-	if wsCfg.AdvertiseHTTP == "" {
-		wsCfg.AdvertiseHTTP = cfg.Cluster.AdvertiseHTTP
-	}
-	wsCfg.TLS = serverTLS != nil
-	wsCfg.Spool, wsCfg.MaxMessageSize = srv.Spool(), cfg.API.MaxMessageSize
-	if wsCfg.SpoolDir == "" {
-		wsCfg.SpoolDir = cfg.API.SpoolDir
-	}
-	if wsCfg.SpoolThreshold == 0 {
-		wsCfg.SpoolThreshold = cfg.API.SpoolThreshold
-	}
-	hub, err := ws.New(wsCfg, node, table, fan, pair, log)
-	if err != nil {
+	srv := api.New(cfg.API, n.raft, n.raft, table, n.fan, n.pair, n.log)
+	srv.Echo().Any("/cluster/*", echo.WrapHandler(n.raft.Handler()))
+	if n.hub, err = ws.New(n.wsConfig(srv), n.raft, table, n.fan, n.pair, n.log); err != nil {
 		return err
 	}
-	hub.Register(srv.Echo())
-	defer func() {
-		// For the early returns below; after the orderly shutdown this is
-		// a no-op.
+	n.hub.Register(srv.Echo())
+	n.onClose(func() {
+		// For early returns; after the orderly shutdown this is a no-op.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = hub.Shutdown(ctx)
-	}()
-	httpSrv := api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), cfg.API.ConnLimits, log)
-	httpSrv.TLSConfig = serverTLS
+		_ = n.hub.Shutdown(ctx)
+	})
+	n.httpSrv = api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), cfg.API.ConnLimits, n.log)
+	n.httpSrv.TLSConfig = n.serverTLS
+	return nil
+}
 
+func (n *node) wsConfig(srv *api.Server) ws.Config {
+	c := n.cfg.WS
+	c.NodeID = n.cfg.Cluster.NodeID
+	if c.AdvertiseHTTP == "" {
+		c.AdvertiseHTTP = n.cfg.Cluster.AdvertiseHTTP
+	}
+	c.TLS = n.serverTLS != nil
+	c.Spool, c.MaxMessageSize = srv.Spool(), n.cfg.API.MaxMessageSize
+	if c.SpoolDir == "" {
+		c.SpoolDir = n.cfg.API.SpoolDir
+	}
+	if c.SpoolThreshold == 0 {
+		c.SpoolThreshold = n.cfg.API.SpoolThreshold
+	}
+	return c
+}
+
+// serve runs the HTTP server, the missed-notice sweeper and the debug
+// endpoints until ctx ends, then shuts down in order.
+func (n *node) serve(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
-	defer stopBG()
-	sweeper := fan.NewSweeper(cfg.MissedSweepInterval)
+	n.onClose(stopBG)
+	sweeper := n.fan.NewSweeper(n.cfg.MissedSweepInterval)
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
 		sweeper.Run(bg)
 	}()
-
-	if cfg.DebugAddr != "" {
-		dbg, err := startDebug(cfg.DebugAddr, log)
+	if n.cfg.DebugAddr != "" {
+		dbg, err := startDebug(n.cfg.DebugAddr, n.log)
 		if err != nil {
 			return err
 		}
-		defer dbg.Close()
+		n.onClose(func() { _ = dbg.Close() })
 	}
-
 	serveErr := make(chan error, 1)
 	go func() {
-		if serverTLS != nil {
-			serveErr <- httpSrv.ServeTLS(ln, "", "")
+		if n.serverTLS != nil {
+			serveErr <- n.httpSrv.ServeTLS(n.ln, "", "")
 			return
 		}
-		serveErr <- httpSrv.Serve(ln)
+		serveErr <- n.httpSrv.Serve(n.ln)
 	}()
-
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = node.WaitForLeader(waitCtx)
-	cancel()
-	if err != nil && ctx.Err() == nil {
-		log.Warn("no leader yet; writes answer 503 until there is one", "err", err)
-	}
-	// Rows a crashed earlier process of this node left behind are removed
-	// in the background, retrying until there is a leader.
-	hub.Start()
-	if cfg.Ready != nil && ctx.Err() == nil {
-		cfg.Ready(ln.Addr().String())
-	}
+	n.becomeReady(ctx)
 
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
 	}
-	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	// Websockets first, while Raft is open: their in-flight notifies end,
-	// then this process's rows are removed. http.Server.Shutdown would not
-	// wait for them (they are hijacked connections).
-	if err := hub.Shutdown(shutCtx); err != nil {
-		log.Warn("websocket shutdown incomplete", "err", err)
-	}
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
-		log.Warn("requests still running at shutdown deadline", "err", err)
-		_ = httpSrv.Close()
-	}
+	n.shutdown()
 	stopBG()
 	<-sweepDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
+}
+
+// becomeReady waits (30 s at most) for a leader, starts the hub and tells
+// the caller the node is up.
+func (n *node) becomeReady(ctx context.Context) {
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := n.raft.WaitForLeader(waitCtx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("no leader yet; writes answer 503 until there is one", "err", err)
+	}
+	// Rows a crashed earlier process of this node left behind are removed
+	// in the background, retrying until there is a leader.
+	n.hub.Start()
+	if n.cfg.Ready != nil && ctx.Err() == nil {
+		n.cfg.Ready(n.ln.Addr().String())
+	}
+}
+
+// shutdown ends the websockets and the HTTP requests within
+// ShutdownTimeout.
+func (n *node) shutdown() {
+	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	// Websockets first, while Raft is open: their in-flight notifies end,
+	// then this process's rows are removed. http.Server.Shutdown would not
+	// wait for them (they are hijacked connections).
+	if err := n.hub.Shutdown(ctx); err != nil {
+		n.log.Warn("websocket shutdown incomplete", "err", err)
+	}
+	if err := n.httpSrv.Shutdown(ctx); err != nil {
+		n.log.Warn("requests still running at shutdown deadline", "err", err)
+		_ = n.httpSrv.Close()
+	}
 }
 
 // subscriberPolicy builds the address policy of deliveries: the node's own
