@@ -172,8 +172,6 @@ func TestLargeMessagesInParts(t *testing.T) {
 				// Half the bytes repeat: zstd shrinks it, not to nothing.
 				copy(msg[len(msg)/2:], bytes.Repeat([]byte("lonelypsd "), len(msg)/20))
 			}
-			// Let the ENABLE_ZSTD_PRESET arrive before publishing.
-			time.Sleep(100 * time.Millisecond)
 			start := time.Now()
 			if got, err := notifier.Notify(ctx, []byte("big"), msg); err != nil || got != 1 {
 				t.Fatalf("websocket notify: %d, %v", got, err)

@@ -262,7 +262,12 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond)
+	ackedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	waitFor(t, "subscribes acknowledged before the kill", 20*time.Second, func() bool { return ackedCount() >= 40 })
 	killed := time.Now()
 	leader.kill9()
 	// Writes resume at a new leader, within a bounded time.
@@ -280,7 +285,8 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("leader killed to first successful write: %s", failover)
-	time.Sleep(500 * time.Millisecond)
+	before := ackedCount()
+	waitFor(t, "subscribes acknowledged by the new leader", 20*time.Second, func() bool { return ackedCount() >= before+20 })
 	close(stopAt)
 	wg.Wait()
 
