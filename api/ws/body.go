@@ -93,10 +93,32 @@ type spool struct {
 // errTooLarge refuses a message over Config.MaxMessageSize.
 var errTooLarge = errors.New("message exceeds the size limit")
 
+// checkSize refuses a message longer than Config.MaxMessageSize.
+func (h *Hub) checkSize(n uint64) error {
+	if limit := h.cfg.MaxMessageSize; limit > 0 && n > uint64(limit) {
+		return fmt.Errorf("%w: %d bytes, limit %d", errTooLarge, n, limit)
+	}
+	return nil
+}
+
+// spoolFailure is how a connection ends when its message cannot be held:
+// 1009 for a message over the size limit, 1013 (try again later) when
+// the node's disk is almost full; anything else is the notifier's fault
+// (a compressed message that does not decode to its declared length).
+func spoolFailure(what string, err error) error {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return closeErr(statusTooBig, what+": message exceeds the node's size limit", err)
+	case msgspool.IsNoSpace(err):
+		return closeErr(statusTryAgainLater, what+": the node's disk is almost full", err)
+	}
+	return protocolErr("%s: %w", what, err)
+}
+
 // newSpool starts a body of about expect bytes.
 func (h *Hub) newSpool(expect uint64) (*spool, error) {
-	if limit := h.cfg.MaxMessageSize; limit > 0 && expect > uint64(limit) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errTooLarge, expect, limit)
+	if err := h.checkSize(expect); err != nil {
+		return nil, err
 	}
 	w, err := h.bodies.NewWriter(expect)
 	if err != nil {

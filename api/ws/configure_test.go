@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 )
 
@@ -93,5 +94,47 @@ func TestConfiguredConnectionTakesLargeMessages(t *testing.T) {
 	got, ok := r.read().(wsproto.ConfirmNotify)
 	if !ok || string(got.Identifier) != "\x07" {
 		t.Fatalf("answer to a %d-byte NOTIFY: %#v", len(p), got)
+	}
+}
+
+// TestMaxMessageSize: a NOTIFY over Config.MaxMessageSize ends the
+// connection with 1009, whether it arrives as it is or compressed (its
+// declared decompressed length counts); one at the limit is delivered.
+func TestMaxMessageSize(t *testing.T) {
+	const limit = 64 << 10
+	n := startTestNode(t, nodeOptions{ws: func(c *Config) { c.MaxMessageSize = limit }})
+	cases := []struct {
+		name     string
+		opts     wsclient.Options
+		size     int
+		wantFail bool
+	}{
+		{"at the limit", wsclient.Options{}, limit, false},
+		{"one byte over", wsclient.Options{}, limit + 1, true},
+		{"compressed, over once decompressed", wsclient.Options{EnableZstd: true, CompressNotifies: true}, 4 * limit, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			c := n.dial(tc.opts)
+			_, err := c.Notify(ctx, []byte("t"), make([]byte, tc.size))
+			if !tc.wantFail {
+				if err != nil {
+					t.Fatalf("notify of %d bytes: %v", tc.size, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("notify of %d bytes accepted over a limit of %d", tc.size, limit)
+			}
+			select {
+			case <-c.Done():
+			case <-ctx.Done():
+				t.Fatal("connection still open")
+			}
+			if got := websocket.CloseStatus(c.Err()); got != websocket.StatusMessageTooBig {
+				t.Fatalf("closed with %v (%v), want 1009", got, c.Err())
+			}
+		})
 	}
 }

@@ -26,7 +26,8 @@ const (
 	statusProtocolError  = websocket.StatusProtocolError   // a message that breaks the protocol
 	statusPolicy         = websocket.StatusPolicyViolation // authorization refused, ping unanswered
 	statusInternal       = websocket.StatusInternalError   // this node failed
-	statusTryAgainLater  = websocket.StatusTryAgainLater   // slow consumer, registration or auth backend unavailable
+	statusTryAgainLater  = websocket.StatusTryAgainLater   // slow consumer, registration or auth backend unavailable, disk almost full
+	statusTooBig         = websocket.StatusMessageTooBig   // a message over a size limit
 	receiveIdentifierLen = 4                               // the reference's RECEIVE_STREAM identifiers
 	ctrlQueue            = 64
 	// maxConfigureMessage bounds the first message, read before anything

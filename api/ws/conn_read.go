@@ -275,11 +275,14 @@ func (c *conn) notify(m wsproto.Notify) error {
 	}
 	msg := fanout.Message{Topic: m.Topic, Body: bytes.NewReader(m.Payload), Length: uint64(len(m.Payload)), SHA512: m.CompressedSHA512}
 	if z == nil {
+		if err := c.hub.checkSize(msg.Length); err != nil {
+			return spoolFailure("notify", err)
+		}
 		c.sample(m.Payload)
 	} else {
 		b, err := c.hub.decompress(z, bytes.NewReader(m.Payload), m.DecompressedLength)
 		if err != nil {
-			return protocolErr("notify: %w", err)
+			return spoolFailure("notify", err)
 		}
 		defer b.release()
 		c.sampleBody(b)
@@ -323,7 +326,7 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 		}
 		sp, err := c.hub.newSpool(f.CompressedLength)
 		if err != nil {
-			return closeErr(statusInternal, "cannot spool message", err)
+			return spoolFailure("notify stream", err)
 		}
 		s = &notifyStream{ident: bytes.Clone(m.Identifier), tracing: bytes.Clone(m.Tracing), first: *f, next: 1, sp: sp}
 		s.first.Topic = bytes.Clone(f.Topic)
@@ -377,7 +380,7 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 	} else {
 		d, err := c.hub.decompress(z, io.NewSectionReader(b, 0, int64(b.n)), s.first.DecompressedLength)
 		if err != nil {
-			return protocolErr("notify stream: %w", err)
+			return spoolFailure("notify stream", err)
 		}
 		defer d.release()
 		c.sampleBody(d)
