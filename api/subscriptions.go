@@ -173,31 +173,12 @@ func (s *Server) changeExact(c echo.Context, subscribe bool) error {
 	if err != nil {
 		return badRequest(op.String(), err)
 	}
-	if subscribe {
-		if err := s.checkURLs(m.URL, m.Recovery); err != nil {
-			return badRequest(op.String(), err)
-		}
-	} else if err := checkURL("url", m.URL); err != nil {
-		return badRequest(op.String(), err)
-	}
-	if err := checkRowLen(m.URL, len(m.Topic)); err != nil {
-		return badRequest(op.String(), err)
-	}
-	r, replay := s.auth.VerifyDeferred(c.Request().Context(), auth.SubscribeExact{
-		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Topic: m.Topic,
-	}, c.Request().Header.Get("Authorization"))
-	if r != auth.OK {
-		return authError(r, op.String())
-	}
-	cmd := fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery, AuthCode: authCode(replay)}
-	if subscribe {
-		cmd.MaxPerURL = s.cfg.MaxSubscriptionsPerURL
-	}
-	outcome, err := s.apply(c, cmd)
-	if err != nil {
-		return err
-	}
-	return s.respondChange(c, outcome, auth.ConfirmSubscribeExact{URL: m.URL, Recovery: m.Recovery, Topic: m.Topic})
+	return s.change(c, change{
+		cmd:     fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery},
+		keyLen:  len(m.Topic),
+		signed:  auth.SubscribeExact{Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Topic: m.Topic},
+		confirm: auth.ConfirmSubscribeExact{URL: m.URL, Recovery: m.Recovery, Topic: m.Topic},
+	})
 }
 
 func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
@@ -216,26 +197,47 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 	if err != nil {
 		return badRequest(op.String(), err)
 	}
-	if subscribe {
-		if err := s.checkURLs(m.URL, m.Recovery); err != nil {
-			return badRequest(op.String(), err)
-		}
-	} else if err := checkURL("url", m.URL); err != nil {
-		return badRequest(op.String(), err)
-	}
 	if err := s.checkGlob(m.Glob); err != nil {
 		return badRequest(op.String(), err)
 	}
-	if err := checkRowLen(m.URL, len(m.Glob)); err != nil {
-		return badRequest(op.String(), err)
+	return s.change(c, change{
+		cmd:     fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery},
+		keyLen:  len(m.Glob),
+		signed:  auth.SubscribeGlob{Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Glob: m.Glob},
+		confirm: auth.ConfirmSubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob},
+	})
+}
+
+// change is a parsed subscribe or unsubscribe, exact or glob: the command
+// it asks for, what the client signed and what the answer signs.
+type change struct {
+	cmd     fsm.Command
+	keyLen  int // of the topic or glob
+	signed  auth.Message
+	confirm auth.Message
+}
+
+// change checks the URLs and the row's size, verifies the signature and
+// applies the command through Raft.
+func (s *Server) change(c echo.Context, ch change) error {
+	cmd := ch.cmd
+	op := cmd.Op.String()
+	subscribe := cmd.Op == fsm.OpSubscribeExact || cmd.Op == fsm.OpSubscribeGlob
+	if subscribe {
+		if err := s.checkURLs(cmd.URL, cmd.Recovery); err != nil {
+			return badRequest(op, err)
+		}
+	} else if err := checkURL("url", cmd.URL); err != nil {
+		return badRequest(op, err)
 	}
-	r, replay := s.auth.VerifyDeferred(c.Request().Context(), auth.SubscribeGlob{
-		Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Glob: m.Glob,
-	}, c.Request().Header.Get("Authorization"))
+	if err := checkRowLen(cmd.URL, ch.keyLen); err != nil {
+		return badRequest(op, err)
+	}
+	r, replay := s.auth.VerifyDeferred(c.Request().Context(), ch.signed, c.Request().Header.Get("Authorization"))
 	if r != auth.OK {
-		return authError(r, op.String())
+		return authError(r, op)
 	}
-	cmd := fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery, AuthCode: authCode(replay)}
+	cmd.AuthCode = authCode(replay)
 	if subscribe {
 		cmd.MaxPerURL = s.cfg.MaxSubscriptionsPerURL
 	}
@@ -243,7 +245,7 @@ func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
 	if err != nil {
 		return err
 	}
-	return s.respondChange(c, outcome, auth.ConfirmSubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob})
+	return s.respondChange(c, outcome, ch.confirm)
 }
 
 func (s *Server) checkSubscriptions(c echo.Context) error {

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -47,20 +48,10 @@ func newBody(sb *msgspool.Body) *body {
 
 // ReadAt reads from the body.
 func (b *body) ReadAt(p []byte, off int64) (int, error) {
-	if b.f != nil {
-		return b.f.ReadAt(p, off)
+	if b.sb != nil {
+		return b.sb.ReadAt(p, off)
 	}
-	if off >= int64(len(b.data)) {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	n := copy(p, b.data[off:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
+	return bytes.NewReader(b.data).ReadAt(p, off)
 }
 
 func (b *body) retain() { b.refs.Add(1) }
@@ -72,7 +63,7 @@ func (b *body) release() {
 	if b.sb != nil {
 		b.sb.Release()
 	}
-	b.data, b.f = nil, nil
+	b.sb, b.data, b.f = nil, nil, nil
 	b.zmu.Lock()
 	for _, f := range b.zs {
 		if f.b != nil {
