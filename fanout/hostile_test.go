@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -17,73 +15,9 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
+	"github.com/lonelypsd/lonelypsd/fanout/fanouttest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
-
-// tarpit accepts TCP connections on 127.0.0.1 and never answers; it reads
-// what it is sent so that it notices when the other side closes.
-type tarpit struct {
-	ln net.Listener
-
-	mu        sync.Mutex
-	open, max int
-	closed    int
-	conns     []net.Conn
-}
-
-func startTarpit(t testing.TB) *tarpit {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := &tarpit{ln: ln}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tp.mu.Lock()
-			tp.open++
-			tp.max = max(tp.max, tp.open)
-			tp.conns = append(tp.conns, c)
-			tp.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(io.Discard, c)
-				tp.mu.Lock()
-				tp.open--
-				tp.closed++
-				tp.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		tp.mu.Lock()
-		for _, c := range tp.conns {
-			_ = c.Close()
-		}
-		tp.mu.Unlock()
-		wg.Wait()
-	})
-	return tp
-}
-
-func (tp *tarpit) addr() string { return tp.ln.Addr().String() }
-
-// counts returns the connections open now, the most open at once, and
-// how many the other side has closed.
-func (tp *tarpit) counts() (open, most, closed int) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	return tp.open, tp.max, tp.closed
-}
 
 func (f *Fanout) hostRefs(host string) int {
 	f.hosts.mu.Lock()
@@ -108,12 +42,12 @@ func TestSlowHostDoesNotDelayOtherNotifies(t *testing.T) {
 		slowNotifies = 4 // 4 × 8 workers: twice the node's slots
 		timeout      = 30 * time.Second
 	)
-	tp := startTarpit(t)
+	tp := fanouttest.StartTarpit(t)
 	healthy := &confirmer{numSubscribers: 1}
 	hs := serve(t, healthy)
 	table := newTable(fsm.Subscription{Kind: fsm.Exact, URL: hs.URL + "/v1/receive", Key: "fast"})
 	for i := range 100 {
-		table.add(fsm.Subscription{Kind: fsm.Exact, URL: fmt.Sprintf("http://%s/s/%d", tp.addr(), i), Key: "slow"})
+		table.add(fsm.Subscription{Kind: fsm.Exact, URL: fmt.Sprintf("http://%s/s/%d", tp.Addr(), i), Key: "slow"})
 	}
 	f := newFanout(t, Config{
 		Concurrency: concurrency, MaxInFlight: inFlight, MaxPerHost: perHost,
@@ -144,8 +78,8 @@ func TestSlowHostDoesNotDelayOtherNotifies(t *testing.T) {
 	// slow notifies is parked: holding or awaiting a slot of the tarpit,
 	// or (were the order of the slots wrong) the node's slots are full.
 	waitFor(t, "slow notifies to fill the tarpit's slots", 10*time.Second, func() bool {
-		open, _, _ := tp.counts()
-		return open == perHost && (f.hostRefs(tp.addr()) == slowNotifies*concurrency || len(f.sem) == inFlight)
+		open, _, _ := tp.Counts()
+		return open == perHost && (f.hostRefs(tp.Addr()) == slowNotifies*concurrency || len(f.sem) == inFlight)
 	})
 
 	start := time.Now()
@@ -168,7 +102,7 @@ func TestSlowHostDoesNotDelayOtherNotifies(t *testing.T) {
 	if failed := f.Stats().Failed.Load(); failed != 0 {
 		t.Fatalf("%d deliveries failed before the healthy notify finished: it waited for them", failed)
 	}
-	_, most, closed := tp.counts()
+	_, most, closed := tp.Counts()
 	if most > perHost || closed != 0 {
 		t.Fatalf("tarpit saw %d connections at once (limit %d), %d closed", most, perHost, closed)
 	}
@@ -180,9 +114,9 @@ func TestSlowHostDoesNotDelayOtherNotifies(t *testing.T) {
 // deadline; one that sends more than 16 KiB of headers is a failure.
 func TestReplyHeadersAreBounded(t *testing.T) {
 	t.Run("timeout", func(t *testing.T) {
-		tp := startTarpit(t)
+		tp := fanouttest.StartTarpit(t)
 		const timeout = 30 * time.Second
-		sub := fsm.Subscription{Kind: fsm.Exact, URL: "http://" + tp.addr() + "/x", Key: "t"}
+		sub := fsm.Subscription{Kind: fsm.Exact, URL: "http://" + tp.Addr() + "/x", Key: "t"}
 		f := newFanout(t, Config{Timeout: timeout, ResponseHeaderTimeout: 100 * time.Millisecond}, newTable(sub), nil, auth.NonePair(), nil)
 		start := time.Now()
 		if n := f.Deliver(context.Background(), bytesMessage("t", []byte("x"))); n != 0 {
@@ -191,10 +125,10 @@ func TestReplyHeadersAreBounded(t *testing.T) {
 		if el := time.Since(start); el >= timeout || f.Stats().Failed.Load() != 1 {
 			t.Fatalf("delivery ended after %v (deadline %v) with %d failures", el, timeout, f.Stats().Failed.Load())
 		}
-		if _, _, closed := tp.counts(); closed == 0 {
+		if _, _, closed := tp.Counts(); closed == 0 {
 			// The connection is closed when the wait is given up.
 			waitFor(t, "the silent connection to be closed", 10*time.Second, func() bool {
-				_, _, closed := tp.counts()
+				_, _, closed := tp.Counts()
 				return closed == 1
 			})
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/fanout/fanouttest"
 )
 
 // TestSubscribeToLinkLocalAddressIsRefused: the cloud metadata address is
@@ -88,64 +88,6 @@ func TestDeliveryToOwnListenerByNameIsRefused(t *testing.T) {
 	})
 }
 
-// e2eTarpit accepts connections on 127.0.0.1 and never answers.
-type e2eTarpit struct {
-	ln                 net.Listener
-	mu                 sync.Mutex
-	open, most, closed int
-	conns              []net.Conn
-}
-
-func startE2ETarpit(t *testing.T) *e2eTarpit {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := &e2eTarpit{ln: ln}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			tp.mu.Lock()
-			tp.open++
-			tp.most = max(tp.most, tp.open)
-			tp.conns = append(tp.conns, conn)
-			tp.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _ = io.Copy(io.Discard, conn)
-				tp.mu.Lock()
-				tp.open--
-				tp.closed++
-				tp.mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		tp.mu.Lock()
-		for _, c := range tp.conns {
-			_ = c.Close()
-		}
-		tp.mu.Unlock()
-		wg.Wait()
-	})
-	return tp
-}
-
-func (tp *e2eTarpit) counts() (open, most, closed int) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
-	return tp.open, tp.most, tp.closed
-}
-
 // TestTarpitHostDoesNotDelayHealthyNotifies reproduces the stall: 600
 // subscriptions at a host that accepts connections and never answers, 16
 // notifies to them at once (1,024 delivery workers for 512 node-wide
@@ -163,12 +105,12 @@ func TestTarpitHostDoesNotDelayHealthyNotifies(t *testing.T) {
 	node := startNode(t, t.TempDir(), "--delivery-response-header-timeout", "30s", "--delivery-timeout", "60s")
 	ctx := ctxT(t)
 	c := node.Client()
-	tp := startE2ETarpit(t)
+	tp := fanouttest.StartTarpit(t)
 	sub := startSubscriber(t, client.NewSubscriber())
 	if err := c.SubscribeExact(ctx, sub.Receive, []byte("fast"), ""); err != nil {
 		t.Fatal(err)
 	}
-	subscribeMany(t, ctx, c, subs, func(i int) string { return fmt.Sprintf("http://%s/s/%d", tp.ln.Addr(), i) })
+	subscribeMany(t, ctx, c, subs, func(i int) string { return fmt.Sprintf("http://%s/s/%d", tp.Addr(), i) })
 
 	slowCtx, stopSlow := context.WithCancel(ctx)
 	var slow sync.WaitGroup
@@ -181,7 +123,7 @@ func TestTarpitHostDoesNotDelayHealthyNotifies(t *testing.T) {
 	}
 	t.Cleanup(func() { stopSlow(); slow.Wait() })
 	waitFor(t, "the tarpit to hold its share of connections", 20*time.Second, func() bool {
-		open, _, _ := tp.counts()
+		open, _, _ := tp.Counts()
 		return open >= perHost
 	})
 
@@ -194,7 +136,7 @@ func TestTarpitHostDoesNotDelayHealthyNotifies(t *testing.T) {
 			t.Fatalf("healthy notify %d: %d, %v", i, n, err)
 		}
 	}
-	_, most, closed := tp.counts()
+	_, most, closed := tp.Counts()
 	if closed != 0 {
 		t.Fatalf("%d tarpit deliveries ended before the healthy notifies did: they waited for slots", closed)
 	}
