@@ -100,27 +100,15 @@ const (
 )
 
 func (c *Config) setDefaults() {
-	if c.SpoolThreshold <= 0 {
-		c.SpoolThreshold = DefaultSpoolThreshold
-	}
+	positive(&c.SpoolThreshold, DefaultSpoolThreshold)
 	if c.SpoolDir == "" {
 		c.SpoolDir = os.TempDir()
 	}
-	if c.MaxSmallBody <= 0 {
-		c.MaxSmallBody = DefaultMaxSmallBody
-	}
-	if c.MaxSetSubscriptionsBody <= 0 {
-		c.MaxSetSubscriptionsBody = DefaultMaxSetSubscriptionsBody
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = DefaultWriteTimeout
-	}
-	if c.MaxGlobLength <= 0 {
-		c.MaxGlobLength = DefaultMaxGlobLength
-	}
-	if c.MaxSubscriptionsPerURL <= 0 {
-		c.MaxSubscriptionsPerURL = DefaultMaxSubscriptionsPerURL
-	}
+	positive(&c.MaxSmallBody, DefaultMaxSmallBody)
+	positive(&c.MaxSetSubscriptionsBody, DefaultMaxSetSubscriptionsBody)
+	positive(&c.WriteTimeout, DefaultWriteTimeout)
+	positive(&c.MaxGlobLength, DefaultMaxGlobLength)
+	positive(&c.MaxSubscriptionsPerURL, DefaultMaxSubscriptionsPerURL)
 }
 
 // Server holds the handlers' dependencies.

@@ -105,25 +105,20 @@ const (
 )
 
 func (c *Config) setDefaults() {
-	if c.Concurrency <= 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.MaxReplyBytes <= 0 {
-		c.MaxReplyBytes = DefaultMaxReplyBytes
-	}
-	if c.MaxPerHost <= 0 {
-		c.MaxPerHost = DefaultMaxPerHost
-	}
-	if c.ResponseHeaderTimeout <= 0 {
-		c.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
-	}
+	positive(&c.Concurrency, DefaultConcurrency)
+	positive(&c.MaxInFlight, DefaultMaxInFlight)
+	positive(&c.Timeout, DefaultTimeout)
+	positive(&c.MaxReplyBytes, DefaultMaxReplyBytes)
+	positive(&c.MaxPerHost, DefaultMaxPerHost)
+	positive(&c.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	c.ResponseHeaderTimeout = min(c.ResponseHeaderTimeout, c.Timeout)
+}
+
+// positive sets *v to def unless it is already positive.
+func positive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // newClient returns an HTTP client for deliveries. perHost bounds its
