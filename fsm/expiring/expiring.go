@@ -5,7 +5,8 @@
 //	keys:  key               -> u64 stamp · value
 //	index: u64 stamp · key   -> nothing
 //
-// Stamps are big-endian, so the index's byte order is time order. The
+// Stamps are big-endian, so for stamps of 0 and later (all the stores
+// write) the index's byte order is time order. The
 // package depends on bbolt alone, so any store with this layout can use it:
 // the subscription table's request ids and HMAC codes, the replay store of
 // HMAC codes, and (its index alone) the MISSED store's due times.
