@@ -19,6 +19,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 )
 
 // Missed-message bookkeeping is local to the node that failed the
@@ -26,9 +27,11 @@ import (
 // It is durable (bbolt), so a restart does not forget a pending notice.
 //
 // Layout: bucket "pending" maps recordKey (a digest of the subscription)
-// to its record; bucket "due" maps u64 due-time (unix ms) || recordKey to
-// nothing, so the sweeper reads only what is due instead of scanning every
-// record.
+// to its record (JSON); bucket "due" maps u64 due-time (unix ms) ||
+// recordKey to nothing (an index of package expiring), so the sweeper
+// reads only what is due instead of scanning every record. The records
+// are JSON rather than a stamp and a value, so only the index is an
+// expiring one: the due time lives in the record.
 var (
 	bucketPending = []byte("pending")
 	bucketDue     = []byte("due")
@@ -169,11 +172,8 @@ func recordKey(kind fsm.Kind, url, key string) []byte {
 	return h.Sum(nil)
 }
 
-func dueKey(dueMs int64, rk []byte) []byte {
-	k := make([]byte, 8, 8+len(rk))
-	binary.BigEndian.PutUint64(k, uint64(dueMs))
-	return append(k, rk...)
-}
+// dueKey is the "due" index key of the record under rk.
+func dueKey(dueMs int64, rk []byte) []byte { return expiring.IndexKey(dueMs, rk) }
 
 // Record notes that a delivery of topic to s failed. A record already
 // pending for s starts its schedule over with the newest topic.
@@ -232,10 +232,14 @@ func (s *MissedStore) Due(limit int) ([]MissedRecord, error) {
 		pending := tx.Bucket(bucketPending)
 		c := tx.Bucket(bucketDue).Cursor()
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
-			if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) > nowMs {
+			dueMs, rk, ok := expiring.SplitIndexKey(k)
+			if !ok {
+				continue // damaged: names no record
+			}
+			if dueMs > nowMs {
 				break
 			}
-			v := pending.Get(k[8:])
+			v := pending.Get(rk)
 			if v == nil {
 				continue
 			}

@@ -2,8 +2,12 @@ package fanout
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -497,5 +501,83 @@ func TestMissedStoreRekeysOldRecords(t *testing.T) {
 	}
 	if again := dueRecords(t, s, 10); len(again) != 0 {
 		t.Fatalf("still due after success: %+v", again)
+	}
+}
+
+// A missed.db written by hand, as the store has always laid it out
+// (pending: recordKey -> JSON record; due: u64 due ms · recordKey ->
+// nothing), reads as it did and is rescheduled in the same layout. Damaged
+// due entries (too short to name a record) sorting first are passed over
+// instead of hiding what is due.
+func TestMissedStoreReadsAFileWrittenByHand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missed.db")
+	now := time.Unix(1700000000, 0)
+	sub := fsm.Subscription{Kind: fsm.Exact, URL: "http://127.0.0.1:1/v1/receive", Key: "t", Recovery: "http://127.0.0.1:1/v1/recover"}
+	rk := recordKey(sub.Kind, sub.URL, sub.Key)
+	u64 := func(ms int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(ms)) }
+	dueMs := now.Add(-time.Second).UnixMilli()
+	record := fmt.Sprintf(`{"kind":1,"url":%q,"key":"t","recovery":%q,"topic":"dA==","attempts":1,"due_ms":%d}`,
+		sub.URL, sub.Recovery, dueMs)
+	damaged := []string{"\x00", "\x00\x00\x00\x00\x00\x00\x00\x00"}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		p, err1 := tx.CreateBucket([]byte("pending"))
+		d, err2 := tx.CreateBucket([]byte("due"))
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		for _, k := range damaged {
+			if err := d.Put([]byte(k), nil); err != nil {
+				return err
+			}
+		}
+		return errors.Join(p.Put(rk, []byte(record)), d.Put(append(u64(dueMs), rk...), nil))
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := OpenMissedStore(path, fixedPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.now = func() time.Time { return now }
+	want := MissedRecord{Kind: sub.Kind, URL: sub.URL, Key: sub.Key, Recovery: sub.Recovery, Topic: []byte("t"), Attempts: 1, DueMs: dueMs}
+	due := dueRecords(t, s, 10)
+	if len(due) != 1 || !sameRecord(due[0], want) {
+		t.Fatalf("due from the file: %+v, want %+v", due, want)
+	}
+	if _, err := s.finish(due[0], false); err != nil {
+		t.Fatal(err)
+	}
+	// A failed attempt moves the record to its next due time (delay(2) = 5 s).
+	nextMs := now.Add(5 * time.Second).UnixMilli()
+	var pending map[string]any
+	var index []string
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if err := json.Unmarshal(tx.Bucket([]byte("pending")).Get(rk), &pending); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("due")).ForEach(func(k, _ []byte) error {
+			index = append(index, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending["attempts"] != 2.0 || pending["due_ms"] != float64(nextMs) {
+		t.Errorf("rescheduled record %v, want attempts 2, due_ms %d", pending, nextMs)
+	}
+	wantIndex := append(slices.Clone(damaged), string(append(u64(nextMs), rk...)))
+	if !slices.Equal(index, wantIndex) {
+		t.Errorf("due index %q, want %q", index, wantIndex)
 	}
 }

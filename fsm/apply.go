@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 )
 
 // attempt is one try at applying a batch of log entries in one bbolt
@@ -17,8 +19,8 @@ import (
 type attempt struct {
 	f        *FSM
 	tx       *bolt.Tx
-	requests expiringTx
-	codes    expiringTx
+	requests expiring.Set
+	codes    expiring.Set
 	// clock is the log clock (see keyClock) as of the entry being applied.
 	clock int64
 
@@ -53,8 +55,8 @@ type effect struct {
 }
 
 var (
-	requestSet = expiring{keys: bucketRequests, byStamp: bucketReqTimes}
-	codeSet    = expiring{keys: bucketCodes, byStamp: bucketCodeExp}
+	requestSet = expiring.Buckets{Keys: bucketRequests, Index: bucketReqTimes}
+	codeSet    = expiring.Buckets{Keys: bucketCodes, Index: bucketCodeExp}
 )
 
 // try applies logs in one transaction. Entries at or below applied are in
@@ -95,10 +97,10 @@ func (f *FSM) try(logs []*raft.Log, applied uint64, refused map[int]error) (*att
 func (a *attempt) begin(tx *bolt.Tx) error {
 	a.tx = tx
 	var err error
-	if a.requests, err = requestSet.in(tx); err != nil {
+	if a.requests, err = requestSet.In(tx); err != nil {
 		return err
 	}
-	if a.codes, err = codeSet.in(tx); err != nil {
+	if a.codes, err = codeSet.In(tx); err != nil {
 		return err
 	}
 	if v := tx.Bucket(bucketMeta).Get(keyClock); len(v) == 8 {
@@ -113,12 +115,12 @@ func (a *attempt) begin(tx *bolt.Tx) error {
 // goes back), so when it runs does not change any outcome.
 func (a *attempt) finish(applied uint64) error {
 	if cutoff := a.clock - RequestRetention.Milliseconds(); cutoff > 0 {
-		if err := a.requests.dropBefore(cutoff); err != nil {
+		if err := a.requests.DropBefore(cutoff); err != nil {
 			return err
 		}
 	}
 	if a.clock > 0 {
-		if err := a.codes.dropBefore(a.clock); err != nil {
+		if err := a.codes.DropBefore(a.clock); err != nil {
 			return err
 		}
 	}
@@ -157,7 +159,7 @@ func (a *attempt) entry(l *raft.Log) (Result, error) {
 		}
 	}
 	if cmd.ID != "" {
-		if err := a.requests.put([]byte(cmd.ID), a.clock, []byte{byte(res.Outcome)}); err != nil {
+		if err := a.requests.Put([]byte(cmd.ID), a.clock, []byte{byte(res.Outcome)}); err != nil {
 			return Result{}, fmt.Errorf("record request id: %w", err)
 		}
 	}
@@ -170,7 +172,7 @@ func (a *attempt) seenRequest(id string) (Outcome, bool) {
 	if id == "" {
 		return 0, false
 	}
-	at, v, ok := a.requests.get([]byte(id))
+	at, v, ok := a.requests.Get([]byte(id))
 	if !ok || len(v) != 1 || at < a.clock-RequestRetention.Milliseconds() {
 		return 0, false
 	}
@@ -183,10 +185,10 @@ func (a *attempt) recordCode(c *AuthCode) (bool, error) {
 	if c == nil || len(c.Code) == 0 {
 		return true, nil
 	}
-	if exp, _, ok := a.codes.get(c.Code); ok && exp >= a.clock {
+	if exp, _, ok := a.codes.Get(c.Code); ok && exp >= a.clock {
 		return false, nil
 	}
-	return true, a.codes.put(c.Code, c.ExpiresMs, nil)
+	return true, a.codes.Put(c.Code, c.ExpiresMs, nil)
 }
 
 func (a *attempt) apply(c Command) (Result, error) {

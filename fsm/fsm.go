@@ -26,6 +26,7 @@ import (
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 	"github.com/lonelypsd/lonelypsd/fsm/globmatch"
 )
 
@@ -259,6 +260,14 @@ func (f *FSM) Close() error {
 // Apply implements raft.FSM.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// isContentError reports whether err is bbolt (or the expiring sets)
+// refusing a key or value for its size or emptiness: a verdict on the
+// data written, not on the disk.
+func isContentError(err error) bool {
+	return errors.Is(err, bolt.ErrKeyTooLarge) || errors.Is(err, bolt.ErrValueTooLarge) ||
+		errors.Is(err, bolt.ErrKeyRequired) || errors.Is(err, expiring.ErrKey)
 }
 
 // ApplyBatch implements raft.BatchingFSM: the whole batch is one bbolt

@@ -261,56 +261,6 @@ func TestSlowMatchDoesNotBlockApply(t *testing.T) {
 	}
 }
 
-func TestExpiringDropBefore(t *testing.T) {
-	f, _ := openTest(t)
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		s, err := requestSet.in(tx)
-		if err != nil {
-			return err
-		}
-		for _, e := range []struct {
-			key   string
-			stamp int64
-		}{{"a", 10}, {"b", 20}, {"a", 30}, {"c", 40}} {
-			if err := s.put([]byte(e.key), e.stamp, []byte{1}); err != nil {
-				return err
-			}
-		}
-		if err := s.put(nil, 1, nil); !errors.Is(err, errExpiringKey) {
-			return fmt.Errorf("empty key: %v", err)
-		}
-		if err := s.put(make([]byte, maxExpiringKey+1), 1, nil); !errors.Is(err, errExpiringKey) || !isContentError(err) {
-			return fmt.Errorf("long key: %v", err)
-		}
-		// A key no put writes (too short for a stamp) must not stop the walk.
-		if err := s.byStamp.Put([]byte{0}, nil); err != nil {
-			return err
-		}
-		if err := s.dropBefore(25); err != nil {
-			return err
-		}
-		for key, want := range map[string]int64{"a": 30, "c": 40} {
-			if at, _, ok := s.get([]byte(key)); !ok || at != want {
-				return fmt.Errorf("%s: %d %v, want %d", key, at, ok, want)
-			}
-		}
-		if _, _, ok := s.get([]byte("b")); ok {
-			return errors.New("b kept past its cutoff")
-		}
-		n := 0
-		if err := s.byStamp.ForEach(func([]byte, []byte) error { n++; return nil }); err != nil {
-			return err
-		}
-		if n != 2 {
-			return fmt.Errorf("%d stamp entries left, want 2 (a at 30, c)", n)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A batch whose write fails is retried, reads go on, WriteErr reports
 // the failure, and Close ends the retries. (TestDiskFull fills a real
 // disk; this test fails the write by taking away a bucket the batch needs,

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 )
 
 // BoltReplayStore is a ReplayStore in a bbolt file, so a node still
@@ -36,6 +37,9 @@ var (
 	bucketExpiry = []byte("expiry") // u64 expiry || code -> nil
 	bucketState  = []byte("state")
 	keyClean     = []byte("clean")
+	// replayCodes is the codes with their expiry index: an expiring set
+	// with empty values.
+	replayCodes = expiring.Buckets{Keys: bucketCodes, Index: bucketExpiry}
 )
 
 // OpenBoltReplayStore opens (or creates) the store at path. A file that
@@ -101,17 +105,15 @@ func (s *BoltReplayStore) Unclean() bool { return s.unclean }
 func (s *BoltReplayStore) Seen(_ context.Context, code [64]byte, expires time.Time) (replay bool, err error) {
 	nowMs := s.clock().UnixMilli()
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		codes := tx.Bucket(bucketCodes)
-		if v := codes.Get(code[:]); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) >= nowMs {
+		codes, err := replayCodes.In(tx)
+		if err != nil {
+			return err
+		}
+		if exp, _, ok := codes.Get(code[:]); ok && exp >= nowMs {
 			replay = true
 			return nil
 		}
-		var exp [8]byte
-		binary.BigEndian.PutUint64(exp[:], uint64(expires.UnixMilli()))
-		if err := codes.Put(code[:], exp[:]); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketExpiry).Put(append(exp[:], code[:]...), nil)
+		return codes.Put(code[:], expires.UnixMilli(), nil)
 	})
 	if err != nil {
 		return false, fmt.Errorf("replay store: %w", err)
@@ -132,24 +134,18 @@ func (s *BoltReplayStore) Len() int {
 
 // Prune drops expired codes.
 func (s *BoltReplayStore) Prune() error {
-	nowMs := uint64(s.clock().UnixMilli())
-	return s.db.Update(func(tx *bolt.Tx) error {
-		codes, exp := tx.Bucket(bucketCodes), tx.Bucket(bucketExpiry)
-		c := exp.Cursor()
-		for k, _ := c.First(); k != nil && len(k) == 72 && binary.BigEndian.Uint64(k) < nowMs; k, _ = c.First() {
-			// A code seen again later has a newer expiry entry: delete the
-			// code only if this entry is its current one.
-			if v := codes.Get(k[8:]); len(v) == 8 && binary.BigEndian.Uint64(v) == binary.BigEndian.Uint64(k) {
-				if err := codes.Delete(k[8:]); err != nil {
-					return err
-				}
-			}
-			if err := exp.Delete(k); err != nil {
-				return err
-			}
+	nowMs := s.clock().UnixMilli()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		codes, err := replayCodes.In(tx)
+		if err != nil {
+			return err
 		}
-		return nil
+		return codes.DropBefore(nowMs)
 	})
+	if err != nil {
+		return fmt.Errorf("prune replay store: %w", err)
+	}
+	return nil
 }
 
 func (s *BoltReplayStore) maintain() {
