@@ -125,37 +125,25 @@ const (
 	transportTimeout          = 5 * time.Second
 )
 
+// orDefault sets *v to def when it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 func (c *Config) setDefaults() {
-	if c.HeartbeatTimeout == 0 {
-		c.HeartbeatTimeout = DefaultHeartbeatTimeout
-	}
-	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = DefaultElectionTimeout
-	}
-	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
-	}
-	if c.CommitTimeout == 0 {
-		c.CommitTimeout = DefaultCommitTimeout
-	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = DefaultSnapshotThreshold
-	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = DefaultTrailingLogs
-	}
-	if c.SnapshotInterval == 0 {
-		c.SnapshotInterval = DefaultSnapshotInterval
-	}
-	if c.ReadBarrierTimeout == 0 {
-		c.ReadBarrierTimeout = DefaultReadBarrierTimeout
-	}
-	if c.RaftLogLevel == "" {
-		c.RaftLogLevel = "error"
-	}
-	if c.AdvertiseRaft == "" {
-		c.AdvertiseRaft = c.RaftAddr
-	}
+	orDefault(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	orDefault(&c.ElectionTimeout, DefaultElectionTimeout)
+	orDefault(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
+	orDefault(&c.CommitTimeout, DefaultCommitTimeout)
+	orDefault(&c.SnapshotThreshold, DefaultSnapshotThreshold)
+	orDefault(&c.TrailingLogs, DefaultTrailingLogs)
+	orDefault(&c.SnapshotInterval, DefaultSnapshotInterval)
+	orDefault(&c.ReadBarrierTimeout, DefaultReadBarrierTimeout)
+	orDefault(&c.RaftLogLevel, "error")
+	orDefault(&c.AdvertiseRaft, c.RaftAddr)
 	if c.HTTPClient == nil {
 		// Followers forward every write of their clients: keep enough
 		// connections to the leader open for that concurrency.
