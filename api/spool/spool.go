@@ -308,7 +308,10 @@ func (s *Spool) ReadBody(r io.Reader, n uint64, want [64]byte) (*Body, error) {
 	if err != nil {
 		return nil, err
 	}
-	got, err := io.CopyBuffer(w, io.LimitReader(r, int64(min(n, 1<<62))), make([]byte, 64<<10))
+	// The copy buffer is sized to the message: most are a few bytes, and a
+	// 64 KiB buffer each would cost more than the rest of a notify.
+	buf := make([]byte, max(min(n, 64<<10), 1))
+	got, err := io.CopyBuffer(w, io.LimitReader(r, int64(min(n, 1<<62))), buf)
 	if err != nil {
 		w.Discard()
 		if errors.Is(err, ErrNoSpace) {
