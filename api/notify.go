@@ -16,19 +16,10 @@ import (
 	"github.com/lonelypsd/lonelypsd/fanout"
 )
 
-// notifyHeaderLen is the size of a notify body before its message.
-func notifyHeaderLen(n wire.Notify) int64 {
-	return int64(2 + len(n.Topic) + 64 + 2 + len(n.Tracing) + 1 + len(n.Identifier) + 8)
-}
-
-// maxNotifyHeaderLen is the longest notify header: 64 KiB topic and
-// tracing, a 255-byte identifier.
-const maxNotifyHeaderLen = 2 + wire.MaxStr16 + 64 + 2 + wire.MaxStr16 + 1 + wire.MaxIdentifier + 8
-
 func (s *Server) notify(c echo.Context) error {
 	received := time.Now()
 	req := c.Request()
-	if limit := s.cfg.MaxMessageSize; limit > 0 && req.ContentLength > limit+maxNotifyHeaderLen {
+	if limit := s.cfg.MaxMessageSize; limit > 0 && req.ContentLength > limit+wire.MaxNotifyHeaderLen {
 		return echo.NewHTTPError(http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("notify: body of %d bytes exceeds the message size limit of %d", req.ContentLength, limit))
 	}
@@ -39,7 +30,7 @@ func (s *Server) notify(c echo.Context) error {
 	// A Content-Length that disagrees with the declared message length is
 	// refused before anything is read or authorised.
 	if req.ContentLength >= 0 {
-		if want := notifyHeaderLen(n) + int64(n.Length); n.Length > 1<<62 || req.ContentLength != want {
+		if want := n.HeaderLen() + int64(n.Length); n.Length > 1<<62 || req.ContentLength != want {
 			return badRequest("notify", fmt.Errorf("message length %d disagrees with Content-Length %d", n.Length, req.ContentLength))
 		}
 	}

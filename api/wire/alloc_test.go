@@ -134,3 +134,24 @@ func TestParseSetSubscriptionsMax(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyHeaderLen: HeaderLen is what AppendNotifyHeader writes, and
+// MaxNotifyHeaderLen what the largest fields make.
+func TestNotifyHeaderLen(t *testing.T) {
+	for _, n := range []Notify{
+		{},
+		{Topic: []byte("t"), Tracing: []byte("tr"), Identifier: []byte("id"), Length: 5},
+		{Topic: make([]byte, MaxStr16), Tracing: make([]byte, MaxStr16), Identifier: make([]byte, MaxIdentifier)},
+	} {
+		b, err := AppendNotifyHeader(nil, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.HeaderLen() != int64(len(b)) {
+			t.Errorf("HeaderLen %d, encoded %d bytes", n.HeaderLen(), len(b))
+		}
+		if len(n.Topic) == MaxStr16 && int64(len(b)) != MaxNotifyHeaderLen {
+			t.Errorf("largest header %d bytes, MaxNotifyHeaderLen %d", len(b), MaxNotifyHeaderLen)
+		}
+	}
+}

@@ -44,6 +44,15 @@ func ReadNotifyHeader(r io.Reader) (Notify, error) {
 	return n, nil
 }
 
+// HeaderLen is the size of a notify body before its message.
+func (n Notify) HeaderLen() int64 {
+	return int64(2 + len(n.Topic) + 64 + 2 + len(n.Tracing) + 1 + len(n.Identifier) + 8)
+}
+
+// MaxNotifyHeaderLen is the longest notify header: a 64 KiB topic and
+// tracing, a 255-byte identifier.
+const MaxNotifyHeaderLen = 2 + MaxStr16 + 64 + 2 + MaxStr16 + 1 + MaxIdentifier + 8
+
 // AppendNotifyHeader appends the prefix of a /v1/notify body; the caller
 // writes the n.Length message bytes after it.
 func AppendNotifyHeader(dst []byte, n Notify) ([]byte, error) {
