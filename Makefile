@@ -8,8 +8,14 @@ FUZZTIME ?= 20s
 
 all: build
 
+# lonelypsd version reports these.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS    := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(BUILD_DATE)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/lonelypsd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/lonelypsd
 
 ## run: a single-node broadcaster on 127.0.0.1:3003, data in ./lonelypsd-data
 run:

@@ -104,6 +104,8 @@ type Config struct {
 	// negative value turns the barrier off (notifies match the local
 	// replica as it is).
 	ReadBarrierTimeout time.Duration
+	// Version is this node's build, reported by GET /cluster/status.
+	Version string
 
 	Logger *slog.Logger
 }

@@ -27,7 +27,9 @@ type Member struct {
 
 // Status is the answer of GET /cluster/status.
 type Status struct {
-	ID           string   `json:"id"`
+	ID string `json:"id"`
+	// Version is the node's build (lonelypsd version).
+	Version      string   `json:"version,omitempty"`
 	State        string   `json:"state"`
 	LeaderID     string   `json:"leader_id"`
 	LeaderHTTP   string   `json:"leader_http"`
@@ -42,7 +44,7 @@ func (n *Node) Status() Status {
 	leaderID, _ := n.Leader()
 	nodes := n.fsm.Nodes()
 	st := Status{
-		ID: n.cfg.NodeID, State: n.State(), LeaderID: leaderID, LeaderHTTP: nodes[leaderID].HTTP,
+		ID: n.cfg.NodeID, Version: n.cfg.Version, State: n.State(), LeaderID: leaderID, LeaderHTTP: nodes[leaderID].HTTP,
 		AppliedIndex: n.raft.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
 		Members: []Member{},
 	}

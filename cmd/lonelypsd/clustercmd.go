@@ -128,12 +128,15 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHTTP\tRAFT\tVOTER\tSTATE\tAPPLIED\tLAG")
+	fmt.Fprintln(tw, "ID\tHTTP\tRAFT\tVOTER\tSTATE\tAPPLIED\tLAG\tVERSION")
 	for _, m := range st.Members {
 		s, ok := statuses[m.ID]
-		state, applied, lag := "unreachable", "-", "-"
+		state, applied, lag, version := "unreachable", "-", "-", "-"
 		if ok {
 			state, applied = s.State, fmt.Sprint(s.AppliedIndex)
+			if s.Version != "" {
+				version = s.Version
+			}
 			switch {
 			case !leaderKnown:
 				// Without the leader's log there is nothing to lag behind.
@@ -143,7 +146,7 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 				lag = "0"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", m.ID, m.HTTP, m.Raft, m.Voter, state, applied, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", m.ID, m.HTTP, m.Raft, m.Voter, state, applied, lag, version)
 	}
 	_ = tw.Flush()
 }

@@ -45,6 +45,7 @@ Usage:
   lonelypsd notify --topic T --message M  publish a message
   lonelypsd cluster status|remove         inspect or shrink a cluster
   lonelypsd train-dict --out F SAMPLES... build a zstd dictionary for --ws-preset-dict
+  lonelypsd version                       version, revision, build date, Go version
   lonelypsd help  [command] show the flags of a command
 
 Every flag of dev and serve may also be given as an environment variable:
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCluster(ctx, rest, stdout, stderr)
 	case "train-dict":
 		return runTrainDict(rest, stdout, stderr)
+	case "version", "--version":
+		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -329,6 +332,7 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, e
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
 			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: f.diskReserve,
+			Version: currentBuild().Version,
 		},
 		API: f.apiConfig(),
 		Fanout: fanout.Config{
@@ -363,7 +367,7 @@ func (f *nodeFlags) logListening(log *slog.Logger, cmd, addr string) {
 		scheme = "https"
 	}
 	log.Info(fmt.Sprintf("lonelypsd %s listening on %s://%s (node %s, raft %s, data in %s, %s)",
-		cmd, scheme, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc))
+		cmd, scheme, addr, f.nodeID, f.raftAddr, f.dataDir, authDesc), "version", currentBuild().String())
 }
 
 // nextPort returns addr with its port plus one: dev mode's Raft port.
