@@ -56,6 +56,7 @@ func (s *Server) notify(c echo.Context) error {
 	// worse than a whole one nobody hears about. Each delivery has its
 	// own deadline.
 	ctx := context.WithoutCancel(req.Context())
+	s.cfg.Metrics.HTTP()
 	count := s.fanout.Deliver(ctx, fanout.Message{
 		Topic: n.Topic, Body: body, Length: n.Length, SHA512: n.SHA512,
 	})

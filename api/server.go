@@ -21,6 +21,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Writer commits subscription changes: the local Raft node, which forwards
@@ -48,6 +49,8 @@ type URLPolicy interface {
 
 // Config tunes request handling. Zero values take the defaults.
 type Config struct {
+	// Metrics counts the notifies received; nil counts nothing.
+	Metrics *metrics.Notifies
 	// Spool holds notify message bodies within the node-wide memory
 	// budget it shares with the websockets. Nil makes one of the
 	// server's own from SpoolDir, SpoolThreshold, MaxBufferedBytes and

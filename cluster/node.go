@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -182,6 +183,9 @@ type Node struct {
 	// reads is the notify read barrier's state (readindex.go).
 	reads readState
 
+	// leaderChanges counts the leaders this node has seen (stats.go).
+	leaderChanges atomic.Uint64
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 
@@ -303,6 +307,7 @@ func raftConfig(cfg Config, hlog hclog.Logger) (*raft.Config, error) {
 // start runs the node's background work and, without Raft state,
 // bootstraps or joins as configured.
 func (n *Node) start(hasState bool) error {
+	n.countLeaderChanges()
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.observeLeadership() }()
 	go func() { defer n.wg.Done(); n.registerSelf() }()

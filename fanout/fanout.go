@@ -26,6 +26,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Table is the read side of the replicated subscription table.
@@ -85,6 +86,10 @@ type Config struct {
 	// ResponseHeaderTimeout bounds the wait for a reply's headers once
 	// the request is sent; never more than Timeout.
 	ResponseHeaderTimeout time.Duration
+	// Metrics counts and times deliveries; MissedMetrics counts MISSED
+	// notices. Nil counts nothing.
+	Metrics       *metrics.Deliveries
+	MissedMetrics *metrics.Missed
 }
 
 const (
@@ -309,6 +314,8 @@ func (f *Fanout) deadline(length uint64) time.Duration {
 // node's: a delivery queued behind a slow host holds nothing other
 // notifies need.
 func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) uint32 {
+	start, outcome := time.Now(), metrics.Failure
+	defer func() { f.cfg.Metrics.Observe(outcome, time.Since(start)) }()
 	u, err := url.Parse(s.URL)
 	if err != nil {
 		f.failed(m, s, fmt.Errorf("subscriber URL: %w", err))
@@ -331,7 +338,7 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 	}
 	defer func() { <-f.sem }()
 
-	n, err := f.receive(rctx, client, m, s)
+	n, outcome, err := f.receive(rctx, client, m, s)
 	if err != nil {
 		f.failed(m, s, err)
 		return 0
@@ -339,25 +346,26 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 	return n
 }
 
-func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s fsm.Subscription) (uint32, error) {
+// receive posts one RECEIVE; the outcome is Failure whenever err is set.
+func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s fsm.Subscription) (uint32, metrics.Outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.deadline(m.Length))
 	defer cancel()
 
 	var id [receiveIDLen]byte
 	if _, err := rand.Read(id[:]); err != nil {
-		return 0, fmt.Errorf("identifier: %w", err)
+		return 0, metrics.Failure, fmt.Errorf("identifier: %w", err)
 	}
 	head, err := wire.AppendReceiveHeader(nil, wire.Receive{
 		Tracing: m.Tracing, Topic: m.Topic, Identifier: id[:], Length: m.Length,
 	})
 	if err != nil {
-		return 0, err
+		return 0, metrics.Failure, err
 	}
 	authz, err := f.auth.Authorize(auth.Receive{
 		Tracing: m.Tracing, URL: s.URL, Topic: m.Topic, Identifier: id[:], SHA512: m.SHA512,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sign receive: %w", err)
+		return 0, metrics.Failure, fmt.Errorf("sign receive: %w", err)
 	}
 	var body io.Reader
 	if m.Length <= inMemoryBody {
@@ -368,7 +376,7 @@ func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s 
 		copy(buf, head)
 		// io.ReaderAt may report io.EOF with a full read of the last bytes.
 		if k, err := m.Body.ReadAt(buf[len(head):], 0); err != nil && !(errors.Is(err, io.EOF) && uint64(k) == m.Length) {
-			return 0, fmt.Errorf("read message: %w", err)
+			return 0, metrics.Failure, fmt.Errorf("read message: %w", err)
 		}
 		body = bytes.NewReader(buf)
 	} else {
@@ -376,7 +384,7 @@ func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, body)
 	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
+		return 0, metrics.Failure, fmt.Errorf("build request: %w", err)
 	}
 	req.ContentLength = int64(len(head)) + int64(m.Length)
 	req.Header.Set("Content-Type", "application/octet-stream")
@@ -386,12 +394,12 @@ func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("post: %w", err)
+		return 0, metrics.Failure, fmt.Errorf("post: %w", err)
 	}
 	defer resp.Body.Close()
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxReplyBytes))
 	if err != nil {
-		return 0, fmt.Errorf("read reply (status %d): %w", resp.StatusCode, err)
+		return 0, metrics.Failure, fmt.Errorf("read reply (status %d): %w", resp.StatusCode, err)
 	}
 	// The reply's body decides, never its status: subscribers answer
 	// UNSUBSCRIBE_IMMEDIATE with 400 or 403.
@@ -401,19 +409,19 @@ func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s 
 		f.stats.Unsubscribed.Add(1)
 		f.log.Info("subscriber asked to unsubscribe", "url", s.URL, "kind", s.Kind.String(), "status", resp.StatusCode)
 		f.unsubscribe(s)
-		return 0, nil
+		return 0, metrics.Unsubscribed, nil
 	case wire.ReplyConfirmReceive:
 		res := f.auth.Verify(ctx, auth.ConfirmReceive{
 			Tracing: confirm.Tracing, Identifier: confirm.Identifier,
 			NumSubscribers: confirm.NumSubscribers, URL: s.URL,
 		}, confirm.Authorization)
 		if res != auth.OK {
-			return 0, fmt.Errorf("confirmation refused: %s", res)
+			return 0, metrics.Failure, fmt.Errorf("confirmation refused: %s", res)
 		}
 		f.stats.Delivered.Add(1)
-		return confirm.NumSubscribers, nil
+		return confirm.NumSubscribers, metrics.Success, nil
 	}
-	return 0, fmt.Errorf("unusable reply (status %d, %d bytes): %w", resp.StatusCode, len(reply), perr)
+	return 0, metrics.Failure, fmt.Errorf("unusable reply (status %d, %d bytes): %w", resp.StatusCode, len(reply), perr)
 }
 
 // unsubscribe removes s in the background: the notify that found the

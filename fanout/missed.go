@@ -20,6 +20,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fsm"
 	"github.com/lonelypsd/lonelypsd/fsm/expiring"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Missed-message bookkeeping is local to the node that failed the
@@ -276,6 +277,19 @@ func (s *MissedStore) Pending() ([]MissedRecord, error) {
 	return out, nil
 }
 
+// PendingCount is the number of notices waiting to be sent or retried.
+func (s *MissedStore) PendingCount() (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketPending).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count missed records: %w", err)
+	}
+	return n, nil
+}
+
 // finish settles an attempt: success or no more retries drops the record;
 // otherwise it is rescheduled. A record that changed since it was read (a
 // newer failure) is left alone.
@@ -323,6 +337,7 @@ type Sweeper struct {
 	hosts    *hostLimiter
 	interval time.Duration
 	timeout  time.Duration
+	metrics  *metrics.Missed
 	log      interface {
 		Info(string, ...any)
 		Warn(string, ...any)
@@ -333,7 +348,7 @@ type Sweeper struct {
 func (f *Fanout) NewSweeper(interval time.Duration) *Sweeper {
 	return &Sweeper{
 		store: f.missed, table: f.table, auth: f.auth, route: f.route, hosts: f.hosts,
-		interval: interval, timeout: f.cfg.Timeout, log: f.log,
+		interval: interval, timeout: f.cfg.Timeout, metrics: f.cfg.MissedMetrics, log: f.log,
 	}
 }
 
@@ -389,7 +404,10 @@ func (sw *Sweeper) attempt(ctx context.Context, rec MissedRecord) {
 		return
 	}
 	err := sw.post(ctx, rec)
-	if err != nil {
+	if err == nil {
+		sw.metrics.Sent()
+	} else {
+		sw.metrics.Failed()
 		sw.log.Info("missed notice not accepted", "recovery", rec.Recovery, "attempt", rec.Attempts+1, "err", err)
 	}
 	dropped, ferr := sw.store.finish(rec, err == nil)

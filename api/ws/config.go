@@ -12,6 +12,7 @@ import (
 	msgspool "github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Writer commits subscription changes cluster-wide: the local Raft node
@@ -35,6 +36,10 @@ type Deliverer interface {
 // Config tunes the hub. Zero values take the defaults below, except the
 // identity fields NodeID and AdvertiseHTTP, which are required.
 type Config struct {
+	// Metrics counts websocket messages and body bytes; Notifies counts
+	// the notifies received. Nil counts nothing.
+	Metrics  *metrics.Websocket
+	Notifies *metrics.Notifies
 	// NodeID is this node's cluster id; it goes into the internal URLs so a
 	// restarted node recognises (and removes) rows of its previous life.
 	NodeID string

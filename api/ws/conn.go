@@ -376,6 +376,7 @@ func (c *conn) write(b []byte) error {
 	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
 		return closeErr(statusTryAgainLater, "write failed", err)
 	}
+	c.hub.cfg.Metrics.Sent()
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // The reader, pinger and processor goroutines of a conn: messages in, their
@@ -67,6 +68,7 @@ func (c *conn) readLoop() error {
 			}
 			return closeErr(statusProtocolError, "read failed", err)
 		}
+		c.hub.cfg.Metrics.Received()
 		b := buf.Bytes()
 		n := int64(len(b))
 		for p := c.pending.Load(); p > 0 && p+n > c.hub.cfg.MaxPendingBytes; p = c.pending.Load() {
@@ -288,13 +290,15 @@ func (c *conn) notify(m wsproto.Notify) error {
 		c.sampleBody(b)
 		msg.Body, msg.Length, msg.SHA512 = b, b.n, b.sum
 	}
-	return c.publish(msg, m.Identifier, m.CompressedSHA512)
+	return c.publish(msg, uint64(len(m.Payload)), m.Identifier, m.CompressedSHA512)
 }
 
 // publish fans the message out and answers CONFIRM_NOTIFY. The fan-out
 // does not stop if the notifier hangs up: half a delivery is worse than a
 // whole one nobody hears about (as for HTTP notifies).
-func (c *conn) publish(msg fanout.Message, identifier []byte, wireSHA [64]byte) error {
+func (c *conn) publish(msg fanout.Message, wireLen uint64, identifier []byte, wireSHA [64]byte) error {
+	c.hub.cfg.Notifies.Websocket()
+	c.hub.cfg.Metrics.Body(metrics.In, wireLen, msg.Length)
 	count := c.hub.fan.Deliver(context.WithoutCancel(c.ctx), msg)
 	// Signed over the SHA-512 of the bytes the notifier sent and signed
 	// (compressed if compressed): the websocket client does not verify
@@ -386,7 +390,7 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 		c.sampleBody(d)
 		msg.Body, msg.Length, msg.SHA512 = d, d.n, d.sum
 	}
-	return c.publish(msg, s.ident, s.first.CompressedSHA512)
+	return c.publish(msg, b.n, s.ident, s.first.CompressedSHA512)
 }
 
 // acked checks an acknowledgement against the oldest unacknowledged part:

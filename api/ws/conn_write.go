@@ -6,6 +6,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // The writer goroutine of a conn and the queue it drains: deliveries,
@@ -335,6 +336,7 @@ func (c *conn) startReceive(it item) error {
 	}
 	s.url = c.nextBroadcasterURL()
 	c.cur = s
+	c.hub.cfg.Metrics.Body(metrics.Out, s.src.n, s.declen)
 	return nil
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 const usage = `lonelypsd: pub/sub over HTTP, wire-compatible with lonelypss.
@@ -96,7 +97,7 @@ type nodeFlags struct {
 	nodeID, httpAddr, raftAddr, advertiseRaft, dataDir, secrets string
 	bootstrap                                                   bool
 	logLevel, logFormat, raftLogLevel                           string
-	debugAddr                                                   string
+	debugAddr, metricsAddr                                      string
 	advertiseHTTP, join, clusterSecretFile                      string
 	bootstrapExpect                                             int
 	hmacSkew                                                    time.Duration
@@ -177,6 +178,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.DurationVar(&f.hmacSkew, "hmac-skew", auth.DefaultSkew, "how far an HMAC signature's timestamp may be from this node's clock")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "HOST:PORT serving GET /metrics (Prometheus) on its own listener; empty serves it on the API port")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
 	fs.StringVar(&f.raftLogLevel, "raft-log-level", "error", "level of the Raft library's own log: trace, debug, info, warn, error")
 	fs.Int64Var(&f.spoolThreshold, "spool-threshold", api.DefaultSpoolThreshold, "notify messages longer than this many bytes are spooled to a temporary file")
@@ -324,6 +326,7 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, e
 	if err != nil {
 		return daemon.Config{}, err
 	}
+	build := currentBuild()
 	return daemon.Config{
 		Cluster: cluster.Config{
 			NodeID: f.nodeID, RaftAddr: f.raftAddr, AdvertiseRaft: f.advertiseRaft, DataDir: f.dataDir,
@@ -332,7 +335,7 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, e
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
 			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: f.diskReserve,
-			Version: currentBuild().Version,
+			Version: build.Version,
 		},
 		API: f.apiConfig(),
 		Fanout: fanout.Config{
@@ -342,6 +345,8 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, e
 		Egress:              egress.Config{Allow: f.subscriberAllow, Deny: f.subscriberDeny, AllowTokenOverHTTP: f.tokenOverHTTP},
 		HTTPAddr:            f.httpAddr,
 		DebugAddr:           f.debugAddr,
+		MetricsAddr:         f.metricsAddr,
+		Build:               metrics.BuildInfo{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
 		SecretsFile:         f.secrets,
 		ClusterSecretFile:   f.clusterSecretFile,
 		HMACSkew:            f.hmacSkew,

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -27,6 +28,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Config is everything a node needs; cmd/lonelypsd fills it from flags.
@@ -43,6 +45,11 @@ type Config struct {
 	WS ws.Config
 
 	HTTPAddr string
+	// MetricsAddr, when set, serves GET /metrics on its own listener
+	// instead of on the API port.
+	MetricsAddr string
+	// Build labels lonelypsd_build_info.
+	Build metrics.BuildInfo
 	// DebugAddr, when set, serves net/http/pprof on its own listener.
 	DebugAddr string
 	// SecretsFile is a broadcaster-secrets.json; empty means auth none in
@@ -79,6 +86,10 @@ type Config struct {
 func Run(ctx context.Context, cfg Config) error {
 	n := &node{cfg: withDefaults(cfg)}
 	n.log = n.cfg.Logger
+	n.metrics = metrics.New(n.cfg.Build)
+	n.cfg.API.Metrics = n.metrics.Notifies
+	n.cfg.WS.Metrics, n.cfg.WS.Notifies = n.metrics.Websocket, n.metrics.Notifies
+	n.cfg.Fanout.Metrics, n.cfg.Fanout.MissedMetrics = n.metrics.Deliveries, n.metrics.Missed
 	defer n.closeAll()
 	if err := n.prepare(); err != nil {
 		return err
@@ -102,6 +113,7 @@ type node struct {
 	closers []func()
 
 	ln      net.Listener
+	metrics *metrics.Node
 	raft    *cluster.Node
 	missed  *fanout.MissedStore
 	fan     *fanout.Fanout
@@ -182,6 +194,10 @@ func (n *node) openStores() error {
 	n.onClose(func() { _ = ln.Close() })
 	n.ln = api.LimitListener(ln, n.cfg.API.MaxConnections, n.log)
 
+	// Before Raft opens, so that what it emits while starting is kept.
+	if err := n.metrics.CaptureRaftMetrics(); err != nil {
+		return err
+	}
 	if n.raft, err = cluster.Open(n.cfg.Cluster); err != nil {
 		return err
 	}
@@ -225,6 +241,10 @@ func (n *node) wire(ctx context.Context) error {
 		return err
 	}
 	n.hub.Register(srv.Echo())
+	n.registerGauges(table)
+	if cfg.MetricsAddr == "" {
+		srv.Echo().GET("/metrics", echo.WrapHandler(n.metrics.Handler()))
+	}
 	n.onClose(func() {
 		// For early returns; after the orderly shutdown this is a no-op.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -234,6 +254,21 @@ func (n *node) wire(ctx context.Context) error {
 	n.httpSrv = api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), cfg.API.ConnLimits, n.log)
 	n.httpSrv.TLSConfig = n.serverTLS
 	return nil
+}
+
+// registerGauges adds the metrics read from the node's parts at scrape
+// time.
+func (n *node) registerGauges(table *fsm.FSM) {
+	n.metrics.RegisterSubscriptions(table.Counts)
+	n.metrics.RegisterMissedPending(n.missed.PendingCount)
+	n.metrics.RegisterWebsocketConnections(n.hub.Connections)
+	n.metrics.RegisterRaft(func() metrics.RaftStats {
+		s := n.raft.RaftStats()
+		return metrics.RaftStats{
+			State: strings.ToLower(s.State), Term: s.Term,
+			CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LeaderChanges: s.LeaderChanges,
+		}
+	})
 }
 
 func (n *node) wsConfig(srv *api.Server) ws.Config {
@@ -270,6 +305,13 @@ func (n *node) serve(ctx context.Context) error {
 			return err
 		}
 		n.onClose(func() { _ = dbg.Close() })
+	}
+	if n.cfg.MetricsAddr != "" {
+		msrv, err := startSide("metrics", n.cfg.MetricsAddr, n.metricsMux(), n.log)
+		if err != nil {
+			return err
+		}
+		n.onClose(func() { _ = msrv.Close() })
 	}
 	serveErr := make(chan error, 1)
 	go func() {
@@ -376,18 +418,29 @@ func (r remover) Remove(ctx context.Context, s fsm.Subscription) error {
 // startDebug serves the pprof endpoints, separate from the API so they are
 // never exposed where the API is.
 func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for debug on %s: %w", addr, err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return startSide("debug", addr, mux, log)
+}
+
+func (n *node) metricsMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.metrics.Handler())
+	return mux
+}
+
+// startSide serves h on a listener of its own, apart from the API.
+func startSide(what, addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for %s on %s: %w", what, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	log.Info("profiling endpoints listening", "addr", ln.Addr().String())
+	log.Info(what+" endpoints listening", "addr", ln.Addr().String())
 	return srv, nil
 }

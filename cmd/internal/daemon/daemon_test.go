@@ -29,6 +29,12 @@ func freeAddr(t *testing.T) string {
 // the API, fan-out, Raft and table together under concurrent load.
 func runNode(t *testing.T) string {
 	t.Helper()
+	return runNodeWith(t, func(*Config) {})
+}
+
+// runNodeWith runs a node whose configuration adjust changes first.
+func runNodeWith(t *testing.T, adjust func(*Config)) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
@@ -38,6 +44,7 @@ func runNode(t *testing.T) string {
 		Logger: slog.New(slog.DiscardHandler),
 		Ready:  func(addr string) { ready <- addr },
 	}
+	adjust(&cfg)
 	go func() { done <- Run(ctx, cfg) }()
 	t.Cleanup(func() {
 		cancel()
