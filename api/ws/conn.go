@@ -300,6 +300,9 @@ func (c *conn) configure() error {
 	if !timer.Stop() {
 		return late
 	}
+	if err == nil {
+		c.hub.cfg.Metrics.Received()
+	}
 	switch {
 	case errors.Is(err, websocket.ErrMessageTooBig):
 		// The library has sent the close frame (1009) already.
