@@ -18,10 +18,10 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Writer commits subscription changes: the local Raft node, which forwards

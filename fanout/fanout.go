@@ -23,10 +23,10 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fsm"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Table is the read side of the replicated subscription table.

@@ -17,10 +17,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fsm"
 	"github.com/lonelypsd/lonelypsd/fsm/expiring"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Missed-message bookkeeping is local to the node that failed the

@@ -9,10 +9,10 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	msgspool "github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Writer commits subscription changes cluster-wide: the local Raft node

@@ -10,10 +10,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // The reader, pinger and processor goroutines of a conn: messages in, their

@@ -5,8 +5,8 @@ import (
 	"slices"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // The writer goroutine of a conn and the queue it drains: deliveries,

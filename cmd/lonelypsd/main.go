@@ -27,13 +27,13 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 const usage = `lonelypsd: pub/sub over HTTP, wire-compatible with lonelypss.

@@ -23,12 +23,12 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fsm"
-	"github.com/lonelypsd/lonelypsd/metrics"
 )
 
 // Config is everything a node needs; cmd/lonelypsd fills it from flags.

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
-	"github.com/lonelypsd/lonelypsd/metrics"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
 )
 
 // scrape fetches and parses a /metrics page.
