@@ -274,3 +274,63 @@ func TestPodArgs(t *testing.T) {
 		t.Fatalf("got %q, %v; want the error that there is no command", args, err)
 	}
 }
+
+// copyMonitoring copies deploy/monitoring into a fresh folder and returns
+// the options that check only it.
+func copyMonitoring(t *testing.T) (options, string) {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "monitoring")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"kustomization.yaml", "prometheusrule.yaml", "alerts.yaml"} {
+		copyFile(t, filepath.Join("../monitoring", f), filepath.Join(dst, f))
+	}
+	return options{monitoring: dst, alerts: filepath.Join(dst, "alerts.yaml")}, dst
+}
+
+func TestRealMonitoringPasses(t *testing.T) {
+	o, _ := copyMonitoring(t)
+	errs, objs := checkMonitoringOnly(o)
+	if len(errs) > 0 {
+		t.Fatalf("errors:\n%s", strings.Join(errs, "\n"))
+	}
+	if len(objs) != 1 || objs[0].kind != "monitoring.coreos.com/v1 PrometheusRule" {
+		t.Fatalf("checked %v, want one PrometheusRule", objs)
+	}
+}
+
+func checkMonitoringOnly(o options) ([]string, []object) {
+	objs, errs := checkMonitoring(o.monitoring, o.alerts)
+	return errs, objs
+}
+
+// Each case breaks one thing in a copy of deploy/monitoring.
+func TestBrokenMonitoringFails(t *testing.T) {
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"unknown field in alerts", "alerts.yaml", "        for: 1m\n", "        for: 1m\n        severity: critical\n", `unknown field "severity"`},
+		{"unknown field in rule", "prometheusrule.yaml", "          annotations:\n", "          anotations:\n", `unknown field "anotations"`},
+		{"rules mismatch", "prometheusrule.yaml", "> 0.1\n", "> 0.2\n", "spec differs from alerts.yaml"},
+		{"alert missing from rule", "alerts.yaml", "      - alert: LonelypsdLeaderFlapping\n", "      - alert: LonelypsdLeaderFlaps\n", "spec differs from alerts.yaml"},
+		{"no severity", "alerts.yaml", "          severity: critical\n", "          team: ops\n", "alert has no severity label"},
+		{"bad for", "alerts.yaml", "for: 10m", "for: ten minutes", `for "ten minutes"`},
+		{"empty expr", "alerts.yaml", "expr: increase(lonelypsd_raft_leader_changes_total[15m]) > 3", `expr: ""`, "expr is empty"},
+		{"wrong kind", "prometheusrule.yaml", "kind: PrometheusRule", "kind: PrometheusRules", "this folder holds only"},
+		{"missing resource", "kustomization.yaml", "  - prometheusrule.yaml", "  - prometheusrules.yaml", "kustomize build"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o, dir := copyMonitoring(t)
+			replaceInFile(t, filepath.Join(dir, tc.file), tc.old, tc.new)
+			errs, _ := checkMonitoringOnly(o)
+			for _, e := range errs {
+				if strings.Contains(e, tc.want) {
+					return
+				}
+			}
+			t.Fatalf("no error containing %q; got:\n%s", tc.want, strings.Join(errs, "\n"))
+		})
+	}
+}

@@ -16,7 +16,9 @@
 //     form a cluster on Kubernetes;
 //   - the Dockerfile is parsed (instructions, flags, exec-form
 //     ENTRYPOINT, stage references), and its ports, volume and user are
-//     compared with the manifests.
+//     compared with the manifests;
+//   - the Prometheus rules file is decoded strictly, and the
+//     PrometheusRule kustomization rendered: its spec must equal the file.
 //
 // Usage (see .ci/check-manifests):
 //
@@ -38,6 +40,8 @@ type options struct {
 	extra      []string // templates: checked, not part of the kustomization
 	dockerfile string   // optional
 	serveFlags string   // cmd/lonelypsd/testdata/serve-flags.txt; optional
+	monitoring string   // folder with the PrometheusRule kustomization; optional
+	alerts     string   // Prometheus rules file the PrometheusRule must equal
 }
 
 // result is what a check found.
@@ -73,6 +77,11 @@ func check(o options) result {
 	}
 	r.objects = append(objs, c.extra...)
 	r.errs = append(r.errs, c.errs...)
+	if o.monitoring != "" {
+		mobjs, errs := checkMonitoring(o.monitoring, o.alerts)
+		r.objects = append(r.objects, mobjs...)
+		r.errs = append(r.errs, errs...)
+	}
 	r.notes = c.notes
 	sort.Strings(r.errs)
 	r.errs = dedup(r.errs)
@@ -96,6 +105,8 @@ func main() {
 	flag.StringVar(&extra, "extra", "", "comma-separated manifests to check that are not in the kustomization (templates)")
 	flag.StringVar(&o.dockerfile, "dockerfile", "", "Dockerfile to parse and compare with the manifests")
 	flag.StringVar(&o.serveFlags, "serve-flags", "", "cmd/lonelypsd/testdata/serve-flags.txt, the flags lonelypsd serve accepts (without it the command line is not checked)")
+	flag.StringVar(&o.monitoring, "monitoring", "", "folder holding the kustomization of the PrometheusRule (optional)")
+	flag.StringVar(&o.alerts, "alerts", "", "Prometheus rules file the PrometheusRule's spec must equal (with -monitoring)")
 	podName := flag.String("pod-args", "", "print the lonelypsd command line of this StatefulSet pod, expanded, one argument a line, and exit")
 	namespace := flag.String("namespace", "default", "namespace for -pod-args")
 	flag.Parse()
