@@ -283,10 +283,10 @@ func copyMonitoring(t *testing.T) (options, string) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"kustomization.yaml", "prometheusrule.yaml", "alerts.yaml"} {
+	for _, f := range []string{"kustomization.yaml", "prometheusrule.yaml", "alerts.yaml", "dashboard.json"} {
 		copyFile(t, filepath.Join("../monitoring", f), filepath.Join(dst, f))
 	}
-	return options{monitoring: dst, alerts: filepath.Join(dst, "alerts.yaml")}, dst
+	return options{monitoring: dst, alerts: filepath.Join(dst, "alerts.yaml"), dashboard: filepath.Join(dst, "dashboard.json")}, dst
 }
 
 func TestRealMonitoringPasses(t *testing.T) {
@@ -302,7 +302,7 @@ func TestRealMonitoringPasses(t *testing.T) {
 
 func checkMonitoringOnly(o options) ([]string, []object) {
 	objs, errs := checkMonitoring(o.monitoring, o.alerts)
-	return errs, objs
+	return append(errs, checkDashboard(o.dashboard)...), objs
 }
 
 // Each case breaks one thing in a copy of deploy/monitoring.
@@ -319,6 +319,13 @@ func TestBrokenMonitoringFails(t *testing.T) {
 		{"empty expr", "alerts.yaml", "expr: increase(lonelypsd_raft_leader_changes_total[15m]) > 3", `expr: ""`, "expr is empty"},
 		{"wrong kind", "prometheusrule.yaml", "kind: PrometheusRule", "kind: PrometheusRules", "this folder holds only"},
 		{"missing resource", "kustomization.yaml", "  - prometheusrule.yaml", "  - prometheusrules.yaml", "kustomize build"},
+		{"dashboard bad json", "dashboard.json", `"title": "lonelypsd",`, `"title": "lonelypsd"`, "dashboard.json: invalid character"},
+		{"dashboard variable fixed datasource", "dashboard.json", `"uid": "${DS_PROMETHEUS}"`, `"uid": "P1809F7CD0C75ACF3"`, "variable instance: datasource is not ${DS_PROMETHEUS}"},
+		{"dashboard panel fixed datasource", "dashboard.json", "\"datasource\": {\n        \"type\": \"prometheus\",\n        \"uid\": \"${DS_PROMETHEUS}\"", "\"datasource\": {\n        \"type\": \"prometheus\",\n        \"uid\": \"P1809F7CD0C75ACF3\"", "datasource is not ${DS_PROMETHEUS}"},
+		{"dashboard no ds variable", "dashboard.json", "\"name\": \"DS_PROMETHEUS\",\n        \"label\"", "\"name\": \"DS\",\n        \"label\"", "no templating variable DS_PROMETHEUS"},
+		{"dashboard empty expr", "dashboard.json", `"expr": "go_goroutines{instance=~\"$instance\"}"`, `"expr": ""`, "has no expr"},
+		{"dashboard grid", "dashboard.json", `"w": 8,`, `"w": 30,`, "outside the 24-column grid"},
+		{"dashboard old schema", "dashboard.json", `"schemaVersion": 39`, `"schemaVersion": 27`, "schemaVersion 27"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,7 +18,9 @@
 //     ENTRYPOINT, stage references), and its ports, volume and user are
 //     compared with the manifests;
 //   - the Prometheus rules file is decoded strictly, and the
-//     PrometheusRule kustomization rendered: its spec must equal the file.
+//     PrometheusRule kustomization rendered: its spec must equal the file;
+//   - the Grafana dashboard uses the DS_PROMETHEUS data source variable,
+//     and its panels and queries are complete.
 //
 // Usage (see .ci/check-manifests):
 //
@@ -42,6 +44,7 @@ type options struct {
 	serveFlags string   // cmd/lonelypsd/testdata/serve-flags.txt; optional
 	monitoring string   // folder with the PrometheusRule kustomization; optional
 	alerts     string   // Prometheus rules file the PrometheusRule must equal
+	dashboard  string   // Grafana dashboard JSON; optional
 }
 
 // result is what a check found.
@@ -82,6 +85,9 @@ func check(o options) result {
 		r.objects = append(r.objects, mobjs...)
 		r.errs = append(r.errs, errs...)
 	}
+	if o.dashboard != "" {
+		r.errs = append(r.errs, checkDashboard(o.dashboard)...)
+	}
 	r.notes = c.notes
 	sort.Strings(r.errs)
 	r.errs = dedup(r.errs)
@@ -107,6 +113,7 @@ func main() {
 	flag.StringVar(&o.serveFlags, "serve-flags", "", "cmd/lonelypsd/testdata/serve-flags.txt, the flags lonelypsd serve accepts (without it the command line is not checked)")
 	flag.StringVar(&o.monitoring, "monitoring", "", "folder holding the kustomization of the PrometheusRule (optional)")
 	flag.StringVar(&o.alerts, "alerts", "", "Prometheus rules file the PrometheusRule's spec must equal (with -monitoring)")
+	flag.StringVar(&o.dashboard, "dashboard", "", "Grafana dashboard JSON to check (optional)")
 	podName := flag.String("pod-args", "", "print the lonelypsd command line of this StatefulSet pod, expanded, one argument a line, and exit")
 	namespace := flag.String("namespace", "default", "namespace for -pod-args")
 	flag.Parse()
