@@ -316,6 +316,8 @@ func TestBrokenMonitoringFails(t *testing.T) {
 		{"alert missing from rule", "alerts.yaml", "      - alert: LonelypsdLeaderFlapping\n", "      - alert: LonelypsdLeaderFlaps\n", "spec differs from alerts.yaml"},
 		{"no severity", "alerts.yaml", "          severity: critical\n", "          team: ops\n", "alert has no severity label"},
 		{"bad for", "alerts.yaml", "for: 10m", "for: ten minutes", `for "ten minutes"`},
+		{"bad promql", "alerts.yaml", "> 0.1\n", "> > 0.1\n", "(LonelypsdDeliveryFailures): expr: 1:"},
+		{"unbalanced promql", "alerts.yaml", "expr: up{job=~\"lonelypsd.*\"} == 0", "expr: up{job=~\"lonelypsd.*\" == 0", "(LonelypsdNodeDown): expr:"},
 		{"empty expr", "alerts.yaml", "expr: increase(lonelypsd_raft_leader_changes_total[15m]) > 3", `expr: ""`, "expr is empty"},
 		{"wrong kind", "prometheusrule.yaml", "kind: PrometheusRule", "kind: PrometheusRules", "this folder holds only"},
 		{"missing resource", "kustomization.yaml", "  - prometheusrule.yaml", "  - prometheusrules.yaml", "kustomize build"},
@@ -325,6 +327,7 @@ func TestBrokenMonitoringFails(t *testing.T) {
 		{"dashboard no ds variable", "dashboard.json", "\"name\": \"DS_PROMETHEUS\",\n        \"label\"", "\"name\": \"DS\",\n        \"label\"", "no templating variable DS_PROMETHEUS"},
 		{"dashboard empty expr", "dashboard.json", `"expr": "go_goroutines{instance=~\"$instance\"}"`, `"expr": ""`, "has no expr"},
 		{"dashboard grid", "dashboard.json", `"w": 8,`, `"w": 30,`, "outside the 24-column grid"},
+		{"dashboard bad promql", "dashboard.json", "histogram_quantile(0.99, sum by (le)", "histogram_quantile(0.99, sum by le", "query B: 1:"},
 		{"dashboard old schema", "dashboard.json", `"schemaVersion": 39`, `"schemaVersion": 27`, "schemaVersion 27"},
 	}
 	for _, tc := range cases {

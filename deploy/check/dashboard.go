@@ -5,6 +5,17 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/prometheus/prometheus/promql/parser"
+)
+
+// grafanaVars stand in for the variables Grafana substitutes before a
+// query reaches Prometheus, so that PromQL's parser can read the query.
+var grafanaVars = strings.NewReplacer(
+	"$__rate_interval", "5m",
+	"$__interval", "1m",
+	"$__range", "1h",
+	"$instance", ".*",
 )
 
 // dsVar is the data source variable every panel and query must use, so
@@ -106,6 +117,8 @@ func checkDashboard(path string) []string {
 		for _, tg := range p.Targets {
 			if strings.TrimSpace(tg.Expr) == "" {
 				bad("%s: query %s has no expr", where, tg.RefID)
+			} else if _, err := parser.ParseExpr(grafanaVars.Replace(tg.Expr)); err != nil {
+				bad("%s: query %s: %v", where, tg.RefID, err)
 			}
 			if refs[tg.RefID] {
 				bad("%s: duplicate refId %q", where, tg.RefID)

@@ -17,7 +17,8 @@
 //   - the Dockerfile is parsed (instructions, flags, exec-form
 //     ENTRYPOINT, stage references), and its ports, volume and user are
 //     compared with the manifests;
-//   - the Prometheus rules file is decoded strictly, and the
+//   - the Prometheus rules file is decoded strictly, its expressions (and
+//     the dashboard's queries) parsed with PromQL's own parser, and the
 //     PrometheusRule kustomization rendered: its spec must equal the file;
 //   - the Grafana dashboard uses the DS_PROMETHEUS data source variable,
 //     and its panels and queries are complete.

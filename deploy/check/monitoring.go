@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"time"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -50,7 +51,8 @@ type prometheusRule struct {
 }
 
 // checkRules reports what makes rf unusable as alerting rules: every
-// alert needs an expression, a parsable for:, a severity and a summary.
+// alert needs an expression PromQL's own parser accepts, a Prometheus
+// duration in for:, a severity and a summary.
 func checkRules(src string, rf ruleFile) []string {
 	var errs []string
 	if len(rf.Groups) == 0 {
@@ -67,9 +69,11 @@ func checkRules(src string, rf ruleFile) []string {
 			}
 			if strings.TrimSpace(r.Expr) == "" {
 				errs = append(errs, where+": expr is empty")
+			} else if _, err := parser.ParseExpr(r.Expr); err != nil {
+				errs = append(errs, fmt.Sprintf("%s: expr: %v", where, err))
 			}
-			if r.For != "" && r.For != "0m" {
-				if _, err := time.ParseDuration(r.For); err != nil {
+			if r.For != "" {
+				if _, err := model.ParseDuration(r.For); err != nil {
 					errs = append(errs, fmt.Sprintf("%s: for %q: %v", where, r.For, err))
 				}
 			}
