@@ -19,7 +19,7 @@ build:
 
 ## run: a single-node broadcaster on 127.0.0.1:3003, data in ./lonelypsd-data
 run:
-	$(GO) run ./cmd/lonelypsd dev
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/lonelypsd dev
 
 ## test: what CI runs: formatting, vet, and every test (fuzz targets run
 ## over their seed corpus) with the race detector.
