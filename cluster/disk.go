@@ -1,11 +1,11 @@
 package cluster
 
 import (
-	"errors"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/spool"
 )
 
 // diskCheckEvery is how long a free-space reading is trusted: statfs is
@@ -36,12 +36,13 @@ func (g *diskGuard) full(now time.Time) bool {
 		return g.low
 	}
 	g.checked = now
-	free, err := freeBytes(g.dir)
+	free, err := spool.FreeBytes(g.dir)
 	g.low = err == nil && free < g.reserve/2
 	return g.low
 }
 
 // isNoSpace reports whether err comes from a full volume.
 func isNoSpace(err error) bool {
-	return err != nil && (errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device"))
+	// Some stores flatten the errno into text.
+	return err != nil && (spool.IsNoSpace(err) || strings.Contains(err.Error(), "no space left on device"))
 }

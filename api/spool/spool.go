@@ -82,7 +82,7 @@ func New(cfg Config, log *slog.Logger) *Spool {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Spool{cfg: cfg, log: log, freeBytes: freeBytes}
+	return &Spool{cfg: cfg, log: log, freeBytes: FreeBytes}
 }
 
 // Config returns the configuration in effect (defaults filled in).

@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// freeBytes is the space an unprivileged process may still write on dir's
+// FreeBytes is the space an unprivileged process may still write on dir's
 // volume.
-func freeBytes(dir string) (int64, error) {
+func FreeBytes(dir string) (int64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("statfs %s: %w", dir, err)
