@@ -137,8 +137,10 @@ func DecodeCommand(b []byte) (Command, error) {
 const (
 	// MaxRequestID is the longest request id.
 	MaxRequestID = 128
-	// MaxURL is the longest subscriber URL and the longest recovery URL.
-	MaxURL = 8 << 10
+	// MaxURL is the longest subscriber URL and the longest recovery URL:
+	// what the protocol's u16 length can carry, as every version accepted
+	// (a subscriber URL is bounded further by MaxRowKey with its topic).
+	MaxURL = 1<<16 - 1
 	// MaxNodeField is the longest node id, HTTP address and Raft address.
 	MaxNodeField = 1 << 10
 	// AuthCodeSize is the length of an HMAC code.

@@ -29,7 +29,7 @@ func TestValidate(t *testing.T) {
 		{"subscribe", Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("a"), ID: long(MaxRequestID), Recovery: long(MaxURL)}, true, false},
 		{"id too long", Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("a"), ID: long(MaxRequestID + 1)}, false, false},
 		{"40,000-byte id", Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("a"), ID: long(40000)}, false, false},
-		{"url at limit", Command{Op: OpSubscribeExact, URL: long(MaxURL), Topic: []byte("a")}, true, false},
+		{"url at limit", Command{Op: OpSubscribeExact, URL: long(MaxRowKey - 1), Topic: []byte("a")}, true, false},
 		{"url too long", Command{Op: OpSubscribeExact, URL: long(MaxURL + 1), Topic: []byte("a")}, false, false},
 		{"no url", Command{Op: OpSubscribeExact, Topic: []byte("a")}, false, false},
 		{"recovery too long", Command{Op: OpSubscribeGlob, URL: u1, Glob: "a*", Recovery: long(MaxURL + 1)}, false, false},

@@ -36,7 +36,7 @@ func (r *logReader) take(n int) []byte {
 }
 
 // fuzzSizes are field lengths around every limit, and past bbolt's.
-var fuzzSizes = []int{0, 1, 7, MaxRequestID, MaxRequestID + 1, MaxNodeField + 1, MaxURL, MaxURL + 1, MaxRowKey - MaxURL + 1, 40000}
+var fuzzSizes = []int{0, 1, 7, MaxRequestID, MaxRequestID + 1, MaxNodeField + 1, MaxRowKey - 1, MaxRowKey + 1, MaxURL, MaxURL + 1, 40000}
 
 // text returns a short value from a small pool (so entries collide on
 // URLs, topics and ids) or one of fuzzSizes bytes long.

@@ -18,6 +18,12 @@ func InternalURLNode(raw string) string {
 	return u.Query().Get(paramNode)
 }
 
+// IsInternalURL reports whether u is the internal websocket row URL of
+// some node (its path; the node is not checked).
+func IsInternalURL(u *url.URL) bool {
+	return u.Path == PathReceive || u.Path == PathMissed
+}
+
 // OwnInternalURL returns a test for the internal row URLs of the hub of
 // node nodeID advertised at advertise (as Config gives them): the
 // deliveries a node makes to itself for its websockets, which its

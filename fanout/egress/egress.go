@@ -67,11 +67,16 @@ type Config struct {
 	OwnListeners []string
 	// Exempt recognises the node's own internal URLs (its websocket rows),
 	// which are the only URLs allowed to reach its own listeners. They
-	// skip the policy altogether: the node wrote them itself.
+	// skip the policy altogether: they name this node's own API.
 	Exempt func(rawURL string) bool
 	// TokenAuth is set when the node authenticates to subscribers with a
 	// token, which http:// would send in clear.
 	TokenAuth bool
+	// ClusterRow recognises the internal websocket rows of any node of
+	// the cluster. Deliveries to them go over the cluster's own network,
+	// as forwarded writes do, so the token-over-http rule does not apply
+	// to them (the address rules do).
+	ClusterRow func(u *url.URL) bool
 	// AllowTokenOverHTTP lets a token travel over http:// to non-loopback
 	// hosts (--allow-token-over-http).
 	AllowTokenOverHTTP bool
@@ -352,7 +357,7 @@ func (p *Policy) ownListener(ap netip.AddrPort) bool {
 }
 
 // dialMark tells DialContext what kind of request a connection is for.
-type dialMark struct{ tls bool }
+type dialMark struct{ tls, clusterRow bool }
 
 type markKey struct{}
 
@@ -361,7 +366,10 @@ type markKey struct{}
 // non-loopback address when the node sends a token. An unmarked dial is
 // treated as plain http, so that a forgotten mark fails closed.
 func (p *Policy) Context(ctx context.Context, u *url.URL) context.Context {
-	return context.WithValue(ctx, markKey{}, dialMark{tls: strings.EqualFold(u.Scheme, "https")})
+	return context.WithValue(ctx, markKey{}, dialMark{
+		tls:        strings.EqualFold(u.Scheme, "https"),
+		clusterRow: p.cfg.ClusterRow != nil && p.cfg.ClusterRow(u),
+	})
 }
 
 // DialContext connects like net.Dialer.DialContext, but only to allowed
@@ -396,7 +404,7 @@ func (p *Policy) DialContext(ctx context.Context, network, address string) (net.
 	}
 	var errs []error
 	for _, a := range addrs {
-		c, err := p.dialer.DialContext(ctx, network, netip.AddrPortFrom(a.WithZone(""), port).String())
+		c, err := p.dialer.DialContext(ctx, network, netip.AddrPortFrom(a, port).String())
 		if err == nil {
 			return c, nil
 		}
@@ -409,7 +417,8 @@ func (p *Policy) DialContext(ctx context.Context, network, address string) (net.
 }
 
 func (p *Policy) checkDial(ap netip.AddrPort, mark dialMark) error {
-	if p.cfg.TokenAuth && !p.cfg.AllowTokenOverHTTP && !mark.tls && !ap.Addr().IsLoopback() {
+	ap = netip.AddrPortFrom(canonical(ap.Addr()), ap.Port())
+	if p.cfg.TokenAuth && !p.cfg.AllowTokenOverHTTP && !mark.tls && !mark.clusterRow && !ap.Addr().IsLoopback() {
 		return denied("%s is not loopback: http:// would send the subscribers' token in clear (use https, or --allow-token-over-http)", ap.Addr())
 	}
 	return p.checkAddr(ap)

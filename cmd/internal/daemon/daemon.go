@@ -392,6 +392,7 @@ func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr) (*egress.Po
 		advertiseWS = cfg.Cluster.AdvertiseHTTP
 	}
 	ec.Exempt = ws.OwnInternalURL(advertiseWS, cfg.Cluster.NodeID)
+	ec.ClusterRow = ws.IsInternalURL
 	if cfg.SecretsFile != "" {
 		secrets, err := auth.LoadSecrets(cfg.SecretsFile)
 		if err != nil {
