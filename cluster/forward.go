@@ -164,8 +164,10 @@ func (n *Node) propose(ctx context.Context, op fsm.Op, data []byte) (fsm.Result,
 	}
 	res, _ := fut.Response().(fsm.Result)
 	if res.Err != nil {
-		if isNoSpace(res.Err) {
-			return res, 0, fmt.Errorf("apply %s: %w: %w", op, ErrDiskFull, res.Err)
+		if errors.Is(res.Err, fsm.ErrClosed) {
+			// The node stopped while the entry waited for a failing disk:
+			// it is in the log and applies on the next start.
+			return res, 0, fmt.Errorf("apply %s: %w: %w", op, ErrShutdown, res.Err)
 		}
 		return res, 0, fmt.Errorf("apply %s: %w", op, res.Err)
 	}

@@ -233,7 +233,10 @@ func (n *node) wire(ctx context.Context) error {
 	// matching: see docs/consistency.md.
 	cfg.Fanout.Barrier = n.raft
 	n.fan = fanout.New(cfg.Fanout, table, remover{n.raft}, n.pair, n.missed, n.log)
-	n.onClose(n.fan.Wait)
+	n.onClose(func() {
+		n.fan.Wait()
+		n.fan.CloseIdleConnections()
+	})
 
 	srv := api.New(cfg.API, n.raft, n.raft, table, n.fan, n.pair, n.log)
 	srv.Echo().Any("/cluster/*", echo.WrapHandler(n.raft.Handler()))
@@ -253,6 +256,9 @@ func (n *node) wire(ctx context.Context) error {
 	})
 	n.httpSrv = api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), cfg.API.ConnLimits, n.log)
 	n.httpSrv.TLSConfig = n.serverTLS
+	// For early returns: requests still running must end before the
+	// stores close. After the orderly shutdown this is a no-op.
+	n.onClose(func() { _ = n.httpSrv.Close() })
 	return nil
 }
 
@@ -292,13 +298,18 @@ func (n *node) wsConfig(srv *api.Server) ws.Config {
 // endpoints until ctx ends, then shuts down in order.
 func (n *node) serve(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.Background())
-	n.onClose(stopBG)
 	sweeper := n.fan.NewSweeper(n.cfg.MissedSweepInterval)
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
 		sweeper.Run(bg)
 	}()
+	// The sweeper uses the missed store: it must be gone before the store
+	// closes, also when serve returns early.
+	n.onClose(func() {
+		stopBG()
+		<-sweepDone
+	})
 	if n.cfg.DebugAddr != "" {
 		dbg, err := startDebug(n.cfg.DebugAddr, n.log)
 		if err != nil {
