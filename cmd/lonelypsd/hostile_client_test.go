@@ -82,6 +82,10 @@ func TestUnauthenticatedSetSubscriptionsFlood(t *testing.T) {
 			t.Errorf("unauthenticated set_subscriptions answered %s, want 401", s)
 		}
 	}
+	// A dead node would close every connection too.
+	if resp, err := http.Get(node.HTTP + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("node not healthy after the flood: %v", err)
+	}
 	rss, peak := node.RSS()
 	t.Logf("unauthenticated 16 MiB set_subscriptions, %d clients x %d: RSS %d MiB before, peak %d MiB, %d MiB after",
 		clients, rounds, base>>20, peak>>20, rss>>20)

@@ -19,7 +19,8 @@ func TestVersionCommand(t *testing.T) {
 		wantVersion, wantRevision string
 	}{
 		{"stamped", "v1.2.3", "abc123", "v1.2.3", "revision abc123"},
-		{"unstamped", "", "", "", "revision "},
+		// A test binary records no module version or revision.
+		{"unstamped", "", "", "unknown", "revision unknown"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
