@@ -81,6 +81,16 @@ type countedConn struct {
 	once sync.Once
 }
 
+// CloseWrite lets net/http half-close the connection after an early
+// answer (a 413 before the body is read), as it does on a bare TCP
+// connection, so the client reads the answer instead of a reset.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.open.Add(-1) })

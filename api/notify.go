@@ -88,7 +88,7 @@ func (s *Server) readMessage(r io.Reader, n wire.Notify) (*spool.Body, error) {
 	switch {
 	case err == nil:
 		return b, nil
-	case spool.IsNoSpace(err):
+	case spool.IsNoSpace(err), errors.Is(err, spool.ErrStore):
 		return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "cannot spool message, retry later: "+err.Error()).SetInternal(err)
 	case errors.Is(err, spool.ErrLength), errors.Is(err, spool.ErrDigest):
 		return nil, badRequest("notify", err)

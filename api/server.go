@@ -171,10 +171,10 @@ func NewHTTPServer(addr string, h http.Handler, lim ConnLimits, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	positive(&lim.MinBodyRate, DefaultMinBodyRate)
-	positive(&lim.BodyRateWindow, DefaultBodyRateWindow)
-	positive(&lim.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	positive(&lim.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&lim.MinBodyRate, DefaultMinBodyRate)
+	orDefault(&lim.BodyRateWindow, DefaultBodyRateWindow)
+	orDefault(&lim.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	orDefault(&lim.IdleTimeout, DefaultIdleTimeout)
 	return &http.Server{
 		Addr:              addr,
 		Handler:           minRate(h, lim.MinBodyRate, lim.BodyRateWindow),
@@ -185,9 +185,16 @@ func NewHTTPServer(addr string, h http.Handler, lim ConnLimits, log *slog.Logger
 	}
 }
 
-// positive sets *v to def when it is zero; negative values stay (off).
-func positive[T int | int64 | time.Duration](v *T, def T) {
+// orDefault sets *v to def when it is zero; negative values stay (off).
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
 	if *v == 0 {
+		*v = def
+	}
+}
+
+// positive sets *v to def unless it is already positive.
+func positive[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
 		*v = def
 	}
 }
@@ -249,7 +256,7 @@ func isUnavailable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || spool.IsNoSpace(err)
 }
 
-// badRequest is implemented by errors that are the client's fault (a
+// clientFault is implemented by errors that are the client's fault (a
 // command the state machine would refuse as malformed).
 type clientFault interface{ BadRequest() bool }
 

@@ -145,7 +145,7 @@ func (h *hmacScheme) Verify(ctx context.Context, m Message, authorization string
 	if r != OK {
 		return r
 	}
-	// 8. Replay check, keyed on the code (not the nonce).
+	// Replay check, keyed on the code (not the nonce).
 	if h.replay == nil {
 		return Unavailable
 	}
@@ -159,9 +159,9 @@ func (h *hmacScheme) Verify(ctx context.Context, m Message, authorization string
 	return OK
 }
 
-// check performs steps 1-7: everything but the replay store.
+// check verifies a header as far as it can without the replay store.
 func (h *hmacScheme) check(m Message, authorization string) ([64]byte, int64, Result) {
-	// 1. An empty header counts as missing.
+	// An empty header counts as missing.
 	if authorization == "" {
 		return [64]byte{}, 0, Unauthorized
 	}
@@ -170,7 +170,7 @@ func (h *hmacScheme) check(m Message, authorization string) ([64]byte, int64, Re
 	if !ok || ts < h.notBefore {
 		return [64]byte{}, 0, Forbidden
 	}
-	// 7. Recompute over the received fields with the header's timestamp
+	// Recompute over the received fields with the header's timestamp
 	// and nonce. Values the layout cannot hold (part id > 255...) were not
 	// signed by any correct peer.
 	want, err := h.code(m, uint64(ts), nonce)
@@ -200,7 +200,7 @@ func parseHMAC(s string, now time.Time, skew time.Duration) (ts int64, nonce str
 	if !found {
 		return 0, "", code, false
 	}
-	// 3. A negative timestamp cannot be signed (u64), so refuse it here.
+	// A negative timestamp cannot be signed (u64), so refuse it here.
 	tsStr, rest, found := strings.Cut(rest, ":")
 	if !found {
 		return 0, "", code, false
@@ -209,7 +209,7 @@ func parseHMAC(s string, now time.Time, skew time.Duration) (ts int64, nonce str
 	if err != nil || ts < 0 {
 		return 0, "", code, false
 	}
-	// 4. Inclusive window, compared at full clock precision like the
+	// Inclusive window, compared at full clock precision like the
 	// reference's float now. Sub saturates, so a huge ts cannot overflow.
 	if d := now.Sub(time.Unix(ts, 0)); d > skew || d < -skew {
 		return 0, "", code, false
@@ -218,7 +218,7 @@ func parseHMAC(s string, now time.Time, skew time.Duration) (ts int64, nonce str
 	if !found || len(nonce) > 255 {
 		return 0, "", code, false
 	}
-	// 6. The reference appends "==" and decodes leniently, so a code
+	// The reference appends "==" and decodes leniently, so a code
 	// without its padding, or with surplus padding, is accepted too.
 	// Leniency costs nothing: the decoded bytes must still match, and the
 	// replay key is the decoded code, not its spelling.

@@ -49,6 +49,15 @@ type noSpaceError struct{}
 func (noSpaceError) Error() string     { return "spool: not enough free disk space" }
 func (noSpaceError) Unavailable() bool { return true }
 
+// ErrStore: the spool's file could not be created or written for another
+// reason than space (permissions, I/O). The node's fault: 503, not 400.
+var ErrStore = storeError{}
+
+type storeError struct{}
+
+func (storeError) Error() string     { return "spool: cannot store the message" }
+func (storeError) Unavailable() bool { return true }
+
 // ErrLength and ErrDigest are what ReadBody returns for a body of the wrong
 // length or content: the sender's fault.
 var (
@@ -336,12 +345,16 @@ func (s *Spool) ReadBody(r io.Reader, n uint64, want [64]byte) (*Body, error) {
 	return b, nil
 }
 
-// spaceErr marks a full disk or quota as ErrNoSpace.
+// spaceErr marks a full disk or quota as ErrNoSpace, any other failure of
+// the spool's own file as ErrStore.
 func spaceErr(err error) error {
-	if err != nil && IsNoSpace(err) && !errors.Is(err, ErrNoSpace) {
+	switch {
+	case err == nil, errors.Is(err, ErrNoSpace), errors.Is(err, ErrStore):
+		return err
+	case IsNoSpace(err):
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
 	}
-	return err
+	return fmt.Errorf("%w: %w", ErrStore, err)
 }
 
 // IsNoSpace reports a full disk or quota (ENOSPC, EDQUOT) or ErrNoSpace.

@@ -252,7 +252,7 @@ const minEntrySize = 4
 // defined over sorted unique lists. It does not compare the claimed etag: the
 // caller does, with Etag.
 func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
-	return ParseSetSubscriptionsMax(b, math.MaxUint32*2)
+	return ParseSetSubscriptionsMax(b, math.MaxInt)
 }
 
 // ParseSetSubscriptionsMax is ParseSetSubscriptions refusing, with an error

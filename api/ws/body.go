@@ -102,6 +102,8 @@ func spoolFailure(what string, err error) error {
 		return closeErr(statusTooBig, what+": message exceeds the node's size limit", err)
 	case msgspool.IsNoSpace(err):
 		return closeErr(statusTryAgainLater, what+": the node's disk is almost full", err)
+	case errors.Is(err, msgspool.ErrStore):
+		return closeErr(statusInternal, what+": cannot spool message", err)
 	}
 	return protocolErr("%s: %w", what, err)
 }

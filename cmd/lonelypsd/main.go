@@ -92,6 +92,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// flagAliases pairs each deprecated flag name with the one it stands for,
+// both ways.
+var flagAliases = map[string]string{
+	"ws-max-buffered-bytes": "max-buffered-bytes",
+	"max-buffered-bytes":    "ws-max-buffered-bytes",
+}
+
 // nodeFlags are the flags of dev and serve.
 type nodeFlags struct {
 	nodeID, httpAddr, raftAddr, advertiseRaft, dataDir, secrets string
@@ -210,7 +217,14 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 // LONELYPSD_<NAME>, with dashes as underscores.
 func applyEnv(fs *flag.FlagSet) error {
 	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) {
+		set[f.Name] = true
+		// A flag and its alias set one value: given either on the
+		// command line, the environment sets neither.
+		if other, ok := flagAliases[f.Name]; ok {
+			set[other] = true
+		}
+	})
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] {
