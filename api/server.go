@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/metrics"
@@ -91,6 +92,10 @@ type Config struct {
 	// WriteTimeout bounds how long a subscription change waits for Raft
 	// before answering 503.
 	WriteTimeout time.Duration
+	// AccessLog logs every request (method, path, status, bytes,
+	// duration, remote address) at info level; off, only failures are
+	// logged.
+	AccessLog bool
 }
 
 const (
@@ -142,6 +147,9 @@ func New(cfg Config, writer Writer, ready Readiness, table Reader, fan *fanout.F
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	if cfg.AccessLog {
+		e.Use(accessLog(log))
+	}
 	e.POST("/v1/notify", s.notify)
 	e.POST("/v1/subscribe/exact", s.subscribeExact)
 	e.POST("/v1/subscribe/glob", s.subscribeGlob)
@@ -287,4 +295,19 @@ func authError(r auth.Result, what string) error {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, what+": authorization backend unavailable, retry")
 	}
 	return echo.NewHTTPError(http.StatusForbidden, what+": authorization refused")
+}
+
+// accessLog logs each request once it is answered. The query is left
+// out: subscriber URLs and internal parameters can travel in it.
+func accessLog(log *slog.Logger) echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogMethod: true, LogURIPath: true, LogStatus: true, LogLatency: true,
+		LogRemoteIP: true, LogResponseSize: true, LogContentLength: true, LogError: true,
+		LogValuesFunc: func(_ echo.Context, v middleware.RequestLoggerValues) error {
+			log.Info("request", "method", v.Method, "path", v.URIPath, "status", v.Status,
+				"request_bytes", v.ContentLength, "response_bytes", v.ResponseSize,
+				"duration", v.Latency, "remote", v.RemoteIP)
+			return nil
+		},
+	})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/lonelypsd/lonelypsd/fanout/health"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -107,6 +108,17 @@ type Config struct {
 	ReadBarrierTimeout time.Duration
 	// Version is this node's build, reported by GET /cluster/status.
 	Version string
+	// Health is this node's record of its deliveries, which operators'
+	// listings merge across the cluster; nil keeps none.
+	Health *health.Tracker
+	// PruneAfter, when positive, removes every subscription of a URL
+	// that every member has failed to reach on every attempt for this
+	// long (see prune.go). InternalURLNode's rows are never pruned.
+	PruneAfter time.Duration
+	// Pruned, when set, is told of every URL this node pruned.
+	Pruned func(url string, rows int)
+	// MaxRestoreSize bounds a backup uploaded for restore (0: 4 GiB).
+	MaxRestoreSize int64
 
 	Logger *slog.Logger
 }
@@ -311,6 +323,10 @@ func (n *Node) start(hasState bool) error {
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.observeLeadership() }()
 	go func() { defer n.wg.Done(); n.registerSelf() }()
+	if n.cfg.PruneAfter > 0 && n.cfg.Health != nil {
+		n.wg.Add(1)
+		go n.runPruner()
+	}
 	switch {
 	case hasState:
 		n.log.Info("restarting with existing raft state", "node", n.cfg.NodeID)

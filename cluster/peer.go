@@ -106,3 +106,64 @@ func (p *peerClient) callAt(ctx context.Context, method, httpAddr, path string, 
 	}
 	return p.call(ctx, method, httpAddr, id, path, in, out)
 }
+
+// stream sends a signed request with body and returns the answer's body
+// for the caller to read (and close): operator answers (listings,
+// backups) can be far larger than call would buffer. Non-2xx answers are
+// *StatusError.
+func (p *peerClient) stream(ctx context.Context, method, httpAddr, target, path string, body []byte) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, method, p.baseURL(httpAddr)+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	rc, _, err := p.streamReq(req, httpAddr, target, path, body)
+	return rc, err
+}
+
+// streamReq signs req with body for target and sends it.
+func (p *peerClient) streamReq(req *http.Request, httpAddr, target, path string, body []byte) (io.ReadCloser, http.Header, error) {
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Type", "application/json")
+	signPeer(req.Header, p.secret, req.Method, path, target, body, time.Now())
+	resp, err := p.do(req, httpAddr, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp.Body, resp.Header, nil
+}
+
+// do sends req and checks the status of its answer.
+func (p *peerClient) do(req *http.Request, httpAddr, path string) (*http.Response, error) {
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s%s: %w", req.Method, httpAddr, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, &StatusError{Code: resp.StatusCode, Body: string(b)}
+	}
+	return resp, nil
+}
+
+// limitReader fails a read past n bytes instead of ending early, so an
+// answer cut at the limit is an error, not a shorter answer.
+func limitReader(r io.Reader, n int64) io.Reader { return &limited{r: r, left: n} }
+
+type limited struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limited) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, fmt.Errorf("answer larger than its limit")
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}

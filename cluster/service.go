@@ -37,6 +37,14 @@ type Status struct {
 	CommitIndex  uint64   `json:"commit_index"`
 	LastIndex    uint64   `json:"last_index"`
 	Members      []Member `json:"members"`
+	// Subscriptions counts the rows of this node's replica.
+	Subscriptions Counts `json:"subscriptions"`
+}
+
+// Counts is the size of a replica's table.
+type Counts struct {
+	Exact int `json:"exact"`
+	Glob  int `json:"glob"`
 }
 
 // Status describes this node and the cluster as it sees them.
@@ -48,6 +56,7 @@ func (n *Node) Status() Status {
 		AppliedIndex: n.raft.AppliedIndex(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(),
 		Members: []Member{},
 	}
+	st.Subscriptions.Exact, st.Subscriptions.Glob = n.fsm.Counts()
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			st.Members = append(st.Members, Member{
@@ -81,6 +90,11 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("POST /cluster/boot", n.peerOnly(maxPeerBody, n.serveBoot))
 	mux.HandleFunc("POST /cluster/remove", n.peerOnly(maxPeerBody, n.serveRemove))
 	mux.HandleFunc("POST /cluster/subscriptions", n.peerOnly(maxPeerBody, n.serveSubscriptions))
+	mux.HandleFunc("POST "+pathHealth, n.peerOnly(maxApplyBody, n.serveHealth))
+	mux.HandleFunc("POST "+pathAdminList, n.peerOnly(maxPeerBody, n.serveList))
+	mux.HandleFunc("POST "+pathAdminRemove, n.peerOnly(maxPeerBody, n.serveRemoveSubscriptions))
+	mux.HandleFunc("POST "+pathAdminBackup, n.peerOnly(maxPeerBody, n.serveBackup))
+	mux.HandleFunc("POST "+pathAdminRestore, n.serveRestore)
 	return mux
 }
 
@@ -114,26 +128,8 @@ func writeErr(w http.ResponseWriter, err error) {
 // draining a large one.
 func (n *Node) peerOnly(limit int64, h func(http.ResponseWriter, *http.Request, []byte)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		refuse := func(err error) {
-			n.log.Warn("refused a cluster request", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
-			w.Header().Set("Connection", "close")
-			writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})
-		}
-		stamp, err := n.verify.check(r.Header, r.Method, r.URL.Path, time.Now())
-		if err != nil {
-			refuse(err)
-			return
-		}
-		if stamp.length > limit {
-			w.Header().Set("Connection", "close")
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
-				"error": fmt.Sprintf("body of %d bytes declared, at most %d accepted", stamp.length, limit)})
-			return
-		}
-		if r.ContentLength >= 0 && r.ContentLength != stamp.length {
-			w.Header().Set("Connection", "close")
-			writeJSON(w, http.StatusBadRequest, map[string]string{
-				"error": fmt.Sprintf("body of %d bytes signed, %d sent", stamp.length, r.ContentLength)})
+		stamp, ok := n.checkPeer(w, r, limit)
+		if !ok {
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, stamp.length+1))
@@ -143,11 +139,40 @@ func (n *Node) peerOnly(limit int64, h func(http.ResponseWriter, *http.Request, 
 			return
 		}
 		if sha256.Sum256(body) != stamp.digest {
-			refuse(fmt.Errorf("%w: body does not match its signed digest", errPeerAuth))
+			n.refusePeer(w, r, fmt.Errorf("%w: body does not match its signed digest", errPeerAuth))
 			return
 		}
 		h(w, r, body)
 	}
+}
+
+// checkPeer checks a signed request's headers, MAC, target, time, nonce
+// and declared length (at most limit); it answers a refusal itself.
+func (n *Node) checkPeer(w http.ResponseWriter, r *http.Request, limit int64) (peerStamp, bool) {
+	stamp, err := n.verify.check(r.Header, r.Method, r.URL.Path, time.Now())
+	if err != nil {
+		n.refusePeer(w, r, err)
+		return stamp, false
+	}
+	if stamp.length > limit {
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
+			"error": fmt.Sprintf("body of %d bytes declared, at most %d accepted", stamp.length, limit)})
+		return stamp, false
+	}
+	if r.ContentLength >= 0 && r.ContentLength != stamp.length {
+		w.Header().Set("Connection", "close")
+		writeJSON(w, http.StatusBadRequest, map[string]string{
+			"error": fmt.Sprintf("body of %d bytes signed, %d sent", stamp.length, r.ContentLength)})
+		return stamp, false
+	}
+	return stamp, true
+}
+
+func (n *Node) refusePeer(w http.ResponseWriter, r *http.Request, err error) {
+	n.log.Warn("refused a cluster request", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+	w.Header().Set("Connection", "close")
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})
 }
 
 func (n *Node) serveApply(w http.ResponseWriter, r *http.Request, body []byte) {

@@ -26,6 +26,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
+	"github.com/lonelypsd/lonelypsd/fanout/health"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -90,6 +91,10 @@ type Config struct {
 	// notices. Nil counts nothing.
 	Metrics       *metrics.Deliveries
 	MissedMetrics *metrics.Missed
+	// Health records every delivery's outcome per subscriber URL and
+	// decides which failures are logged (a dead subscriber's every
+	// notify would otherwise be a log line). Nil logs every failure.
+	Health *health.Tracker
 }
 
 const (
@@ -343,6 +348,7 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 		f.failed(m, s, err)
 		return 0
 	}
+	f.cfg.Health.Success(s.URL)
 	return n
 }
 
@@ -503,7 +509,9 @@ func (l *hostLimiter) leave(host string, h *hostSlots) {
 
 func (f *Fanout) failed(m Message, s fsm.Subscription, err error) {
 	f.stats.Failed.Add(1)
-	f.log.Info("delivery failed", "url", s.URL, "kind", s.Kind.String(), "err", err)
+	if logIt, suppressed := f.cfg.Health.Failure(s.URL, err); logIt {
+		f.log.Info("delivery failed", "url", s.URL, "kind", s.Kind.String(), "err", err, "failures_not_logged", suppressed)
+	}
 	if f.missed == nil || s.Recovery == "" {
 		return
 	}

@@ -32,6 +32,10 @@ type attempt struct {
 	// rows is the change this try made to each URL's row count, on top
 	// of the index's count (the index learns of it only after commit).
 	rows map[string]int
+	// replaced is set once a restore swapped the table in this try: the
+	// index is then rebuilt from bbolt instead of patched with effects,
+	// and rows are counted in bbolt.
+	replaced bool
 }
 
 // entryError is a failure applying one entry, as opposed to committing.
@@ -207,6 +211,12 @@ func (a *attempt) apply(c Command) (Result, error) {
 		return a.setNode(*c.Node)
 	case OpRemoveNode:
 		return a.removeNode(c.Node.ID)
+	case OpRestoreBegin:
+		return a.restoreBegin(c.Restore)
+	case OpRestoreRows:
+		return a.restoreRows(c.Restore, c.Rows)
+	case OpRestoreCommit:
+		return a.restoreCommit(c.Restore, c.Count)
 	}
 	// Validate admits no other op.
 	return Result{Err: fmt.Errorf("%w: unknown op %d", ErrInvalidCommand, c.Op)}, nil
@@ -216,6 +226,9 @@ func (a *attempt) apply(c Command) (Result, error) {
 // index is rebuilt from bbolt and follows every commit, so every replica
 // counts alike.
 func (a *attempt) rowCount(url string) int {
+	if a.replaced {
+		return a.countRows(url)
+	}
 	a.f.idxMu.RLock()
 	n := a.f.idx.perURL[url]
 	a.f.idxMu.RUnlock()

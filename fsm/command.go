@@ -23,6 +23,14 @@ const (
 	OpSetNode
 	// OpRemoveNode forgets a member that left the cluster.
 	OpRemoveNode
+	// OpRestoreBegin, OpRestoreRows and OpRestoreCommit replace the whole
+	// table with a backup's rows. A backup is larger than a log entry
+	// should be, so its rows are staged in several entries and swapped in
+	// by the commit; a begin discards whatever an unfinished restore
+	// staged, and rows or a commit of another restore are refused.
+	OpRestoreBegin
+	OpRestoreRows
+	OpRestoreCommit
 )
 
 func (o Op) String() string {
@@ -41,6 +49,12 @@ func (o Op) String() string {
 		return "set_node"
 	case OpRemoveNode:
 		return "remove_node"
+	case OpRestoreBegin:
+		return "restore_begin"
+	case OpRestoreRows:
+		return "restore_rows"
+	case OpRestoreCommit:
+		return "restore_commit"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -90,6 +104,21 @@ type Command struct {
 	// its configured cap here, so every replica decides alike whatever its
 	// own configuration.
 	MaxPerURL int `json:"max_per_url,omitempty"`
+	// Restore names the restore an OpRestore* entry belongs to; Rows are
+	// the rows an OpRestoreRows stages, and Count is how many rows the
+	// restore staged in all, which its commit checks.
+	Restore string       `json:"restore,omitempty"`
+	Rows    []RestoreRow `json:"rows,omitempty"`
+	Count   int          `json:"count,omitempty"`
+}
+
+// RestoreRow is one row of a backup in an OpRestoreRows entry. Key is
+// bytes: an exact topic need not be UTF-8.
+type RestoreRow struct {
+	Kind     Kind   `json:"k"`
+	URL      string `json:"u"`
+	Key      []byte `json:"key"`
+	Recovery string `json:"r,omitempty"`
 }
 
 // AuthCode is a 64-byte HMAC code and when it may be forgotten.
@@ -172,6 +201,8 @@ func (c Command) Validate() error {
 		err = c.validateSet()
 	case OpSetNode, OpRemoveNode:
 		err = c.validateNode()
+	case OpRestoreBegin, OpRestoreRows, OpRestoreCommit:
+		err = c.validateRestore()
 	default:
 		err = fmt.Errorf("unknown op %d", uint8(c.Op))
 	}
@@ -240,6 +271,30 @@ func (c Command) validateSet() error {
 		}
 		if i > 0 && strings.Compare(c.Globs[i-1].Glob, g.Glob) >= 0 {
 			return fmt.Errorf("glob entry %d: globs not strictly ascending", i)
+		}
+	}
+	return nil
+}
+
+func (c Command) validateRestore() error {
+	if c.Restore == "" || len(c.Restore) > MaxRequestID {
+		return fmt.Errorf("restore id of %d bytes, want 1 to %d", len(c.Restore), MaxRequestID)
+	}
+	if c.Count < 0 {
+		return fmt.Errorf("negative row count %d", c.Count)
+	}
+	for i, r := range c.Rows {
+		if r.Kind != Exact && r.Kind != Glob {
+			return fmt.Errorf("row %d: unknown kind %d", i, r.Kind)
+		}
+		if err := checkRow(r.URL, len(r.Key)); err != nil {
+			return fmt.Errorf("row %d: %w", i, err)
+		}
+		if len(r.Recovery) > MaxURL {
+			return fmt.Errorf("row %d: recovery url of %d bytes exceeds %d", i, len(r.Recovery), MaxURL)
+		}
+		if r.Kind == Glob && !utf8.Valid(r.Key) {
+			return fmt.Errorf("row %d: glob is not valid UTF-8", i)
 		}
 	}
 	return nil

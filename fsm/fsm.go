@@ -40,6 +40,10 @@ var (
 	bucketCodes    = []byte("auth_codes")      // HMAC code -> u64 expiry (ms)
 	bucketCodeExp  = []byte("auth_code_times") // u64 expiry (ms) || code -> nil
 	keyApplied     = []byte("applied")
+	// The rows of a restore in progress, and its id (meta/restore).
+	bucketStageExact = []byte("restore_exact")
+	bucketStageGlob  = []byte("restore_glob")
+	keyRestore       = []byte("restore")
 	// keyClock is the log clock: the newest AppendedAt (ms) of the
 	// commands applied so far. Leaders' clocks differ, so AppendedAt can go
 	// backwards across a leader change; expiry is judged against this
@@ -136,7 +140,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open subscription table %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob, bucketNodes, bucketRequests, bucketReqTimes, bucketCodes, bucketCodeExp} {
+		for _, b := range [][]byte{bucketMeta, bucketExact, bucketGlob, bucketNodes, bucketRequests, bucketReqTimes, bucketCodes, bucketCodeExp, bucketStageExact, bucketStageGlob} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -294,7 +298,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		a, err := f.try(logs, applied, refused)
 		if err == nil {
 			f.writeRecovered()
-			f.publish(a.effects, a.last)
+			if a.replaced {
+				if err := f.rebuild(); err != nil {
+					// bbolt holds the batch; the next start rebuilds from it.
+					f.log.Error("rebuilding the index after a restore failed", "err", err)
+				}
+			} else {
+				f.publish(a.effects, a.last)
+			}
 			f.logRefused(logs, a.out)
 			return a.out
 		}

@@ -295,6 +295,15 @@ func (f *FSM) Counts() (exact, globs int) {
 	return f.idx.nExact, f.idx.nGlob
 }
 
+// URLRows is how many rows url holds, exact and glob together, and
+// whether it holds any.
+func (f *FSM) URLRows(url string) (int, bool) {
+	f.idxMu.RLock()
+	defer f.idxMu.RUnlock()
+	n, ok := f.idx.perURL[url]
+	return n, ok
+}
+
 // List returns the subscriptions of url, each kind ascending by key bytes:
 // the order of the strong etag. It reads bbolt, so it sees exactly what
 // has been applied.

@@ -31,6 +31,9 @@ type Node struct {
 	Deliveries *Deliveries
 	Missed     *Missed
 	Websocket  *Websocket
+	// Pruned counts subscriptions removed because their URL was dead
+	// (--prune-unhealthy-after).
+	Pruned prometheus.Counter
 }
 
 // New builds a registry with the Go and process collectors, build info
@@ -43,6 +46,7 @@ func New(b BuildInfo) *Node {
 		Deliveries: newDeliveries(),
 		Missed:     newMissed(),
 		Websocket:  newWebsocket(),
+		Pruned:     counter("subscriptions_pruned_total", "Subscriptions this node removed because every delivery to their URL failed for --prune-unhealthy-after.", nil),
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -56,7 +60,7 @@ func New(b BuildInfo) *Node {
 		build,
 		n.Notifies.http, n.Notifies.websocket,
 		n.Deliveries.success, n.Deliveries.failure, n.Deliveries.unsubscribed, n.Deliveries.duration,
-		n.Missed.sent, n.Missed.failed,
+		n.Missed.sent, n.Missed.failed, n.Pruned,
 		n.Websocket.received, n.Websocket.sent,
 		n.Websocket.compressedIn, n.Websocket.compressedOut,
 		n.Websocket.uncompressedIn, n.Websocket.uncompressedOut,

@@ -18,70 +18,71 @@ const clusterUsage = `Usage:
   lonelypsd cluster status --addr HOST:PORT [--json]
   lonelypsd cluster remove ID --addr HOST:PORT [--secrets FILE | --cluster-secret-file FILE | --data-dir DIR]
 
-remove signs with the cluster secret of --cluster-secret-file, else of
---secrets, else the one a lone node generated in --data-dir.
+status needs no secret. remove signs with the cluster secret of
+--cluster-secret-file, else of --secrets, else the one a lone node
+generated in --data-dir.
 `
 
-// runCluster holds the operator commands.
+// runCluster holds the operator commands of membership.
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprint(stdout, clusterUsage+"\nRun 'lonelypsd cluster status --help' or 'cluster remove --help' for their flags.\n")
-		return 0
+	return subcommand("cluster", clusterUsage, args, stdout, stderr, map[string]func([]string) int{
+		"status": func(a []string) int { return clusterStatus(ctx, a, stdout, stderr) },
+		"remove": func(a []string) int { return clusterRemove(ctx, a, stdout, stderr) },
+	})
+}
+
+func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var asJSON bool
+	a, _, code, ok := parseAdmin("cluster status", clusterUsage, args, stdout, stderr, 20*time.Second, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the raw JSON status")
+	})
+	if !ok {
+		return code
 	}
-	if len(args) == 0 || (args[0] != "status" && args[0] != "remove") {
-		fmt.Fprint(stderr, clusterUsage)
-		return 2
+	c, err := a.client(true)
+	if err != nil {
+		return failed(stderr, "cluster status", err)
 	}
-	sub, rest := args[0], args[1:]
-	var id string
-	if sub == "remove" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		id, rest = rest[0], rest[1:]
-	}
-	fs := flag.NewFlagSet("lonelypsd cluster "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:3003", "HTTP API address of any node")
-	asJSON := fs.Bool("json", false, "print the raw JSON status")
-	secrets := fs.String("secrets", "", "broadcaster-secrets.json holding the cluster secret")
-	secretFile := fs.String("cluster-secret-file", "", "file holding the cluster secret")
-	dataDir := fs.String("data-dir", "./lonelypsd-data", "data folder of a node that generated its own cluster secret (dev)")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterUsage+"\nFlags:\n"); fs.PrintDefaults() }
-	if err := fs.Parse(rest); err != nil {
-		return 2
-	}
-	if sub == "remove" && id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "lonelypsd cluster %s: %v\n", sub, err)
-		return 1
+	st, err := c.Status(ctx, a.addr)
+	if err != nil {
+		return failed(stderr, "cluster status", err)
 	}
-	if sub == "status" {
-		c := cluster.NewClient("")
-		st, err := c.Status(ctx, *addr)
-		if err != nil {
-			return fail(err)
-		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			_ = enc.Encode(st)
-			return 0
-		}
-		printStatus(ctx, c, st, stdout)
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(st)
 		return 0
+	}
+	printStatus(ctx, c, st, stdout)
+	return 0
+}
+
+func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	a, fs, code, ok := parseAdmin("cluster remove", clusterUsage, args, stdout, stderr, 20*time.Second, nil)
+	if !ok {
+		return code
+	}
+	if id == "" && fs.NArg() == 1 {
+		id = fs.Arg(0)
 	}
 	if id == "" {
 		fs.Usage()
 		return 2
 	}
-	secret, err := clusterSecret(*secrets, *secretFile, *dataDir)
+	c, err := a.client(false)
 	if err != nil {
-		return fail(err)
+		return failed(stderr, "cluster remove", err)
 	}
-	if err := cluster.NewClient(secret).Remove(ctx, *addr, id); err != nil {
-		return fail(err)
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	if err := c.Remove(ctx, a.addr, id); err != nil {
+		return failed(stderr, "cluster remove", err)
 	}
 	fmt.Fprintf(stdout, "removed %s from the cluster\n", id)
 	return 0
@@ -128,12 +129,13 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 		}
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tHTTP\tRAFT\tVOTER\tSTATE\tAPPLIED\tLAG\tVERSION")
+	fmt.Fprintln(tw, "ID\tHTTP\tRAFT\tVOTER\tSTATE\tAPPLIED\tLAG\tEXACT\tGLOB\tVERSION")
 	for _, m := range st.Members {
 		s, ok := statuses[m.ID]
-		state, applied, lag, version := "unreachable", "-", "-", "-"
+		state, applied, lag, version, exact, glob := "unreachable", "-", "-", "-", "-", "-"
 		if ok {
 			state, applied = s.State, fmt.Sprint(s.AppliedIndex)
+			exact, glob = fmt.Sprint(s.Subscriptions.Exact), fmt.Sprint(s.Subscriptions.Glob)
 			if s.Version != "" {
 				version = s.Version
 			}
@@ -146,7 +148,7 @@ func printStatus(ctx context.Context, c *cluster.Client, st cluster.Status, w io
 				lag = "0"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\n", m.ID, m.HTTP, m.Raft, m.Voter, state, applied, lag, version)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.HTTP, m.Raft, m.Voter, state, applied, lag, exact, glob, version)
 	}
 	_ = tw.Flush()
 }

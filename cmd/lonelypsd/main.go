@@ -45,6 +45,8 @@ Usage:
   lonelypsd listen --topic T | --glob G   subscribe and print what arrives
   lonelypsd notify --topic T --message M  publish a message
   lonelypsd cluster status|remove         inspect or shrink a cluster
+  lonelypsd subs list|remove              list (with delivery health) or remove subscriptions
+  lonelypsd snapshot save|restore         back up or restore the subscription table online
   lonelypsd train-dict --out F SAMPLES... build a zstd dictionary for --ws-preset-dict
   lonelypsd version                       version, revision, build date, Go version
   lonelypsd help  [command] show the flags of a command
@@ -77,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runListen(ctx, rest, stdout, stderr)
 	case "cluster":
 		return runCluster(ctx, rest, stdout, stderr)
+	case "subs":
+		return runSubs(ctx, rest, stdout, stderr)
+	case "snapshot":
+		return runSnapshot(ctx, rest, stdout, stderr)
 	case "train-dict":
 		return runTrainDict(rest, stdout, stderr)
 	case "version", "--version":
@@ -135,6 +141,7 @@ type nodeFlags struct {
 	snapshotInterval    time.Duration
 	readBarrierTimeout  time.Duration
 	diskReserve         int64
+	pruneAfter          time.Duration
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
@@ -186,6 +193,8 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "HOST:PORT serving GET /metrics (Prometheus) on its own listener; empty serves it on the API port")
+	fs.BoolVar(&f.api.AccessLog, "access-log", false, "log every HTTP request (method, path, status, sizes, duration, remote address) at info level")
+	fs.DurationVar(&f.pruneAfter, "prune-unhealthy-after", 0, "remove every subscription of a URL that every node has failed to reach on every delivery for this long, e.g. 168h (0: never)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
 	fs.StringVar(&f.raftLogLevel, "raft-log-level", "error", "level of the Raft library's own log: trace, debug, info, warn, error")
 	fs.Int64Var(&f.spoolThreshold, "spool-threshold", api.DefaultSpoolThreshold, "notify messages longer than this many bytes are spooled to a temporary file")
@@ -349,7 +358,7 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, e
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
 			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: f.diskReserve,
-			Version: build.Version,
+			Version: build.Version, PruneAfter: f.pruneAfter,
 		},
 		API: f.apiConfig(),
 		Fanout: fanout.Config{

@@ -28,6 +28,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
+	"github.com/lonelypsd/lonelypsd/fanout/health"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -80,6 +81,10 @@ type Config struct {
 	Ready func(httpAddr string)
 }
 
+// failureLogEvery: a subscriber that keeps failing is logged once a
+// minute, with the count of failures not logged.
+const failureLogEvery = time.Minute
+
 // Run starts the node and blocks until ctx ends, then stops it cleanly:
 // the listener closes, in-flight requests (notifies with their
 // deliveries) finish within ShutdownTimeout, and the stores close.
@@ -90,6 +95,11 @@ func Run(ctx context.Context, cfg Config) error {
 	n.cfg.API.Metrics = n.metrics.Notifies
 	n.cfg.WS.Metrics, n.cfg.WS.Notifies = n.metrics.Websocket, n.metrics.Notifies
 	n.cfg.Fanout.Metrics, n.cfg.Fanout.MissedMetrics = n.metrics.Deliveries, n.metrics.Missed
+	// One record of delivery health: fanout writes it, the cluster's
+	// operator endpoints and pruner read it.
+	n.cfg.Fanout.Health = health.NewTracker(0, failureLogEvery)
+	n.cfg.Cluster.Health = n.cfg.Fanout.Health
+	n.cfg.Cluster.Pruned = func(_ string, rows int) { n.metrics.Pruned.Add(float64(rows)) }
 	defer n.closeAll()
 	if err := n.prepare(); err != nil {
 		return err

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cluster"
+)
+
+// cli runs the binary and returns its stdout and stderr and exit code.
+func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errb.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), 0
+}
+
+func addrOf(p *proc) string { return strings.TrimPrefix(p.HTTP, "http://") }
+
+// listRows runs `subs list --json` with extra flags against p.
+func listRows(t *testing.T, p *proc, extra ...string) []cluster.Row {
+	t.Helper()
+	out, errs, code := cli(t, append([]string{"subs", "list", "--addr", addrOf(p), "--data-dir", p.DataDir, "--json"}, extra...)...)
+	if code != 0 {
+		t.Fatalf("subs list exited %d: %s", code, errs)
+	}
+	var rows []cluster.Row
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("subs list --json printed %q: %v", out, err)
+	}
+	return rows
+}
+
+// deadURL is a loopback URL nothing listens on.
+func deadURL(t *testing.T) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/v1/receive", freePort(t))
+}
+
+func TestSubsListShowsHealthAndRemoves(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	c := n.Client()
+	live := startSubscriber(t, client.NewSubscriber())
+	dead := deadURL(t)
+	for _, err := range []error{
+		c.SubscribeExact(ctx, live.Receive, []byte("a"), live.Recover),
+		c.SubscribeGlob(ctx, live.Receive, "g/*", ""),
+		c.SubscribeExact(ctx, dead, []byte("a"), ""),
+		c.SubscribeExact(ctx, dead, []byte("b"), ""),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := listRows(t, n)
+	if len(rows) != 4 {
+		t.Fatalf("listed %d rows, want 4: %+v", len(rows), rows)
+	}
+	if _, err := c.Notify(ctx, []byte("a"), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	unhealthy := listRows(t, n, "--unhealthy")
+	if len(unhealthy) != 2 {
+		t.Fatalf("--unhealthy listed %+v, want the dead URL's 2 rows", unhealthy)
+	}
+	for _, r := range unhealthy {
+		h := r.Health
+		if r.URL != dead || h.ConsecutiveFailures != 1 || h.LastError == "" || !h.LastSuccess.IsZero() || h.LastFailure.IsZero() {
+			t.Fatalf("unhealthy row %+v", r)
+		}
+	}
+	liveRows := listRows(t, n, "--url", live.Receive, "--topic", "a")
+	if len(liveRows) != 1 || liveRows[0].Kind != "exact" || liveRows[0].Recovery != live.Recover || liveRows[0].Health.LastSuccess.IsZero() {
+		t.Fatalf("live row %+v", liveRows)
+	}
+	// The readable table names the columns and the rows.
+	out, _, code := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", n.DataDir, "--glob", "g/*")
+	if code != 0 || !strings.Contains(out, "LAST SUCCESS") || !strings.Contains(out, live.Receive) || strings.Contains(out, dead) {
+		t.Fatalf("table (exit %d):\n%s", code, out)
+	}
+
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		out     string
+		remains int
+	}{
+		{"one row", []string{"--url", live.Receive, "--glob", "g/*"}, 0, "removed 1", 3},
+		{"absent row", []string{"--url", live.Receive, "--glob", "g/*"}, 1, "", 3},
+		{"every row of a URL", []string{"--url", dead}, 0, "removed 2", 1},
+		{"both topic and glob", []string{"--url", dead, "--topic", "a", "--glob", "x"}, 2, "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs, code := cli(t, append([]string{"subs", "remove", "--addr", addrOf(n), "--data-dir", n.DataDir}, tt.args...)...)
+			if code != tt.code || !strings.Contains(out, tt.out) {
+				t.Fatalf("exit %d, out %q, err %q; want exit %d and %q", code, out, errs, tt.code, tt.out)
+			}
+			if got := len(listRows(t, n)); got != tt.remains {
+				t.Fatalf("%d rows remain, want %d", got, tt.remains)
+			}
+		})
+	}
+	// Without the secret the operator endpoints refuse.
+	_, errs, code := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", t.TempDir())
+	if code == 0 || !strings.Contains(errs, "cluster secret") {
+		t.Fatalf("without a secret: exit %d, %q", code, errs)
+	}
+}
+
+func TestDeadSubscriberIsPruned(t *testing.T) {
+	n := startNode(t, t.TempDir(), "--prune-unhealthy-after", "2s")
+	ctx := ctxT(t)
+	c := n.Client()
+	live := startSubscriber(t, client.NewSubscriber())
+	dead := deadURL(t)
+	for _, err := range []error{
+		c.SubscribeExact(ctx, live.Receive, []byte("a"), ""),
+		c.SubscribeExact(ctx, dead, []byte("a"), ""),
+		c.SubscribeGlob(ctx, dead, "*", ""),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Notify until the dead URL's rows are gone: every delivery to it
+	// fails, and after 2 s of nothing but failures it is pruned.
+	waitFor(t, "the dead subscriber to be pruned", 30*time.Second, func() bool {
+		if _, err := c.Notify(ctx, []byte("a"), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		return len(listRows(t, n, "--url", dead)) == 0
+	})
+	if rows := listRows(t, n); len(rows) != 1 || rows[0].URL != live.Receive {
+		t.Fatalf("after pruning: %+v, want the live row alone", rows)
+	}
+	fams := scrapeMetrics(t, n.HTTP+"/metrics")
+	if got := sample(fams, "lonelypsd_subscriptions_pruned_total", "", ""); got != 2 {
+		t.Fatalf("lonelypsd_subscriptions_pruned_total = %v, want 2", got)
+	}
+	if got := strings.Count(n.Logs(), "pruned a dead subscriber"); got != 1 {
+		t.Fatalf("pruning logged %d times, want once:\n%s", got, n.Logs())
+	}
+	// Each failed delivery is not a log line of its own.
+	if got := strings.Count(n.Logs(), "delivery failed"); got > 3 {
+		t.Fatalf("%d delivery failure lines for one dead subscriber, want them rate-limited", got)
+	}
+}
+
+func TestSnapshotSaveAndRestoreOnAFreshNode(t *testing.T) {
+	src := startNode(t, t.TempDir())
+	ctx := ctxT(t)
+	urls := []string{"http://127.0.0.1:1/a", "http://127.0.0.1:1/b"}
+	c := src.Client()
+	for i, u := range urls {
+		for _, err := range []error{
+			c.SubscribeExact(ctx, u, []byte(fmt.Sprintf("topic-%d", i)), "http://127.0.0.1:1/recover"),
+			c.SubscribeExact(ctx, u, []byte{0xff, 0x00, byte(i)}, ""),
+			c.SubscribeGlob(ctx, u, fmt.Sprintf("g/%d/*", i), ""),
+		} {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	file := filepath.Join(t.TempDir(), "table.backup")
+	out, errs, code := cli(t, "snapshot", "save", "--addr", addrOf(src), "--data-dir", src.DataDir, "--out", file)
+	if code != 0 || !strings.Contains(out, "saved 4 exact and 2 glob") {
+		t.Fatalf("save: exit %d, %q %q", code, out, errs)
+	}
+
+	dst := startNode(t, t.TempDir())
+	dc := dst.Client()
+	if err := dc.SubscribeExact(ctx, "http://127.0.0.1:1/other", []byte("gone after restore"), ""); err != nil {
+		t.Fatal(err)
+	}
+	before, err := dc.CheckSubscriptions(ctx, urls[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct {
+		name, content, want string
+	}{
+		{"corrupt", string(good[:40]) + string(good[40]^1) + string(good[41:]), "SHA-256"},
+		{"foreign", "SQLite format 3\x00 not a backup", "does not start with"},
+		{"truncated", string(good[:len(good)-5]), "truncated"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "bad")
+			if err := os.WriteFile(f, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, errs, code := cli(t, "snapshot", "restore", "--addr", addrOf(dst), "--data-dir", dst.DataDir, "--in", f)
+			if code == 0 || !strings.Contains(errs, tt.want) {
+				t.Fatalf("exit %d, %q; want a refusal naming %q", code, errs, tt.want)
+			}
+			if after, err := dc.CheckSubscriptions(ctx, urls[0]); err != nil || after != before {
+				t.Fatalf("a refused restore changed the table (%v)", err)
+			}
+		})
+	}
+
+	out, errs, code = cli(t, "snapshot", "restore", "--addr", addrOf(dst), "--data-dir", dst.DataDir, "--in", file)
+	if code != 0 || !strings.Contains(out, "restored 4 exact and 2 glob") {
+		t.Fatalf("restore: exit %d, %q %q", code, out, errs)
+	}
+	for _, u := range append(urls, "http://127.0.0.1:1/other") {
+		want, err := c.CheckSubscriptions(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dc.CheckSubscriptions(ctx, u)
+		if err != nil || got != want {
+			t.Fatalf("etag of %s after restore differs from the source's (%v)", u, err)
+		}
+	}
+	// The restored table is what notify matches, and survives a restart.
+	dst.Restart()
+	if rows := listRows(t, dst); len(rows) != 6 {
+		t.Fatalf("after a restart the restored node lists %d rows, want 6", len(rows))
+	}
+}
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"help"}, {"dev", "--help"}, {"serve", "--help"}, {"setup", "--help"},
+		{"notify", "--help"}, {"listen", "--help"}, {"version", "--help"}, {"train-dict", "--help"},
+		{"cluster", "--help"}, {"cluster", "status", "--help"}, {"cluster", "remove", "--help"},
+		{"subs", "--help"}, {"subs", "list", "--help"}, {"subs", "remove", "--help"},
+		{"snapshot", "--help"}, {"snapshot", "save", "--help"}, {"snapshot", "restore", "--help"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			out, errs, code := cli(t, args...)
+			if code != 0 || !strings.Contains(out+errs, "Usage") {
+				t.Fatalf("exit %d; stdout %q stderr %q", code, out, errs)
+			}
+		})
+	}
+}

@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/cluster"
+)
+
+// adminFlags are shared by the commands that talk to a node's operator
+// endpoints (cluster, subs, snapshot).
+type adminFlags struct {
+	addr, secrets, secretFile, dataDir, tlsCA string
+	timeout                                   time.Duration
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet, timeout time.Duration) {
+	fs.StringVar(&a.addr, "addr", "127.0.0.1:3003", "HTTP API of any node: HOST:PORT or a URL (https://HOST:PORT)")
+	fs.StringVar(&a.secrets, "secrets", "", "broadcaster-secrets.json holding the cluster secret")
+	fs.StringVar(&a.secretFile, "cluster-secret-file", "", "file holding the cluster secret")
+	fs.StringVar(&a.dataDir, "data-dir", "./lonelypsd-data", "data folder of a node that generated its own cluster secret (dev, make run)")
+	fs.StringVar(&a.tlsCA, "tls-ca", "", "PEM file of certificate authorities to trust, besides the system's, for https nodes")
+	fs.DurationVar(&a.timeout, "timeout", timeout, "give up after this long")
+}
+
+// client returns a cluster client signing with the secret the flags
+// name (none when unsigned is true).
+func (a *adminFlags) client(unsigned bool) (*cluster.Client, error) {
+	tlsConf, err := tlsCAConfig(a.tlsCA)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConf
+	hc := &http.Client{Transport: tr}
+	secret := ""
+	if !unsigned {
+		if secret, err = clusterSecret(a.secrets, a.secretFile, a.dataDir); err != nil {
+			return nil, fmt.Errorf("%w (give --secrets, --cluster-secret-file or the node's --data-dir)", err)
+		}
+	}
+	return cluster.NewClientHTTP(secret, hc), nil
+}
+
+// tlsCAConfig trusts the certificates of caFile besides the system's
+// (nil when caFile is empty).
+func tlsCAConfig(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls ca: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls ca %s: no PEM certificate found", caFile)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// subcommand runs the named entry of cmds, or prints usage.
+func subcommand(name, usage string, args []string, stdout, stderr io.Writer,
+	cmds map[string]func(args []string) int) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if len(args) == 0 || cmds[args[0]] == nil {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	return cmds[args[0]](args[1:])
+}
+
+// parseAdmin parses a subcommand's flags; ok false means return code.
+func parseAdmin(name, usage string, args []string, stdout, stderr io.Writer, timeout time.Duration,
+	extra func(*flag.FlagSet)) (*adminFlags, *flag.FlagSet, int, bool) {
+	fs := flag.NewFlagSet("lonelypsd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a adminFlags
+	a.register(fs, timeout)
+	if extra != nil {
+		extra(fs)
+	}
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage+"\nFlags:\n"); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil, nil, 0, false
+		}
+		return nil, nil, 2, false
+	}
+	return &a, fs, 0, true
+}
+
+const subsUsage = `Usage:
+  lonelypsd subs list   --addr HOST:PORT [--url U] [--topic T] [--glob G] [--unhealthy] [--json]
+  lonelypsd subs remove --addr HOST:PORT --url U [--topic T | --glob G]
+
+list shows the subscriptions of the node's replica (brought up to date
+first) with the delivery health of each URL merged across the cluster;
+remove removes one row, or every row of --url, through Raft. Both sign
+with the cluster secret: --cluster-secret-file, else the "cluster" key of
+--secrets, else the secret a node generated in --data-dir (so they work
+against 'make run' from the repository folder without flags).
+`
+
+func runSubs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return subcommand("subs", subsUsage, args, stdout, stderr, map[string]func([]string) int{
+		"list":   func(a []string) int { return subsList(ctx, a, stdout, stderr) },
+		"remove": func(a []string) int { return subsRemove(ctx, a, stdout, stderr) },
+	})
+}
+
+// optString is a flag that records whether it was given, so an empty
+// topic can be asked for.
+type optString struct{ v *string }
+
+func (o *optString) String() string {
+	if o.v == nil {
+		return ""
+	}
+	return *o.v
+}
+func (o *optString) Set(s string) error { o.v = &s; return nil }
+
+func subsList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var f cluster.ListFilter
+	var topic, glob optString
+	var asJSON bool
+	a, _, code, ok := parseAdmin("subs list", subsUsage, args, stdout, stderr, 5*time.Minute, func(fs *flag.FlagSet) {
+		fs.StringVar(&f.URL, "url", "", "only this subscriber URL")
+		fs.Var(&topic, "topic", "only exact subscriptions to this topic")
+		fs.Var(&glob, "glob", "only glob subscriptions with this pattern")
+		fs.BoolVar(&f.Unhealthy, "unhealthy", false, "only URLs whose latest delivery failed")
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array of objects (url, kind, key, recovery, health)")
+	})
+	if !ok {
+		return code
+	}
+	f.Topic, f.Glob = topic.v, glob.v
+	c, err := a.client(false)
+	if err != nil {
+		return failed(stderr, "subs list", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	out := newRowPrinter(stdout, asJSON)
+	incomplete, err := c.ListSubscriptions(ctx, a.addr, f, out.row)
+	if err != nil {
+		return failed(stderr, "subs list", err)
+	}
+	out.end()
+	if incomplete != "" {
+		fmt.Fprintf(stderr, "lonelypsd subs list: health is missing some members' view: %s\n", incomplete)
+	}
+	return 0
+}
+
+// rowPrinter writes rows as a JSON array or a table, as they arrive.
+type rowPrinter struct {
+	w     io.Writer
+	json  bool
+	n     int
+	table *tabwriter.Writer
+}
+
+func newRowPrinter(w io.Writer, asJSON bool) *rowPrinter {
+	p := &rowPrinter{w: w, json: asJSON}
+	if !asJSON {
+		p.table = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(p.table, "URL\tKIND\tKEY\tRECOVERY\tLAST SUCCESS\tLAST FAILURE\tFAILURES\tLAST ERROR")
+	}
+	return p
+}
+
+func (p *rowPrinter) row(r cluster.Row) error {
+	defer func() { p.n++ }()
+	if p.json {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if p.n == 0 {
+			sep = "[\n  "
+		}
+		_, err = fmt.Fprintf(p.w, "%s%s", sep, b)
+		return err
+	}
+	when := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	h := r.Health
+	_, err := fmt.Fprintf(p.table, "%s\t%s\t%q\t%s\t%s\t%s\t%d\t%s\n", r.URL, r.Kind, r.Key, orDash(r.Recovery),
+		when(h.LastSuccess), when(h.LastFailure), h.ConsecutiveFailures, orDash(strings.ReplaceAll(h.LastError, "\n", " ")))
+	return err
+}
+
+func (p *rowPrinter) end() {
+	if p.json {
+		if p.n == 0 {
+			fmt.Fprintln(p.w, "[]")
+		} else {
+			fmt.Fprintln(p.w, "\n]")
+		}
+		return
+	}
+	_ = p.table.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func subsRemove(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var req cluster.RemoveRequest
+	var topic, glob optString
+	a, _, code, ok := parseAdmin("subs remove", subsUsage, args, stdout, stderr, time.Minute, func(fs *flag.FlagSet) {
+		fs.StringVar(&req.URL, "url", "", "subscriber URL whose rows to remove (required)")
+		fs.Var(&topic, "topic", "remove only the exact subscription to this topic")
+		fs.Var(&glob, "glob", "remove only the glob subscription with this pattern")
+	})
+	if !ok {
+		return code
+	}
+	req.Topic, req.Glob = topic.v, glob.v
+	if req.URL == "" || (req.Topic != nil && req.Glob != nil) {
+		fmt.Fprint(stderr, "lonelypsd subs remove: give --url, and at most one of --topic and --glob\n")
+		return 2
+	}
+	c, err := a.client(false)
+	if err != nil {
+		return failed(stderr, "subs remove", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	n, err := c.RemoveSubscriptions(ctx, a.addr, req)
+	if err != nil {
+		return failed(stderr, "subs remove", err)
+	}
+	fmt.Fprintf(stdout, "removed %d subscription(s) of %s\n", n, req.URL)
+	return 0
+}
+
+func failed(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
+	return 1
+}
+
+const snapshotUsage = `Usage:
+  lonelypsd snapshot save    --addr HOST:PORT --out FILE
+  lonelypsd snapshot restore --addr HOST:PORT --in FILE
+
+save writes a consistent copy of the subscription table of a running
+node (its replica brought up to date first) to FILE: versioned and
+checksummed, subscriptions only (no members, no request ids).
+restore replaces the whole table of the running cluster with FILE,
+through Raft; a corrupt or foreign file is refused and changes nothing.
+Both sign with the cluster secret, found as 'lonelypsd subs' finds it.
+`
+
+func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return subcommand("snapshot", snapshotUsage, args, stdout, stderr, map[string]func([]string) int{
+		"save":    func(a []string) int { return snapshotSave(ctx, a, stdout, stderr) },
+		"restore": func(a []string) int { return snapshotRestore(ctx, a, stdout, stderr) },
+	})
+}
+
+func snapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var out string
+	a, _, code, ok := parseAdmin("snapshot save", snapshotUsage, args, stdout, stderr, 30*time.Minute, func(fs *flag.FlagSet) {
+		fs.StringVar(&out, "out", "", "file to write (required); written beside it first and renamed when complete")
+	})
+	if !ok {
+		return code
+	}
+	if out == "" {
+		fmt.Fprint(stderr, "lonelypsd snapshot save: --out FILE is required\n")
+		return 2
+	}
+	c, err := a.client(false)
+	if err != nil {
+		return failed(stderr, "snapshot save", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".partial-*")
+	if err != nil {
+		return failed(stderr, "snapshot save", err)
+	}
+	defer os.Remove(tmp.Name())
+	info, err := c.Backup(ctx, a.addr, tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), out)
+	}
+	if err != nil {
+		return failed(stderr, "snapshot save", err)
+	}
+	fmt.Fprintf(stdout, "saved %d exact and %d glob subscriptions (raft index %d) to %s\n", info.Exact, info.Globs, info.Applied, out)
+	return 0
+}
+
+func snapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var in string
+	a, _, code, ok := parseAdmin("snapshot restore", snapshotUsage, args, stdout, stderr, 30*time.Minute, func(fs *flag.FlagSet) {
+		fs.StringVar(&in, "in", "", "backup file written by 'snapshot save' (required)")
+	})
+	if !ok {
+		return code
+	}
+	if in == "" {
+		fmt.Fprint(stderr, "lonelypsd snapshot restore: --in FILE is required\n")
+		return 2
+	}
+	c, err := a.client(false)
+	if err != nil {
+		return failed(stderr, "snapshot restore", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	info, err := c.Restore(ctx, a.addr, in)
+	if err != nil {
+		return failed(stderr, "snapshot restore", err)
+	}
+	fmt.Fprintf(stdout, "restored %d exact and %d glob subscriptions from %s\n", info.Exact, info.Globs, in)
+	return 0
+}
