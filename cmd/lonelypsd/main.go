@@ -111,6 +111,7 @@ type nodeFlags struct {
 	bootstrap                                                   bool
 	logLevel, logFormat, raftLogLevel                           string
 	debugAddr, metricsAddr                                      string
+	metrics                                                     bool
 	advertiseHTTP, join, clusterSecretFile                      string
 	bootstrapExpect                                             int
 	hmacSkew                                                    time.Duration
@@ -193,6 +194,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, dev bool) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "HOST:PORT serving GET /metrics (Prometheus) on its own listener; empty serves it on the API port")
+	fs.BoolVar(&f.metrics, "metrics", true, "count and serve Prometheus metrics (false: nothing counted, no /metrics)")
 	fs.BoolVar(&f.api.AccessLog, "access-log", false, "log every HTTP request (method, path, status, sizes, duration, remote address) at info level")
 	fs.DurationVar(&f.pruneAfter, "prune-unhealthy-after", 0, "remove every subscription of a URL that every node has failed to reach on every delivery for this long, e.g. 168h (0: never)")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "HOST:PORT for Go's /debug/pprof profiling endpoints (off when empty; keep it on loopback)")
@@ -369,6 +371,7 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, e
 		HTTPAddr:            f.httpAddr,
 		DebugAddr:           f.debugAddr,
 		MetricsAddr:         f.metricsAddr,
+		NoMetrics:           !f.metrics,
 		Build:               metrics.BuildInfo{Version: build.Version, Revision: build.Revision, GoVersion: build.GoVersion},
 		SecretsFile:         f.secrets,
 		ClusterSecretFile:   f.clusterSecretFile,

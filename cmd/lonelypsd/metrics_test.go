@@ -133,3 +133,24 @@ func TestMetricsMoveWithWork(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsOff(t *testing.T) {
+	node := startNode(t, t.TempDir(), "--metrics=false")
+	ctx := ctxT(t)
+	sub := startSubscriber(t, client.NewSubscriber())
+	if err := node.Client().SubscribeExact(ctx, sub.Receive, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := node.Client().Notify(ctx, []byte("t"), []byte("m")); err != nil || n != 1 {
+		t.Fatalf("notify with metrics off: %d, %v", n, err)
+	}
+	resp, err := http.Get(node.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("/metrics with --metrics=false: %s, want 404", resp.Status)
+	}
+}

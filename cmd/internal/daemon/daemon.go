@@ -49,6 +49,9 @@ type Config struct {
 	// MetricsAddr, when set, serves GET /metrics on its own listener
 	// instead of on the API port.
 	MetricsAddr string
+	// NoMetrics turns metrics off: nothing is counted and nothing
+	// serves /metrics (what their cost is measured against).
+	NoMetrics bool
 	// Build labels lonelypsd_build_info.
 	Build metrics.BuildInfo
 	// DebugAddr, when set, serves net/http/pprof on its own listener.
@@ -92,9 +95,11 @@ func Run(ctx context.Context, cfg Config) error {
 	n := &node{cfg: withDefaults(cfg)}
 	n.log = n.cfg.Logger
 	n.metrics = metrics.New(n.cfg.Build)
-	n.cfg.API.Metrics = n.metrics.Notifies
-	n.cfg.WS.Metrics, n.cfg.WS.Notifies = n.metrics.Websocket, n.metrics.Notifies
-	n.cfg.Fanout.Metrics, n.cfg.Fanout.MissedMetrics = n.metrics.Deliveries, n.metrics.Missed
+	if !n.cfg.NoMetrics {
+		n.cfg.API.Metrics = n.metrics.Notifies
+		n.cfg.WS.Metrics, n.cfg.WS.Notifies = n.metrics.Websocket, n.metrics.Notifies
+		n.cfg.Fanout.Metrics, n.cfg.Fanout.MissedMetrics = n.metrics.Deliveries, n.metrics.Missed
+	}
 	// One record of delivery health: fanout writes it, the cluster's
 	// operator endpoints and pruner read it.
 	n.cfg.Fanout.Health = health.NewTracker(0, failureLogEvery)
@@ -205,8 +210,10 @@ func (n *node) openStores() error {
 	n.ln = api.LimitListener(ln, n.cfg.API.MaxConnections, n.log)
 
 	// Before Raft opens, so that what it emits while starting is kept.
-	if err := n.metrics.CaptureRaftMetrics(); err != nil {
-		return err
+	if !n.cfg.NoMetrics {
+		if err := n.metrics.CaptureRaftMetrics(); err != nil {
+			return err
+		}
 	}
 	if n.raft, err = cluster.Open(n.cfg.Cluster); err != nil {
 		return err
@@ -254,8 +261,10 @@ func (n *node) wire(ctx context.Context) error {
 		return err
 	}
 	n.hub.Register(srv.Echo())
-	n.registerGauges(table)
-	if cfg.MetricsAddr == "" {
+	if !cfg.NoMetrics {
+		n.registerGauges(table)
+	}
+	if cfg.MetricsAddr == "" && !cfg.NoMetrics {
 		srv.Echo().GET("/metrics", echo.WrapHandler(n.metrics.Handler()))
 	}
 	n.onClose(func() {
@@ -327,7 +336,7 @@ func (n *node) serve(ctx context.Context) error {
 		}
 		n.onClose(func() { _ = dbg.Close() })
 	}
-	if n.cfg.MetricsAddr != "" {
+	if n.cfg.MetricsAddr != "" && !n.cfg.NoMetrics {
 		msrv, err := startSide("metrics", n.cfg.MetricsAddr, n.metricsMux(), n.log)
 		if err != nil {
 			return err
