@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -257,5 +258,48 @@ func TestEveryCommandHasHelp(t *testing.T) {
 				t.Fatalf("exit %d; stdout %q stderr %q", code, out, errs)
 			}
 		})
+	}
+}
+
+func TestOperatorCommandsOverHTTPS(t *testing.T) {
+	ca := newTestCA(t)
+	p := startTLSNode(t, ca, false)
+	caFile := filepath.Join(p.DataDir, "ca.pem")
+	data := filepath.Join(p.DataDir, "data")
+	backup := filepath.Join(t.TempDir(), "b")
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"status", []string{"cluster", "status", "--addr", p.HTTP, "--tls-ca", caFile}, 0, "leader: n1"},
+		{"status without the CA", []string{"cluster", "status", "--addr", p.HTTP}, 1, "certificate"},
+		{"subs list", []string{"subs", "list", "--addr", p.HTTP, "--tls-ca", caFile, "--data-dir", data, "--json"}, 0, "[]"},
+		{"snapshot save", []string{"snapshot", "save", "--addr", p.HTTP, "--tls-ca", caFile, "--data-dir", data, "--out", backup}, 0, "saved 0 exact"},
+		{"snapshot restore", []string{"snapshot", "restore", "--addr", p.HTTP, "--tls-ca", caFile, "--data-dir", data, "--in", backup}, 0, "restored 0 exact"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errs, code := cli(t, tt.args...)
+			if code != tt.code || !strings.Contains(out+errs, tt.want) {
+				t.Fatalf("exit %d; stdout %q stderr %q; want exit %d and %q", code, out, errs, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+func TestAccessLog(t *testing.T) {
+	n := startNode(t, t.TempDir(), "--access-log")
+	resp, err := http.Get(n.HTTP + "/healthz?secret=not-logged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the access log line", 5*time.Second, func() bool {
+		return strings.Contains(n.Logs(), "path=/healthz status=200")
+	})
+	if strings.Contains(n.Logs(), "not-logged") {
+		t.Fatal("the access log shows the query string")
 	}
 }
