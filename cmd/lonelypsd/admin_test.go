@@ -291,11 +291,9 @@ func TestOperatorCommandsOverHTTPS(t *testing.T) {
 
 func TestAccessLog(t *testing.T) {
 	n := startNode(t, t.TempDir(), "--access-log")
-	resp, err := http.Get(n.HTTP + "/healthz?secret=not-logged")
-	if err != nil {
-		t.Fatal(err)
+	if code := getStatus(t, n.HTTP+"/healthz?secret=not-logged"); code != http.StatusOK {
+		t.Fatalf("healthz: %d", code)
 	}
-	resp.Body.Close()
 	waitFor(t, "the access log line", 5*time.Second, func() bool {
 		return strings.Contains(n.Logs(), "path=/healthz status=200")
 	})

@@ -67,14 +67,8 @@ func TestMetricsMoveWithWork(t *testing.T) {
 	node := startNode(t, t.TempDir(), "--metrics-addr", maddr)
 	ctx := ctxT(t)
 
-	resp, err := http.Get(node.HTTP + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("API port /metrics: %s, want 404 with --metrics-addr", resp.Status)
+	if code := getStatus(t, node.HTTP+"/metrics"); code != http.StatusNotFound {
+		t.Fatalf("API port /metrics: %d, want 404 with --metrics-addr", code)
 	}
 
 	sub := startSubscriber(t, client.NewSubscriber())
@@ -144,13 +138,19 @@ func TestMetricsOff(t *testing.T) {
 	if n, err := node.Client().Notify(ctx, []byte("t"), []byte("m")); err != nil || n != 1 {
 		t.Fatalf("notify with metrics off: %d, %v", n, err)
 	}
-	resp, err := http.Get(node.HTTP + "/metrics")
+	if code := getStatus(t, node.HTTP+"/metrics"); code != http.StatusNotFound {
+		t.Fatalf("/metrics with --metrics=false: %d, want 404", code)
+	}
+}
+
+// getStatus GETs url and returns the status code.
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("/metrics with --metrics=false: %s, want 404", resp.Status)
-	}
+	return resp.StatusCode
 }
