@@ -62,6 +62,10 @@ type Config struct {
 	// AdvertiseHTTP is the address peers (and forwarded writes) use to
 	// reach this node's HTTP API.
 	AdvertiseHTTP string
+	// BasePath is the path the HTTP API is mounted under ("" or, for a
+	// node embedded in another server, e.g. "/pubsub"). Every member of
+	// a cluster must use the same: peers are called at HOST:PORT plus it.
+	BasePath string
 	// Bootstrap makes a node with no Raft state form a cluster of itself.
 	Bootstrap bool
 	// Join lists other nodes' HTTP API addresses (HOST:PORT). A host name
@@ -233,7 +237,7 @@ func Open(cfg Config) (*Node, error) {
 	})
 	n := &Node{
 		cfg: cfg, log: cfg.Logger, stop: make(chan struct{}),
-		peers:      &peerClient{http: cfg.HTTPClient, secret: []byte(cfg.Secret), tls: cfg.TLS != nil},
+		peers:      &peerClient{http: cfg.HTTPClient, secret: []byte(cfg.Secret), tls: cfg.TLS != nil, basePath: cfg.BasePath},
 		verify:     newPeerVerifier([]byte(cfg.Secret), cfg.NodeID, started),
 		disk:       &diskGuard{dir: cfg.DataDir, reserve: cfg.DiskReserve},
 		self:       fsm.NodeInfo{ID: cfg.NodeID, HTTP: cfg.AdvertiseHTTP, Raft: cfg.AdvertiseRaft},

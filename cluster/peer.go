@@ -17,6 +17,8 @@ type peerClient struct {
 	http   *http.Client
 	secret []byte
 	tls    bool // peers serve https
+	// basePath is the prefix peers' APIs are mounted under.
+	basePath string
 }
 
 // StatusError is a peer's refusal.
@@ -34,9 +36,9 @@ func (p *peerClient) baseURL(httpAddr string) string {
 		return strings.TrimRight(httpAddr, "/")
 	}
 	if p.tls {
-		return "https://" + httpAddr
+		return "https://" + httpAddr + p.basePath
 	}
-	return "http://" + httpAddr
+	return "http://" + httpAddr + p.basePath
 }
 
 // call sends in as JSON to path on the node target at httpAddr, signed

@@ -47,6 +47,9 @@ type Config struct {
 	// the internal URLs are built on it. A wildcard or empty host is
 	// replaced by 127.0.0.1, which only works for a single node.
 	AdvertiseHTTP string
+	// BasePath is the path the node's API is mounted under ("" unless
+	// embedded in another server); the internal URLs include it.
+	BasePath string
 	// TLS makes the internal URLs https.
 	TLS bool
 	// Incarnation distinguishes this process from earlier ones of the same

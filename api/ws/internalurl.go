@@ -12,7 +12,7 @@ import (
 // rows with it.
 func InternalURLNode(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Path != PathReceive && u.Path != PathMissed) {
+	if err != nil || !IsInternalURL(u) {
 		return ""
 	}
 	return u.Query().Get(paramNode)
@@ -21,7 +21,8 @@ func InternalURLNode(raw string) string {
 // IsInternalURL reports whether u is the internal websocket row URL of
 // some node (its path; the node is not checked).
 func IsInternalURL(u *url.URL) bool {
-	return u.Path == PathReceive || u.Path == PathMissed
+	// A node mounted under a base path (embedded) has it before these.
+	return strings.HasSuffix(u.Path, PathReceive) || strings.HasSuffix(u.Path, PathMissed)
 }
 
 // OwnInternalURL returns a test for the internal row URLs of the hub of

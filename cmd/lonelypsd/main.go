@@ -31,7 +31,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
-	"github.com/lonelypsd/lonelypsd/cmd/internal/daemon"
+	"github.com/lonelypsd/lonelypsd/api/broadcaster"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
 )
@@ -282,7 +282,7 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
 		return 2
 	}
-	if err := daemon.Run(ctx, cfg); err != nil {
+	if err := broadcaster.Run(ctx, cfg); err != nil {
 		log.Error("lonelypsd stopped", "err", err)
 		return 1
 	}
@@ -346,13 +346,13 @@ func parseNodeFlags(cmd string, args []string, stderr io.Writer) (*nodeFlags, in
 }
 
 // daemonConfig is the node's configuration from its flags.
-func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (daemon.Config, error) {
+func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (broadcaster.Config, error) {
 	wsCfg, err := f.wsConfig()
 	if err != nil {
-		return daemon.Config{}, err
+		return broadcaster.Config{}, err
 	}
 	build := currentBuild()
-	return daemon.Config{
+	return broadcaster.Config{
 		Cluster: cluster.Config{
 			NodeID: f.nodeID, RaftAddr: f.raftAddr, AdvertiseRaft: f.advertiseRaft, DataDir: f.dataDir,
 			AdvertiseHTTP: f.advertiseHTTP, Join: splitList(f.join), BootstrapExpect: f.bootstrapExpect,

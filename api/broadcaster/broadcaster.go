@@ -1,7 +1,9 @@
-// Package daemon assembles one broadcaster node from its parts (Raft node,
-// subscription table, fan-out, missed-message sweeper, HTTP API) and runs
-// it until its context ends, then shuts it down in order.
-package daemon
+// Package broadcaster assembles one broadcaster node from its parts (Raft
+// node, subscription table, fan-out, missed-message sweeper, HTTP API and
+// websockets). Run serves it on a listener of its own until its context
+// ends, as cmd/lonelypsd does; Open gives a node whose Handler a Go
+// program mounts in its own HTTP server, under a prefix if it likes.
+package broadcaster
 
 import (
 	"context"
@@ -17,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -33,6 +36,8 @@ import (
 )
 
 // Config is everything a node needs; cmd/lonelypsd fills it from flags.
+// The zero value of every field but Cluster.NodeID, Cluster.RaftAddr and
+// Cluster.DataDir takes the default the flags document.
 type Config struct {
 	Cluster cluster.Config
 	API     api.Config
@@ -45,7 +50,14 @@ type Config struct {
 	// address, TLS and spool settings are filled in by Run.
 	WS ws.Config
 
+	// HTTPAddr is the HOST:PORT the API listens on: Run binds it; an
+	// embedded node is told the address of the server it is mounted in,
+	// which its subscriber address policy refuses to deliver to.
 	HTTPAddr string
+	// BasePath is the path prefix the API is mounted under (embedded:
+	// e.g. "/pubsub"; Run serves at the root). Every member of a cluster
+	// must use the same.
+	BasePath string
 	// MetricsAddr, when set, serves GET /metrics on its own listener
 	// instead of on the API port.
 	MetricsAddr string
@@ -88,44 +100,98 @@ type Config struct {
 // minute, with the count of failures not logged.
 const failureLogEvery = time.Minute
 
-// Run starts the node and blocks until ctx ends, then stops it cleanly:
-// the listener closes, in-flight requests (notifies with their
-// deliveries) finish within ShutdownTimeout, and the stores close.
+// Run starts the node on its own listener (HTTPAddr) and blocks until ctx
+// ends, then stops it cleanly: the listener closes, in-flight requests
+// (notifies with their deliveries) finish within ShutdownTimeout, and the
+// stores close.
 func Run(ctx context.Context, cfg Config) error {
-	n := &node{cfg: withDefaults(cfg)}
-	n.log = n.cfg.Logger
-	n.metrics = metrics.New(n.cfg.Build)
-	if !n.cfg.NoMetrics {
-		n.cfg.API.Metrics = n.metrics.Notifies
-		n.cfg.WS.Metrics, n.cfg.WS.Notifies = n.metrics.Websocket, n.metrics.Notifies
-		n.cfg.Fanout.Metrics, n.cfg.Fanout.MissedMetrics = n.metrics.Deliveries, n.metrics.Missed
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http on %s: %w", cfg.HTTPAddr, err)
+	}
+	cfg.HTTPAddr = ln.Addr().String()
+	b, err := Open(ctx, cfg)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer b.closeAll()
+	b.ln = api.LimitListener(ln, b.cfg.API.MaxConnections, b.log)
+	b.httpSrv = api.NewHTTPServer(b.cfg.HTTPAddr, b.handler, b.cfg.API.ConnLimits, b.log)
+	b.httpSrv.TLSConfig = b.serverTLS
+	// For early returns: requests still running must end before the
+	// stores close. After the orderly shutdown this is a no-op.
+	b.onClose(func() { _ = b.httpSrv.Close() })
+	return b.serve(ctx)
+}
+
+// Open starts a node without serving its API: mount Handler in an HTTP
+// server (under BasePath) and call Close after that server has shut
+// down. It returns once the stores are open and Raft runs; the node
+// answers 503 to writes until the cluster has a leader.
+func Open(ctx context.Context, cfg Config) (*Broadcaster, error) {
+	b := &Broadcaster{cfg: withDefaults(cfg), ready: make(chan struct{}), readyDone: make(chan struct{})}
+	b.log = b.cfg.Logger
+	b.metrics = metrics.New(b.cfg.Build)
+	if !b.cfg.NoMetrics {
+		b.cfg.API.Metrics = b.metrics.Notifies
+		b.cfg.WS.Metrics, b.cfg.WS.Notifies = b.metrics.Websocket, b.metrics.Notifies
+		b.cfg.Fanout.Metrics, b.cfg.Fanout.MissedMetrics = b.metrics.Deliveries, b.metrics.Missed
 	}
 	// One record of delivery health: fanout writes it, the cluster's
 	// operator endpoints and pruner read it.
-	n.cfg.Fanout.Health = health.NewTracker(0, failureLogEvery)
-	n.cfg.Cluster.Health = n.cfg.Fanout.Health
-	n.cfg.Cluster.Pruned = func(_ string, rows int) { n.metrics.Pruned.Add(float64(rows)) }
-	defer n.closeAll()
-	if err := n.prepare(); err != nil {
-		return err
+	b.cfg.Fanout.Health = health.NewTracker(0, failureLogEvery)
+	b.cfg.Cluster.Health = b.cfg.Fanout.Health
+	b.cfg.Cluster.Pruned = func(_ string, rows int) { b.metrics.Pruned.Add(float64(rows)) }
+	steps := []func() error{b.prepare, b.openStores, func() error { return b.wire(ctx) }, b.startBackground}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			b.closeAll()
+			return nil, err
+		}
 	}
-	if err := n.openStores(); err != nil {
-		return err
-	}
-	if err := n.wire(ctx); err != nil {
-		return err
-	}
-	return n.serve(ctx)
+	return b, nil
 }
 
-// node is one running broadcaster, assembled step by step by Run.
-type node struct {
+// Handler serves the node's API: the protocol's /v1 endpoints, the
+// websocket, /cluster (peers and operators), /healthz, /readyz and
+// /metrics (unless MetricsAddr or NoMetrics). Strip BasePath before it,
+// e.g. http.StripPrefix("/pubsub", b.Handler()).
+func (b *Broadcaster) Handler() http.Handler { return b.handler }
+
+// Close ends the websockets within ctx, waits for deliveries under way,
+// and closes Raft and the stores. Shut down the HTTP server the handler
+// is mounted in first: a request still running when the stores close
+// fails.
+func (b *Broadcaster) Close(ctx context.Context) error {
+	b.shutdownOnce.Do(func() {
+		b.stopBackground()
+		if err := b.hub.Shutdown(ctx); err != nil {
+			b.log.Warn("websocket shutdown incomplete", "err", err)
+		}
+		b.closeAll()
+	})
+	return nil
+}
+
+// Broadcaster is one running node, assembled step by step by Open.
+type Broadcaster struct {
 	cfg       Config
 	log       *slog.Logger
 	serverTLS *tls.Config
 	pair      auth.Pair
-	// closers undo what the steps opened, run last first.
-	closers []func()
+	// closers undo what the steps opened, run last first; closeAll runs
+	// them once.
+	closers      []func()
+	closed       bool
+	shutdownOnce sync.Once
+	handler      http.Handler
+	// ready is closed once the cluster has a leader and the hub runs;
+	// stopBG stops the background work, readyDone is closed when the wait
+	// for readiness has ended.
+	ready     chan struct{}
+	stopBG    context.CancelFunc
+	readyDone chan struct{}
 
 	ln      net.Listener
 	metrics *metrics.Node
@@ -136,9 +202,13 @@ type node struct {
 	httpSrv *http.Server
 }
 
-func (n *node) onClose(f func()) { n.closers = append(n.closers, f) }
+func (n *Broadcaster) onClose(f func()) { n.closers = append(n.closers, f) }
 
-func (n *node) closeAll() {
+func (n *Broadcaster) closeAll() {
+	if n.closed {
+		return
+	}
+	n.closed = true
 	for i := len(n.closers) - 1; i >= 0; i-- {
 		n.closers[i]()
 	}
@@ -163,6 +233,7 @@ func withDefaults(cfg Config) Config {
 		cfg.Cluster.AdvertiseHTTP = cfg.HTTPAddr
 	}
 	cfg.Cluster.InternalURLNode = ws.InternalURLNode
+	cfg.Cluster.BasePath = cfg.BasePath
 	if cfg.API.SpoolDir == "" {
 		cfg.API.SpoolDir = filepath.Join(cfg.Cluster.DataDir, "spool")
 	}
@@ -170,7 +241,7 @@ func withDefaults(cfg Config) Config {
 }
 
 // prepare creates the data folders and loads TLS and the secrets.
-func (n *node) prepare() error {
+func (n *Broadcaster) prepare() error {
 	for _, dir := range []string{n.cfg.Cluster.DataDir, n.cfg.API.SpoolDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create folder %s: %w", dir, err)
@@ -199,16 +270,10 @@ func (n *node) prepare() error {
 	return nil
 }
 
-// openStores binds the API port and opens the Raft node (with the table)
-// and the missed-notice store.
-func (n *node) openStores() error {
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen for http on %s: %w", n.cfg.HTTPAddr, err)
-	}
-	n.onClose(func() { _ = ln.Close() })
-	n.ln = api.LimitListener(ln, n.cfg.API.MaxConnections, n.log)
-
+// openStores opens the Raft node (with the table) and the missed-notice
+// store.
+func (n *Broadcaster) openStores() error {
+	var err error
 	// Before Raft opens, so that what it emits while starting is kept.
 	if !n.cfg.NoMetrics {
 		if err := n.metrics.CaptureRaftMetrics(); err != nil {
@@ -236,10 +301,10 @@ func (n *node) openStores() error {
 
 // wire builds the fan-out, the API, the websocket hub and the HTTP server
 // over the stores.
-func (n *node) wire(ctx context.Context) error {
+func (n *Broadcaster) wire(ctx context.Context) error {
 	cfg := &n.cfg
 	var err error
-	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, *cfg, n.ln.Addr()); err != nil {
+	if cfg.Fanout.Policy, err = subscriberPolicy(ctx, *cfg); err != nil {
 		return err
 	}
 	// The same policy refuses, at subscribe time, URLs naming an address
@@ -256,6 +321,7 @@ func (n *node) wire(ctx context.Context) error {
 	})
 
 	srv := api.New(cfg.API, n.raft, n.raft, table, n.fan, n.pair, n.log)
+	n.handler = srv.Handler()
 	srv.Echo().Any("/cluster/*", echo.WrapHandler(n.raft.Handler()))
 	if n.hub, err = ws.New(n.wsConfig(srv), n.raft, table, n.fan, n.pair, n.log); err != nil {
 		return err
@@ -273,17 +339,12 @@ func (n *node) wire(ctx context.Context) error {
 		defer cancel()
 		_ = n.hub.Shutdown(ctx)
 	})
-	n.httpSrv = api.NewHTTPServer(cfg.HTTPAddr, srv.Handler(), cfg.API.ConnLimits, n.log)
-	n.httpSrv.TLSConfig = n.serverTLS
-	// For early returns: requests still running must end before the
-	// stores close. After the orderly shutdown this is a no-op.
-	n.onClose(func() { _ = n.httpSrv.Close() })
 	return nil
 }
 
 // registerGauges adds the metrics read from the node's parts at scrape
 // time.
-func (n *node) registerGauges(table *fsm.FSM) {
+func (n *Broadcaster) registerGauges(table *fsm.FSM) {
 	n.metrics.RegisterSubscriptions(table.Counts)
 	n.metrics.RegisterMissedPending(n.missed.PendingCount)
 	n.metrics.RegisterWebsocketConnections(n.hub.Connections)
@@ -296,9 +357,9 @@ func (n *node) registerGauges(table *fsm.FSM) {
 	})
 }
 
-func (n *node) wsConfig(srv *api.Server) ws.Config {
+func (n *Broadcaster) wsConfig(srv *api.Server) ws.Config {
 	c := n.cfg.WS
-	c.NodeID = n.cfg.Cluster.NodeID
+	c.NodeID, c.BasePath = n.cfg.Cluster.NodeID, n.cfg.BasePath
 	if c.AdvertiseHTTP == "" {
 		c.AdvertiseHTTP = n.cfg.Cluster.AdvertiseHTTP
 	}
@@ -313,20 +374,26 @@ func (n *node) wsConfig(srv *api.Server) ws.Config {
 	return c
 }
 
-// serve runs the HTTP server, the missed-notice sweeper and the debug
-// endpoints until ctx ends, then shuts down in order.
-func (n *node) serve(ctx context.Context) error {
+// startBackground starts the missed-notice sweeper, the side listeners
+// (debug, metrics) and, in the background, the wait for a leader after
+// which the hub starts.
+func (n *Broadcaster) startBackground() error {
 	bg, stopBG := context.WithCancel(context.Background())
+	n.stopBG = stopBG
 	sweeper := n.fan.NewSweeper(n.cfg.MissedSweepInterval)
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
 		sweeper.Run(bg)
 	}()
+	go func() {
+		defer close(n.readyDone)
+		n.becomeReady(bg)
+	}()
 	// The sweeper uses the missed store: it must be gone before the store
-	// closes, also when serve returns early.
+	// closes.
 	n.onClose(func() {
-		stopBG()
+		n.stopBackground()
 		<-sweepDone
 	})
 	if n.cfg.DebugAddr != "" {
@@ -343,6 +410,18 @@ func (n *node) serve(ctx context.Context) error {
 		}
 		n.onClose(func() { _ = msrv.Close() })
 	}
+	return nil
+}
+
+// stopBackground stops the sweeper and the wait for readiness, so the hub
+// is not started once its shutdown has begun.
+func (n *Broadcaster) stopBackground() {
+	n.stopBG()
+	<-n.readyDone
+}
+
+// serve runs the HTTP server until ctx ends, then shuts down in order.
+func (n *Broadcaster) serve(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() {
 		if n.serverTLS != nil {
@@ -351,16 +430,21 @@ func (n *node) serve(ctx context.Context) error {
 		}
 		serveErr <- n.httpSrv.Serve(n.ln)
 	}()
-	n.becomeReady(ctx)
-
+	if n.cfg.Ready != nil {
+		go func() {
+			select {
+			case <-n.ready:
+				n.cfg.Ready(n.ln.Addr().String())
+			case <-ctx.Done():
+			}
+		}()
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
 	}
 	n.shutdown()
-	stopBG()
-	<-sweepDone
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", err)
 	}
@@ -369,27 +453,29 @@ func (n *node) serve(ctx context.Context) error {
 
 // becomeReady waits (30 s at most) for a leader, starts the hub and tells
 // the caller the node is up.
-func (n *node) becomeReady(ctx context.Context) {
+func (n *Broadcaster) becomeReady(ctx context.Context) {
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err := n.raft.WaitForLeader(waitCtx)
 	cancel()
 	if err != nil && ctx.Err() == nil {
 		n.log.Warn("no leader yet; writes answer 503 until there is one", "err", err)
 	}
+	if ctx.Err() != nil {
+		return
+	}
 	// Rows a crashed earlier process of this node left behind are removed
 	// in the background, retrying until there is a leader.
 	n.hub.Start()
-	if n.cfg.Ready != nil && ctx.Err() == nil {
-		n.cfg.Ready(n.ln.Addr().String())
-	}
+	close(n.ready)
 }
 
 // shutdown ends the websockets and the HTTP requests within
 // ShutdownTimeout.
-func (n *node) shutdown() {
+func (n *Broadcaster) shutdown() {
 	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 	defer cancel()
+	n.stopBackground()
 	// Websockets first, while Raft is open: their in-flight notifies end,
 	// then this process's rows are removed. http.Server.Shutdown would not
 	// wait for them (they are hijacked connections).
@@ -405,9 +491,9 @@ func (n *node) shutdown() {
 // subscriberPolicy builds the address policy of deliveries: the node's own
 // API and Raft listeners are refused, except for its internal websocket
 // URLs, and a token to subscribers needs https unless allowed otherwise.
-func subscriberPolicy(ctx context.Context, cfg Config, api net.Addr) (*egress.Policy, error) {
+func subscriberPolicy(ctx context.Context, cfg Config) (*egress.Policy, error) {
 	ec := cfg.Egress
-	ec.OwnListeners = append(slices.Clone(ec.OwnListeners), api.String(), cfg.Cluster.RaftAddr)
+	ec.OwnListeners = append(slices.Clone(ec.OwnListeners), cfg.HTTPAddr, cfg.Cluster.RaftAddr)
 	// Advertised addresses reach this node too (through NAT, say); names
 	// are left out, as they may not resolve yet at start-up.
 	for _, a := range []string{cfg.Cluster.AdvertiseHTTP, cfg.Cluster.AdvertiseRaft} {
@@ -458,7 +544,7 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 	return startSide("debug", addr, mux, log)
 }
 
-func (n *node) metricsMux() http.Handler {
+func (n *Broadcaster) metricsMux() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", n.metrics.Handler())
 	return mux

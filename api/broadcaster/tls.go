@@ -1,4 +1,4 @@
-package daemon
+package broadcaster
 
 import (
 	"crypto/tls"
