@@ -107,6 +107,12 @@ const (
 	DefaultMaxSubscriptionsPerURL  = 10000
 )
 
+// WithDefaults returns c with every field left zero set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	positive(&c.SpoolThreshold, DefaultSpoolThreshold)
 	if c.SpoolDir == "" {
@@ -117,6 +123,9 @@ func (c *Config) setDefaults() {
 	positive(&c.WriteTimeout, DefaultWriteTimeout)
 	positive(&c.MaxGlobLength, DefaultMaxGlobLength)
 	positive(&c.MaxSubscriptionsPerURL, DefaultMaxSubscriptionsPerURL)
+	positive(&c.MaxBufferedBytes, spool.DefaultMaxBuffered)
+	orDefault(&c.ConnLimits.MinBodyRate, DefaultMinBodyRate)
+	orDefault(&c.ConnLimits.BodyRateWindow, DefaultBodyRateWindow)
 }
 
 // Server holds the handlers' dependencies.

@@ -152,6 +152,12 @@ func orDefault[T comparable](v *T, def T) {
 	}
 }
 
+// WithDefaults returns c with every field left zero set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	orDefault(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	orDefault(&c.ElectionTimeout, DefaultElectionTimeout)

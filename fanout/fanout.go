@@ -114,6 +114,12 @@ const (
 	inMemoryBody = 64 << 10
 )
 
+// WithDefaults returns c with every field left zero set to its default.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
+}
+
 func (c *Config) setDefaults() {
 	positive(&c.Concurrency, DefaultConcurrency)
 	positive(&c.MaxInFlight, DefaultMaxInFlight)

@@ -27,6 +27,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/metrics"
+	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/api/ws"
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/fanout"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer b.closeAll()
-	b.ln = api.LimitListener(ln, b.cfg.API.MaxConnections, b.log)
+	b.ln = api.LimitListener(ln, max(b.cfg.API.MaxConnections, 0), b.log)
 	b.httpSrv = api.NewHTTPServer(b.cfg.HTTPAddr, b.handler, b.cfg.API.ConnLimits, b.log)
 	b.httpSrv.TLSConfig = b.serverTLS
 	// For early returns: requests still running must end before the
@@ -223,6 +224,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.HMACSkew <= 0 {
+		cfg.HMACSkew = auth.DefaultSkew
+	}
 	if cfg.MissedSweepInterval <= 0 {
 		cfg.MissedSweepInterval = time.Second
 	}
@@ -237,7 +241,32 @@ func withDefaults(cfg Config) Config {
 	if cfg.API.SpoolDir == "" {
 		cfg.API.SpoolDir = filepath.Join(cfg.Cluster.DataDir, "spool")
 	}
+	// Where a zero field of a part means "none" rather than its default,
+	// it takes the default the flags give; a negative value means none.
+	if cfg.Cluster.DiskReserve == 0 {
+		cfg.Cluster.DiskReserve = spool.DefaultDiskReserve
+	}
+	if cfg.API.DiskReserve == 0 {
+		cfg.API.DiskReserve = cfg.Cluster.DiskReserve
+	}
+	if cfg.API.MaxConnections == 0 {
+		cfg.API.MaxConnections = api.DefaultMaxConnections
+	}
 	return cfg
+}
+
+// Defaults returns cfg with every field left zero set to its default,
+// its parts' included: what a node runs with, and what lonelypsd's flags
+// default to.
+func Defaults(cfg Config) (Config, error) {
+	cfg = withDefaults(cfg)
+	cfg.Cluster = cfg.Cluster.WithDefaults()
+	cfg.API = cfg.API.WithDefaults()
+	cfg.Fanout = cfg.Fanout.WithDefaults()
+	b := &Broadcaster{cfg: cfg}
+	ws, err := b.wsConfig(nil).WithDefaults()
+	cfg.WS = ws
+	return cfg, err
 }
 
 // prepare creates the data folders and loads TLS and the secrets.
@@ -364,7 +393,10 @@ func (n *Broadcaster) wsConfig(srv *api.Server) ws.Config {
 		c.AdvertiseHTTP = n.cfg.Cluster.AdvertiseHTTP
 	}
 	c.TLS = n.serverTLS != nil
-	c.Spool, c.MaxMessageSize = srv.Spool(), n.cfg.API.MaxMessageSize
+	c.MaxMessageSize = n.cfg.API.MaxMessageSize
+	if srv != nil {
+		c.Spool = srv.Spool()
+	}
 	if c.SpoolDir == "" {
 		c.SpoolDir = n.cfg.API.SpoolDir
 	}

@@ -185,6 +185,13 @@ func positive[T int | int64 | time.Duration](v *T, def T) {
 	}
 }
 
+// WithDefaults returns c with every field left zero set to its default,
+// or why c cannot be used.
+func (c Config) WithDefaults() (Config, error) {
+	err := c.setDefaults()
+	return c, err
+}
+
 func (c *Config) setDefaults() error {
 	if c.NodeID == "" {
 		return errors.New("ws: NodeID is required")

@@ -2,10 +2,17 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/broadcaster"
+	"github.com/lonelypsd/lonelypsd/api/metrics"
+	"github.com/lonelypsd/lonelypsd/cluster"
 )
 
 // updateFlagList rewrites testdata/serve-flags.txt from the flags serve
@@ -90,4 +97,61 @@ func lineDiff(committed, current string) string {
 		return "(same lines, other order or line endings)"
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestFlagDefaultsAreTheEmbeddedDefaults: a node configured from
+// serve's flags left at their defaults runs exactly as a Go program's
+// broadcaster.Config left zero does.
+func TestFlagDefaultsAreTheEmbeddedDefaults(t *testing.T) {
+	required := []string{"--node-id", "n1", "--http-addr", "127.0.0.1:3003", "--raft-addr", "127.0.0.1:3004", "--data-dir", "/tmp/d"}
+	f, code := parseNodeFlags("serve", required, io.Discard)
+	if f == nil {
+		t.Fatalf("flags refused (%d)", code)
+	}
+	fromFlags, err := f.daemonConfig("serve", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := broadcaster.Config{
+		Cluster:  cluster.Config{NodeID: "n1", RaftAddr: "127.0.0.1:3004", DataDir: "/tmp/d"},
+		HTTPAddr: "127.0.0.1:3003",
+	}
+	a, err := broadcaster.Defaults(fromFlags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broadcaster.Defaults(zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What is not a setting: the build, the logger and callbacks.
+	for _, c := range []*broadcaster.Config{&a, &b} {
+		c.Logger, c.Ready, c.Build, c.Cluster.Version = nil, nil, metrics.BuildInfo{}, ""
+		c.Cluster.Logger, c.Cluster.InternalURLNode, c.Cluster.Pruned, c.Cluster.Health = nil, nil, nil, nil
+		c.Fanout.Health, c.Cluster.HTTPClient = nil, nil
+	}
+	if diff := configDiff(reflect.ValueOf(a), reflect.ValueOf(b), "Config"); len(diff) > 0 {
+		t.Fatalf("flag defaults and zero-config defaults differ:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// configDiff lists the fields where a and b differ, by path.
+func configDiff(a, b reflect.Value, path string) []string {
+	if a.Kind() == reflect.Struct {
+		var out []string
+		for i := range a.NumField() {
+			if !a.Type().Field(i).IsExported() {
+				continue
+			}
+			out = append(out, configDiff(a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name)...)
+		}
+		return out
+	}
+	if a.Kind() == reflect.Func {
+		return nil
+	}
+	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		return []string{fmt.Sprintf("%s: flags %v, zero config %v", path, a.Interface(), b.Interface())}
+	}
+	return nil
 }

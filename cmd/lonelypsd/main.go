@@ -359,7 +359,7 @@ func (f *nodeFlags) daemonConfig(cmd string, log *slog.Logger) (broadcaster.Conf
 			Bootstrap: f.bootstrap, HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
 			LeaderLeaseTimeout: f.leaderLeaseTimeout, SnapshotThreshold: f.snapshotThreshold,
 			TrailingLogs: f.trailingLogs, SnapshotInterval: f.snapshotInterval, RaftLogLevel: f.raftLogLevel,
-			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: f.diskReserve,
+			ReadBarrierTimeout: f.readBarrierTimeout, DiskReserve: noneIfZero(f.diskReserve),
 			Version: build.Version, PruneAfter: f.pruneAfter,
 		},
 		API: f.apiConfig(),
@@ -427,12 +427,18 @@ func splitList(s string) []string {
 func (f *nodeFlags) apiConfig() api.Config {
 	c := f.api
 	c.SpoolThreshold, c.MaxSetSubscriptionsBody, c.WriteTimeout = f.spoolThreshold, f.maxSetSubscriptions, f.writeTimeout
-	// The spool reads 0 as "its default" and a negative reserve as none.
-	c.DiskReserve = f.diskReserve
-	if f.diskReserve == 0 {
-		c.DiskReserve = -1
-	}
+	c.DiskReserve = noneIfZero(f.diskReserve)
+	c.MaxConnections = noneIfZero(c.MaxConnections)
 	return c
+}
+
+// noneIfZero turns a flag's 0 ("none") into the negative value that
+// means none in broadcaster.Config, where 0 takes the default.
+func noneIfZero[T int | int64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 func (f *nodeFlags) wsConfig() (ws.Config, error) {
