@@ -8,56 +8,23 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/api/metrics/metricstest"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 )
 
 func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	return fams
+	return metricstest.Scrape(t, url)
 }
 
-// sample is the value of the series of name with the label pair (or the
-// only series when label is empty); -1 when there is none.
+// sample is the value of the series of name with the label pair (every
+// series when label is empty); -1 when there is none.
 func sample(fams map[string]*dto.MetricFamily, name, label, value string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
+	if label == "" {
+		return metricstest.Sum(fams, name, nil)
 	}
-	for _, m := range f.GetMetric() {
-		match := label == ""
-		for _, l := range m.GetLabel() {
-			match = match || l.GetName() == label && l.GetValue() == value
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return -1
+	return metricstest.Sum(fams, name, map[string]string{label: value})
 }
 
 // The binary serves its metrics on --metrics-addr, not on the API port,
