@@ -1,6 +1,7 @@
 package globmatch
 
 import (
+	"runtime"
 	"strconv"
 	"testing"
 )
@@ -111,4 +112,144 @@ func BenchmarkPatternMatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// mixedPatterns returns n distinct globs of the shapes a large table
+// holds, i numbering them: literal prefixes ("p/<i>/x/*"), leading
+// wildcards ("*/<i>/x"), wildcards in the middle ("m/<i>/*/c",
+// "a/*/c/<i>"), a literal only inside ("*/<i>/in/*", "?q<i>*"), classes
+// and '?' ("[ab]*/<i>/y", "p?/<i>/*"), and a handful with no literal at
+// all that match none of the benchmark topics.
+func mixedPatterns(n int) []string {
+	ps := []string{"[A-Z]*", "??", "?", "[#]*", "[^a-z]*?"}
+	for i := 0; len(ps) < n; i++ {
+		s := strconv.Itoa(i)
+		switch i % 10 {
+		case 0, 1, 2:
+			ps = append(ps, "p/"+s+"/x/*")
+		case 3, 4, 5:
+			ps = append(ps, "*/"+s+"/x")
+		case 6:
+			ps = append(ps, "m/"+s+"/*/c")
+		case 7:
+			ps = append(ps, "a/*/c/"+s)
+		case 8:
+			ps = append(ps, "*/"+s+"/in/*", "?q"+s+"*")
+		default:
+			ps = append(ps, "[ab]*/"+s+"/y", "p?/"+s+"/*")
+		}
+	}
+	return ps[:n]
+}
+
+// mixedTopics returns k distinct topics: with few, each matches a few of
+// mixedPatterns (a literal-prefix and a leading-wildcard glob); without,
+// each matches none.
+func mixedTopics(k int, few bool) [][]byte {
+	out := make([][]byte, k)
+	for j := range out {
+		s := strconv.Itoa(j * 10)
+		if few {
+			out[j] = []byte("p/" + s + "/x/" + strconv.Itoa(j*10+3) + "/x")
+		} else {
+			out[j] = []byte("zz/" + s + "/q/none")
+		}
+	}
+	return out
+}
+
+func mixedIndex(b *testing.B, n int) *Index {
+	b.Helper()
+	x := NewIndex()
+	for _, p := range mixedPatterns(n) {
+		if err := x.AddNew(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return x
+}
+
+// BenchmarkMixedMatch matches topics against 100,000 globs of mixed
+// shapes. "distinct" cycles through 4,096 topics, "repeat" matches one
+// topic again and again.
+func BenchmarkMixedMatch(b *testing.B) {
+	x := mixedIndex(b, 100000)
+	for _, c := range []struct {
+		name string
+		few  bool
+		k    int
+	}{
+		{"few/distinct", true, 4096},
+		{"few/repeat", true, 1},
+		{"none/distinct", false, 4096},
+		{"none/repeat", false, 1},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			topics := mixedTopics(c.k, c.few)
+			n, i := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				x.Match(topics[i%len(topics)], func(string) { n++ })
+				i++
+			}
+			if got := n > 0; got != c.few {
+				b.Fatalf("%d matches", n)
+			}
+		})
+	}
+}
+
+// BenchmarkMixedChange measures what one batch of the fsm costs at
+// 100,000 globs of mixed shapes: Clone, then Add (with its duplicate
+// check) or Remove of one glob of each shape.
+func BenchmarkMixedChange(b *testing.B) {
+	x := mixedIndex(b, 100000)
+	for _, c := range []struct{ name, pattern string }{
+		{"prefix", "p/30/x/*"},
+		{"leading", "*/33/x"},
+		{"middle", "m/36/*/c"},
+		{"inner", "*/38/in/*"},
+	} {
+		b.Run("clone+add/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := x.Clone().Add(c.pattern + "z"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("clone+remove/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				y := x.Clone()
+				y.Remove(c.pattern)
+				if y.Len() != x.Len()-1 {
+					b.Fatal("not removed")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMixedBuild builds the index of 100,000 globs of mixed shapes
+// with AddNew, as the fsm does on start, and reports the heap it holds
+// per pattern (the patterns' own strings excluded).
+func BenchmarkMixedBuild(b *testing.B) {
+	ps := mixedPatterns(100000)
+	b.ReportAllocs()
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		x := NewIndex()
+		for _, p := range ps {
+			if err := x.AddNew(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(x)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(ps)), "B/pattern")
 }

@@ -88,7 +88,11 @@ func (p *Pattern) matchValid(topic []byte) bool {
 	// and because the caller does not modify topic while Match runs, which
 	// any []byte API requires of its callers anyway. A copy would be one
 	// allocation per pattern tested for every published message.
-	s := unsafe.String(unsafe.SliceData(topic), len(topic))
+	return p.matchString(unsafe.String(unsafe.SliceData(topic), len(topic)))
+}
+
+// matchString is matchValid for a topic viewed as a string.
+func (p *Pattern) matchString(s string) bool {
 	if p.g != nil {
 		return p.g.Match(s)
 	}
