@@ -278,7 +278,7 @@ func (v version) check(t *testing.T, topics []string) {
 // while a goroutine matches on it, for the race detector).
 func TestIndexAgreesWithBruteForce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
-	rounds, perRound := 30, 120
+	rounds, perRound := 16, 80
 	if testing.Short() {
 		rounds = 8
 	}
@@ -322,11 +322,11 @@ func TestIndexAgreesWithBruteForce(t *testing.T) {
 	}
 }
 
-// topicsFor returns 100 random topics, most of them near the patterns
+// topicsFor returns 60 random topics, most of them near the patterns
 // of set.
 func topicsFor(rng *rand.Rand, set map[string]*Pattern) []string {
 	patterns := slices.Sorted(maps.Keys(set))
-	topics := make([]string, 100)
+	topics := make([]string, 60)
 	for i := range topics {
 		topics[i] = mixedTopic(rng, patterns)
 	}
