@@ -116,8 +116,9 @@ func BenchmarkPatternMatch(b *testing.B) {
 
 // mixedPatterns returns n distinct globs of the shapes a large table
 // holds, i numbering them: literal prefixes ("p/<i>/x/*"), leading
-// wildcards ("*/<i>/x"), wildcards in the middle ("m/<i>/*/c",
-// "a/*/c/<i>"), a literal only inside ("*/<i>/in/*", "?q<i>*"), classes
+// wildcards ("*/<i>/x"), wildcards in the middle ("m/<i>/*/c", and
+// "acme/t/*/<i>", whose longest literal all of them share), a literal
+// only inside ("*/<i>/in/*", "?q<i>*"), classes
 // and '?' ("[ab]*/<i>/y", "p?/<i>/*"), and a handful with no literal at
 // all that match none of the benchmark topics.
 func mixedPatterns(n int) []string {
@@ -132,7 +133,7 @@ func mixedPatterns(n int) []string {
 		case 6:
 			ps = append(ps, "m/"+s+"/*/c")
 		case 7:
-			ps = append(ps, "a/*/c/"+s)
+			ps = append(ps, "acme/t/*/"+s)
 		case 8:
 			ps = append(ps, "*/"+s+"/in/*", "?q"+s+"*")
 		default:
@@ -142,16 +143,19 @@ func mixedPatterns(n int) []string {
 	return ps[:n]
 }
 
-// mixedTopics returns k distinct topics: with few, each matches a few of
-// mixedPatterns (a literal-prefix and a leading-wildcard glob); without,
-// each matches none.
-func mixedTopics(k int, few bool) [][]byte {
+// mixedTopics returns k distinct topics of a kind: "few" match a few of
+// mixedPatterns (a literal-prefix and a leading-wildcard glob), "shared"
+// match one of the globs sharing the prefix "acme/t/", "none" match none.
+func mixedTopics(k int, kind string) [][]byte {
 	out := make([][]byte, k)
 	for j := range out {
 		s := strconv.Itoa(j * 10)
-		if few {
+		switch kind {
+		case "few":
 			out[j] = []byte("p/" + s + "/x/" + strconv.Itoa(j*10+3) + "/x")
-		} else {
+		case "shared":
+			out[j] = []byte("acme/t/x/" + strconv.Itoa(j*10+7))
+		default:
 			out[j] = []byte("zz/" + s + "/q/none")
 		}
 	}
@@ -174,28 +178,25 @@ func mixedIndex(b *testing.B, n int) *Index {
 // topic again and again.
 func BenchmarkMixedMatch(b *testing.B) {
 	x := mixedIndex(b, 100000)
-	for _, c := range []struct {
-		name string
-		few  bool
-		k    int
-	}{
-		{"few/distinct", true, 4096},
-		{"few/repeat", true, 1},
-		{"none/distinct", false, 4096},
-		{"none/repeat", false, 1},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			topics := mixedTopics(c.k, c.few)
-			n, i := 0, 0
-			b.ReportAllocs()
-			for b.Loop() {
-				x.Match(topics[i%len(topics)], func(string) { n++ })
-				i++
+	for _, kind := range []string{"few", "shared", "none"} {
+		for _, k := range []int{4096, 1} {
+			name := kind + "/distinct"
+			if k == 1 {
+				name = kind + "/repeat"
 			}
-			if got := n > 0; got != c.few {
-				b.Fatalf("%d matches", n)
-			}
-		})
+			b.Run(name, func(b *testing.B) {
+				topics := mixedTopics(k, kind)
+				n, i := 0, 0
+				b.ReportAllocs()
+				for b.Loop() {
+					x.Match(topics[i%len(topics)], func(string) { n++ })
+					i++
+				}
+				if got := n > 0; got != (kind != "none") {
+					b.Fatalf("%d matches", n)
+				}
+			})
+		}
 	}
 }
 
@@ -208,6 +209,7 @@ func BenchmarkMixedChange(b *testing.B) {
 		{"prefix", "p/30/x/*"},
 		{"leading", "*/33/x"},
 		{"middle", "m/36/*/c"},
+		{"shared", "acme/t/*/37"},
 		{"inner", "*/38/in/*"},
 	} {
 		b.Run("clone+add/"+c.name, func(b *testing.B) {
@@ -252,4 +254,36 @@ func BenchmarkMixedBuild(b *testing.B) {
 		runtime.KeepAlive(x)
 	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(ps)), "B/pattern")
+}
+
+// BenchmarkNoLiteralMatch matches against 256 globs without a literal
+// ("?*", "??*", ...), which every topic tests: "repeat" shows the result
+// cache, "distinct" (4,096 topics, more than the cache holds) its cost
+// when it misses.
+func BenchmarkNoLiteralMatch(b *testing.B) {
+	x := NewIndex()
+	q := ""
+	for range 256 {
+		q += "?"
+		if err := x.Add(q + "*"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		k    int
+	}{{"distinct", 4096}, {"repeat", 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			topics := mixedTopics(c.k, "few")
+			n, i := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				x.Match(topics[i%len(topics)], func(string) { n++ })
+				i++
+			}
+			if n == 0 {
+				b.Fatal("no match")
+			}
+		})
+	}
 }

@@ -11,9 +11,9 @@ import (
 // topic without testing the patterns that cannot match it.
 //
 // Each pattern is filed under one literal run it requires of a matching
-// topic (see place): its literal prefix in a front tree, its literal suffix
-// in a back tree, or its longest inner literal in a front tree walked from
-// every offset of the topic. Patterns without a literal sit at the root of
+// topic (see candidates and choose): its literal prefix in a front tree,
+// its literal suffix in a back tree, or its longest inner literal in a
+// front tree walked from every offset of the topic. Patterns without a literal sit at the root of
 // the prefix tree and are tested for every topic; a pattern with no
 // wildcard is filed under itself. Match tests
 // only the patterns whose key it meets on its walks, and caches the result
@@ -60,7 +60,7 @@ func (x *Index) Clone() *Index {
 	return &Index{prefix: x.prefix, suffix: x.suffix, infix: x.infix, n: x.n, owner: &owner{}}
 }
 
-// tree returns the root of the tree pl is filed in and the side it reads.
+// tree returns the root of the tree in and the side it reads.
 func (x *Index) tree(in where) (**node, side) {
 	switch in {
 	case inSuffix:
@@ -74,13 +74,45 @@ func (x *Index) tree(in where) (**node, side) {
 
 // Has reports whether pattern is in the set.
 func (x *Index) Has(pattern string) bool {
-	pl := place(pattern)
-	root, d := x.tree(pl.in)
-	n := lookup(*root, pl.key, d)
-	if n == nil {
-		return false
+	_, ok := x.locate(pattern)
+	return ok
+}
+
+// locate returns where pattern is filed, if it is in the set.
+func (x *Index) locate(pattern string) (placement, bool) {
+	c, k := candidates(pattern)
+	for _, pl := range c[:k] {
+		root, d := x.tree(pl.in)
+		n := lookup(*root, pl.key, d)
+		if n != nil && slices.ContainsFunc(n.globs, func(p *Pattern) bool { return p.src == pattern }) {
+			return pl, true
+		}
 	}
-	return slices.IndexFunc(n.globs, func(p *Pattern) bool { return p.src == pattern }) >= 0
+	return placement{}, false
+}
+
+// choose returns where AddNew files pattern: under the candidate key whose
+// node holds the fewest patterns now, the best one on a tie. The longest
+// key is not always the best: "tenant/acme/*/<id>" for many ids would pile
+// up under their common prefix and be tested for every topic under it,
+// while their suffixes part them.
+func (x *Index) choose(pattern string) placement {
+	c, k := candidates(pattern)
+	best, least := 0, -1
+	for i, pl := range c[:k] {
+		root, d := x.tree(pl.in)
+		load := 0
+		if n := lookup(*root, pl.key, d); n != nil {
+			load = len(n.globs)
+		}
+		if least < 0 || load < least {
+			best, least = i, load
+		}
+		if least == 0 {
+			break
+		}
+	}
+	return c[best]
 }
 
 // Add adds pattern to the set; adding a pattern already present does
@@ -103,7 +135,7 @@ func (x *Index) AddNew(pattern string) error {
 	if err != nil {
 		return err
 	}
-	pl := place(pattern)
+	pl := x.choose(pattern)
 	root, d := x.tree(pl.in)
 	n := x.insert(x.ownRoot(root), pl.key, d)
 	n.globs = append(n.globs, p)
@@ -115,10 +147,10 @@ func (x *Index) AddNew(pattern string) error {
 // Remove removes pattern from the set; removing a pattern that is absent
 // does nothing. Tree nodes left without patterns are pruned.
 func (x *Index) Remove(pattern string) {
-	if !x.Has(pattern) {
+	pl, ok := x.locate(pattern)
+	if !ok {
 		return
 	}
-	pl := place(pattern)
 	root, d := x.tree(pl.in)
 	x.remove(x.ownRoot(root), pl.key, pattern, d)
 	x.n--

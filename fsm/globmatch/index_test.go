@@ -34,7 +34,7 @@ func checkIndex(t *testing.T, x *Index, patterns []string, topic string) {
 }
 
 // checkInvariants checks the shape of the trees: every pattern is at the
-// node of the key place gives it, in the tree place names, labels are
+// node of one of its candidate keys, in the tree of that key, labels are
 // non-empty and children sorted by distinct lead bytes, and no node is
 // useless (a non-root node holds a pattern or at least two children).
 func checkInvariants(t *testing.T, x *Index) {
@@ -55,8 +55,8 @@ func checkInvariants(t *testing.T, x *Index) {
 		}
 		for _, g := range n.globs {
 			count++
-			if pl := place(g.src); pl != (placement{in, key}) {
-				t.Errorf("tree %d node %q holds glob %q, placed %+v", in, key, g.src, pl)
+			if c, k := candidates(g.src); !slices.Contains(c[:k], placement{in, key}) {
+				t.Errorf("tree %d node %q holds glob %q, candidates %+v", in, key, g.src, c[:k])
 			}
 		}
 		for i, c := range n.children {
@@ -349,5 +349,33 @@ func TestIndexAddNew(t *testing.T) {
 			t.Fatalf("Match(%q): AddNew %q, Add %q", topic, a, b)
 		}
 		checkIndex(t, x, patterns, topic)
+	}
+}
+
+// TestIndexSpreadsSharedKeys checks that patterns whose longest literal is
+// shared by all of them are filed under another one, so that a topic does
+// not test them all: "tenant/acme/*/<i>" share their prefix, not their
+// suffix.
+func TestIndexSpreadsSharedKeys(t *testing.T) {
+	x := NewIndex()
+	for i := range 1000 {
+		if err := x.Add("tenant/acme/*/" + strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkInvariants(t, x)
+	// At most the one filed under the prefix, and the one ending "/42".
+	topic := "tenant/acme/x/42"
+	if n := tested(x, topic); n > 2 {
+		t.Errorf("Match(%q) tests %d patterns, want at most 2", topic, n)
+	}
+	if got, want := collect(x, topic), []string{"tenant/acme/*/42"}; !slices.Equal(got, want) {
+		t.Errorf("Match(%q) = %q, want %q", topic, got, want)
+	}
+	for i := range 1000 {
+		x.Remove("tenant/acme/*/" + strconv.Itoa(i))
+	}
+	if !isEmpty(x) {
+		t.Errorf("index not empty after removing everything")
 	}
 }

@@ -17,20 +17,22 @@ const (
 	inInfix
 )
 
-// placement is where an Index files a pattern.
+// placement is where an Index may file a pattern.
 type placement struct {
 	in  where
 	key string
 }
 
-// place returns where the Index files pattern: under the longest of its
-// literal prefix, its literal suffix and its longest inner literal run,
-// preferring the anchored ones on a tie (a prefix or suffix is one walk of
-// the topic; an inner run is a walk from every offset). Every topic the
-// pattern matches contains its literal runs (SQLite GLOB has no escape,
-// and a literal matches only itself), so a walk that finds the key finds
-// every pattern that may match.
-func place(pattern string) placement {
+// candidates returns the keys pattern may be filed under, best first: the
+// non-empty ones among its literal prefix, its literal suffix and its
+// longest inner literal run, longest first, the anchored ones first on a
+// tie (a prefix or suffix is one walk of the topic; an inner run is a walk
+// from every offset). A pattern without wildcard has one, itself in the
+// prefix tree; one without literal has one, the prefix root. Every topic
+// the pattern matches contains its literal runs (SQLite GLOB has no
+// escape, and a literal matches only itself), so a walk that finds the key
+// finds every pattern that may match.
+func candidates(pattern string) (c [3]placement, n int) {
 	first, last := -1, 0 // the first wildcard, the end of the last one
 	var inner string
 	for i := 0; i < len(pattern); {
@@ -55,17 +57,26 @@ func place(pattern string) placement {
 		i, last = end, end
 	}
 	if first < 0 {
-		return placement{inPrefix, pattern}
+		c[0] = placement{inPrefix, pattern}
+		return c, 1
 	}
-	prefix, suffix := pattern[:first], pattern[last:]
-	switch {
-	case len(prefix) >= len(suffix) && len(prefix) >= len(inner):
-		return placement{inPrefix, prefix}
-	case len(suffix) >= len(inner):
-		return placement{inSuffix, suffix}
-	default:
-		return placement{inInfix, inner}
+	for _, pl := range []placement{{inPrefix, pattern[:first]}, {inSuffix, pattern[last:]}, {inInfix, inner}} {
+		if pl.key == "" {
+			continue
+		}
+		// Insertion by length, after the equal ones.
+		i := n
+		for ; i > 0 && len(c[i-1].key) < len(pl.key); i-- {
+			c[i] = c[i-1]
+		}
+		c[i] = pl
+		n++
 	}
+	if n == 0 {
+		c[0] = placement{inPrefix, ""}
+		n = 1
+	}
+	return c, n
 }
 
 // classEnd returns the position right after the ']' closing the class
