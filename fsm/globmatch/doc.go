@@ -68,7 +68,8 @@
 // bytes before its first '*', '?' or '[') in a front radix tree, its
 // literal suffix (the bytes after its last wildcard) in a back radix tree,
 // or its longest literal run between two wildcards in a tree walked from
-// every offset of the topic, whichever is longest. Match tests only the
+// every offset of the topic, whichever holds the fewest patterns when it
+// is added (the longest on a tie). Match tests only the
 // patterns whose key the topic holds there, and the few without any
 // literal ("*", "?*", "[a-z]*"), which it tests for every topic. The result
 // of a topic that tested many patterns is cached until the Index changes.
