@@ -40,29 +40,40 @@
 //
 // # Engines
 //
-// Patterns are matched by github.com/gobwas/glob, a compiled matcher: Compile translates the SQLite syntax into gobwas
-// syntax (see translate.go), compiled with no separators. gobwas cannot
-// express every class; a class that mixes ranges with other members is
-// expanded into the set of its code points, and when it has more than
-// maxExpand (256) of them the pattern is matched by this package's port of
-// SQLite's algorithm instead (sqlite.go; Pattern.Engine reports
-// "fallback"). The port takes time O(len(pattern) * len(topic)) at worst,
-// whatever the number of stars. gobwas keeps a single restart point per
-// run of stars as well, and stays in the same order on the star-heavy
-// shapes the tests try, because the translation never uses gobwas
-// alternatives ("{a,b}"): with them its backtracking is exponential.
+// A pattern of literals and '*' only is matched from its own text: its
+// first literal run must begin the topic, its last end it, and the runs
+// between stars are found left to right (Pattern.Engine reports "stars").
+// Other patterns are matched by github.com/gobwas/glob, a compiled
+// matcher: Compile translates the SQLite syntax into gobwas syntax (see
+// translate.go), compiled with no separators. gobwas cannot express every
+// class; a class that mixes ranges with other members is expanded into the
+// set of its code points, and when it has more than maxExpand (256) of
+// them the pattern is matched by this package's port of SQLite's algorithm
+// instead (sqlite.go; Pattern.Engine reports "fallback"). The port takes
+// time O(len(pattern) * len(topic)) at worst, whatever the number of
+// stars. gobwas keeps a single restart point per run of stars as well, and
+// stays in the same order on the star-heavy shapes the tests try, because
+// the translation never uses gobwas alternatives ("{a,b}"): with them its
+// backtracking is exponential.
 //
-// The port is also the oracle of the tests: the translation is checked
-// against it on an 81-row table of SQLite GLOB results, on random and fuzzed
-// pairs, and the port itself against cases evaluated by SQLite 3.40.1
-// (testdata/sqlite_vectors.jsonl).
+// The port is also the oracle of the tests: the engines are checked
+// against it on an 81-row table of SQLite GLOB results, on random and
+// fuzzed pairs, and the port itself against cases evaluated by SQLite
+// 3.40.1 (testdata/sqlite_vectors.jsonl).
 //
 // # Index
 //
-// Index files each pattern under its literal prefix (the bytes before its
-// first '*', '?' or '[') in a radix tree, and Match tests only the
-// patterns whose prefix begins the topic; patterns without wildcards match
-// by the walk itself. The tree is persistent: Clone is O(1), and a clone
-// copies the nodes it changes, so the fsm changes a clone per batch of
-// writes while notifies match on the published original without a lock.
+// Every topic a pattern matches contains the pattern's literal runs, so
+// Index files each pattern under one of them: its literal prefix (the
+// bytes before its first '*', '?' or '[') in a front radix tree, its
+// literal suffix (the bytes after its last wildcard) in a back radix tree,
+// or its longest literal run between two wildcards in a tree walked from
+// every offset of the topic, whichever holds the fewest patterns when it
+// is added (the longest on a tie). Match tests only the
+// patterns whose key the topic holds there, and the few without any
+// literal ("*", "?*", "[a-z]*"), which it tests for every topic. The result
+// of a topic that tested many patterns is cached until the Index changes.
+// The trees are persistent: Clone is O(1), and a clone copies the nodes it
+// changes, so the fsm changes a clone per batch of writes while notifies
+// match on the published original without a lock.
 package globmatch

@@ -33,48 +33,64 @@ func checkIndex(t *testing.T, x *Index, patterns []string, topic string) {
 	}
 }
 
-// checkInvariants checks the shape of the radix tree: every pattern is at
-// the node of its literal prefix, labels are non-empty and children sorted
-// by distinct first bytes, and no node is useless (a non-root node holds a
-// pattern or at least two children).
+// checkInvariants checks the shape of the trees: every pattern is at the
+// node of one of its candidate keys, in the tree of that key, labels are
+// non-empty and children sorted by distinct lead bytes, and no node is
+// useless (a non-root node holds a pattern or at least two children).
 func checkInvariants(t *testing.T, x *Index) {
 	t.Helper()
 	count := 0
-	var walk func(n *node, key string)
-	walk = func(n *node, key string) {
-		if n != x.root {
+	var walk func(in where, d side, n *node, key string)
+	walk = func(in where, d side, n *node, key string) {
+		if key != "" {
 			if n.label == "" {
-				t.Errorf("node %q: empty label", key)
+				t.Errorf("tree %d node %q: empty label", in, key)
 			}
-			if n.exact == nil && len(n.globs) == 0 && len(n.children) < 2 {
-				t.Errorf("node %q: no pattern and %d children", key, len(n.children))
+			if len(n.globs) == 0 && len(n.children) < 2 {
+				t.Errorf("tree %d node %q: no pattern and %d children", in, key, len(n.children))
 			}
 		}
-		if n.exact != nil {
-			count++
-			if n.exact.src != key {
-				t.Errorf("node %q holds exact pattern %q", key, n.exact.src)
-			}
+		if len(n.leads) != len(n.children) {
+			t.Errorf("tree %d node %q: %d leads for %d children", in, key, len(n.leads), len(n.children))
 		}
 		for _, g := range n.globs {
 			count++
-			if pre, wild := literalPrefix(g.src); !wild || pre != key {
-				t.Errorf("node %q holds glob %q", key, g.src)
+			if c, k := candidates(g.src); !slices.Contains(c[:k], placement{in, key}) {
+				t.Errorf("tree %d node %q holds glob %q, candidates %+v", in, key, g.src, c[:k])
 			}
 		}
 		for i, c := range n.children {
-			if i > 0 && n.children[i-1].label[0] >= c.label[0] {
-				t.Errorf("node %q: children out of order", key)
+			if i > 0 && d.lead(n.children[i-1].label) >= d.lead(c.label) {
+				t.Errorf("tree %d node %q: children out of order", in, key)
 			}
-			walk(c, key+c.label)
+			if i < len(n.leads) && n.leads[i] != d.lead(c.label) {
+				t.Errorf("tree %d node %q: lead %q for child %q", in, key, n.leads[i], c.label)
+			}
+			if d == back {
+				walk(in, d, c, c.label+key)
+			} else {
+				walk(in, d, c, key+c.label)
+			}
 		}
 	}
-	if x.root != nil {
-		walk(x.root, "")
+	for _, in := range []where{inPrefix, inSuffix, inInfix} {
+		if root, d := x.tree(in); *root != nil {
+			walk(in, d, *root, "")
+		}
 	}
 	if count != x.Len() {
-		t.Errorf("tree holds %d patterns, Len() = %d", count, x.Len())
+		t.Errorf("trees hold %d patterns, Len() = %d", count, x.Len())
 	}
+}
+
+// isEmpty reports whether every tree of x is empty.
+func isEmpty(x *Index) bool {
+	for _, r := range []*node{x.prefix, x.suffix, x.infix} {
+		if r != nil && !(r.empty()) {
+			return false
+		}
+	}
+	return x.Len() == 0
 }
 
 func TestIndexAddRemove(t *testing.T) {
@@ -112,8 +128,8 @@ func TestIndexAddRemove(t *testing.T) {
 		x.Remove(p)
 		checkInvariants(t, x)
 	}
-	if x.Len() != 0 || len(x.root.children) != 0 || x.root.exact != nil || len(x.root.globs) != 0 {
-		t.Errorf("index not empty after removing everything: Len()=%d root=%+v", x.Len(), x.root)
+	if !isEmpty(x) {
+		t.Errorf("index not empty after removing everything: Len()=%d", x.Len())
 	}
 }
 
@@ -177,41 +193,56 @@ func TestIndexDifferential(t *testing.T) {
 		x.Remove(p)
 	}
 	checkInvariants(t, x)
-	if x.Len() != 0 || len(x.root.children) != 0 {
+	if !isEmpty(x) {
 		t.Errorf("index not empty after removing everything")
 	}
 }
 
-// TestIndexTestsOnlyPrefixMatches checks that Match does not test the
-// patterns whose literal prefix the topic does not start with.
-func TestIndexTestsOnlyPrefixMatches(t *testing.T) {
+// tested returns the number of patterns Match tests for topic.
+func tested(x *Index, topic string) int {
+	m := matcher{topic: topic}
+	x.run(&m, func(string) {})
+	return m.tests
+}
+
+// TestIndexTestsOnlyKeyMatches checks that Match tests only the patterns
+// whose key the topic holds where place anchors it, for each kind of key.
+func TestIndexTestsOnlyKeyMatches(t *testing.T) {
 	x := NewIndex()
 	for i := range 1000 {
-		if err := x.Add("svc/" + strconv.Itoa(i) + "/*"); err != nil {
+		s := strconv.Itoa(i)
+		for _, p := range []string{"svc/" + s + "/*", "*/" + s + "/end", "?*/" + s + "/in/*", "[ab]-" + s + "-?"} {
+			if err := x.Add(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range []string{"*", "?*?", "[xy]"} {
+		if err := x.Add(p); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tested := 0
-	n := x.root
-	topic := "svc/42/events"
-	for rest := topic; ; {
-		tested += len(n.globs)
-		i, ok := n.find(rest[0])
-		if !ok || !strings.HasPrefix(rest, n.children[i].label) {
-			break
+	checkInvariants(t, x)
+	// Every topic tests the 3 patterns without a literal, and the one
+	// filed under a key it holds, if any: an inner literal met twice is
+	// tested once.
+	for _, c := range []struct {
+		topic string
+		tests int
+		want  []string
+	}{
+		{"svc/42/events", 4, []string{"*", "?*?", "svc/42/*"}},
+		{"a/42/end", 4, []string{"*", "*/42/end", "?*?"}},
+		{"x/42/in/42/in/y", 4, []string{"*", "?*/42/in/*", "?*?"}},
+		{"b-42-x", 4, []string{"*", "?*?", "[ab]-42-?"}},
+		{"nothing/here", 3, []string{"*", "?*?"}},
+	} {
+		if n := tested(x, c.topic); n != c.tests {
+			t.Errorf("Match(%q) tests %d patterns, want %d", c.topic, n, c.tests)
 		}
-		n = n.children[i]
-		rest = rest[len(n.label):]
-		if rest == "" {
-			tested += len(n.globs)
-			break
+		if got := collect(x, c.topic); !slices.Equal(got, c.want) {
+			t.Errorf("Match(%q) = %q, want %q", c.topic, got, c.want)
 		}
-	}
-	if tested != 1 {
-		t.Errorf("walk for %q meets %d patterns, want 1", topic, tested)
-	}
-	if got := collect(x, topic); !slices.Equal(got, []string{"svc/42/*"}) {
-		t.Errorf("Match(%q) = %q", topic, got)
 	}
 }
 
@@ -267,14 +298,11 @@ func TestIndexCloneIsIndependent(t *testing.T) {
 	}
 }
 
-// allPatterns returns the patterns of x, read from its tree.
+// allPatterns returns the patterns of x, read from its trees.
 func allPatterns(x *Index) []string {
 	var out []string
 	var walk func(n *node)
 	walk = func(n *node) {
-		if n.exact != nil {
-			out = append(out, n.exact.src)
-		}
 		for _, g := range n.globs {
 			out = append(out, g.src)
 		}
@@ -282,8 +310,10 @@ func allPatterns(x *Index) []string {
 			walk(c)
 		}
 	}
-	if x.root != nil {
-		walk(x.root)
+	for _, r := range []*node{x.prefix, x.suffix, x.infix} {
+		if r != nil {
+			walk(r)
+		}
 	}
 	return out
 }
@@ -319,5 +349,33 @@ func TestIndexAddNew(t *testing.T) {
 			t.Fatalf("Match(%q): AddNew %q, Add %q", topic, a, b)
 		}
 		checkIndex(t, x, patterns, topic)
+	}
+}
+
+// TestIndexSpreadsSharedKeys checks that patterns whose longest literal is
+// shared by all of them are filed under another one, so that a topic does
+// not test them all: "tenant/acme/*/<i>" share their prefix, not their
+// suffix.
+func TestIndexSpreadsSharedKeys(t *testing.T) {
+	x := NewIndex()
+	for i := range 1000 {
+		if err := x.Add("tenant/acme/*/" + strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkInvariants(t, x)
+	// At most the one filed under the prefix, and the one ending "/42".
+	topic := "tenant/acme/x/42"
+	if n := tested(x, topic); n > 2 {
+		t.Errorf("Match(%q) tests %d patterns, want at most 2", topic, n)
+	}
+	if got, want := collect(x, topic), []string{"tenant/acme/*/42"}; !slices.Equal(got, want) {
+		t.Errorf("Match(%q) = %q, want %q", topic, got, want)
+	}
+	for i := range 1000 {
+		x.Remove("tenant/acme/*/" + strconv.Itoa(i))
+	}
+	if !isEmpty(x) {
+		t.Errorf("index not empty after removing everything")
 	}
 }
