@@ -173,12 +173,12 @@ func (f *FSM) rebuild() error {
 		}
 		for _, kind := range []Kind{Exact, Glob} {
 			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKey(k)
+				url, key, err := splitKeyBytes(k)
 				if err != nil {
 					return err
 				}
-				if idx.add(kind, url, key, string(v)) && kind == Glob {
-					if err := trie.AddNew(key); err != nil {
+				if idx.addRow(kind, url, key, v) && kind == Glob {
+					if err := trie.AddNew(string(key)); err != nil {
 						// Validate refuses such globs; one stored by an
 						// older version is kept but cannot match.
 						f.log.Error("glob not indexed", "glob", key, "err", err)

@@ -1,0 +1,124 @@
+package fsm
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Rows per URL of the large-table shape: exact topics, literal-prefix
+// globs and leading-wildcard globs, each distinct to its URL (the worst
+// case for the index: no topic is shared).
+const (
+	shapeExact  = 100
+	shapePrefix = 10
+	shapeLeadig = 10
+	shapeRows   = shapeExact + shapePrefix + shapeLeadig
+)
+
+// writeShape writes urls URLs of the large-table shape straight into a
+// bbolt file at path, as the FSM stores rows, and returns the row count.
+func writeShape(tb testing.TB, path string, urls int) int {
+	tb.Helper()
+	db, err := openDB(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	const perTx = 200
+	for first := 0; first < urls; first += perTx {
+		err := db.Update(func(tx *bolt.Tx) error {
+			exact, glob := tx.Bucket(bucketExact), tx.Bucket(bucketGlob)
+			for u := first; u < min(first+perTx, urls); u++ {
+				url := fmt.Sprintf("http://127.0.0.1:9/table/%06d", u)
+				rec := ""
+				if u%2 == 0 {
+					rec = url + "/missed"
+				}
+				for t := range shapeExact {
+					if err := exact.Put(makeKey(url, "table/"+strconv.Itoa(u)+"/"+strconv.Itoa(t)), []byte(rec)); err != nil {
+						return err
+					}
+				}
+				for g := range shapePrefix {
+					if err := glob.Put(makeKey(url, "p/"+strconv.Itoa(u)+"/"+strconv.Itoa(g)+"/*"), []byte(rec)); err != nil {
+						return err
+					}
+				}
+				for g := range shapeLeadig {
+					if err := glob.Put(makeKey(url, "*/"+strconv.Itoa(u)+"/"+strconv.Itoa(g)+"/x"), []byte(rec)); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return urls * shapeRows
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// indexHeap opens a table of urls URLs of the large-table shape and
+// returns the heap the open FSM holds per row and how long Open took.
+func indexHeap(tb testing.TB, urls int) (perRow float64, open time.Duration) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "subscriptions.db")
+	rows := writeShape(tb, path, urls)
+	before := liveHeap()
+	start := time.Now()
+	f, err := Open(path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	open = time.Since(start)
+	after := liveHeap()
+	if e, g := f.Counts(); e+g != rows {
+		tb.Fatalf("index holds %d rows, want %d", e+g, rows)
+	}
+	runtime.KeepAlive(f)
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return float64(int64(after)-int64(before)) / float64(rows), open
+}
+
+// TestIndexHeapPerRow keeps the index within 200 bytes of heap a row, so
+// that 1.2 million rows fit a node of 400 MiB. LONELYPSD_HEAP_URLS sets the
+// table size (URLs of 120 rows each) for a measurement at scale.
+func TestIndexHeapPerRow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a table of 60,000 rows")
+	}
+	urls := 500
+	if s := os.Getenv("LONELYPSD_HEAP_URLS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("LONELYPSD_HEAP_URLS=%q: want a positive count", s)
+		}
+		urls = n
+	}
+	perRow, open := indexHeap(t, urls)
+	rows := urls * shapeRows
+	t.Logf("%d rows: %.0f bytes of heap a row, open (index rebuild) %s, %.0f rows/s",
+		rows, perRow, open.Round(time.Millisecond), float64(rows)/open.Seconds())
+	if perRow > 200 {
+		t.Errorf("index holds %.0f bytes of heap a row, want at most 200", perRow)
+	}
+}
