@@ -43,6 +43,7 @@ type options struct {
 	largeMiB    int
 	only        string
 	cluster     bool
+	tableURLs   int
 }
 
 func main() {
@@ -57,6 +58,7 @@ func main() {
 	flag.IntVar(&o.largeMiB, "large-mib", 1024, "size of the large-message run in MiB (0 skips it)")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.BoolVar(&o.cluster, "cluster", false, "measure a three-node cluster instead of a single node")
+	flag.IntVar(&o.tableURLs, "table-urls", 10000, "URLs of 120 rows each in the large-table run (--only table)")
 	flag.Parse()
 	for _, s := range strings.Split(subConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -135,6 +137,13 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Printf("| %d MiB | 3 | %s | %d MiB | %d MiB |\n", o.largeMiB, d.Round(time.Millisecond), before>>20, peak>>20)
 	}
+	// The large table is run only when asked for: it leaves the node with
+	// over a million rows.
+	if o.only != "" && want("table") && ctx.Err() == nil {
+		if err := tableWorkload(ctx, c, srv, o); err != nil {
+			return fmt.Errorf("large table: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -144,6 +153,9 @@ type server struct {
 	base string
 	dir  string
 	done chan struct{}
+	// bin and args start the same node again (restart).
+	bin  string
+	args []string
 }
 
 func freeAddr() (string, error) {
@@ -194,7 +206,7 @@ func launch(bin, dir, httpAddr string, args ...string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s (run `make build` first): %w", bin, err)
 	}
-	s := &server{cmd: cmd, base: "http://" + httpAddr, dir: dir, done: make(chan struct{})}
+	s := &server{cmd: cmd, base: "http://" + httpAddr, dir: dir, done: make(chan struct{}), bin: bin, args: args}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	return s, nil
 }
