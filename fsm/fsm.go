@@ -152,10 +152,12 @@ func openDB(path string) (*bolt.DB, error) {
 
 // rebuild reloads the index from bbolt. Callers hold dbMu (or own f).
 func (f *FSM) rebuild() error {
-	idx := newIndex()
-	trie := globmatch.NewIndex()
-	nodes := map[string]NodeInfo{}
-	var applied uint64
+	var (
+		idx     *index
+		trie    *globmatch.Index
+		nodes   = map[string]NodeInfo{}
+		applied uint64
+	)
 	err := f.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyApplied); len(v) == 8 {
 			applied = binary.BigEndian.Uint64(v)
@@ -171,26 +173,8 @@ func (f *FSM) rebuild() error {
 		if err != nil {
 			return err
 		}
-		for _, kind := range []Kind{Exact, Glob} {
-			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKeyBytes(k)
-				if err != nil {
-					return err
-				}
-				if idx.addRow(kind, url, key, v) && kind == Glob {
-					if err := trie.AddNew(string(key)); err != nil {
-						// Validate refuses such globs; one stored by an
-						// older version is kept but cannot match.
-						f.log.Error("glob not indexed", "glob", key, "err", err)
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		idx, trie, err = f.loadRows(tx)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild index from %s: %w", f.path, err)
@@ -204,6 +188,37 @@ func (f *FSM) rebuild() error {
 	f.advanced = make(chan struct{})
 	f.idxMu.Unlock()
 	return nil
+}
+
+// loadRows builds the index and glob tree of the rows in tx. The maps
+// are sized for one key a row up front (a page walk, far cheaper than
+// growing them row by row), which overestimates only where rows share
+// keys.
+func (f *FSM) loadRows(tx *bolt.Tx) (*index, *globmatch.Index, error) {
+	exact, glob := tx.Bucket(bucketExact), tx.Bucket(bucketGlob)
+	l := &loader{x: newIndex(exact.Stats().KeyN, glob.Stats().KeyN)}
+	trie := globmatch.NewIndex()
+	for _, kind := range []Kind{Exact, Glob} {
+		err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
+			url, key, err := splitKeyBytes(k)
+			if err != nil {
+				return err
+			}
+			if l.add(kind, url, key, v) && kind == Glob {
+				if err := trie.AddNew(string(key)); err != nil {
+					// Validate refuses such globs; one stored by an
+					// older version is kept but cannot match.
+					f.log.Error("glob not indexed", "glob", string(key), "err", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	l.done()
+	return l.x, trie, nil
 }
 
 // AppliedIndex is the index of the last Raft log entry reflected in the

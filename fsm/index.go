@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -54,81 +53,6 @@ func (s Subscription) Unsubscribe() Command {
 		return Command{Op: OpUnsubscribeGlob, URL: s.URL, Glob: s.Key}
 	}
 	return Command{Op: OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
-}
-
-// index is the read side used by notify: exact topics and glob patterns
-// in maps, each to the set of its subscribers, and the interned URLs.
-// A set, once stored in a map, is never changed: a batch that changes it
-// stores a changed copy. The maps and the string table are guarded by
-// FSM.idxMu; readers hold it to look a set up and to turn its ids into
-// strings. The glob patterns are also in FSM.trie, which finds the ones
-// matching a topic.
-type index struct {
-	exact map[string]subs // topic -> subscribers
-	globs map[string]subs // pattern -> subscribers
-	// strs holds the URLs and recovery URLs the sets name, and each URL's
-	// row count (exact and glob together) for the per-URL cap.
-	strs          *strTable
-	nExact, nGlob int
-}
-
-// pair is one row of a subscriber set: the ids of its URL and recovery
-// URL in index.strs.
-type pair struct{ url, rec uint32 }
-
-// subs is a subscriber set, ascending by URL id.
-type subs []pair
-
-// find returns where url's pair is or would be.
-func (s subs) find(url uint32) (int, bool) {
-	return slices.BinarySearchFunc(s, url, func(p pair, u uint32) int { return cmp.Compare(p.url, u) })
-}
-
-func newIndex() *index {
-	return &index{exact: make(map[string]subs), globs: make(map[string]subs), strs: newStrTable()}
-}
-
-func (x *index) of(kind Kind) map[string]subs {
-	if kind == Glob {
-		return x.globs
-	}
-	return x.exact
-}
-
-// addRow adds a row read from bbolt to an index nobody else sees yet
-// (rebuild) and reports whether key is new to the index. A row's key
-// string is allocated only for a key new to the index, its URLs only
-// when new to the table.
-func (x *index) addRow(kind Kind, url, key, rec []byte) (newKey bool) {
-	m := x.of(kind)
-	u, r := x.strs.internBytes(url), x.strs.internBytes(rec)
-	set, ok := m[string(key)]
-	i, had := set.find(u)
-	if had {
-		// bbolt keys are unique, so a rebuild meets each row once.
-		return false
-	}
-	x.strs.addRow(u, r)
-	if kind == Glob {
-		x.nGlob++
-	} else {
-		x.nExact++
-	}
-	set = slices.Insert(set, i, pair{u, r})
-	if ok {
-		m[string(key)] = set
-	} else {
-		m[string(key)] = slices.Clip(set)
-	}
-	return !ok
-}
-
-// resolve turns a set's pairs into subscriptions. Callers hold idxMu.
-func (x *index) resolve(out []Subscription, kind Kind, key string, set subs) []Subscription {
-	for _, p := range set {
-		out = append(out, Subscription{Kind: kind, URL: x.strs.strs[p.url], Key: key, Recovery: x.strs.strs[p.rec]})
-	}
-	return out
 }
 
 // perURL is every URL's row count, for tests.
@@ -210,9 +134,7 @@ func (st *staged) change(x *index, e effect) (n int) {
 	k := setKey{e.kind, e.key}
 	set, owned := st.sets[k]
 	if !owned {
-		published := x.of(e.kind)[e.key]
-		set = make(subs, len(published), len(published)+1)
-		copy(set, published)
+		set = x.copySet(e.kind, e.key)
 	}
 	u := st.id(x.strs, e.url)
 	i, had := set.find(u)
@@ -247,7 +169,8 @@ func (f *FSM) nextTrie(st *staged) *globmatch.Index {
 		if k.kind != Glob {
 			continue
 		}
-		had, has := len(f.idx.globs[k.key]) > 0, len(set) > 0
+		_, had := f.idx.globs[k.key]
+		has := len(set) > 0
 		if had == has {
 			continue
 		}
@@ -276,11 +199,7 @@ func (f *FSM) publish(effects []effect, last uint64) {
 	defer f.idxMu.Unlock()
 	x := f.idx
 	for k, set := range st.sets {
-		if len(set) == 0 {
-			delete(x.of(k.kind), k.key)
-		} else {
-			x.of(k.kind)[k.key] = set
-		}
+		x.store(k.kind, k.key, set)
 	}
 	x.strs.publish(st.fresh, st.refs, st.rows)
 	x.nExact += st.nExact
@@ -313,8 +232,8 @@ func (f *FSM) publish(effects []effect, last uint64) {
 func (f *FSM) Match(topic []byte) []Subscription {
 	var out []Subscription
 	f.idxMu.RLock()
-	if set := f.idx.exact[string(topic)]; len(set) > 0 {
-		out = f.idx.resolve(make([]Subscription, 0, len(set)), Exact, string(topic), set)
+	if s, ok := f.idx.exact[string(topic)]; ok {
+		out = f.idx.resolve(make([]Subscription, 0, f.idx.setLen(s)), Exact, string(topic), s)
 	}
 	f.idxMu.RUnlock()
 	trie := f.trie.Load()
@@ -334,7 +253,9 @@ func (f *FSM) Match(topic []byte) []Subscription {
 	f.idxMu.RLock()
 	defer f.idxMu.RUnlock()
 	for _, p := range patterns {
-		out = f.idx.resolve(out, Glob, p, f.idx.globs[p])
+		if s, ok := f.idx.globs[p]; ok {
+			out = f.idx.resolve(out, Glob, p, s)
+		}
 	}
 	return out
 }
@@ -347,12 +268,12 @@ func (f *FSM) Lookup(kind Kind, url, key string) (recovery string, ok bool) {
 	if !ok {
 		return "", false
 	}
-	set := f.idx.of(kind)[key]
-	i, ok := set.find(u)
+	s, ok := f.idx.of(kind)[key]
 	if !ok {
 		return "", false
 	}
-	return f.idx.strs.strs[set[i].rec], true
+	rec, ok := f.idx.find(s, u)
+	return f.idx.strs.strs[rec], ok
 }
 
 // Counts returns the number of exact and glob subscriptions.

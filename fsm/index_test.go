@@ -131,6 +131,39 @@ func checkAgainstBbolt(t *testing.T, f *FSM) {
 	}
 	checkIndexAgrees(t, f, rows)
 	checkStrTable(t, f.idx.strs, rows)
+	checkMulti(t, f.idx)
+}
+
+// checkMulti requires every set of two or more rows to be named by one
+// key, sorted, and every free place to be empty.
+func checkMulti(t *testing.T, x *index) {
+	t.Helper()
+	named := map[uint32]int{}
+	for _, kind := range []Kind{Exact, Glob} {
+		for key, s := range x.of(kind) {
+			if !s.isMulti() {
+				continue
+			}
+			named[s.place()]++
+			set := x.multi[s.place()]
+			if len(set) < 2 || !slices.IsSortedFunc(set, func(a, b pair) int { return cmp.Compare(a.url, b.url) }) {
+				t.Fatalf("%v %q: set %v", kind, key, set)
+			}
+		}
+	}
+	for _, place := range x.freeMulti {
+		if x.multi[place] != nil || named[place] != 0 {
+			t.Fatalf("free place %d holds %v, named %d times", place, x.multi[place], named[place])
+		}
+	}
+	for place, n := range named {
+		if n != 1 {
+			t.Fatalf("place %d named by %d keys", place, n)
+		}
+	}
+	if len(named)+len(x.freeMulti) != len(x.multi) {
+		t.Fatalf("%d places named, %d free, %d in all", len(named), len(x.freeMulti), len(x.multi))
+	}
 }
 
 // checkStrTable requires the string table to hold exactly the URLs the
