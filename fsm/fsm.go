@@ -77,10 +77,11 @@ type FSM struct {
 	dbMu sync.RWMutex
 	db   *bolt.DB
 
-	// idxMu guards idx's maps (not the sets stored in them, which are
-	// never changed once stored). Writers hold it only to install the
-	// effects of a committed transaction, readers only for map lookups:
-	// neither holds it across disk I/O or glob matching.
+	// idxMu guards idx (not the sets stored in it, which are never
+	// changed once stored). Writers hold it only to install the effects
+	// of a committed transaction, readers only to look sets up and name
+	// their subscribers: neither holds it across disk I/O or glob
+	// matching.
 	idxMu sync.RWMutex
 	idx   *index
 

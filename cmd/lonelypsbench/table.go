@@ -108,11 +108,13 @@ func tableWorkload(ctx context.Context, c *client.Client, srv *server, o options
 	if err := measure(true); err != nil {
 		return fmt.Errorf("loaded table: %w", err)
 	}
-	if r.stop, r.ready, err = srv.restart(ctx); err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
+	// A failed restart still reports what was measured before it.
+	r.stop, r.ready, err = srv.restart(ctx)
 	r.rssRestarted, _ = srv.rss()
 	printTable(r)
+	if err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
 	return nil
 }
 
