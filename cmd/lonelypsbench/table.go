@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +49,8 @@ func tableRows(u int) (string, []wire.ExactEntry, []wire.GlobEntry) {
 // tableResult is what the large-table scenario measures.
 type tableResult struct {
 	rows                    int
-	load, stop, ready       time.Duration
+	load, loadCPU           time.Duration
+	stop, ready             time.Duration
 	rssLoaded, rssRestarted int64
 	exactEmpty, exactLoaded float64
 	globEmpty, globLoaded   float64
@@ -99,11 +103,11 @@ func tableWorkload(ctx context.Context, c *client.Client, srv *server, o options
 	if err := measure(false); err != nil {
 		return fmt.Errorf("empty table: %w", err)
 	}
-	start := time.Now()
+	start, cpu := time.Now(), srv.cpu()
 	if r.rows, err = loadTable(ctx, c, o.tableURLs); err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	r.load = time.Since(start)
+	r.load, r.loadCPU = time.Since(start), srv.cpu()-cpu
 	r.rssLoaded, _ = srv.rss()
 	if err := measure(true); err != nil {
 		return fmt.Errorf("loaded table: %w", err)
@@ -187,6 +191,24 @@ func (s *server) restart(ctx context.Context) (stop, ready time.Duration, err er
 	return stop, time.Since(start), err
 }
 
+// cpu is the CPU time the server has used (user and system), from
+// /proc/PID/stat in clock ticks of 10 ms (Linux's USER_HZ).
+func (s *server) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: utime and stime are the 12th and 13th.
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 func printTable(r tableResult) {
 	ratio := func(loaded, empty float64) string {
 		if empty == 0 {
@@ -197,6 +219,7 @@ func printTable(r tableResult) {
 	fmt.Printf("\n| large table | value |\n|---|---|\n")
 	fmt.Printf("| rows loaded through set_subscriptions (%d in flight) | %d |\n", tableInLoad, r.rows)
 	fmt.Printf("| load rate | %.0f rows/s (%s) |\n", float64(r.rows)/r.load.Seconds(), r.load.Round(time.Millisecond))
+	fmt.Printf("| server CPU while loading | %s (%.1f µs a row) |\n", r.loadCPU.Round(time.Millisecond), float64(r.loadCPU.Microseconds())/float64(max(r.rows, 1)))
 	fmt.Printf("| server RSS, loaded | %d MiB |\n", r.rssLoaded>>20)
 	fmt.Printf("| stop (SIGTERM to exit) | %s |\n", r.stop.Round(time.Millisecond))
 	fmt.Printf("| start to ready on the loaded table | %s |\n", r.ready.Round(time.Millisecond))
