@@ -118,11 +118,36 @@ func Open(path string, log *slog.Logger) (*FSM, error) {
 		return nil, err
 	}
 	f := &FSM{path: path, log: log, db: db, closing: make(chan struct{}), retryMin: retryMin, retryMax: retryMax}
-	if err := f.rebuild(); err != nil {
-		_ = db.Close()
+	if err := f.load(); err != nil {
+		if f.db != nil {
+			_ = f.db.Close()
+		}
 		return nil, err
 	}
 	return f, nil
+}
+
+// load rebuilds the index from the open table, then opens the table
+// afresh. The rebuild read every page through bbolt's memory map, and
+// those pages would stay in the node's resident memory (as much again as
+// the file) until the kernel needs them; a new map holds only the pages
+// later reads touch. Callers hold dbMu (or own f); f.db is nil after a
+// failed reopen.
+func (f *FSM) load() error {
+	if err := f.rebuild(); err != nil {
+		return err
+	}
+	err := f.db.Close()
+	f.db = nil
+	if err != nil {
+		return fmt.Errorf("reopen subscription table: %w", err)
+	}
+	db, err := openDB(f.path)
+	if err != nil {
+		return err
+	}
+	f.db = db
+	return nil
 }
 
 func openDB(path string) (*bolt.DB, error) {
@@ -483,5 +508,5 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.db = db
-	return f.rebuild()
+	return f.load()
 }

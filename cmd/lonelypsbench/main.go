@@ -249,9 +249,17 @@ func (s *server) stop() {
 
 // rss returns the server's resident set size and its peak.
 func (s *server) rss() (rss, peak int64) {
+	v := s.status("VmRSS:", "VmHWM:")
+	return v[0], v[1]
+}
+
+// status returns fields of /proc/PID/status given in kB, in bytes (0 when
+// absent).
+func (s *server) status(names ...string) []int64 {
+	out := make([]int64, len(names))
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0
+		return out
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -260,15 +268,12 @@ func (s *server) rss() (rss, peak int64) {
 		if len(fields) < 2 {
 			continue
 		}
-		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
+		if i := slices.Index(names, fields[0]); i >= 0 {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			out[i] = kb << 10
 		}
 	}
-	return rss, peak
+	return out
 }
 
 func (s *server) resetPeak() {
