@@ -55,17 +55,6 @@ func (s Subscription) Unsubscribe() Command {
 	return Command{Op: OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
 }
 
-// perURL is every URL's row count, for tests.
-func (x *index) perURL() map[string]int {
-	out := map[string]int{}
-	for id, n := range x.strs.rows {
-		if n > 0 {
-			out[x.strs.strs[id]] = int(n)
-		}
-	}
-	return out
-}
-
 type setKey struct {
 	kind Kind
 	key  string
@@ -85,6 +74,22 @@ type staged struct {
 	refs, rows    map[uint32]int32
 	nExact, nGlob int
 	nodes         []effect
+	// lastURL and lastRec are the URL and recovery URL looked up last: a
+	// command's effects name one URL, mostly with one recovery URL.
+	lastURL, lastRec lastID
+}
+
+type lastID struct {
+	s  string
+	id uint32
+}
+
+// cachedID is id, remembering the last answer in c.
+func (st *staged) cachedID(c *lastID, t *strTable, s string) uint32 {
+	if s != c.s {
+		c.s, c.id = s, st.id(t, s)
+	}
+	return c.id
 }
 
 // id returns the id s has or will have once the batch is published.
@@ -136,7 +141,7 @@ func (st *staged) change(x *index, e effect) (n int) {
 	if !owned {
 		set = x.copySet(e.kind, e.key)
 	}
-	u := st.id(x.strs, e.url)
+	u := st.cachedID(&st.lastURL, x.strs, e.url)
 	i, had := set.find(u)
 	switch {
 	case e.remove && had:
@@ -147,10 +152,10 @@ func (st *staged) change(x *index, e effect) (n int) {
 		// bbolt held the row, so the index does too.
 	case had:
 		st.ref(set[i].rec, -1)
-		set[i].rec = st.id(x.strs, e.recovery)
+		set[i].rec = st.cachedID(&st.lastRec, x.strs, e.recovery)
 		st.ref(set[i].rec, 1)
 	default:
-		r := st.id(x.strs, e.recovery)
+		r := st.cachedID(&st.lastRec, x.strs, e.recovery)
 		st.ref(r, 1)
 		set = slices.Insert(set, i, pair{u, r})
 		n = 1

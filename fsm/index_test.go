@@ -262,3 +262,14 @@ func restoreOwnSnapshot(t *testing.T, f *FSM) {
 		t.Fatal(err)
 	}
 }
+
+// perURL is every URL's row count.
+func (x *index) perURL() map[string]int {
+	out := map[string]int{}
+	for id, n := range x.strs.rows {
+		if n > 0 {
+			out[x.strs.strs[id]] = int(n)
+		}
+	}
+	return out
+}
