@@ -230,7 +230,7 @@ func (a *attempt) rowCount(url string) int {
 		return a.countRows(url)
 	}
 	a.f.idxMu.RLock()
-	n := a.f.idx.perURL[url]
+	n := a.f.idx.strs.rowsOf(url)
 	a.f.idxMu.RUnlock()
 	return n + a.rows[url]
 }
@@ -370,13 +370,15 @@ func makeKey(url, key string) []byte {
 	return k
 }
 
-func splitKey(k []byte) (url, key string, err error) {
+// splitKeyBytes returns the URL and key of a row key; both share k's
+// memory.
+func splitKeyBytes(k []byte) (url, key []byte, err error) {
 	if len(k) < 2 {
-		return "", "", fmt.Errorf("corrupt row key %x", k)
+		return nil, nil, fmt.Errorf("corrupt row key %x", k)
 	}
 	n := int(binary.BigEndian.Uint16(k))
 	if len(k) < 2+n {
-		return "", "", fmt.Errorf("corrupt row key %x", k)
+		return nil, nil, fmt.Errorf("corrupt row key %x", k)
 	}
-	return string(k[2 : 2+n]), string(k[2+n:]), nil
+	return k[2 : 2+n], k[2+n:], nil
 }

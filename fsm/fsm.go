@@ -81,10 +81,11 @@ type FSM struct {
 	dbMu sync.RWMutex
 	db   *bolt.DB
 
-	// idxMu guards idx's maps (not the sets stored in them, which are
-	// never changed once stored). Writers hold it only to install the
-	// effects of a committed transaction, readers only for map lookups:
-	// neither holds it across disk I/O or glob matching.
+	// idxMu guards idx (not the sets stored in it, which are never
+	// changed once stored). Writers hold it only to install the effects
+	// of a committed transaction, readers only to look sets up and name
+	// their subscribers: neither holds it across disk I/O or glob
+	// matching.
 	idxMu sync.RWMutex
 	idx   *index
 
@@ -121,11 +122,36 @@ func Open(path string, log *slog.Logger) (*FSM, error) {
 		return nil, err
 	}
 	f := &FSM{path: path, log: log, db: db, closing: make(chan struct{}), retryMin: retryMin, retryMax: retryMax}
-	if err := f.rebuild(); err != nil {
-		_ = db.Close()
+	if err := f.load(); err != nil {
+		if f.db != nil {
+			_ = f.db.Close()
+		}
 		return nil, err
 	}
 	return f, nil
+}
+
+// load rebuilds the index from the open table, then opens the table
+// afresh. The rebuild read every page through bbolt's memory map, and
+// those pages would stay in the node's resident memory (as much again as
+// the file) until the kernel needs them; a new map holds only the pages
+// later reads touch. Callers hold dbMu (or own f); f.db is nil after a
+// failed reopen.
+func (f *FSM) load() error {
+	if err := f.rebuild(); err != nil {
+		return err
+	}
+	err := f.db.Close()
+	f.db = nil
+	if err != nil {
+		return fmt.Errorf("reopen subscription table: %w", err)
+	}
+	db, err := openDB(f.path)
+	if err != nil {
+		return err
+	}
+	f.db = db
+	return nil
 }
 
 func openDB(path string) (*bolt.DB, error) {
@@ -156,10 +182,12 @@ func openDB(path string) (*bolt.DB, error) {
 
 // rebuild reloads the index from bbolt. Callers hold dbMu (or own f).
 func (f *FSM) rebuild() error {
-	idx := newIndex()
-	trie := globmatch.NewIndex()
-	nodes := map[string]NodeInfo{}
-	var applied uint64
+	var (
+		idx     *index
+		trie    *globmatch.Index
+		nodes   = map[string]NodeInfo{}
+		applied uint64
+	)
 	err := f.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyApplied); len(v) == 8 {
 			applied = binary.BigEndian.Uint64(v)
@@ -175,26 +203,8 @@ func (f *FSM) rebuild() error {
 		if err != nil {
 			return err
 		}
-		for _, kind := range []Kind{Exact, Glob} {
-			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKey(k)
-				if err != nil {
-					return err
-				}
-				if idx.add(kind, url, key, string(v)) && kind == Glob {
-					if err := trie.AddNew(key); err != nil {
-						// Validate refuses such globs; one stored by an
-						// older version is kept but cannot match.
-						f.log.Error("glob not indexed", "glob", key, "err", err)
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		idx, trie, err = f.loadRows(tx)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild index from %s: %w", f.path, err)
@@ -208,6 +218,37 @@ func (f *FSM) rebuild() error {
 	f.advanced = make(chan struct{})
 	f.idxMu.Unlock()
 	return nil
+}
+
+// loadRows builds the index and glob tree of the rows in tx. The maps
+// are sized for one key a row up front (a page walk, far cheaper than
+// growing them row by row), which overestimates only where rows share
+// keys.
+func (f *FSM) loadRows(tx *bolt.Tx) (*index, *globmatch.Index, error) {
+	exact, glob := tx.Bucket(bucketExact), tx.Bucket(bucketGlob)
+	l := &loader{x: newIndex(exact.Stats().KeyN, glob.Stats().KeyN)}
+	trie := globmatch.NewIndex()
+	for _, kind := range []Kind{Exact, Glob} {
+		err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
+			url, key, err := splitKeyBytes(k)
+			if err != nil {
+				return err
+			}
+			if l.add(kind, url, key, v) && kind == Glob {
+				if err := trie.AddNew(string(key)); err != nil {
+					// Validate refuses such globs; one stored by an
+					// older version is kept but cannot match.
+					f.log.Error("glob not indexed", "glob", string(key), "err", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	l.done()
+	return l.x, trie, nil
 }
 
 // AppliedIndex is the index of the last Raft log entry reflected in the
@@ -478,5 +519,5 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.db = db
-	return f.rebuild()
+	return f.load()
 }

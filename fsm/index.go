@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -55,58 +55,6 @@ func (s Subscription) Unsubscribe() Command {
 	return Command{Op: OpUnsubscribeExact, URL: s.URL, Topic: []byte(s.Key)}
 }
 
-// index is the read side used by notify: exact topics and glob patterns
-// in maps, each to the set of its subscribers (url -> recovery), and the
-// row count of every URL. A set, once stored in a map, is never changed:
-// a batch that changes it stores a changed copy, so a reader may use a set
-// it looked up after letting go of FSM.idxMu. The glob patterns are also
-// in FSM.trie, which finds the ones matching a topic.
-type index struct {
-	exact map[string]map[string]string // topic -> url -> recovery
-	globs map[string]map[string]string // pattern -> url -> recovery
-	// perURL counts each URL's rows, exact and glob together, for the
-	// per-URL cap.
-	perURL        map[string]int
-	nExact, nGlob int
-}
-
-func newIndex() *index {
-	return &index{
-		exact:  make(map[string]map[string]string),
-		globs:  make(map[string]map[string]string),
-		perURL: make(map[string]int),
-	}
-}
-
-func (x *index) of(kind Kind) map[string]map[string]string {
-	if kind == Glob {
-		return x.globs
-	}
-	return x.exact
-}
-
-// add adds a row to an index nobody else sees yet (rebuild) and reports
-// whether key is new to the index.
-func (x *index) add(kind Kind, url, key, recovery string) (newKey bool) {
-	m := x.of(kind)
-	urls := m[key]
-	if urls == nil {
-		urls = make(map[string]string, 1)
-		m[key] = urls
-		newKey = true
-	}
-	if _, ok := urls[url]; !ok {
-		x.perURL[url]++
-		if kind == Glob {
-			x.nGlob++
-		} else {
-			x.nExact++
-		}
-	}
-	urls[url] = recovery
-	return newKey
-}
-
 type setKey struct {
 	kind Kind
 	key  string
@@ -115,44 +63,67 @@ type setKey struct {
 // staged is what one committed batch changes in the index, prepared
 // without holding idxMu.
 type staged struct {
-	sets          map[setKey]map[string]string // changed copies of subscriber sets
-	rows          map[string]int               // per-URL row count changes
+	// sets are the changed sets: copies this batch owns (an empty one
+	// removes its key).
+	sets map[setKey]subs
+	// fresh are the strings new to the table, in the order their ids
+	// were reserved; freshIDs maps them to those ids.
+	fresh    []string
+	freshIDs map[string]uint32
+	// refs and rows are the changes to the string table's counts.
+	refs, rows    map[uint32]int32
 	nExact, nGlob int
 	nodes         []effect
+	// lastURL and lastRec are the URL and recovery URL looked up last: a
+	// command's effects name one URL, mostly with one recovery URL.
+	lastURL, lastRec lastID
+}
+
+type lastID struct {
+	s  string
+	id uint32
+}
+
+// cachedID is id, remembering the last answer in c.
+func (st *staged) cachedID(c *lastID, t *strTable, s string) uint32 {
+	if s != c.s {
+		c.s, c.id = s, st.id(t, s)
+	}
+	return c.id
+}
+
+// id returns the id s has or will have once the batch is published.
+func (st *staged) id(t *strTable, s string) uint32 {
+	if id, ok := t.lookup(s); ok {
+		return id
+	}
+	if id, ok := st.freshIDs[s]; ok {
+		return id
+	}
+	id := t.reserve(len(st.fresh))
+	st.fresh = append(st.fresh, s)
+	st.freshIDs[s] = id
+	st.refs[id] += 0 // freed again at publish should no row keep it
+	return id
+}
+
+func (st *staged) ref(id uint32, d int32) {
+	if id != 0 {
+		st.refs[id] += d
+	}
 }
 
 // stage copies every subscriber set the effects touch (once per batch)
 // and applies the effects to the copies. Only the applying goroutine
 // changes f.idx, so it reads it here without the lock.
 func (f *FSM) stage(effects []effect) *staged {
-	st := &staged{sets: map[setKey]map[string]string{}, rows: map[string]int{}}
+	st := &staged{sets: map[setKey]subs{}, freshIDs: map[string]uint32{}, refs: map[uint32]int32{}, rows: map[uint32]int32{}}
 	for _, e := range effects {
 		if e.node != nil {
 			st.nodes = append(st.nodes, e)
 			continue
 		}
-		k := setKey{e.kind, e.key}
-		set, ok := st.sets[k]
-		if !ok {
-			set = maps.Clone(f.idx.of(e.kind)[e.key])
-			if set == nil {
-				set = make(map[string]string, 1)
-			}
-			st.sets[k] = set
-		}
-		_, had := set[e.url]
-		n := 0
-		switch {
-		case e.remove && had:
-			delete(set, e.url)
-			n = -1
-		case !e.remove:
-			set[e.url] = e.recovery
-			if !had {
-				n = 1
-			}
-		}
-		st.rows[e.url] += n
+		n := st.change(f.idx, e)
 		if e.kind == Glob {
 			st.nGlob += n
 		} else {
@@ -160,6 +131,39 @@ func (f *FSM) stage(effects []effect) *staged {
 		}
 	}
 	return st
+}
+
+// change applies one effect to the batch's copy of its set and returns
+// the change in rows.
+func (st *staged) change(x *index, e effect) (n int) {
+	k := setKey{e.kind, e.key}
+	set, owned := st.sets[k]
+	if !owned {
+		set = x.copySet(e.kind, e.key)
+	}
+	u := st.cachedID(&st.lastURL, x.strs, e.url)
+	i, had := set.find(u)
+	switch {
+	case e.remove && had:
+		st.ref(set[i].rec, -1)
+		set = slices.Delete(set, i, i+1)
+		n = -1
+	case e.remove:
+		// bbolt held the row, so the index does too.
+	case had:
+		st.ref(set[i].rec, -1)
+		set[i].rec = st.cachedID(&st.lastRec, x.strs, e.recovery)
+		st.ref(set[i].rec, 1)
+	default:
+		r := st.cachedID(&st.lastRec, x.strs, e.recovery)
+		st.ref(r, 1)
+		set = slices.Insert(set, i, pair{u, r})
+		n = 1
+	}
+	st.ref(u, int32(n))
+	st.rows[u] += int32(n)
+	st.sets[k] = set
+	return n
 }
 
 // nextTrie returns the glob tree after st, or nil when no pattern came or
@@ -170,7 +174,8 @@ func (f *FSM) nextTrie(st *staged) *globmatch.Index {
 		if k.kind != Glob {
 			continue
 		}
-		had, has := len(f.idx.globs[k.key]) > 0, len(set) > 0
+		_, had := f.idx.globs[k.key]
+		has := len(set) > 0
 		if had == has {
 			continue
 		}
@@ -190,7 +195,8 @@ func (f *FSM) nextTrie(st *staged) *globmatch.Index {
 
 // publish makes a committed batch visible to readers. The work that
 // grows with the table (copying sets, building the next glob tree) is
-// done before taking idxMu; under it, only map stores.
+// done before taking idxMu; under it, only map stores and the string
+// table's counts.
 func (f *FSM) publish(effects []effect, last uint64) {
 	st := f.stage(effects)
 	trie := f.nextTrie(st)
@@ -198,19 +204,9 @@ func (f *FSM) publish(effects []effect, last uint64) {
 	defer f.idxMu.Unlock()
 	x := f.idx
 	for k, set := range st.sets {
-		if len(set) == 0 {
-			delete(x.of(k.kind), k.key)
-		} else {
-			x.of(k.kind)[k.key] = set
-		}
+		x.store(k.kind, k.key, set)
 	}
-	for url, n := range st.rows {
-		if n += x.perURL[url]; n > 0 {
-			x.perURL[url] = n
-		} else {
-			delete(x.perURL, url)
-		}
-	}
+	x.strs.publish(st.fresh, st.refs, st.rows)
 	x.nExact += st.nExact
 	x.nGlob += st.nGlob
 	for _, e := range st.nodes {
@@ -234,20 +230,17 @@ func (f *FSM) publish(effects []effect, last uint64) {
 // exact rows first, then glob rows, as the reference delivers them. A URL
 // with several matching subscriptions appears once per subscription.
 //
-// Match holds idxMu only for map lookups; the glob patterns are tested on
-// the published tree with no lock held, so however many patterns a topic
-// is tested against, Apply and other matches go on meanwhile.
+// Match holds idxMu only to look sets up and name their URLs; the glob
+// patterns are tested on the published tree with no lock held, so however
+// many patterns a topic is tested against, Apply and other matches go on
+// meanwhile.
 func (f *FSM) Match(topic []byte) []Subscription {
-	f.idxMu.RLock()
-	urls := f.idx.exact[string(topic)]
-	f.idxMu.RUnlock()
 	var out []Subscription
-	if len(urls) > 0 {
-		out = make([]Subscription, 0, len(urls))
-		for url, rec := range urls {
-			out = append(out, Subscription{Kind: Exact, URL: url, Key: string(topic), Recovery: rec})
-		}
+	f.idxMu.RLock()
+	if s, ok := f.idx.exact[string(topic)]; ok {
+		out = f.idx.resolve(make([]Subscription, 0, f.idx.setLen(s)), Exact, string(topic), s)
 	}
+	f.idxMu.RUnlock()
 	trie := f.trie.Load()
 	if trie == nil || trie.Len() == 0 {
 		return out
@@ -262,15 +255,11 @@ func (f *FSM) Match(topic []byte) []Subscription {
 	if len(patterns) == 0 {
 		return out
 	}
-	sets := make([]map[string]string, len(patterns))
 	f.idxMu.RLock()
-	for i, p := range patterns {
-		sets[i] = f.idx.globs[p]
-	}
-	f.idxMu.RUnlock()
-	for i, p := range patterns {
-		for url, rec := range sets[i] {
-			out = append(out, Subscription{Kind: Glob, URL: url, Key: p, Recovery: rec})
+	defer f.idxMu.RUnlock()
+	for _, p := range patterns {
+		if s, ok := f.idx.globs[p]; ok {
+			out = f.idx.resolve(out, Glob, p, s)
 		}
 	}
 	return out
@@ -280,12 +269,16 @@ func (f *FSM) Match(topic []byte) []Subscription {
 func (f *FSM) Lookup(kind Kind, url, key string) (recovery string, ok bool) {
 	f.idxMu.RLock()
 	defer f.idxMu.RUnlock()
-	m := f.idx.exact
-	if kind == Glob {
-		m = f.idx.globs
+	u, ok := f.idx.strs.lookup(url)
+	if !ok {
+		return "", false
 	}
-	recovery, ok = m[key][url]
-	return recovery, ok
+	s, ok := f.idx.of(kind)[key]
+	if !ok {
+		return "", false
+	}
+	rec, ok := f.idx.find(s, u)
+	return f.idx.strs.strs[rec], ok
 }
 
 // Counts returns the number of exact and glob subscriptions.
@@ -361,14 +354,9 @@ func (f *FSM) All() []Subscription {
 	f.idxMu.RLock()
 	defer f.idxMu.RUnlock()
 	var out []Subscription
-	for _, part := range []struct {
-		kind Kind
-		m    map[string]map[string]string
-	}{{Exact, f.idx.exact}, {Glob, f.idx.globs}} {
-		for key, urls := range part.m {
-			for url, rec := range urls {
-				out = append(out, Subscription{Kind: part.kind, URL: url, Key: key, Recovery: rec})
-			}
+	for _, kind := range []Kind{Exact, Glob} {
+		for key, set := range f.idx.of(kind) {
+			out = f.idx.resolve(out, kind, key, set)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -184,8 +184,8 @@ func TestPerURLCap(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer h.Close()
-			if h.idx.perURL[u1] != tc.rows {
-				t.Fatalf("count after restart %d, want %d", h.idx.perURL[u1], tc.rows)
+			if h.idx.strs.rowsOf(u1) != tc.rows {
+				t.Fatalf("count after restart %d, want %d", h.idx.strs.rowsOf(u1), tc.rows)
 			}
 		})
 	}

@@ -186,8 +186,8 @@ func checkIndexAgrees(t testing.TB, f *FSM, rows []Subscription) {
 			nExact++
 		}
 	}
-	if !reflect.DeepEqual(perURL, f.idx.perURL) && len(perURL)+len(f.idx.perURL) > 0 {
-		t.Errorf("per-URL counts %v, rows say %v", f.idx.perURL, perURL)
+	if !reflect.DeepEqual(perURL, f.idx.perURL()) && len(perURL)+len(f.idx.perURL()) > 0 {
+		t.Errorf("per-URL counts %v, rows say %v", f.idx.perURL(), perURL)
 	}
 	if e, g := f.Counts(); e != nExact || g != nGlob {
 		t.Errorf("Counts() = %d, %d; rows say %d, %d", e, g, nExact, nGlob)

@@ -43,6 +43,7 @@ type options struct {
 	largeMiB    int
 	only        string
 	cluster     bool
+	tableURLs   int
 }
 
 func main() {
@@ -57,6 +58,7 @@ func main() {
 	flag.IntVar(&o.largeMiB, "large-mib", 1024, "size of the large-message run in MiB (0 skips it)")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.BoolVar(&o.cluster, "cluster", false, "measure a three-node cluster instead of a single node")
+	flag.IntVar(&o.tableURLs, "table-urls", 10000, "URLs of 120 rows each in the large-table run (--only table)")
 	flag.Parse()
 	for _, s := range strings.Split(subConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -135,6 +137,13 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Printf("| %d MiB | 3 | %s | %d MiB | %d MiB |\n", o.largeMiB, d.Round(time.Millisecond), before>>20, peak>>20)
 	}
+	// The large table is run only when asked for: it leaves the node with
+	// over a million rows.
+	if o.only != "" && want("table") && ctx.Err() == nil {
+		if err := tableWorkload(ctx, c, srv, o); err != nil {
+			return fmt.Errorf("large table: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -144,6 +153,9 @@ type server struct {
 	base string
 	dir  string
 	done chan struct{}
+	// bin and args start the same node again (restart).
+	bin  string
+	args []string
 }
 
 func freeAddr() (string, error) {
@@ -194,7 +206,7 @@ func launch(bin, dir, httpAddr string, args ...string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s (run `make build` first): %w", bin, err)
 	}
-	s := &server{cmd: cmd, base: "http://" + httpAddr, dir: dir, done: make(chan struct{})}
+	s := &server{cmd: cmd, base: "http://" + httpAddr, dir: dir, done: make(chan struct{}), bin: bin, args: args}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	return s, nil
 }
@@ -237,9 +249,17 @@ func (s *server) stop() {
 
 // rss returns the server's resident set size and its peak.
 func (s *server) rss() (rss, peak int64) {
+	v := s.status("VmRSS:", "VmHWM:")
+	return v[0], v[1]
+}
+
+// status returns fields of /proc/PID/status given in kB, in bytes (0 when
+// absent).
+func (s *server) status(names ...string) []int64 {
+	out := make([]int64, len(names))
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0
+		return out
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -248,15 +268,12 @@ func (s *server) rss() (rss, peak int64) {
 		if len(fields) < 2 {
 			continue
 		}
-		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
+		if i := slices.Index(names, fields[0]); i >= 0 {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			out[i] = kb << 10
 		}
 	}
-	return rss, peak
+	return out
 }
 
 func (s *server) resetPeak() {
