@@ -59,11 +59,11 @@ func (f *FSM) WriteBackup(w io.Writer) (BackupInfo, error) {
 		bw.header(info)
 		for _, kind := range []Kind{Exact, Glob} {
 			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKey(k)
+				url, key, err := splitKeyBytes(k)
 				if err != nil {
 					return err
 				}
-				bw.row(kind, url, key, string(v))
+				bw.row(kind, url, key, v)
 				if kind == Exact {
 					info.Exact++
 				} else {
@@ -112,9 +112,9 @@ func (b *backupWriter) header(info BackupInfo) {
 	b.write(p)
 }
 
-func (b *backupWriter) row(kind Kind, url, key, recovery string) {
+func (b *backupWriter) row(kind Kind, url, key, recovery []byte) {
 	p := append(b.buf[:0], byte(kind))
-	for _, s := range []string{url, key, recovery} {
+	for _, s := range [][]byte{url, key, recovery} {
 		p = binary.AppendUvarint(p, uint64(len(s)))
 		p = append(p, s...)
 	}
@@ -271,11 +271,11 @@ func (f *FSM) EachRow(fn func(Subscription) error) error {
 	return f.db.View(func(tx *bolt.Tx) error {
 		for _, kind := range []Kind{Exact, Glob} {
 			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKey(k)
+				url, key, err := splitKeyBytes(k)
 				if err != nil {
 					return err
 				}
-				return fn(Subscription{Kind: kind, URL: url, Key: key, Recovery: string(v)})
+				return fn(Subscription{Kind: kind, URL: string(url), Key: string(key), Recovery: string(v)})
 			})
 			if err != nil {
 				return err

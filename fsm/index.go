@@ -293,8 +293,8 @@ func (f *FSM) Counts() (exact, globs int) {
 func (f *FSM) URLRows(url string) (int, bool) {
 	f.idxMu.RLock()
 	defer f.idxMu.RUnlock()
-	n, ok := f.idx.perURL[url]
-	return n, ok
+	n := f.idx.strs.rowsOf(url)
+	return n, n > 0
 }
 
 // List returns the subscriptions of url, each kind ascending by key bytes:
