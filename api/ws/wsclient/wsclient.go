@@ -1,10 +1,21 @@
-// Package wsclient is a small Go client of the websocket ("stateful") side
-// of the lonelypss protocol: it configures a connection, subscribes and
-// unsubscribes, publishes (NOTIFY, or NOTIFY_STREAM in parts), and
-// receives RECEIVE_STREAM and MISSED, acknowledging every part and
-// checking every authorization with the connection's counters, as the
-// Python client does. The project's tests use it against the broadcaster;
-// messages are held in memory, so it is not meant for multi-GiB bodies.
+// Package wsclient is a Go client of the websocket ("stateful") side of
+// the lonelypss protocol.
+//
+// Conn is one connection: it configures it, subscribes and unsubscribes,
+// publishes (NOTIFY, or NOTIFY_STREAM in parts), and receives
+// RECEIVE_STREAM and MISSED, acknowledging every part and checking every
+// authorization with the connection's counters, as the Python client
+// does, with zstd as the broadcaster enables it. It ends with its socket.
+//
+// Subscriber stays subscribed: it keeps one Conn to one of several
+// broadcasters, reconnects with backoff and jitter when it ends,
+// subscribes everything again, and reports messages, MISSED notices and
+// reconnections as Events on a bounded channel.
+//
+// A received message is held in memory whole (websocket messages are
+// parts of at most the broadcaster's part size, but a message is
+// assembled before it is handed over); subscribers of multi-GiB messages
+// are better served over HTTP with client.Subscriber.Stream.
 package wsclient
 
 import (
@@ -55,8 +66,14 @@ type Options struct {
 	// ReadLimit is the largest websocket message accepted (default 4 MiB,
 	// aiohttp's default, which the Python client runs with).
 	ReadLimit int64
-	// DialOptions are passed to websocket.Dial.
+	// DialOptions are passed to websocket.Dial (an HTTPClient trusting a
+	// private CA for wss, headers).
 	DialOptions *websocket.DialOptions
+	// Buffer is how many received messages wait for the reader of
+	// Messages (default 65,536). When it is full the connection stops
+	// reading, so the broadcaster waits too (back-pressure); memory stays
+	// within Buffer messages.
+	Buffer int
 }
 
 // Message is a message received on the connection, or a MISSED notice
@@ -98,6 +115,9 @@ type Conn struct {
 	msgs     chan Message
 	err      error
 	done     chan struct{}
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close: stops a reader waiting on msgs
 
 	notifyMu sync.Mutex
 }
@@ -147,6 +167,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = 4 << 20
 	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 1 << 16
+	}
 	if opts.Auth.ToBroadcaster == nil || opts.Auth.ToSubscriber == nil {
 		opts.Auth = auth.NonePair()
 	}
@@ -156,7 +179,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 	}
 	ws.SetReadLimit(opts.ReadLimit)
 	c := &Conn{ws: ws, opts: opts, auth: opts.Auth, subCounter: -1, broCounter: 1,
-		notifies: make(map[string]*notifyWait), msgs: make(chan Message, 1<<16), done: make(chan struct{})}
+		notifies: make(map[string]*notifyWait), msgs: make(chan Message, opts.Buffer), done: make(chan struct{}),
+		closing: make(chan struct{})}
 	if err := c.configure(ctx); err != nil {
 		_ = ws.CloseNow()
 		return nil, err
@@ -227,6 +251,7 @@ func (c *Conn) Err() error {
 
 // Close closes the connection normally.
 func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
 	err := c.ws.Close(websocket.StatusNormalClosure, "")
 	<-c.done
 	return err
@@ -432,7 +457,11 @@ func (c *Conn) readLoop() {
 			return
 		}
 		if err := c.handle(ctx, b); err != nil {
-			_ = c.ws.Close(websocket.StatusProtocolError, "client: "+trim(err.Error()))
+			select {
+			case <-c.closing: // Close is already ending it normally
+			default:
+				_ = c.ws.Close(websocket.StatusProtocolError, "client: "+trim(err.Error()))
+			}
 			c.end(err)
 			return
 		}
@@ -586,8 +615,19 @@ func (c *Conn) missed(ctx context.Context, m wsproto.Missed) error {
 	if r := c.auth.Verify(ctx, auth.Missed{Recovery: c.nextBroadcasterURL(), Topic: m.Topic}, m.Authorization); r != auth.OK {
 		return fmt.Errorf("missed: authorization %s", r)
 	}
-	c.msgs <- Message{Topic: bytes.Clone(m.Topic), Missed: true}
-	return nil
+	return c.deliver(Message{Topic: bytes.Clone(m.Topic), Missed: true})
+}
+
+// deliver hands m to the reader of Messages, waiting while the buffer is
+// full (which is the back-pressure on the broadcaster) unless the
+// connection is being closed.
+func (c *Conn) deliver(m Message) error {
+	select {
+	case c.msgs <- m:
+		return nil
+	case <-c.closing:
+		return errors.New("connection closed by the client")
+	}
 }
 
 func (c *Conn) confirmed(ctx context.Context, typ uint16, key, authorization string) error {
@@ -680,8 +720,7 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 	}); err != nil {
 		return err
 	}
-	c.msgs <- Message{Topic: r.first.Topic, Data: data, Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart}
-	return nil
+	return c.deliver(Message{Topic: r.first.Topic, Data: data, Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart})
 }
 
 // enable adds a compressor the broadcaster announced.
