@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -151,49 +150,4 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// BaseURL turns a broadcaster address, HOST:PORT or an http(s) URL, into
-// the base URL a Client takes (no trailing slash). tls picks https for a
-// bare HOST:PORT.
-func BaseURL(addr string, tls bool) (string, error) {
-	addr = strings.TrimSpace(addr)
-	if addr == "" {
-		return "", errors.New("empty broadcaster address")
-	}
-	if !strings.Contains(addr, "://") {
-		scheme := "http://"
-		if tls {
-			scheme = "https://"
-		}
-		addr = scheme + addr
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return "", fmt.Errorf("broadcaster address %q: %w", addr, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("broadcaster address %q: want HOST:PORT or http(s)://HOST:PORT[/prefix]", addr)
-	}
-	return strings.TrimRight(u.String(), "/"), nil
-}
-
-// BaseURLs splits a comma-separated list of addresses (as --addr takes)
-// with BaseURL.
-func BaseURLs(list string, tls bool) ([]string, error) {
-	var out []string
-	for _, a := range strings.Split(list, ",") {
-		if strings.TrimSpace(a) == "" {
-			continue
-		}
-		b, err := BaseURL(a, tls)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no broadcaster address given")
-	}
-	return out, nil
 }

@@ -60,7 +60,10 @@ type Subscriber struct {
 	Stream func(Received, io.Reader) Reply
 	// Decide, if set, chooses the reply to each valid RECEIVE.
 	Decide func(Received) Reply
-	// Discard keeps no Received records, only the count: for load tests.
+	// OnMissed, if set, is told the topic of each accepted MISSED notice.
+	OnMissed func(topic []byte)
+	// Discard keeps no Received records or missed topics, only the count:
+	// for long-running subscribers and load tests.
 	Discard bool
 
 	count atomic.Int64
@@ -305,10 +308,15 @@ func (s *Subscriber) recover(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.mu.Lock()
-	s.missed = append(s.missed, m.Topic)
-	s.changed()
-	s.mu.Unlock()
+	if s.OnMissed != nil {
+		s.OnMissed(m.Topic)
+	}
+	if !s.Discard {
+		s.mu.Lock()
+		s.missed = append(s.missed, m.Topic)
+		s.changed()
+		s.mu.Unlock()
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(body)
 }
