@@ -37,6 +37,9 @@ type Retry struct {
 	// Backoff is the wait before the second pass, doubled before each
 	// later one.
 	Backoff time.Duration
+	// MaxBackoff caps the doubling (0: an hour, past any sensible number
+	// of rounds).
+	MaxBackoff time.Duration
 	// Jitter is the upper bound of the random wait added to each backoff.
 	Jitter time.Duration
 	// NoRetryAmbiguous returns a connection error instead of trying the
@@ -49,14 +52,18 @@ type Retry struct {
 // plus up to 1 s of jitter, as the Python client waits.
 var DefaultRetry = Retry{Rounds: 3, Backoff: time.Second, Jitter: time.Second}
 
-// wait is the pause before pass round (1-based after the first pass).
-func (r Retry) wait(round int) time.Duration {
+// Wait is the pause before pass round (1 for the second pass):
+// Backoff·2^(round-1), at most MaxBackoff, plus the jitter.
+func (r Retry) Wait(round int) time.Duration {
+	limit := r.MaxBackoff
+	if limit <= 0 {
+		limit = time.Hour
+	}
 	d := r.Backoff
-	// Doubling stops at an hour: far past any sensible number of rounds,
-	// and no overflow.
-	for i := 1; i < round && d < time.Hour; i++ {
+	for i := 1; i < round && d < limit; i++ {
 		d *= 2
 	}
+	d = min(d, limit)
 	if r.Jitter > 0 {
 		d += rand.N(r.Jitter)
 	}
@@ -103,7 +110,7 @@ func (c *Client) send(ctx context.Context, try func(ctx context.Context, base st
 	var last error
 	for round := range rounds {
 		if round > 0 {
-			if err := sleep(ctx, c.Retry.wait(round)); err != nil {
+			if err := sleep(ctx, c.Retry.Wait(round)); err != nil {
 				return nil, fmt.Errorf("%w (waiting to retry after: %w)", err, last)
 			}
 		}

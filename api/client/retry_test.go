@@ -136,11 +136,15 @@ func pipe(b []byte) io.Reader { return iotest.HalfReader(strings.NewReader(strin
 
 func TestRetryWaitsDoubleWithJitter(t *testing.T) {
 	r := Retry{Backoff: time.Second, Jitter: time.Second}
-	for round, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 100: time.Hour + 8*time.Minute + 16*time.Second} {
+	capped := Retry{Backoff: time.Second, Jitter: time.Second, MaxBackoff: 3 * time.Second}
+	for round, base := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 100: time.Hour} {
 		for range 20 {
-			d := r.wait(round)
+			d := r.Wait(round)
 			if d < base || d >= base+time.Second {
 				t.Fatalf("round %d waited %s, want [%s, %s)", round, d, base, base+time.Second)
+			}
+			if d, want := capped.Wait(round), min(base, 3*time.Second); d < want || d >= want+time.Second {
+				t.Fatalf("capped round %d waited %s, want [%s, %s)", round, d, want, want+time.Second)
 			}
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/client"
 )
 
 // EventKind says what an Event reports.
@@ -237,11 +239,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 
 // wait is the pause after pass n (1-based) without a stable connection.
 func (s *Subscriber) wait(n int) time.Duration {
-	d := s.opts.Backoff
-	for i := 1; i < n && d < s.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, s.opts.MaxBackoff) + rand.N(s.opts.Jitter)
+	return client.Retry{Backoff: s.opts.Backoff, MaxBackoff: s.opts.MaxBackoff, Jitter: s.opts.Jitter}.Wait(n)
 }
 
 // connect makes one pass over the URLs in random order and returns the
