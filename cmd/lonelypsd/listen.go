@@ -161,7 +161,11 @@ func (lf listenFlags) overWebsocket(ctx context.Context, c *client.Client, p *pr
 				fmt.Fprintf(stderr, "reconnected to %s (messages sent meanwhile were not received)\n", e.Broadcaster)
 			}
 		case wsclient.EventDisconnected:
-			fmt.Fprintf(stderr, "disconnected from %s: %v; reconnecting\n", e.Broadcaster, e.Err)
+			if e.Broadcaster == "" {
+				fmt.Fprintf(stderr, "no broadcaster reachable: %v; retrying\n", e.Err)
+			} else {
+				fmt.Fprintf(stderr, "disconnected from %s: %v; reconnecting\n", e.Broadcaster, e.Err)
+			}
 		case wsclient.EventMissed:
 			missed(stderr, e.Message.Topic)
 		case wsclient.EventMessage:
