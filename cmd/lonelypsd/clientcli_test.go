@@ -217,7 +217,7 @@ func TestClientCommandsHelp(t *testing.T) {
 
 // TestListenWebsocketAcrossARestart: `listen --websocket` receives a
 // message sent before the node restarts and one sent after, reconnecting
-// by itself; short non-text messages print as size and SHA-512.
+// by itself; non-text and long messages print as size and SHA-512.
 func TestListenWebsocketAcrossARestart(t *testing.T) {
 	node := startNode(t, t.TempDir())
 	listen := startListen(t, "--websocket", "--addr", node.HTTP, "--topic", "t", "--glob", "g/*")
@@ -240,5 +240,14 @@ func TestListenWebsocketAcrossARestart(t *testing.T) {
 		t.Fatalf("notify binary: %d %v", n, err)
 	}
 	listen.waitOutput(t, fmt.Sprintf("t\t4 bytes\tsha512:%x", sha512.Sum512(bin)), 10*time.Second)
+	// Past --print-max a message arrives through a temporary file.
+	big := make([]byte, 1<<20)
+	if _, err := io.ReadFull(newPattern(int64(len(big))), big); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Notify(ctx, []byte("t"), big); err != nil || n != 1 {
+		t.Fatalf("notify 1 MiB: %d %v", n, err)
+	}
+	listen.waitOutput(t, fmt.Sprintf("t\t%d bytes\tsha512:%x", len(big), sha512.Sum512(big)), 10*time.Second)
 	listen.stop(t)
 }

@@ -30,6 +30,7 @@ type listenFlags struct {
 	websocket bool
 	out       string
 	textMax   int64
+	spoolDir  string
 	exact     multiFlag
 	globs     multiFlag
 }
@@ -46,6 +47,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.StringVar(&lf.listen, "listen", "127.0.0.1:0", "HOST:PORT this subscriber listens on (the broadcaster must reach it; not with --websocket)")
 		fs.BoolVar(&lf.websocket, "websocket", false, "receive over a websocket to the broadcaster (reconnecting), instead of listening for its HTTP requests")
 		fs.StringVar(&lf.out, "out", "", "save each message to a file in this folder (named by arrival number and topic)")
+		fs.StringVar(&lf.spoolDir, "spool-dir", "", "with --websocket: folder for temporary copies of messages longer than --print-max while they arrive (default: the system's)")
 		fs.Int64Var(&lf.textMax, "print-max", 4096, "messages up to this many bytes that are text are printed; others as their size and SHA-512")
 		fs.Var(&lf.exact, "topic", "exact topic to subscribe to (repeatable)")
 		fs.Var(&lf.globs, "glob", "glob pattern to subscribe to (repeatable)")
@@ -137,7 +139,8 @@ func (lf listenFlags) overWebsocket(ctx context.Context, c *client.Client, p *pr
 		urls = append(urls, "ws"+strings.TrimPrefix(b, "http")+"/v1/websocket")
 	}
 	s, err := wsclient.NewSubscriber(wsclient.SubscriberOptions{URLs: urls, Options: wsclient.Options{
-		Auth: c.Auth, EnableZstd: true, DialOptions: &websocket.DialOptions{HTTPClient: httpClientOf(c)}}})
+		Auth: c.Auth, EnableZstd: true, DialOptions: &websocket.DialOptions{HTTPClient: httpClientOf(c)},
+		SpoolAbove: lf.textMax, SpoolDir: lf.spoolDir}})
 	if err != nil {
 		return err
 	}
@@ -169,12 +172,25 @@ func (lf listenFlags) overWebsocket(ctx context.Context, c *client.Client, p *pr
 		case wsclient.EventMissed:
 			missed(stderr, e.Message.Topic)
 		case wsclient.EventMessage:
-			if err := p.message(e.Message.Topic, uint64(len(e.Message.Data)), bytes.NewReader(e.Message.Data)); err != nil {
+			var body io.Reader = bytes.NewReader(e.Message.Data)
+			if e.Message.File != nil {
+				body = e.Message.File
+			}
+			err := p.message(e.Message.Topic, e.Message.Size, body)
+			closeMessage(e.Message)
+			if err != nil {
 				fmt.Fprintf(stderr, "lonelypsd listen: %s: %v\n", e.Message.Topic, err)
 			}
 		}
 	}
 	return nil
+}
+
+// closeMessage releases the file of a message spooled to disk.
+func closeMessage(m wsclient.Message) {
+	if m.File != nil {
+		_ = m.File.Close()
+	}
 }
 
 // missed says that the broadcaster could not deliver a message on topic.

@@ -65,14 +65,16 @@ type Event struct {
 // have defaults.
 type SubscriberOptions struct {
 	// Options configure each connection (auth, zstd, presets, TLS through
-	// DialOptions). Buffer defaults to 16 here.
+	// DialOptions). Here Buffer defaults to 16 and SpoolAbove to 16 MiB
+	// (negative: every message in memory).
 	Options
 	// URLs are broadcaster websocket URLs (ws://host:port/v1/websocket);
 	// each (re)connection tries them in a fresh random order.
 	URLs []string
 	// Events is the capacity of the Events channel (default 64). A full
 	// channel stops the connection from reading (back-pressure): at most
-	// Events + Options.Buffer messages are held.
+	// Events + Options.Buffer messages wait, each in memory only up to
+	// SpoolAbove.
 	Events int
 	// Backoff, doubled after each pass over URLs that found no broadcaster
 	// (up to MaxBackoff), plus a uniform jitter below Jitter, is the wait
@@ -117,6 +119,9 @@ func NewSubscriber(opts SubscriberOptions) (*Subscriber, error) {
 	}
 	if opts.Buffer <= 0 {
 		opts.Buffer = 16
+	}
+	if opts.SpoolAbove == 0 {
+		opts.SpoolAbove = 16 << 20
 	}
 	if opts.Events <= 0 {
 		opts.Events = 64

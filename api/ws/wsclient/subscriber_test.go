@@ -3,7 +3,9 @@ package wsclient_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -189,5 +191,61 @@ func TestSubscriberSurvivesANodeRestart(t *testing.T) {
 	cancel()
 	if err := <-runErr; err != context.Canceled {
 		t.Fatalf("run ended with %v", err)
+	}
+}
+
+// TestSubscriberSpoolsLargeMessages: messages past SpoolAbove arrive as a
+// file holding the whole message (decompressed when the broadcaster
+// compressed it), smaller ones in memory.
+func TestSubscriberSpoolsLargeMessages(t *testing.T) {
+	n := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	spool := t.TempDir()
+	s, err := wsclient.NewSubscriber(wsclient.SubscriberOptions{URLs: []string{n.wsURL()},
+		Options: wsclient.Options{EnableZstd: true, SpoolAbove: 64 << 10, SpoolDir: spool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SubscribeExact(ctx, []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Run(ctx) }()
+	nextEvent(t, s, wsclient.EventConnected, 20*time.Second)
+	random := make([]byte, 3<<20)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		msg    []byte
+		inFile bool
+	}{
+		{"small", []byte("small"), false},
+		{"compressible", bytes.Repeat([]byte("a line of text that compresses well\n"), 100_000), true},
+		{"random", random, true},
+	}
+	pub := client.New(n.base())
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if c, err := pub.Notify(ctx, []byte("t"), tc.msg); err != nil || c != 1 {
+				t.Fatalf("notify: %d, %v", c, err)
+			}
+			m := nextEvent(t, s, wsclient.EventMessage, 20*time.Second).Message
+			got := m.Data
+			if m.File != nil {
+				defer m.File.Close()
+				if got, err = io.ReadAll(m.File); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if (m.File != nil) != tc.inFile || m.Size != uint64(len(tc.msg)) || !bytes.Equal(got, tc.msg) {
+				t.Fatalf("in a file %t (want %t), size %d, %d bytes equal %t; want %d bytes",
+					m.File != nil, tc.inFile, m.Size, len(got), bytes.Equal(got, tc.msg), len(tc.msg))
+			}
+			if left, err := os.ReadDir(spool); err != nil || len(left) != 0 {
+				t.Fatalf("spool folder holds %v (%v): files must be unlinked", left, err)
+			}
+		})
 	}
 }

@@ -12,10 +12,9 @@
 // subscribes everything again, and reports messages, MISSED notices and
 // reconnections as Events on a bounded channel.
 //
-// A received message is held in memory whole (websocket messages are
-// parts of at most the broadcaster's part size, but a message is
-// assembled before it is handed over); subscribers of multi-GiB messages
-// are better served over HTTP with client.Subscriber.Stream.
+// A received message is assembled before it is handed over: in memory,
+// or past Options.SpoolAbove in an unlinked temporary file
+// (Message.File), so messages of any size cost no memory.
 package wsclient
 
 import (
@@ -25,6 +24,7 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 
@@ -69,6 +69,12 @@ type Options struct {
 	// DialOptions are passed to websocket.Dial (an HTTPClient trusting a
 	// private CA for wss, headers).
 	DialOptions *websocket.DialOptions
+	// SpoolAbove: messages longer than this (as sent, compressed or not)
+	// are assembled in a temporary file in SpoolDir ("" for the system's)
+	// instead of memory, and handed over as Message.File. 0 keeps every
+	// message in memory.
+	SpoolAbove int64
+	SpoolDir   string
 	// Buffer is how many received messages wait for the reader of
 	// Messages (default 65,536). When it is full the connection stops
 	// reading, so the broadcaster waits too (back-pressure); memory stays
@@ -79,8 +85,13 @@ type Options struct {
 // Message is a message received on the connection, or a MISSED notice
 // when Missed is set.
 type Message struct {
-	Topic  []byte
-	Data   []byte
+	Topic []byte
+	// Data is the message, unless it was longer than Options.SpoolAbove:
+	// then File holds it (at its start, unlinked: close it when done).
+	Data []byte
+	File *os.File
+	// Size is the message's length (decompressed).
+	Size   uint64
 	Missed bool
 	// Compressor is the compressor it arrived with (0: none).
 	Compressor uint64
@@ -154,7 +165,7 @@ type receiving struct {
 	first   wsproto.StreamFirst
 	id      []byte
 	next    uint64
-	buf     bytes.Buffer
+	body    *body
 	maxPart int
 }
 
@@ -437,6 +448,9 @@ func (c *Conn) Notify(ctx context.Context, topic, message []byte) (uint64, error
 }
 
 func (c *Conn) end(err error) {
+	if c.recv != nil {
+		c.recv.body.discard()
+	}
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err
@@ -680,7 +694,11 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 			return fmt.Errorf("receive with compressor %d, which is not enabled", f.Compressor)
 		}
 		f.Topic = bytes.Clone(f.Topic)
-		c.recv = &receiving{first: f, id: bytes.Clone(m.Identifier)}
+		b, err := newBody(f.CompressedLength, c.opts)
+		if err != nil {
+			return err
+		}
+		c.recv = &receiving{first: f, id: bytes.Clone(m.Identifier), body: b}
 	}
 	r := c.recv
 	if r == nil || !bytes.Equal(m.Identifier, r.id) || m.PartID != r.next {
@@ -688,39 +706,56 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 	}
 	r.next++
 	r.maxPart = max(r.maxPart, size)
-	r.buf.Write(m.Payload)
-	if uint64(r.buf.Len()) > r.first.CompressedLength {
+	if err := r.body.write(m.Payload); err != nil {
+		return err
+	}
+	if r.body.n > r.first.CompressedLength {
 		return errors.New("receive: more data than declared")
 	}
-	if uint64(r.buf.Len()) < r.first.CompressedLength {
+	if r.body.n < r.first.CompressedLength {
 		return c.sendCounted(ctx, nil, func(url string) (wsproto.Message, error) {
 			a, err := c.auth.Authorize(auth.StatefulContinueReceive{Identifier: r.id, PartID: m.PartID, URL: url})
 			return wsproto.ContinueReceive{Identifier: r.id, PartID: m.PartID, Authorization: a}, err
 		})
 	}
 	c.recv = nil
-	data := r.buf.Bytes()
-	if sha512.Sum512(data) != r.first.CompressedSHA512 {
-		return errors.New("receive: hash mismatch")
-	}
+	return c.received(ctx, r)
+}
+
+// received checks, decompresses, confirms and hands over a complete
+// message.
+func (c *Conn) received(ctx context.Context, r *receiving) error {
+	var z *comp
 	if r.first.Compressor != 0 {
-		z := c.compressor(r.first.Compressor)
-		if z == nil {
+		if z = c.compressor(r.first.Compressor); z == nil {
+			r.body.discard()
 			return fmt.Errorf("receive: compressor %d was disabled mid-message", r.first.Compressor)
 		}
-		out, err := z.codec.DecodeAll(data, r.first.DecompressedLength)
-		if err != nil {
-			return fmt.Errorf("receive: compressor %d: %w", z.id, err)
-		}
-		data = out
+	}
+	data, file, err := r.body.finish(r.first.CompressedSHA512, z, r.first.DecompressedLength, c.opts)
+	if err != nil {
+		return err
 	}
 	if err := c.sendCounted(ctx, nil, func(url string) (wsproto.Message, error) {
 		a, err := c.auth.Authorize(auth.ConfirmReceive{Identifier: r.id, NumSubscribers: 1, URL: url})
 		return wsproto.ConfirmReceive{Identifier: r.id, NumSubscribers: 1, Authorization: a}, err
 	}); err != nil {
+		closeFile(file)
 		return err
 	}
-	return c.deliver(Message{Topic: r.first.Topic, Data: data, Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart})
+	m := Message{Topic: r.first.Topic, Data: data, File: file, Size: r.first.DecompressedLength,
+		Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart}
+	if err := c.deliver(m); err != nil {
+		closeFile(file)
+		return err
+	}
+	return nil
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // enable adds a compressor the broadcaster announced.
