@@ -249,3 +249,35 @@ func TestSubscriberSpoolsLargeMessages(t *testing.T) {
 		})
 	}
 }
+
+// TestSubscriberHoldsBackInsteadOfBuffering: with room for one event and
+// one message, a reader that falls behind loses nothing: the connection
+// stops reading, the broadcaster queues, and every message arrives in
+// order once the reader catches up.
+func TestSubscriberHoldsBackInsteadOfBuffering(t *testing.T) {
+	n := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := wsclient.NewSubscriber(wsclient.SubscriberOptions{URLs: []string{n.wsURL()}, Events: 1,
+		Options: wsclient.Options{Buffer: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SubscribeExact(ctx, []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Run(ctx) }()
+	nextEvent(t, s, wsclient.EventConnected, 20*time.Second)
+	const count = 200
+	pub := client.New(n.base())
+	for i := range count {
+		if c, err := pub.Notify(ctx, []byte("t"), []byte(fmt.Sprint(i))); err != nil || c != 1 {
+			t.Fatalf("notify %d: %d, %v", i, c, err)
+		}
+	}
+	for i := range count {
+		if e := nextEvent(t, s, wsclient.EventMessage, 10*time.Second); string(e.Message.Data) != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q", i, e.Message.Data)
+		}
+	}
+}
