@@ -134,3 +134,36 @@ func TestMemoryReplayStoreNilClock(t *testing.T) {
 		t.Fatal("len")
 	}
 }
+
+func TestNotBeforeRefusesOlderSignatures(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	signer, _ := HMAC(seq(0x40), nil, WithClock(func() time.Time { return now.Add(-time.Second) }))
+	h, err := signer.Authorize(Missed{Recovery: recURL, Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := HMAC(seq(0x40), NewMemoryReplayStore(func() time.Time { return now }),
+		WithClock(func() time.Time { return now }), WithNotBefore(now))
+	if r := v.Verify(context.Background(), Missed{Recovery: recURL, Topic: topic}, h); r != Forbidden {
+		t.Fatalf("signature from before the start: %s", r)
+	}
+}
+
+func TestVerifyDeferredLeavesReplayToCaller(t *testing.T) {
+	clock := func() time.Time { return vectorNow }
+	p := vectorPair(t, clock, NewMemoryReplayStore(clock))
+	m := SubscribeExact{URL: subURL, Recovery: recURL, Topic: topic}
+	h, _ := p.Authorize(m)
+	for range 2 {
+		r, rep := p.VerifyDeferred(context.Background(), m, h)
+		if r != OK || rep == nil || rep.Expires.Before(vectorNow.Add(DefaultSkew)) {
+			t.Fatalf("deferred: %s %+v", r, rep)
+		}
+	}
+	if r, rep := p.VerifyDeferred(context.Background(), SubscribeExact{URL: subURL, Topic: topic}, h); r != Forbidden || rep != nil {
+		t.Fatalf("tampered: %s %+v", r, rep)
+	}
+	if r, rep := NonePair().VerifyDeferred(context.Background(), m, ""); r != OK || rep != nil {
+		t.Fatalf("none: %s %+v", r, rep)
+	}
+}

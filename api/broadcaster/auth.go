@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/auth/boltreplay"
 	clusterpkg "github.com/lonelypsd/lonelypsd/cluster"
 )
 
@@ -37,7 +38,7 @@ func openAuth(cfg Config, log *slog.Logger) (auth.Pair, string, func(), error) {
 	if err := needsClusterSecret(cfg, cluster); err != nil {
 		return auth.Pair{}, "", nop, err
 	}
-	store, err := auth.OpenBoltReplayStore(filepath.Join(cfg.Cluster.DataDir, "replay.db"), time.Now)
+	store, err := boltreplay.Open(filepath.Join(cfg.Cluster.DataDir, "replay.db"), time.Now)
 	if err != nil {
 		return auth.Pair{}, "", nop, err
 	}

@@ -1,20 +1,20 @@
-// Package client is a Go client of the lonelypss stateless protocol: a
-// Client that subscribes and notifies against a broadcaster, and a
-// Subscriber, an http.Handler that receives RECEIVE and MISSED requests
-// and confirms them. The project's own end-to-end tests and load
-// generator use it; Go programs may too.
+// Package client is a Go client of the lonelypss stateless (HTTP)
+// protocol: a Client that subscribes and notifies against one or more
+// broadcasters, retrying as the Python client does, and a Subscriber, an
+// http.Handler that receives RECEIVE and MISSED requests, checks them and
+// confirms them. Messages of any size stream through both without being
+// held in memory (NotifyStream, NotifyFile, NotifyReader,
+// Subscriber.Stream). docs/client.md describes both and the retry rules.
 package client
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha512"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/wire"
@@ -34,45 +34,78 @@ func (e *StatusError) Error() string {
 // did not exist (unsubscribe).
 var ErrConflict = errors.New("conflict")
 
-// Client talks to one broadcaster.
+// Client talks to one or more broadcasters of one cluster (or several
+// lone broadcasters sharing a table). Each request goes to the
+// broadcasters by the Retry rules (retry.go). Safe for concurrent use once
+// configured.
 type Client struct {
-	// Base is the broadcaster's base URL, e.g. http://127.0.0.1:3003.
+	// Base is the broadcaster's base URL, e.g. http://127.0.0.1:3003,
+	// used when Broadcasters is empty.
 	Base string
+	// Broadcasters are the base URLs requests may go to; any of them
+	// accepts every request.
+	Broadcasters []string
+	// HTTP sends the requests; set it for TLS roots, timeouts or proxies.
 	HTTP *http.Client
 	// Auth signs requests (to-broadcaster) and verifies the broadcaster's
 	// confirmations (to-subscriber).
-	Auth auth.Pair
+	Auth  auth.Pair
+	Retry Retry
 }
 
-// New returns a client with auth none.
-func New(base string) *Client {
-	return &Client{Base: strings.TrimRight(base, "/"), HTTP: http.DefaultClient,
-		Auth: auth.Pair{ToBroadcaster: auth.None(), ToSubscriber: auth.None()}}
+// New returns a client of the given broadcasters (base URLs, e.g.
+// http://127.0.0.1:3003) with auth none, http.DefaultClient and
+// DefaultRetry.
+func New(bases ...string) *Client {
+	c := &Client{HTTP: http.DefaultClient, Auth: auth.NonePair(), Retry: DefaultRetry}
+	for _, b := range bases {
+		c.Broadcasters = append(c.Broadcasters, strings.TrimRight(b, "/"))
+	}
+	if len(c.Broadcasters) > 0 {
+		c.Base = c.Broadcasters[0]
+	}
+	return c
 }
 
-func (c *Client) post(ctx context.Context, path string, m auth.Message, body io.Reader, length int64) (*http.Response, error) {
-	authz, err := c.Auth.Authorize(m)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Base+path, body)
-	if err != nil {
-		return nil, err
-	}
-	req.ContentLength = length
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("post %s: %w", path, err)
-	}
-	return resp, nil
+// post signs m and sends it to the broadcasters by the retry rules; body
+// gives the request body of each attempt.
+func (c *Client) post(ctx context.Context, path string, m auth.Message, body bodySource) (*http.Response, error) {
+	return c.send(ctx, func(ctx context.Context, base string) (*http.Response, error) {
+		authz, err := c.Auth.Authorize(m)
+		if err != nil {
+			return nil, errFinal{err}
+		}
+		r, length, err := body()
+		if err != nil {
+			return nil, errFinal{err}
+		}
+		g := &gate{r: r}
+		// The transport may still read a body after Do returns (an early
+		// answer); the gate stops that before the next attempt rewinds it.
+		defer g.close()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, g)
+		if err != nil {
+			return nil, errFinal{err}
+		}
+		req.ContentLength = length
+		req.Header.Set("Content-Type", "application/octet-stream")
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		hc := c.HTTP
+		if hc == nil {
+			hc = http.DefaultClient
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("post %s%s: %w", base, path, err)
+		}
+		return resp, nil
+	})
 }
 
 func (c *Client) postSmall(ctx context.Context, path string, m auth.Message, body []byte) ([]byte, error) {
-	resp, err := c.post(ctx, path, m, bytes.NewReader(body), int64(len(body)))
+	resp, err := c.post(ctx, path, m, bytesBody(body))
 	if err != nil {
 		return nil, err
 	}
@@ -162,47 +195,24 @@ func (c *Client) SetSubscriptions(ctx context.Context, url string, exact []wire.
 	return err
 }
 
-// Notify publishes message to topic and returns how many subscribers
-// confirmed it.
-func (c *Client) Notify(ctx context.Context, topic, message []byte) (uint32, error) {
-	return c.NotifyStream(ctx, topic, bytes.NewReader(message), uint64(len(message)), sha512.Sum512(message))
+// gate is a request body that stops reading once closed.
+type gate struct {
+	mu     sync.Mutex
+	r      io.Reader
+	closed bool
 }
 
-// NotifyStream publishes a message read from r, of the given length and
-// SHA-512, without holding it in memory.
-func (c *Client) NotifyStream(ctx context.Context, topic []byte, r io.Reader, length uint64, sum [64]byte) (uint32, error) {
-	var id [4]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return 0, err
+func (g *gate) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errors.New("request body read after its attempt ended")
 	}
-	head, err := wire.AppendNotifyHeader(nil, wire.Notify{Topic: topic, SHA512: sum, Identifier: id[:], Length: length})
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.post(ctx, "/v1/notify", auth.Notify{Topic: topic, Identifier: id[:], SHA512: sum},
-		io.MultiReader(bytes.NewReader(head), r), int64(len(head))+int64(length))
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, fmt.Errorf("read notify response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, &StatusError{Code: resp.StatusCode, Body: string(b)}
-	}
-	r2, err := wire.ParseResponseNotify(b)
-	if err != nil {
-		return 0, err
-	}
-	if !bytes.Equal(r2.Identifier, id[:]) {
-		return 0, fmt.Errorf("notify response echoes identifier %x, sent %x", r2.Identifier, id)
-	}
-	if res := c.Auth.Verify(ctx, auth.ConfirmNotify{
-		Tracing: r2.Tracing, Identifier: r2.Identifier, Subscribers: r2.Count, Topic: topic, SHA512: sum,
-	}, r2.Authorization); res != auth.OK {
-		return 0, fmt.Errorf("notify response: authorization %s", res)
-	}
-	return r2.Count, nil
+	return g.r.Read(p)
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }

@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"crypto/sha512"
+	"errors"
+	"hash"
 	"io"
 	"net/http"
 	"sync"
@@ -22,7 +24,7 @@ type Received struct {
 	Length     uint64
 	SHA512     [64]byte
 	// Message holds the body when Length is at most the subscriber's
-	// KeepBodies; longer bodies are only hashed.
+	// KeepBodies and there is no Stream; longer bodies are only hashed.
 	Message []byte
 	Header  http.Header
 }
@@ -47,9 +49,21 @@ type Subscriber struct {
 	Auth auth.Pair
 	// KeepBodies: messages up to this many bytes are kept in Received.
 	KeepBodies uint64
+	// Stream, if set, gets each authorised RECEIVE as it arrives, with its
+	// body as a reader, instead of the body being kept: messages of any
+	// size then cost no memory. The reader ends with io.EOF only when the
+	// message was whole and matched its SHA-512, else with
+	// ErrDigestMismatch or ErrShortMessage (and the subscriber then
+	// refuses it whatever Stream answers): act on the message only after
+	// io.EOF. What Stream leaves unread is read and checked after it
+	// returns. Its reply is used unless Decide is set too.
+	Stream func(Received, io.Reader) Reply
 	// Decide, if set, chooses the reply to each valid RECEIVE.
 	Decide func(Received) Reply
-	// Discard keeps no Received records, only the count: for load tests.
+	// OnMissed, if set, is told the topic of each accepted MISSED notice.
+	OnMissed func(topic []byte)
+	// Discard keeps no Received records or missed topics, only the count:
+	// for long-running subscribers and load tests.
 	Discard bool
 
 	count atomic.Int64
@@ -148,40 +162,53 @@ func (s *Subscriber) receive(w http.ResponseWriter, r *http.Request) {
 		unsubscribeImmediate(w, http.StatusForbidden)
 		return
 	}
-	h := sha512.New()
-	var keep bytes.Buffer
-	dst := io.Writer(h)
-	if head.Length <= s.KeepBodies {
-		dst = io.MultiWriter(h, &keep)
-	}
-	n, err := io.Copy(dst, io.LimitReader(r.Body, int64(head.Length)))
-	if err != nil || uint64(n) != head.Length {
-		unsubscribeImmediate(w, http.StatusBadRequest)
-		return
-	}
-	var extra [1]byte
-	if k, _ := r.Body.Read(extra[:]); k > 0 {
-		unsubscribeImmediate(w, http.StatusBadRequest)
-		return
-	}
-	var sum [64]byte
-	h.Sum(sum[:0])
-	if sum != digest {
-		unsubscribeImmediate(w, http.StatusForbidden)
-		return
-	}
 	rec := Received{URL: url, Topic: head.Topic, Tracing: head.Tracing, Identifier: head.Identifier,
-		Length: head.Length, SHA512: sum}
-	if head.Length <= s.KeepBodies {
-		rec.Message = keep.Bytes()
-	}
+		Length: head.Length, SHA512: digest}
 	if !s.Discard {
 		rec.Header = r.Header.Clone()
 	}
-	reply := Confirm
-	if s.Decide != nil {
-		reply = s.Decide(rec)
+	reply, status := s.consume(&rec, r.Body)
+	if status != 0 {
+		unsubscribeImmediate(w, status)
+		return
 	}
+	s.answer(w, rec, reply)
+}
+
+// consume reads the message (to Stream, or hashed and kept up to
+// KeepBodies) and checks its length and digest; status is the refusal
+// when they are wrong.
+func (s *Subscriber) consume(rec *Received, body io.Reader) (reply Reply, status int) {
+	msg := &verifyingReader{r: io.LimitReader(body, int64(rec.Length)), h: sha512.New(), left: rec.Length, want: rec.SHA512}
+	var keep bytes.Buffer
+	reply = Confirm
+	switch {
+	case s.Stream != nil:
+		reply = s.Stream(*rec, msg)
+	case rec.Length <= s.KeepBodies:
+		_, _ = io.Copy(&keep, msg)
+	}
+	if _, err := io.Copy(io.Discard, msg); err != nil {
+		if errors.Is(err, ErrDigestMismatch) {
+			return reply, http.StatusForbidden
+		}
+		return reply, http.StatusBadRequest
+	}
+	var extra [1]byte
+	if k, _ := body.Read(extra[:]); k > 0 {
+		return reply, http.StatusBadRequest
+	}
+	if s.Stream == nil && rec.Length <= s.KeepBodies {
+		rec.Message = keep.Bytes()
+	}
+	if s.Decide != nil {
+		reply = s.Decide(*rec)
+	}
+	return reply, 0
+}
+
+// answer replies to a valid RECEIVE as reply says.
+func (s *Subscriber) answer(w http.ResponseWriter, rec Received, reply Reply) {
 	switch reply {
 	case Unsubscribe:
 		unsubscribeImmediate(w, http.StatusBadRequest)
@@ -190,12 +217,12 @@ func (s *Subscriber) receive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "refusing on purpose", http.StatusInternalServerError)
 		return
 	}
-	authz, err := s.Auth.Authorize(auth.ConfirmReceive{Identifier: head.Identifier, NumSubscribers: 1, URL: url})
+	authz, err := s.Auth.Authorize(auth.ConfirmReceive{Identifier: rec.Identifier, NumSubscribers: 1, URL: rec.URL})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	body, err := wire.AppendConfirmReceive(nil, wire.ConfirmReceive{Authorization: authz, Identifier: head.Identifier, NumSubscribers: 1})
+	body, err := wire.AppendConfirmReceive(nil, wire.ConfirmReceive{Authorization: authz, Identifier: rec.Identifier, NumSubscribers: 1})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -209,6 +236,49 @@ func (s *Subscriber) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(body)
+}
+
+// ErrDigestMismatch ends a message read through Subscriber.Stream whose
+// bytes do not match the SHA-512 the broadcaster announced (in place of
+// io.EOF); ErrShortMessage one that ended before its announced length.
+var (
+	ErrDigestMismatch = errors.New("message does not match its SHA-512")
+	ErrShortMessage   = errors.New("message shorter than its announced length")
+)
+
+// verifyingReader yields a message of a known length and reports at its
+// end whether it matched the announced digest, so a caller that reads to
+// io.EOF knows it got the message intact.
+type verifyingReader struct {
+	r    io.Reader
+	h    hash.Hash
+	left uint64
+	want [64]byte
+	done error
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.done != nil {
+		return 0, v.done
+	}
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.left -= uint64(n)
+	if err == io.EOF || (err == nil && v.left == 0) {
+		v.done = io.EOF
+		var sum [64]byte
+		switch {
+		case v.left > 0:
+			v.done = ErrShortMessage
+		case [64]byte(v.h.Sum(sum[:0])) != v.want:
+			v.done = ErrDigestMismatch
+		}
+		if n > 0 {
+			return n, nil
+		}
+		return 0, v.done
+	}
+	return n, err
 }
 
 func (s *Subscriber) recover(w http.ResponseWriter, r *http.Request) {
@@ -238,10 +308,15 @@ func (s *Subscriber) recover(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
-	s.mu.Lock()
-	s.missed = append(s.missed, m.Topic)
-	s.changed()
-	s.mu.Unlock()
+	if s.OnMissed != nil {
+		s.OnMissed(m.Topic)
+	}
+	if !s.Discard {
+		s.mu.Lock()
+		s.missed = append(s.missed, m.Topic)
+		s.changed()
+		s.mu.Unlock()
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	_, _ = w.Write(body)
 }

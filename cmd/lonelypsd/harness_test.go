@@ -215,6 +215,7 @@ func (p *proc) resetPeakRSS() {
 
 func (p *proc) Client() *client.Client {
 	c := client.New(p.HTTP)
+	c.Retry = client.Retry{} // tests look at each answer, a 503 included
 	if p.httpc != nil {
 		c.HTTP = p.httpc
 	}

@@ -42,8 +42,8 @@ Usage:
   lonelypsd dev   [flags]   run a single-node broadcaster with embedded defaults
   lonelypsd serve [flags]   run a node of a broadcaster cluster
   lonelypsd setup [flags]   write broadcaster-secrets.json and subscriber-secrets.json
-  lonelypsd listen --topic T | --glob G   subscribe and print what arrives
-  lonelypsd notify --topic T --message M  publish a message
+  lonelypsd listen --topic T | --glob G   subscribe (HTTP or --websocket) and print what arrives
+  lonelypsd notify --topic T --message M  publish a message (or --file F, or stdin of any size)
   lonelypsd cluster status|remove         inspect or shrink a cluster
   lonelypsd subs list|remove              list (with delivery health) or remove subscriptions
   lonelypsd snapshot save|restore         back up or restore the subscription table online

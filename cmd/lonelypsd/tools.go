@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha512"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -20,15 +20,27 @@ import (
 type clientFlags struct {
 	addr    string
 	secrets string
+	tlsCA   string
 }
 
 func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", "http://127.0.0.1:3003", "base URL of a broadcaster")
-	fs.StringVar(&f.secrets, "secrets", "", "subscriber-secrets.json (default: auth none)")
+	fs.StringVar(&f.addr, "addr", "http://127.0.0.1:3003",
+		"broadcaster address(es), comma-separated, each HOST:PORT or http(s)://HOST:PORT[/prefix]; requests move on to another when one fails")
+	fs.StringVar(&f.secrets, "secrets", "", "subscriber-secrets.json written by 'lonelypsd setup' (default: auth none)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM file of certificate authorities to trust, besides the system's, for https broadcasters")
 }
 
+// client returns a client of every --addr broadcaster with the secrets
+// and CA given.
 func (f *clientFlags) client() (*client.Client, error) {
-	c := client.New(f.addr)
+	bases, err := client.BaseURLs(f.addr, false)
+	if err != nil {
+		return nil, err
+	}
+	c := client.New(bases...)
+	if c.HTTP, err = client.HTTPClientTrusting(f.tlsCA); err != nil {
+		return nil, err
+	}
 	if f.secrets != "" {
 		s, err := auth.LoadSecrets(f.secrets)
 		if err != nil {
@@ -58,20 +70,29 @@ func parseTool(name, usage string, args []string, stderr io.Writer, register fun
 	return fs, 0, true
 }
 
+// notifyFlags say where notify's message comes from.
+type notifyFlags struct {
+	topic, message, file, spoolDir string
+	timeout                        time.Duration
+}
+
 // runNotify publishes one message and prints how many subscribers
 // confirmed it.
 func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cf clientFlags
-	var topic, message string
-	fs, code, ok := parseTool("notify", "notify --topic TOPIC [--message TEXT | reads stdin] [flags]", args, stderr, func(fs *flag.FlagSet) {
+	var nf notifyFlags
+	fs, code, ok := parseTool("notify", "notify --topic TOPIC [--message TEXT | --file PATH | reads stdin] [flags]", args, stderr, func(fs *flag.FlagSet) {
 		cf.register(fs)
-		fs.StringVar(&topic, "topic", "", "topic to publish to (required)")
-		fs.StringVar(&message, "message", "", "the message; without it the message is read from stdin")
+		fs.StringVar(&nf.topic, "topic", "", "topic to publish to (required)")
+		fs.StringVar(&nf.message, "message", "", "the message; without it or --file the message is read from stdin")
+		fs.StringVar(&nf.file, "file", "", "publish this file's content (any size; streamed, sent again on a retry)")
+		fs.StringVar(&nf.spoolDir, "spool-dir", "", "folder for the temporary copy of a message read from a pipe, which must be hashed before it is sent (default: the system's)")
+		fs.DurationVar(&nf.timeout, "timeout", 0, "give up after this long (0: no limit; Ctrl-C stops it)")
 	})
 	if !ok {
 		return code
 	}
-	if topic == "" || fs.NArg() > 0 {
+	if nf.topic == "" || fs.NArg() > 0 || (isFlagSet(fs, "message") && nf.file != "") {
 		fs.Usage()
 		return 2
 	}
@@ -80,16 +101,12 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "lonelypsd notify:", err)
 		return 1
 	}
-	data := []byte(message)
-	if !isFlagSet(fs, "message") {
-		if data, err = io.ReadAll(os.Stdin); err != nil {
-			fmt.Fprintln(stderr, "lonelypsd notify: reading stdin:", err)
-			return 1
-		}
+	if nf.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, nf.timeout)
+		defer cancel()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	n, err := c.Notify(ctx, []byte(topic), data)
+	n, err := nf.publish(ctx, c, isFlagSet(fs, "message"), os.Stdin)
 	if err != nil {
 		fmt.Fprintln(stderr, "lonelypsd notify:", err)
 		return 1
@@ -98,82 +115,47 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
+// publish sends the message from --message, --file or stdin. A stdin that
+// is a regular file is hashed and streamed in place; a pipe is copied to a
+// temporary file first, since the digest goes before the message.
+func (nf notifyFlags) publish(ctx context.Context, c *client.Client, hasMessage bool, stdin *os.File) (uint32, error) {
+	topic := []byte(nf.topic)
+	switch {
+	case hasMessage:
+		return c.Notify(ctx, topic, []byte(nf.message))
+	case nf.file != "":
+		return c.NotifyFile(ctx, topic, nf.file)
+	}
+	if st, err := stdin.Stat(); err == nil && st.Mode().IsRegular() {
+		start, err := stdin.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, fmt.Errorf("stdin: %w", err)
+		}
+		h := sha512.New()
+		n, err := io.Copy(h, stdin)
+		if err != nil {
+			return 0, fmt.Errorf("reading stdin: %w", err)
+		}
+		if _, err := stdin.Seek(start, io.SeekStart); err != nil {
+			return 0, fmt.Errorf("stdin: %w", err)
+		}
+		return c.NotifyStream(ctx, topic, stdin, uint64(n), [64]byte(h.Sum(nil)))
+	}
+	return c.NotifyReader(ctx, topic, stdin, nf.spoolDir)
+}
+
 func isFlagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
 
-// runListen is a subscriber on the command line: it serves /v1/receive and
-// /v1/recover, subscribes, prints what arrives, and unsubscribes on exit.
-func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cf clientFlags
-	var listen string
-	var exact, globs multiFlag
-	fs, code, ok := parseTool("listen", "listen [--topic T]... [--glob G]... [--listen HOST:PORT] [flags]", args, stderr, func(fs *flag.FlagSet) {
-		cf.register(fs)
-		fs.StringVar(&listen, "listen", "127.0.0.1:0", "HOST:PORT this subscriber listens on (the broadcaster must reach it)")
-		fs.Var(&exact, "topic", "exact topic to subscribe to (repeatable)")
-		fs.Var(&globs, "glob", "glob pattern to subscribe to (repeatable)")
-	})
-	if !ok {
-		return code
+// httpClientOf is the client's HTTP client, for the websocket dial.
+func httpClientOf(c *client.Client) *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
 	}
-	if len(exact)+len(globs) == 0 || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
-	}
-	c, err := cf.client()
-	if err != nil {
-		fmt.Fprintln(stderr, "lonelypsd listen:", err)
-		return 1
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		fmt.Fprintln(stderr, "lonelypsd listen:", err)
-		return 1
-	}
-	sub := client.NewSubscriber()
-	sub.Auth = c.Auth
-	sub.Decide = func(r client.Received) client.Reply {
-		body := string(r.Message)
-		if r.Message == nil && r.Length > 0 {
-			body = fmt.Sprintf("(%d bytes)", r.Length)
-		}
-		fmt.Fprintf(stdout, "%s\t%q\n", r.Topic, body)
-		return client.Confirm
-	}
-	sub.Discard = true
-	srv := &http.Server{Handler: sub, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	base := "http://" + ln.Addr().String()
-	url, recovery := base+"/v1/receive", base+"/v1/recover"
-	reqCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for _, t := range exact {
-		if err := c.SubscribeExact(reqCtx, url, []byte(t), recovery); err != nil && !errors.Is(err, client.ErrConflict) {
-			fmt.Fprintln(stderr, "lonelypsd listen: subscribe:", err)
-			return 1
-		}
-	}
-	for _, g := range globs {
-		if err := c.SubscribeGlob(reqCtx, url, g, recovery); err != nil && !errors.Is(err, client.ErrConflict) {
-			fmt.Fprintln(stderr, "lonelypsd listen: subscribe:", err)
-			return 1
-		}
-	}
-	fmt.Fprintf(stderr, "listening on %s for %s; Ctrl-C to stop\n", url, strings.Join(append(exact, globs...), ", "))
-	<-ctx.Done()
-	// Drop every subscription of this URL in one request.
-	done, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel2()
-	if err := c.SetSubscriptions(done, url, nil, nil); err != nil {
-		fmt.Fprintln(stderr, "lonelypsd listen: unsubscribe:", err)
-		return 1
-	}
-	return 0
+	return http.DefaultClient
 }
 
 type multiFlag []string

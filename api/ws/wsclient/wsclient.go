@@ -1,10 +1,20 @@
-// Package wsclient is a small Go client of the websocket ("stateful") side
-// of the lonelypss protocol: it configures a connection, subscribes and
-// unsubscribes, publishes (NOTIFY, or NOTIFY_STREAM in parts), and
-// receives RECEIVE_STREAM and MISSED, acknowledging every part and
-// checking every authorization with the connection's counters, as the
-// Python client does. The project's tests use it against the broadcaster;
-// messages are held in memory, so it is not meant for multi-GiB bodies.
+// Package wsclient is a Go client of the websocket ("stateful") side of
+// the lonelypss protocol.
+//
+// Conn is one connection: it configures it, subscribes and unsubscribes,
+// publishes (NOTIFY, or NOTIFY_STREAM in parts), and receives
+// RECEIVE_STREAM and MISSED, acknowledging every part and checking every
+// authorization with the connection's counters, as the Python client
+// does, with zstd as the broadcaster enables it. It ends with its socket.
+//
+// Subscriber stays subscribed: it keeps one Conn to one of several
+// broadcasters, reconnects with backoff and jitter when it ends,
+// subscribes everything again, and reports messages, MISSED notices and
+// reconnections as Events on a bounded channel.
+//
+// A received message is assembled before it is handed over: in memory,
+// or past Options.SpoolAbove in an unlinked temporary file
+// (Message.File), so messages of any size cost no memory.
 package wsclient
 
 import (
@@ -14,6 +24,7 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 
@@ -55,15 +66,32 @@ type Options struct {
 	// ReadLimit is the largest websocket message accepted (default 4 MiB,
 	// aiohttp's default, which the Python client runs with).
 	ReadLimit int64
-	// DialOptions are passed to websocket.Dial.
+	// DialOptions are passed to websocket.Dial (an HTTPClient trusting a
+	// private CA for wss, headers).
 	DialOptions *websocket.DialOptions
+	// SpoolAbove: messages longer than this (as sent, compressed or not)
+	// are assembled in a temporary file in SpoolDir ("" for the system's)
+	// instead of memory, and handed over as Message.File. 0 keeps every
+	// message in memory.
+	SpoolAbove int64
+	SpoolDir   string
+	// Buffer is how many received messages wait for the reader of
+	// Messages (default 65,536). When it is full the connection stops
+	// reading, so the broadcaster waits too (back-pressure); memory stays
+	// within Buffer messages.
+	Buffer int
 }
 
 // Message is a message received on the connection, or a MISSED notice
 // when Missed is set.
 type Message struct {
-	Topic  []byte
-	Data   []byte
+	Topic []byte
+	// Data is the message, unless it was longer than Options.SpoolAbove:
+	// then File holds it (at its start, unlinked: close it when done).
+	Data []byte
+	File *os.File
+	// Size is the message's length (decompressed).
+	Size   uint64
 	Missed bool
 	// Compressor is the compressor it arrived with (0: none).
 	Compressor uint64
@@ -98,6 +126,9 @@ type Conn struct {
 	msgs     chan Message
 	err      error
 	done     chan struct{}
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by Close: stops a reader waiting on msgs
 
 	notifyMu sync.Mutex
 }
@@ -134,7 +165,7 @@ type receiving struct {
 	first   wsproto.StreamFirst
 	id      []byte
 	next    uint64
-	buf     bytes.Buffer
+	body    *body
 	maxPart int
 }
 
@@ -147,6 +178,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = 4 << 20
 	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 1 << 16
+	}
 	if opts.Auth.ToBroadcaster == nil || opts.Auth.ToSubscriber == nil {
 		opts.Auth = auth.NonePair()
 	}
@@ -156,7 +190,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 	}
 	ws.SetReadLimit(opts.ReadLimit)
 	c := &Conn{ws: ws, opts: opts, auth: opts.Auth, subCounter: -1, broCounter: 1,
-		notifies: make(map[string]*notifyWait), msgs: make(chan Message, 1<<16), done: make(chan struct{})}
+		notifies: make(map[string]*notifyWait), msgs: make(chan Message, opts.Buffer), done: make(chan struct{}),
+		closing: make(chan struct{})}
 	if err := c.configure(ctx); err != nil {
 		_ = ws.CloseNow()
 		return nil, err
@@ -227,6 +262,7 @@ func (c *Conn) Err() error {
 
 // Close closes the connection normally.
 func (c *Conn) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
 	err := c.ws.Close(websocket.StatusNormalClosure, "")
 	<-c.done
 	return err
@@ -412,6 +448,9 @@ func (c *Conn) Notify(ctx context.Context, topic, message []byte) (uint64, error
 }
 
 func (c *Conn) end(err error) {
+	if c.recv != nil {
+		c.recv.body.discard()
+	}
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err
@@ -432,7 +471,11 @@ func (c *Conn) readLoop() {
 			return
 		}
 		if err := c.handle(ctx, b); err != nil {
-			_ = c.ws.Close(websocket.StatusProtocolError, "client: "+trim(err.Error()))
+			select {
+			case <-c.closing: // Close is already ending it normally
+			default:
+				_ = c.ws.Close(websocket.StatusProtocolError, "client: "+trim(err.Error()))
+			}
 			c.end(err)
 			return
 		}
@@ -586,8 +629,19 @@ func (c *Conn) missed(ctx context.Context, m wsproto.Missed) error {
 	if r := c.auth.Verify(ctx, auth.Missed{Recovery: c.nextBroadcasterURL(), Topic: m.Topic}, m.Authorization); r != auth.OK {
 		return fmt.Errorf("missed: authorization %s", r)
 	}
-	c.msgs <- Message{Topic: bytes.Clone(m.Topic), Missed: true}
-	return nil
+	return c.deliver(Message{Topic: bytes.Clone(m.Topic), Missed: true})
+}
+
+// deliver hands m to the reader of Messages, waiting while the buffer is
+// full (which is the back-pressure on the broadcaster) unless the
+// connection is being closed.
+func (c *Conn) deliver(m Message) error {
+	select {
+	case c.msgs <- m:
+		return nil
+	case <-c.closing:
+		return errors.New("connection closed by the client")
+	}
 }
 
 func (c *Conn) confirmed(ctx context.Context, typ uint16, key, authorization string) error {
@@ -640,7 +694,11 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 			return fmt.Errorf("receive with compressor %d, which is not enabled", f.Compressor)
 		}
 		f.Topic = bytes.Clone(f.Topic)
-		c.recv = &receiving{first: f, id: bytes.Clone(m.Identifier)}
+		b, err := newBody(f.CompressedLength, c.opts)
+		if err != nil {
+			return err
+		}
+		c.recv = &receiving{first: f, id: bytes.Clone(m.Identifier), body: b}
 	}
 	r := c.recv
 	if r == nil || !bytes.Equal(m.Identifier, r.id) || m.PartID != r.next {
@@ -648,40 +706,56 @@ func (c *Conn) receive(ctx context.Context, m wsproto.ReceiveStream, size int) e
 	}
 	r.next++
 	r.maxPart = max(r.maxPart, size)
-	r.buf.Write(m.Payload)
-	if uint64(r.buf.Len()) > r.first.CompressedLength {
+	if err := r.body.write(m.Payload); err != nil {
+		return err
+	}
+	if r.body.n > r.first.CompressedLength {
 		return errors.New("receive: more data than declared")
 	}
-	if uint64(r.buf.Len()) < r.first.CompressedLength {
+	if r.body.n < r.first.CompressedLength {
 		return c.sendCounted(ctx, nil, func(url string) (wsproto.Message, error) {
 			a, err := c.auth.Authorize(auth.StatefulContinueReceive{Identifier: r.id, PartID: m.PartID, URL: url})
 			return wsproto.ContinueReceive{Identifier: r.id, PartID: m.PartID, Authorization: a}, err
 		})
 	}
 	c.recv = nil
-	data := r.buf.Bytes()
-	if sha512.Sum512(data) != r.first.CompressedSHA512 {
-		return errors.New("receive: hash mismatch")
-	}
+	return c.received(ctx, r)
+}
+
+// received checks, decompresses, confirms and hands over a complete
+// message.
+func (c *Conn) received(ctx context.Context, r *receiving) error {
+	var z *comp
 	if r.first.Compressor != 0 {
-		z := c.compressor(r.first.Compressor)
-		if z == nil {
+		if z = c.compressor(r.first.Compressor); z == nil {
+			r.body.discard()
 			return fmt.Errorf("receive: compressor %d was disabled mid-message", r.first.Compressor)
 		}
-		out, err := z.codec.DecodeAll(data, r.first.DecompressedLength)
-		if err != nil {
-			return fmt.Errorf("receive: compressor %d: %w", z.id, err)
-		}
-		data = out
+	}
+	data, file, err := r.body.finish(r.first.CompressedSHA512, z, r.first.DecompressedLength, c.opts)
+	if err != nil {
+		return err
 	}
 	if err := c.sendCounted(ctx, nil, func(url string) (wsproto.Message, error) {
 		a, err := c.auth.Authorize(auth.ConfirmReceive{Identifier: r.id, NumSubscribers: 1, URL: url})
 		return wsproto.ConfirmReceive{Identifier: r.id, NumSubscribers: 1, Authorization: a}, err
 	}); err != nil {
+		closeFile(file)
 		return err
 	}
-	c.msgs <- Message{Topic: r.first.Topic, Data: data, Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart}
+	m := Message{Topic: r.first.Topic, Data: data, File: file, Size: r.first.DecompressedLength,
+		Compressor: r.first.Compressor, Parts: int(r.next), MaxPart: r.maxPart}
+	if err := c.deliver(m); err != nil {
+		closeFile(file)
+		return err
+	}
 	return nil
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		_ = f.Close()
+	}
 }
 
 // enable adds a compressor the broadcaster announced.

@@ -1,4 +1,7 @@
-package auth
+// Package boltreplay is the node's replay store of HMAC codes in a bbolt
+// file. It lives apart from api/auth so that clients, which sign and verify
+// but keep no replay store on disk, do not depend on bbolt.
+package boltreplay
 
 import (
 	"context"
@@ -10,10 +13,11 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 )
 
-// BoltReplayStore is a ReplayStore in a bbolt file, so a node still
+// Store is an auth.ReplayStore in a bbolt file, so a node still
 // refuses replays of codes it accepted before a restart.
 //
 // Writes are not fsynced one by one (that would cost a disk flush per
@@ -23,7 +27,7 @@ import (
 // is set aside and a new one started. Either way Unclean reports it, and
 // the node then refuses signatures dated before its start
 // (WithNotBefore), which closes the gap.
-type BoltReplayStore struct {
+type Store struct {
 	db      *bolt.DB
 	clock   func() time.Time
 	unclean bool
@@ -31,6 +35,8 @@ type BoltReplayStore struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
+
+var _ auth.ReplayStore = (*Store)(nil)
 
 var (
 	bucketCodes  = []byte("codes")  // code -> u64 expiry (unix ms)
@@ -42,11 +48,11 @@ var (
 	replayCodes = expiring.Buckets{Keys: bucketCodes, Index: bucketExpiry}
 )
 
-// OpenBoltReplayStore opens (or creates) the store at path. A file that
+// Open opens (or creates) the store at path. A file that
 // cannot be opened (damaged) is renamed beside it and a new store started,
 // reported as unclean; a file locked by another process is an error.
-func OpenBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore, error) {
-	s, err := openBoltReplayStore(path, clock)
+func Open(path string, clock func() time.Time) (*Store, error) {
+	s, err := open(path, clock)
 	if err == nil || errors.Is(err, bolt.ErrTimeout) {
 		return s, err
 	}
@@ -57,7 +63,7 @@ func OpenBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore,
 	if rerr := os.Rename(path, aside); rerr != nil {
 		return nil, fmt.Errorf("%w (and it could not be set aside: %w)", err, rerr)
 	}
-	if s, err = openBoltReplayStore(path, clock); err != nil {
+	if s, err = open(path, clock); err != nil {
 		return nil, err
 	}
 	s.unclean, s.aside = true, aside
@@ -66,14 +72,14 @@ func OpenBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore,
 
 // SetAside returns where a damaged store file was moved at open ("" if
 // none was).
-func (s *BoltReplayStore) SetAside() string { return s.aside }
+func (s *Store) SetAside() string { return s.aside }
 
-func openBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore, error) {
+func open(path string, clock func() time.Time) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open replay store %s: %w", path, err)
 	}
-	s := &BoltReplayStore{db: db, clock: clock, stop: make(chan struct{})}
+	s := &Store{db: db, clock: clock, stop: make(chan struct{})}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketCodes, bucketExpiry, bucketState} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -99,10 +105,10 @@ func openBoltReplayStore(path string, clock func() time.Time) (*BoltReplayStore,
 }
 
 // Unclean reports that the previous process did not close the store.
-func (s *BoltReplayStore) Unclean() bool { return s.unclean }
+func (s *Store) Unclean() bool { return s.unclean }
 
-// Seen implements ReplayStore.
-func (s *BoltReplayStore) Seen(_ context.Context, code [64]byte, expires time.Time) (replay bool, err error) {
+// Seen implements auth.ReplayStore.
+func (s *Store) Seen(_ context.Context, code [64]byte, expires time.Time) (replay bool, err error) {
 	nowMs := s.clock().UnixMilli()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		codes, err := replayCodes.In(tx)
@@ -123,7 +129,7 @@ func (s *BoltReplayStore) Seen(_ context.Context, code [64]byte, expires time.Ti
 
 // Len is the number of codes remembered (expired ones included until the
 // next sweep).
-func (s *BoltReplayStore) Len() int {
+func (s *Store) Len() int {
 	n := 0
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketCodes).Stats().KeyN
@@ -133,7 +139,7 @@ func (s *BoltReplayStore) Len() int {
 }
 
 // Prune drops expired codes.
-func (s *BoltReplayStore) Prune() error {
+func (s *Store) Prune() error {
 	nowMs := s.clock().UnixMilli()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		codes, err := replayCodes.In(tx)
@@ -148,7 +154,7 @@ func (s *BoltReplayStore) Prune() error {
 	return nil
 }
 
-func (s *BoltReplayStore) maintain() {
+func (s *Store) maintain() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -164,7 +170,7 @@ func (s *BoltReplayStore) maintain() {
 }
 
 // Close syncs, marks the shutdown clean and closes the file.
-func (s *BoltReplayStore) Close() error {
+func (s *Store) Close() error {
 	close(s.stop)
 	s.wg.Wait()
 	err := s.Prune()

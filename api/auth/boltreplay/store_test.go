@@ -1,4 +1,4 @@
-package auth
+package boltreplay
 
 import (
 	"bytes"
@@ -16,12 +16,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func TestBoltReplayStoreSurvivesRestartAndExpires(t *testing.T) {
+func TestStoreSurvivesRestartAndExpires(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay.db")
 	now := time.Unix(1700000000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	s, err := OpenBoltReplayStore(path, clock)
+	s, err := Open(path, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestBoltReplayStoreSurvivesRestartAndExpires(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = OpenBoltReplayStore(path, clock)
+	s, err = Open(path, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +64,9 @@ func TestBoltReplayStoreSurvivesRestartAndExpires(t *testing.T) {
 	}
 }
 
-func TestBoltReplayStoreReportsUncleanShutdown(t *testing.T) {
+func TestStoreReportsUncleanShutdown(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay.db")
-	s, err := OpenBoltReplayStore(path, time.Now)
+	s, err := Open(path, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestBoltReplayStoreReportsUncleanShutdown(t *testing.T) {
 	s.wg.Wait()
 	_ = s.db.Sync()
 	_ = s.db.Close()
-	s2, err := OpenBoltReplayStore(path, time.Now)
+	s2, err := Open(path, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,49 +88,16 @@ func TestBoltReplayStoreReportsUncleanShutdown(t *testing.T) {
 	}
 }
 
-func TestNotBeforeRefusesOlderSignatures(t *testing.T) {
-	now := time.Unix(1700000000, 0)
-	signer, _ := HMAC(seq(0x40), nil, WithClock(func() time.Time { return now.Add(-time.Second) }))
-	h, err := signer.Authorize(Missed{Recovery: recURL, Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, _ := HMAC(seq(0x40), NewMemoryReplayStore(func() time.Time { return now }),
-		WithClock(func() time.Time { return now }), WithNotBefore(now))
-	if r := v.Verify(context.Background(), Missed{Recovery: recURL, Topic: topic}, h); r != Forbidden {
-		t.Fatalf("signature from before the start: %s", r)
-	}
-}
-
-func TestVerifyDeferredLeavesReplayToCaller(t *testing.T) {
-	clock := func() time.Time { return vectorNow }
-	p := vectorPair(t, clock, NewMemoryReplayStore(clock))
-	m := SubscribeExact{URL: subURL, Recovery: recURL, Topic: topic}
-	h, _ := p.Authorize(m)
-	for range 2 {
-		r, rep := p.VerifyDeferred(context.Background(), m, h)
-		if r != OK || rep == nil || rep.Expires.Before(vectorNow.Add(DefaultSkew)) {
-			t.Fatalf("deferred: %s %+v", r, rep)
-		}
-	}
-	if r, rep := p.VerifyDeferred(context.Background(), SubscribeExact{URL: subURL, Topic: topic}, h); r != Forbidden || rep != nil {
-		t.Fatalf("tampered: %s %+v", r, rep)
-	}
-	if r, rep := NonePair().VerifyDeferred(context.Background(), m, ""); r != OK || rep != nil {
-		t.Fatalf("none: %s %+v", r, rep)
-	}
-}
-
 // A damaged file (a power loss without fsync) does not keep the node
 // down: it is set aside, a new store starts, and the start counts as
 // unclean, so signatures dated before it are refused.
-func TestBoltReplayStoreSetsADamagedFileAside(t *testing.T) {
+func TestStoreSetsADamagedFileAside(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay.db")
 	garbage := bytes.Repeat([]byte("not a bbolt file "), 2000)
 	if err := os.WriteFile(path, garbage, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenBoltReplayStore(path, time.Now)
+	s, err := Open(path, time.Now)
 	if err != nil {
 		t.Fatalf("open over a damaged file: %v", err)
 	}
@@ -156,7 +123,7 @@ func TestBoltReplayStoreSetsADamagedFileAside(t *testing.T) {
 // it did: a remembered code is a replay until it expires, and pruning
 // drops the expired codes and their index entries. A damaged index entry
 // sorting first does not stop the pruning.
-func TestBoltReplayStoreReadsAFileWrittenByHand(t *testing.T) {
+func TestStoreReadsAFileWrittenByHand(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "replay.db")
 	now := time.Unix(1700000000, 0)
 	clock := func() time.Time { return now }
@@ -193,7 +160,7 @@ func TestBoltReplayStoreReadsAFileWrittenByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := OpenBoltReplayStore(path, clock)
+	s, err := Open(path, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
