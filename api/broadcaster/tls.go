@@ -2,10 +2,10 @@ package broadcaster
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	apiclient "github.com/lonelypsd/lonelypsd/api/client"
 )
 
 // loadTLS reads the API's certificate (server side) and the extra
@@ -23,18 +23,9 @@ func loadTLS(cfg Config) (server, client *tls.Config, err error) {
 		server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if cfg.TLSCA != "" {
-		pem, err := os.ReadFile(cfg.TLSCA)
-		if err != nil {
-			return nil, nil, fmt.Errorf("tls ca: %w", err)
+		if client, err = apiclient.TLSTrusting(cfg.TLSCA); err != nil {
+			return nil, nil, err
 		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("tls ca %s: no PEM certificate found", cfg.TLSCA)
-		}
-		client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return server, client, nil
 }

@@ -90,8 +90,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer srv.stop()
-	c := client.New(srv.base)
-	c.HTTP = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxIdleConns: 256}}
+	c := benchClient(srv.base)
 
 	want := func(name string) bool { return o.only == "" || strings.Contains(name, o.only) }
 

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/cluster"
 )
 
@@ -38,40 +37,21 @@ func (a *adminFlags) register(fs *flag.FlagSet, timeout time.Duration) {
 // client returns a cluster client signing with the secret the flags
 // name (none when unsigned is true).
 func (a *adminFlags) client(unsigned bool) (*cluster.Client, error) {
-	tlsConf, err := tlsCAConfig(a.tlsCA)
-	if err != nil {
-		return nil, err
+	hc := &http.Client{}
+	if a.tlsCA != "" {
+		var err error
+		if hc, err = client.HTTPClientTrusting(a.tlsCA); err != nil {
+			return nil, err
+		}
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsConf
-	hc := &http.Client{Transport: tr}
 	secret := ""
 	if !unsigned {
+		var err error
 		if secret, err = clusterSecret(a.secrets, a.secretFile, a.dataDir); err != nil {
 			return nil, fmt.Errorf("%w (give --secrets, --cluster-secret-file or the node's --data-dir)", err)
 		}
 	}
 	return cluster.NewClientHTTP(secret, hc), nil
-}
-
-// tlsCAConfig trusts the certificates of caFile besides the system's
-// (nil when caFile is empty).
-func tlsCAConfig(caFile string) (*tls.Config, error) {
-	if caFile == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls ca: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls ca %s: no PEM certificate found", caFile)
-	}
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // subcommand runs the named entry of cmds, or prints usage.
