@@ -84,8 +84,12 @@ func authErr(what string, r auth.Result) *closeError {
 // counter) and the pinger. This file holds its lifecycle; conn_read.go the
 // reader, pinger and processor; conn_write.go the writer and its queue.
 type conn struct {
-	hub    *Hub
-	ws     *websocket.Conn
+	hub *Hub
+	ws  *websocket.Conn
+	bc  *batchConn // under ws: the writer batches its writes there
+	// wctx has no deadline: writes are bounded by the socket's deadline
+	// (batchConn), which costs no timer per message.
+	wctx   context.Context
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -104,7 +108,8 @@ type conn struct {
 	broCounter int64
 	usedOut    map[uint64]bool // compressors used to send, for the log
 	announced  []*compressor   // oldest first
-	cur        *sending
+	cur        *sending        // &sendState while a message is being sent
+	sendState  sending
 
 	// The compressors the peer may use, by id; customs are the trained
 	// ones in use (oldest first) and retired the last one withdrawn.
@@ -131,6 +136,7 @@ type conn struct {
 	ackWake chan struct{}
 
 	in           chan []byte
+	handedOver   atomic.Int64 // messages on in or being processed
 	pending      atomic.Int64
 	pendWake     chan struct{}
 	readerWaits  atomic.Bool
@@ -149,7 +155,8 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		return c.String(http.StatusServiceUnavailable, "too many websocket connections, retry later\n")
 	}
 	defer h.nconns.Add(-1)
-	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+	bc := &batchConn{timeout: h.cfg.WriteTimeout, pool: &h.batches}
+	ws, err := websocket.Accept(&batchResponse{ResponseWriter: c.Response(), conn: bc}, c.Request(), &websocket.AcceptOptions{
 		// The protocol compresses with zstd itself; permessage-deflate on
 		// top would cost CPU for nothing.
 		CompressionMode: websocket.CompressionDisabled,
@@ -165,6 +172,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 	cn := &conn{
 		hub:      h,
 		ws:       ws,
+		bc:       bc,
 		log:      h.log.With("conn", h.nextID.Add(1), "remote", c.RealIP()),
 		exact:    make(map[string]struct{}),
 		globs:    make(map[string]*reg),
@@ -177,6 +185,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
+	cn.wctx = context.WithoutCancel(cn.ctx)
 	if !h.addConn(cn) {
 		_ = ws.Close(statusGoingAway, "broadcaster shutting down")
 		cn.cancel()
@@ -221,6 +230,7 @@ func (c *conn) run() {
 	for buf := range c.in {
 		err := c.process(buf)
 		c.pending.Add(-int64(len(buf)))
+		c.handedOver.Add(-1)
 		select {
 		case c.pendWake <- struct{}{}:
 		default:
@@ -374,9 +384,7 @@ func (c *conn) configure() error {
 }
 
 func (c *conn) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.WriteTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+	if err := c.ws.Write(c.wctx, websocket.MessageBinary, b); err != nil {
 		return closeErr(statusTryAgainLater, "write failed", err)
 	}
 	c.hub.cfg.Metrics.Sent()

@@ -3,6 +3,7 @@ package ws
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"time"
@@ -47,11 +48,17 @@ func (c *conn) reply(m wsproto.Message) error {
 // readLoop reads messages and hands them to the processor. Reading goes on
 // while the processor is busy (a NOTIFY's fan-out can take seconds), so
 // pings and close frames are answered; it stops only when the backlog is
-// over MaxPendingBytes.
+// over MaxPendingBytes. Acknowledgements of deliveries that arrive while
+// the processor is idle are handled here, in order all the same (nothing
+// is before them), which spares a goroutine hand-off per delivery.
 func (c *conn) readLoop() error {
 	defer close(c.in)
+	// No deadline on reads: a close (ours, the peer's, the handshake's
+	// timeout) ends them, and a context with one costs a timer per read.
+	rctx := context.WithoutCancel(c.ctx)
+	var buf bytes.Buffer
 	for {
-		typ, r, err := c.ws.Reader(c.ctx)
+		typ, r, err := c.ws.Reader(rctx)
 		if err != nil {
 			if websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return nil
@@ -61,7 +68,7 @@ func (c *conn) readLoop() error {
 		if typ != websocket.MessageBinary {
 			return protocolErr("text message; the protocol is binary")
 		}
-		var buf bytes.Buffer
+		buf.Reset()
 		if _, err := buf.ReadFrom(r); err != nil {
 			if websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil {
 				return nil
@@ -69,24 +76,52 @@ func (c *conn) readLoop() error {
 			return closeErr(statusProtocolError, "read failed", err)
 		}
 		c.hub.cfg.Metrics.Received()
-		b := buf.Bytes()
-		n := int64(len(b))
-		for p := c.pending.Load(); p > 0 && p+n > c.hub.cfg.MaxPendingBytes; p = c.pending.Load() {
-			c.readerWaits.Store(true)
-			c.readerWaited.Add(1)
-			select {
-			case <-c.pendWake:
-			case <-c.ctx.Done():
-				return nil
+		if isAck(buf.Bytes()) && c.handedOver.Load() == 0 {
+			if err := c.process(buf.Bytes()); err != nil {
+				return err
 			}
+			continue
 		}
-		c.readerWaits.Store(false)
-		c.pending.Add(n)
-		select {
-		case c.in <- b:
-		case <-c.ctx.Done():
+		b := buf.Bytes()
+		buf = bytes.Buffer{} // the processor owns b now
+		if !c.handOver(b) {
 			return nil
 		}
+	}
+}
+
+// isAck reports whether a message is a CONTINUE_RECEIVE or
+// CONFIRM_RECEIVE (the type follows the two bytes of flags in both
+// forms); anything else is parsed by process.
+func isAck(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	t := binary.BigEndian.Uint16(b[2:])
+	return t == wsproto.S2BContinueReceive || t == wsproto.S2BConfirmReceive
+}
+
+// handOver queues b for the processor, first waiting while the backlog is
+// over MaxPendingBytes; false when the connection closes meanwhile.
+func (c *conn) handOver(b []byte) bool {
+	n := int64(len(b))
+	for p := c.pending.Load(); p > 0 && p+n > c.hub.cfg.MaxPendingBytes; p = c.pending.Load() {
+		c.readerWaits.Store(true)
+		c.readerWaited.Add(1)
+		select {
+		case <-c.pendWake:
+		case <-c.ctx.Done():
+			return false
+		}
+	}
+	c.readerWaits.Store(false)
+	c.pending.Add(n)
+	c.handedOver.Add(1)
+	select {
+	case c.in <- b:
+		return true
+	case <-c.ctx.Done():
+		return false
 	}
 }
 
@@ -138,15 +173,21 @@ func (c *conn) process(buf []byte) error {
 	case wsproto.NotifyStream:
 		return c.notifyStream(m)
 	case wsproto.ContinueReceive:
-		am := auth.StatefulContinueReceive{Tracing: m.Tracing, Identifier: m.Identifier, PartID: m.PartID, URL: c.nextSubscriberURL()}
-		if err := c.verify("continue receive", am, m.Authorization); err != nil {
-			return err
+		url := c.nextSubscriberURL()
+		if c.hub.verifies {
+			am := auth.StatefulContinueReceive{Tracing: m.Tracing, Identifier: m.Identifier, PartID: m.PartID, URL: url}
+			if err := c.verify("continue receive", am, m.Authorization); err != nil {
+				return err
+			}
 		}
 		return c.acked(m.Identifier, m.PartID, false)
 	case wsproto.ConfirmReceive:
-		am := auth.ConfirmReceive{Tracing: m.Tracing, Identifier: m.Identifier, NumSubscribers: m.NumSubscribers, URL: c.nextSubscriberURL()}
-		if err := c.verify("confirm receive", am, m.Authorization); err != nil {
-			return err
+		url := c.nextSubscriberURL()
+		if c.hub.verifies {
+			am := auth.ConfirmReceive{Tracing: m.Tracing, Identifier: m.Identifier, NumSubscribers: m.NumSubscribers, URL: url}
+			if err := c.verify("confirm receive", am, m.Authorization); err != nil {
+				return err
+			}
 		}
 		return c.acked(m.Identifier, 0, true)
 	}
@@ -163,11 +204,16 @@ func (c *conn) verify(what string, m auth.Message, authz string) error {
 }
 
 // nextSubscriberURL returns the url of the subscriber's next
-// counter-bearing message and advances the counter (-1, -2, ...).
+// counter-bearing message and advances the counter (-1, -2, ...); "" with
+// auth none both ways, which never reads it (a confirmation of a
+// subscribe is signed with it too).
 func (c *conn) nextSubscriberURL() string {
-	u := auth.WebsocketURL(c.nonce, c.subCounter)
+	n := c.subCounter
 	c.subCounter--
-	return u
+	if !c.hub.verifies && !c.hub.signs {
+		return ""
+	}
+	return auth.WebsocketURL(c.nonce, n)
 }
 
 // verifyChange takes a (un)subscribe's counter value and checks its

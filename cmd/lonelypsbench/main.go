@@ -43,6 +43,7 @@ type options struct {
 	largeMiB    int
 	only        string
 	cluster     bool
+	ws          wsOptions
 }
 
 func main() {
@@ -57,6 +58,7 @@ func main() {
 	flag.IntVar(&o.largeMiB, "large-mib", 1024, "size of the large-message run in MiB (0 skips it)")
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.BoolVar(&o.cluster, "cluster", false, "measure a three-node cluster instead of a single node")
+	o.ws.register(flag.CommandLine)
 	flag.Parse()
 	for _, s := range strings.Split(subConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -82,6 +84,9 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("notify: %d-byte messages, concurrency %d, %s per workload\n\n", o.msgSize, o.concurrency, o.duration)
 	if o.cluster {
 		return runCluster(ctx, o)
+	}
+	if err := o.ws.prepare(); err != nil {
+		return err
 	}
 	srv, err := startServer(ctx, o.server)
 	if err != nil {
@@ -135,7 +140,7 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Printf("| %d MiB | 3 | %s | %d MiB | %d MiB |\n", o.largeMiB, d.Round(time.Millisecond), before>>20, peak>>20)
 	}
-	return nil
+	return runWebsocket(ctx, o, srv, c, want)
 }
 
 // server is the lonelypsd process under measurement.
