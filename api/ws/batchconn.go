@@ -28,6 +28,9 @@ const (
 	// batches are collected in batchConn, which holds memory only while
 	// corked.
 	wsWriteBuffer = 512
+	// wsReadBuffer is the library's read buffer per connection, in place
+	// of the HTTP server's 4 KiB.
+	wsReadBuffer = 1024
 )
 
 type batchConn struct {
@@ -119,5 +122,11 @@ func (w *batchResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
 	w.conn.Conn = nc
-	return w.conn, bufio.NewReadWriter(brw.Reader, bufio.NewWriterSize(w.conn, wsWriteBuffer)), nil
+	r := brw.Reader
+	if r.Buffered() == 0 {
+		// Nothing read ahead: the protocol's messages from a subscriber
+		// are short, and long ones are read past the buffer anyway.
+		r = bufio.NewReaderSize(w.conn, wsReadBuffer)
+	}
+	return w.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(w.conn, wsWriteBuffer)), nil
 }

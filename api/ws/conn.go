@@ -29,7 +29,11 @@ const (
 	statusTryAgainLater  = websocket.StatusTryAgainLater   // slow consumer, registration or auth backend unavailable, disk almost full
 	statusTooBig         = websocket.StatusMessageTooBig   // a message over a size limit
 	receiveIdentifierLen = 4                               // the reference's RECEIVE_STREAM identifiers
-	ctrlQueue            = 64
+	// ctrlQueue and inQueue are the replies and received messages a
+	// connection buffers between its goroutines; allocated with it, so
+	// kept small (the byte limits are elsewhere).
+	ctrlQueue = 16
+	inQueue   = 32
 	// maxConfigureMessage bounds the first message, read before anything
 	// about the peer is known. A CONFIGURE is 52 bytes of fixed headers
 	// plus its authorization and tracing: 16 KiB leaves room for long
@@ -77,12 +81,13 @@ func authErr(what string, r auth.Result) *closeError {
 	return closeErr(statusPolicy, what+": authorization "+r.String(), nil)
 }
 
-// conn is one websocket. Four goroutines work on it: the reader (reads
-// messages, hands them over), the processor (the handler's goroutine:
-// handles them strictly in order, one at a time, as the protocol's
-// counters require), the writer (owns every write and the broadcaster
-// counter) and the pinger. This file holds its lifecycle; conn_read.go the
-// reader, pinger and processor; conn_write.go the writer and its queue.
+// conn is one websocket. Three goroutines work on it: the reader (reads
+// messages, hands them over), the processor (handles them strictly in
+// order, one at a time, as the protocol's counters require), the writer
+// (owns every write and the broadcaster counter); a timer pings it. This
+// file holds its lifecycle; conn_read.go the reader; conn_process.go the
+// processor; conn_write.go the writer and its queue; conn_ping.go the
+// pings.
 type conn struct {
 	hub *Hub
 	ws  *websocket.Conn
@@ -139,8 +144,12 @@ type conn struct {
 	handedOver   atomic.Int64 // messages on in or being processed
 	pending      atomic.Int64
 	pendWake     chan struct{}
-	readerWaits  atomic.Bool
-	readerWaited atomic.Uint64
+	readerWaits  atomic.Bool   // the reader is held back by the backlog
+	readerWaited atomic.Uint64 // times it was
+
+	pmu          sync.Mutex
+	pingTimer    *time.Timer
+	pingsStopped bool
 
 	closeOnce sync.Once
 	why       atomic.Pointer[closeError]
@@ -154,7 +163,12 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		h.log.Warn("websocket refused: connection limit reached", "limit", h.cfg.MaxConnections)
 		return c.String(http.StatusServiceUnavailable, "too many websocket connections, retry later\n")
 	}
-	defer h.nconns.Add(-1)
+	started := false
+	defer func() {
+		if !started {
+			h.nconns.Add(-1)
+		}
+	}()
 	bc := &batchConn{timeout: h.cfg.WriteTimeout, pool: &h.batches}
 	ws, err := websocket.Accept(&batchResponse{ResponseWriter: c.Response(), conn: bc}, c.Request(), &websocket.AcceptOptions{
 		// The protocol compresses with zstd itself; permessage-deflate on
@@ -179,7 +193,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		ctrl:     make(chan []byte, ctrlQueue),
 		qwake:    make(chan struct{}, 1),
 		ackWake:  make(chan struct{}, 1),
-		in:       make(chan []byte, 256),
+		in:       make(chan []byte, inQueue),
 		pendWake: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		decoders: make(map[uint64]*compressor),
@@ -191,7 +205,14 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		cn.cancel()
 		return nil
 	}
-	cn.run()
+	// The connection outlives the request: the handler's goroutine, the
+	// deepest stack of the connection, and the request itself are freed
+	// rather than held for the connection's lifetime.
+	started = true
+	go func() {
+		defer h.nconns.Add(-1)
+		cn.run()
+	}()
 	return nil
 }
 
@@ -210,7 +231,7 @@ func (c *conn) run() {
 			c.trainLoop()
 		}()
 	}
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := c.readLoop(); err != nil {
@@ -223,23 +244,9 @@ func (c *conn) run() {
 			c.fail(err)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		c.pingLoop()
-	}()
-	for buf := range c.in {
-		err := c.process(buf)
-		c.pending.Add(-int64(len(buf)))
-		c.handedOver.Add(-1)
-		select {
-		case c.pendWake <- struct{}{}:
-		default:
-		}
-		if err != nil {
-			c.fail(err)
-			break
-		}
-	}
+	c.startPings()
+	c.processLoop()
+	c.stopPings()
 	// The reader ended (the peer closed, or fail was called): make sure
 	// the others stop too.
 	c.fail(closeErr(websocket.StatusNormalClosure, "", nil))
