@@ -38,9 +38,10 @@ type batchConn struct {
 	timeout time.Duration
 	pool    *sync.Pool // *[]byte batch buffers, shared by the hub
 
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte // the batch, from pool while corked
+	mu       sync.Mutex
+	corked   bool
+	buf      *[]byte // the batch, from pool while corked
+	deadline time.Time
 }
 
 // Write sends p, or adds it to the batch while corked.
@@ -57,9 +58,16 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	return b.writeLocked(p)
 }
 
+// writeLocked writes p with a deadline between half the timeout and the
+// timeout from now: moving the deadline costs about as much as a small
+// write, so it moves only once it is closer than half the timeout.
 func (b *batchConn) writeLocked(p []byte) (int, error) {
-	if err := b.Conn.SetWriteDeadline(time.Now().Add(b.timeout)); err != nil {
-		return 0, fmt.Errorf("set write deadline: %w", err)
+	now := time.Now()
+	if b.deadline.Sub(now) < b.timeout/2 {
+		b.deadline = now.Add(b.timeout)
+		if err := b.Conn.SetWriteDeadline(b.deadline); err != nil {
+			return 0, fmt.Errorf("set write deadline: %w", err)
+		}
 	}
 	return b.Conn.Write(p)
 }

@@ -109,7 +109,9 @@ type conn struct {
 	stream     *notifyStream
 	usedIn     map[uint64]bool // compressors the peer has used, for the log
 
-	// Writer only.
+	// Writer only: whoever holds wmu, the writer goroutine or, when an
+	// acknowledgement frees a slot, the goroutine that handled it.
+	wmu        sync.Mutex
 	broCounter int64
 	usedOut    map[uint64]bool // compressors used to send, for the log
 	announced  []*compressor   // oldest first
@@ -134,11 +136,12 @@ type conn struct {
 	qhead   int
 	qbytes  int64
 	qclosed bool
-	qwake   chan struct{}
+	// wake tells the writer to look again: something was queued, or an
+	// acknowledgement lifted the MaxUnackedParts limit.
+	wake chan struct{}
 
-	amu     sync.Mutex
-	acks    []pendingAck
-	ackWake chan struct{}
+	amu  sync.Mutex
+	acks []pendingAck
 
 	in           chan []byte
 	handedOver   atomic.Int64 // messages on in or being processed
@@ -191,8 +194,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		exact:    make(map[string]struct{}),
 		globs:    make(map[string]*reg),
 		ctrl:     make(chan []byte, ctrlQueue),
-		qwake:    make(chan struct{}, 1),
-		ackWake:  make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
 		in:       make(chan []byte, inQueue),
 		pendWake: make(chan struct{}, 1),
 		closed:   make(chan struct{}),

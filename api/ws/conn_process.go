@@ -364,10 +364,10 @@ func (c *conn) acked(id []byte, part uint64, final bool) error {
 			id, part, final, head.id, head.part, head.final)
 	}
 	c.acks = c.acks[1:]
+	refill := len(c.acks) == refillAt(c.hub.cfg.MaxUnackedParts)
 	c.amu.Unlock()
-	select {
-	case c.ackWake <- struct{}{}:
-	default:
+	if refill {
+		c.sendFreed()
 	}
 	return nil
 }

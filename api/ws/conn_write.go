@@ -112,9 +112,36 @@ func (c *conn) sampleBody(b *body) {
 	c.sample(p)
 }
 
+// refillAt is the number of unacknowledged parts at which a writer held
+// back by the MaxUnackedParts limit is given more to send. Not as soon as
+// one slot is free: the peer still has max-1 parts to take, and waiting
+// for a second slot sends two parts with one system call instead of one
+// each, without letting the peer run dry.
+func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
+
+// sendFreed is called when acknowledgements lift the MaxUnackedParts
+// limit (refillAt): the caller (reader or processor) writes what became sendable
+// itself when the writer is not busy, which spares a switch to the writer
+// per delivery while acknowledgements drive the sending; else the writer
+// is woken.
+func (c *conn) sendFreed() {
+	if c.wmu.TryLock() {
+		more, err := c.writeBatch(nil)
+		c.wmu.Unlock()
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if !more {
+			return
+		}
+	}
+	c.wakeWriter()
+}
+
 func (c *conn) wakeWriter() {
 	select {
-	case c.qwake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
@@ -156,14 +183,16 @@ func (c *conn) writeLoop() error {
 		var first []byte
 		select {
 		case first = <-c.ctrl:
-		case <-c.qwake:
-		case <-c.ackWake:
+		case <-c.wake:
 		case <-c.ctx.Done():
 			return nil
 		}
 		for more := true; more; {
 			var err error
-			if more, err = c.writeBatch(first); err != nil {
+			c.wmu.Lock()
+			more, err = c.writeBatch(first)
+			c.wmu.Unlock()
+			if err != nil {
 				return err
 			}
 			first = nil
@@ -180,7 +209,7 @@ const maxBatch = 64
 
 // writeBatch writes first (a reply, or nil) and then whatever may be sent
 // now, up to maxBatch messages, with one system call; more reports that
-// the limit cut it short.
+// the limit cut it short. c.wmu is held.
 func (c *conn) writeBatch(first []byte) (more bool, err error) {
 	c.bc.cork()
 	defer func() {
