@@ -126,6 +126,13 @@ func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
 // is woken.
 func (c *conn) sendFreed() {
 	if c.wmu.TryLock() {
+		if !c.shortNext() {
+			// A long write could block this goroutine, which must keep
+			// reading: the writer sends it.
+			c.wmu.Unlock()
+			c.wakeWriter()
+			return
+		}
 		more, err := c.writeBatch(nil)
 		c.wmu.Unlock()
 		if err != nil {
@@ -137,6 +144,17 @@ func (c *conn) sendFreed() {
 		}
 	}
 	c.wakeWriter()
+}
+
+// shortNext reports whether the next delivery to send is a short one
+// (or none): a write that fits the socket's buffer and so does not wait
+// for a peer that reads. c.wmu is held.
+func (c *conn) shortNext() bool {
+	if c.cur != nil && !c.cur.done {
+		return false
+	}
+	it, ok := c.peek()
+	return !ok || it.body == nil || it.body.n <= maxSharedFrame
 }
 
 func (c *conn) wakeWriter() {
