@@ -270,7 +270,8 @@ func (c *conn) fail(err error) {
 		go func() {
 			// The close handshake waits (a few seconds at most) for the
 			// peer's close frame, read by the reader goroutine; the
-			// context ends afterwards, stopping the writer and pinger.
+			// context ends afterwards, stopping the writer and a ping
+			// under way.
 			_ = c.ws.Close(ce.code, ce.reason)
 			c.cancel()
 			close(c.closed)
