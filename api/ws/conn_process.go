@@ -363,7 +363,9 @@ func (c *conn) acked(id []byte, part uint64, final bool) error {
 		return protocolErr("acknowledgement of %x part %d (final %t), expected %x part %d (final %t)",
 			id, part, final, head.id, head.part, head.final)
 	}
-	c.acks = c.acks[1:]
+	// Shifted down rather than resliced, so the few slots (at most
+	// MaxUnackedParts) are reused instead of reallocated.
+	c.acks = c.acks[:copy(c.acks, c.acks[1:])]
 	refill := len(c.acks) == refillAt(c.hub.cfg.MaxUnackedParts)
 	c.amu.Unlock()
 	if refill {
