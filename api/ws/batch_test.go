@@ -3,14 +3,17 @@ package ws
 import (
 	"bytes"
 	"crypto/sha512"
+	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 )
 
@@ -189,5 +192,41 @@ func TestRefillAt(t *testing.T) {
 		if got := refillAt(tc.max); got != tc.want {
 			t.Errorf("refillAt(%d) = %d, want %d", tc.max, got, tc.want)
 		}
+	}
+}
+
+// Every connection of a topic receives every message in order, each
+// checked by the client against its own counters (HMAC) or unsigned (auth
+// none, where they share one encoded frame), with more messages queued than
+// may be unacknowledged, so writes are batched and refilled.
+func TestFanOutToSeveralConnectionsInOrder(t *testing.T) {
+	const conns, messages = 4, 12
+	for _, hmac := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hmac=%t", hmac), func(t *testing.T) {
+			n := startTestNode(t, nodeOptions{hmac: hmac})
+			ctx := ctxT(t)
+			var cs []*wsclient.Conn
+			for range conns {
+				c := n.dial(wsclient.Options{})
+				if err := c.SubscribeExact(ctx, []byte("fan")); err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
+			}
+			hc := n.client()
+			for i := range messages {
+				if got, err := hc.Notify(ctx, []byte("fan"), []byte(strconv.Itoa(i))); err != nil || got != conns {
+					t.Fatalf("notify %d: counted %d, %v; want %d", i, got, err, conns)
+				}
+			}
+			for ci, c := range cs {
+				for i := range messages {
+					if m := next(t, c, 5*time.Second); string(m.Data) != strconv.Itoa(i) {
+						t.Fatalf("connection %d: message %d is %q", ci, i, m.Data)
+					}
+				}
+				none(t, c)
+			}
+		})
 	}
 }
