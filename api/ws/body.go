@@ -33,6 +33,8 @@ type body struct {
 	// would produce the same bytes.
 	zmu sync.Mutex
 	zs  map[uint64]*zform
+
+	frame sharedFrame // its deliveries' identifier and encoded RECEIVE_STREAM
 }
 
 func newBody(sb *msgspool.Body) *body {
@@ -72,6 +74,9 @@ func (b *body) release() {
 	}
 	b.zs = nil
 	b.zmu.Unlock()
+	b.frame.mu.Lock()
+	b.frame.out = nil
+	b.frame.mu.Unlock()
 }
 
 // spool collects a body being written into the node's spool.

@@ -29,7 +29,11 @@ const (
 	statusTryAgainLater  = websocket.StatusTryAgainLater   // slow consumer, registration or auth backend unavailable, disk almost full
 	statusTooBig         = websocket.StatusMessageTooBig   // a message over a size limit
 	receiveIdentifierLen = 4                               // the reference's RECEIVE_STREAM identifiers
-	ctrlQueue            = 64
+	// ctrlQueue and inQueue are the replies and received messages a
+	// connection buffers between its goroutines; allocated with it, so
+	// kept small (the byte limits are elsewhere).
+	ctrlQueue = 16
+	inQueue   = 32
 	// maxConfigureMessage bounds the first message, read before anything
 	// about the peer is known. A CONFIGURE is 52 bytes of fixed headers
 	// plus its authorization and tracing: 16 KiB leaves room for long
@@ -77,15 +81,20 @@ func authErr(what string, r auth.Result) *closeError {
 	return closeErr(statusPolicy, what+": authorization "+r.String(), nil)
 }
 
-// conn is one websocket. Four goroutines work on it: the reader (reads
-// messages, hands them over), the processor (the handler's goroutine:
-// handles them strictly in order, one at a time, as the protocol's
-// counters require), the writer (owns every write and the broadcaster
-// counter) and the pinger. This file holds its lifecycle; conn_read.go the
-// reader, pinger and processor; conn_write.go the writer and its queue.
+// conn is one websocket. Three goroutines work on it: the reader (reads
+// messages, hands them over), the processor (handles them strictly in
+// order, one at a time, as the protocol's counters require), the writer
+// (owns every write and the broadcaster counter); a timer pings it. This
+// file holds its lifecycle; conn_read.go the reader; conn_process.go the
+// processor; conn_write.go the writer and its queue; conn_ping.go the
+// pings.
 type conn struct {
-	hub    *Hub
-	ws     *websocket.Conn
+	hub *Hub
+	ws  *websocket.Conn
+	bc  *batchConn // under ws: the writer batches its writes there
+	// wctx has no deadline: writes are bounded by the socket's deadline
+	// (batchConn), which costs no timer per message.
+	wctx   context.Context
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -100,11 +109,14 @@ type conn struct {
 	stream     *notifyStream
 	usedIn     map[uint64]bool // compressors the peer has used, for the log
 
-	// Writer only.
+	// Writer only: whoever holds wmu, the writer goroutine or, when an
+	// acknowledgement frees a slot, the goroutine that handled it.
+	wmu        sync.Mutex
 	broCounter int64
 	usedOut    map[uint64]bool // compressors used to send, for the log
 	announced  []*compressor   // oldest first
-	cur        *sending
+	cur        *sending        // &sendState while a message is being sent
+	sendState  sending
 
 	// The compressors the peer may use, by id; customs are the trained
 	// ones in use (oldest first) and retired the last one withdrawn.
@@ -124,17 +136,23 @@ type conn struct {
 	qhead   int
 	qbytes  int64
 	qclosed bool
-	qwake   chan struct{}
+	// wake tells the writer to look again: something was queued, or an
+	// acknowledgement lifted the MaxUnackedParts limit.
+	wake chan struct{}
 
-	amu     sync.Mutex
-	acks    []pendingAck
-	ackWake chan struct{}
+	amu  sync.Mutex
+	acks []pendingAck
 
 	in           chan []byte
+	handedOver   atomic.Int64 // messages on in or being processed
 	pending      atomic.Int64
 	pendWake     chan struct{}
-	readerWaits  atomic.Bool
-	readerWaited atomic.Uint64
+	readerWaits  atomic.Bool   // the reader is held back by the backlog
+	readerWaited atomic.Uint64 // times it was
+
+	pmu          sync.Mutex
+	pingTimer    *time.Timer
+	pingsStopped bool
 
 	closeOnce sync.Once
 	why       atomic.Pointer[closeError]
@@ -148,8 +166,14 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		h.log.Warn("websocket refused: connection limit reached", "limit", h.cfg.MaxConnections)
 		return c.String(http.StatusServiceUnavailable, "too many websocket connections, retry later\n")
 	}
-	defer h.nconns.Add(-1)
-	ws, err := websocket.Accept(c.Response(), c.Request(), &websocket.AcceptOptions{
+	started := false
+	defer func() {
+		if !started {
+			h.nconns.Add(-1)
+		}
+	}()
+	bc := &batchConn{timeout: h.cfg.WriteTimeout, pool: &h.batches}
+	ws, err := websocket.Accept(&batchResponse{ResponseWriter: c.Response(), conn: bc}, c.Request(), &websocket.AcceptOptions{
 		// The protocol compresses with zstd itself; permessage-deflate on
 		// top would cost CPU for nothing.
 		CompressionMode: websocket.CompressionDisabled,
@@ -165,24 +189,32 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 	cn := &conn{
 		hub:      h,
 		ws:       ws,
+		bc:       bc,
 		log:      h.log.With("conn", h.nextID.Add(1), "remote", c.RealIP()),
 		exact:    make(map[string]struct{}),
 		globs:    make(map[string]*reg),
 		ctrl:     make(chan []byte, ctrlQueue),
-		qwake:    make(chan struct{}, 1),
-		ackWake:  make(chan struct{}, 1),
-		in:       make(chan []byte, 256),
+		wake:     make(chan struct{}, 1),
+		in:       make(chan []byte, inQueue),
 		pendWake: make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
+	cn.wctx = context.WithoutCancel(cn.ctx)
 	if !h.addConn(cn) {
 		_ = ws.Close(statusGoingAway, "broadcaster shutting down")
 		cn.cancel()
 		return nil
 	}
-	cn.run()
+	// The connection outlives the request: the handler's goroutine, the
+	// deepest stack of the connection, and the request itself are freed
+	// rather than held for the connection's lifetime.
+	started = true
+	go func() {
+		defer h.nconns.Add(-1)
+		cn.run()
+	}()
 	return nil
 }
 
@@ -201,7 +233,7 @@ func (c *conn) run() {
 			c.trainLoop()
 		}()
 	}
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := c.readLoop(); err != nil {
@@ -214,22 +246,9 @@ func (c *conn) run() {
 			c.fail(err)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		c.pingLoop()
-	}()
-	for buf := range c.in {
-		err := c.process(buf)
-		c.pending.Add(-int64(len(buf)))
-		select {
-		case c.pendWake <- struct{}{}:
-		default:
-		}
-		if err != nil {
-			c.fail(err)
-			break
-		}
-	}
+	c.startPings()
+	c.processLoop()
+	c.stopPings()
 	// The reader ended (the peer closed, or fail was called): make sure
 	// the others stop too.
 	c.fail(closeErr(websocket.StatusNormalClosure, "", nil))
@@ -251,7 +270,8 @@ func (c *conn) fail(err error) {
 		go func() {
 			// The close handshake waits (a few seconds at most) for the
 			// peer's close frame, read by the reader goroutine; the
-			// context ends afterwards, stopping the writer and pinger.
+			// context ends afterwards, stopping the writer and a ping
+			// under way.
 			_ = c.ws.Close(ce.code, ce.reason)
 			c.cancel()
 			close(c.closed)
@@ -374,9 +394,7 @@ func (c *conn) configure() error {
 }
 
 func (c *conn) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.WriteTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+	if err := c.ws.Write(c.wctx, websocket.MessageBinary, b); err != nil {
 		return closeErr(statusTryAgainLater, "write failed", err)
 	}
 	c.hub.cfg.Metrics.Sent()

@@ -3,55 +3,33 @@ package ws
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
-	"time"
 
 	"github.com/coder/websocket"
 
-	"github.com/lonelypsd/lonelypsd/api/auth"
-	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
-	"github.com/lonelypsd/lonelypsd/fanout"
-	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
-// The reader, pinger and processor goroutines of a conn: messages in, their
-// handling in order, and the replies handed to the writer.
-
-// notifyStream is a NOTIFY_STREAM being received.
-type notifyStream struct {
-	ident   []byte
-	tracing []byte
-	first   wsproto.StreamFirst
-	next    uint64
-	sp      *spool
-}
-
-// reply queues an encoded confirmation for the writer. It blocks when the
-// peer does not read its confirmations, which in turn stops reading from
-// it: back-pressure onto the only party that can relieve it.
-func (c *conn) reply(m wsproto.Message) error {
-	out, err := m.AppendMinimal(nil)
-	if err != nil {
-		return closeErr(statusInternal, "encode", err)
-	}
-	select {
-	case c.ctrl <- out:
-		return nil
-	case <-c.ctx.Done():
-		return closeErr(statusGoingAway, "closed", c.ctx.Err())
-	}
-}
+// The reader goroutine of a conn: reads messages and hands them to the
+// processor (conn_process.go), or handles an acknowledgement itself when
+// the processor is idle.
 
 // readLoop reads messages and hands them to the processor. Reading goes on
 // while the processor is busy (a NOTIFY's fan-out can take seconds), so
 // pings and close frames are answered; it stops only when the backlog is
-// over MaxPendingBytes.
+// over MaxPendingBytes. Acknowledgements of deliveries that arrive while
+// the processor is idle are handled here, in order all the same (nothing
+// is before them), which spares a goroutine hand-off per delivery.
 func (c *conn) readLoop() error {
 	defer close(c.in)
+	// No deadline on reads: a close (ours, the peer's, the handshake's
+	// timeout) ends them, and a context with one costs a timer per read.
+	rctx := context.WithoutCancel(c.ctx)
+	var buf bytes.Buffer
 	for {
-		typ, r, err := c.ws.Reader(c.ctx)
+		typ, r, err := c.ws.Reader(rctx)
 		if err != nil {
 			if websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return nil
@@ -61,7 +39,7 @@ func (c *conn) readLoop() error {
 		if typ != websocket.MessageBinary {
 			return protocolErr("text message; the protocol is binary")
 		}
-		var buf bytes.Buffer
+		buf.Reset()
 		if _, err := buf.ReadFrom(r); err != nil {
 			if websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil {
 				return nil
@@ -69,350 +47,60 @@ func (c *conn) readLoop() error {
 			return closeErr(statusProtocolError, "read failed", err)
 		}
 		c.hub.cfg.Metrics.Received()
-		b := buf.Bytes()
-		n := int64(len(b))
-		for p := c.pending.Load(); p > 0 && p+n > c.hub.cfg.MaxPendingBytes; p = c.pending.Load() {
-			c.readerWaits.Store(true)
-			c.readerWaited.Add(1)
-			select {
-			case <-c.pendWake:
-			case <-c.ctx.Done():
-				return nil
+		if isAck(buf.Bytes()) && c.handedOver.Load() == 0 {
+			if err := c.process(buf.Bytes()); err != nil {
+				return err
 			}
+			continue
 		}
-		c.readerWaits.Store(false)
-		c.pending.Add(n)
-		select {
-		case c.in <- b:
-		case <-c.ctx.Done():
+		b := buf.Bytes()
+		buf = bytes.Buffer{} // the processor owns b now
+		if !c.handOver(b) {
 			return nil
 		}
 	}
 }
 
-// pingLoop pings the peer; one not answered in time is a half-open or
-// hung connection and is closed. A ping cannot be answered while the
-// reader is held back by the backlog, so those rounds do not count.
-func (c *conn) pingLoop() {
-	t := time.NewTicker(c.hub.cfg.PingInterval)
-	defer t.Stop()
-	for {
+// isAck reports whether a message is a CONTINUE_RECEIVE or
+// CONFIRM_RECEIVE (the type follows the two bytes of flags in both
+// forms); anything else is parsed by process.
+func isAck(b []byte) bool {
+	if len(b) < 4 {
+		return false
+	}
+	t := binary.BigEndian.Uint16(b[2:])
+	return t == wsproto.S2BContinueReceive || t == wsproto.S2BConfirmReceive
+}
+
+// handOver queues b for the processor, first waiting while the backlog is
+// over MaxPendingBytes; false when the connection closes meanwhile.
+func (c *conn) handOver(b []byte) bool {
+	n := int64(len(b))
+	for p := c.pending.Load(); p > 0 && p+n > c.hub.cfg.MaxPendingBytes; p = c.pending.Load() {
+		c.readerWaits.Store(true)
+		c.readerWaited.Add(1)
 		select {
+		case <-c.pendWake:
 		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if c.readerWaits.Load() {
-			continue
-		}
-		gen := c.readerWaited.Load()
-		ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.PingTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
-		if err != nil && c.ctx.Err() == nil && !c.readerWaits.Load() && c.readerWaited.Load() == gen {
-			c.fail(closeErr(statusPolicy, "ping not answered", err))
-			return
+			return false
 		}
 	}
-}
-
-// process handles one message from the subscriber.
-func (c *conn) process(buf []byte) error {
-	m, err := wsproto.ParseS2B(buf)
-	if err != nil {
-		return protocolErr("parse: %w", err)
-	}
-	switch m := m.(type) {
-	case wsproto.Configure:
-		return protocolErr("second CONFIGURE")
-	case wsproto.SubscribeExact:
-		return c.subscribe(fsm.Exact, m.Topic, "", m.Authorization, m.Tracing)
-	case wsproto.SubscribeGlob:
-		return c.subscribe(fsm.Glob, nil, m.Glob, m.Authorization, m.Tracing)
-	case wsproto.UnsubscribeExact:
-		return c.unsubscribe(fsm.Exact, m.Topic, "", m.Authorization, m.Tracing)
-	case wsproto.UnsubscribeGlob:
-		return c.unsubscribe(fsm.Glob, nil, m.Glob, m.Authorization, m.Tracing)
-	case wsproto.Notify:
-		return c.notify(m)
-	case wsproto.NotifyStream:
-		return c.notifyStream(m)
-	case wsproto.ContinueReceive:
-		am := auth.StatefulContinueReceive{Tracing: m.Tracing, Identifier: m.Identifier, PartID: m.PartID, URL: c.nextSubscriberURL()}
-		if err := c.verify("continue receive", am, m.Authorization); err != nil {
-			return err
-		}
-		return c.acked(m.Identifier, m.PartID, false)
-	case wsproto.ConfirmReceive:
-		am := auth.ConfirmReceive{Tracing: m.Tracing, Identifier: m.Identifier, NumSubscribers: m.NumSubscribers, URL: c.nextSubscriberURL()}
-		if err := c.verify("confirm receive", am, m.Authorization); err != nil {
-			return err
-		}
-		return c.acked(m.Identifier, 0, true)
-	}
-	return protocolErr("unexpected message %T", m)
-}
-
-// verify checks a message's authorization; a refusal closes the
-// connection.
-func (c *conn) verify(what string, m auth.Message, authz string) error {
-	if r := c.hub.auth.Verify(c.ctx, m, authz); r != auth.OK {
-		return authErr(what, r)
-	}
-	return nil
-}
-
-// nextSubscriberURL returns the url of the subscriber's next
-// counter-bearing message and advances the counter (-1, -2, ...).
-func (c *conn) nextSubscriberURL() string {
-	u := auth.WebsocketURL(c.nonce, c.subCounter)
-	c.subCounter--
-	return u
-}
-
-// verifyChange takes a (un)subscribe's counter value and checks its
-// authorization (subscribe and unsubscribe are signed alike, in the
-// SUBSCRIBE_* layout); it returns the url signed and the registration key.
-func (c *conn) verifyChange(what string, kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) (url, key string, err error) {
-	url = c.nextSubscriberURL()
-	var am auth.Message = auth.SubscribeExact{Tracing: tracing, URL: url, Topic: topic}
-	key = string(topic)
-	if kind == fsm.Glob {
-		am, key = auth.SubscribeGlob{Tracing: tracing, URL: url, Glob: glob}, glob
-	}
-	if err := c.verify(what, am, authz); err != nil {
-		return "", "", err
-	}
-	return url, key, nil
-}
-
-func (c *conn) subscribe(kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) error {
-	url, key, err := c.verifyChange("subscribe", kind, topic, glob, authz, tracing)
-	if err != nil {
-		return err
-	}
-	r, err := c.hub.subscribe(c, kind, key)
-	switch {
-	case errors.Is(err, errDuplicate):
-		return protocolErr("subscribe %s %q: %w", kind, key, err)
-	case errors.Is(err, ErrClosing):
-		return closeErr(statusGoingAway, "broadcaster shutting down", err)
-	case err != nil:
-		return protocolErr("subscribe %s: %w", kind, err)
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.RegisterTimeout)
-	err = c.hub.waitApplied(ctx, r)
-	cancel()
-	if err != nil {
-		return closeErr(statusTryAgainLater, "subscription store unavailable", err)
-	}
-	return c.confirmChange(kind, url, topic, glob, false)
-}
-
-func (c *conn) unsubscribe(kind fsm.Kind, topic []byte, glob, authz string, tracing []byte) error {
-	url, key, err := c.verifyChange("unsubscribe", kind, topic, glob, authz, tracing)
-	if err != nil {
-		return err
-	}
-	// Local delivery stops at once; the row goes in the background.
-	if err := c.hub.unsubscribe(c, kind, key); err != nil {
-		return protocolErr("unsubscribe %s %q: %w", kind, key, err)
-	}
-	return c.confirmChange(kind, url, topic, glob, true)
-}
-
-// confirmChange answers a (un)subscribe. Both are signed as
-// CONFIRM_SUBSCRIBE_* with the request's url, as the reference does.
-func (c *conn) confirmChange(kind fsm.Kind, url string, topic []byte, glob string, unsubscribe bool) error {
-	var m auth.Message = auth.ConfirmSubscribeExact{URL: url, Topic: topic}
-	if kind == fsm.Glob {
-		m = auth.ConfirmSubscribeGlob{URL: url, Glob: glob}
-	}
-	a, err := c.hub.auth.Authorize(m)
-	if err != nil {
-		return closeErr(statusInternal, "sign", err)
-	}
-	switch {
-	case kind == fsm.Glob && unsubscribe:
-		return c.reply(wsproto.ConfirmUnsubscribeGlob{Glob: glob, Authorization: a})
-	case kind == fsm.Glob:
-		return c.reply(wsproto.ConfirmSubscribeGlob{Glob: glob, Authorization: a})
-	case unsubscribe:
-		return c.reply(wsproto.ConfirmUnsubscribeExact{Topic: topic, Authorization: a})
-	}
-	return c.reply(wsproto.ConfirmSubscribeExact{Topic: topic, Authorization: a})
-}
-
-// compressorFor returns the compressor id names among those this
-// connection may use (nil for none).
-func (c *conn) compressorFor(id uint64) (*compressor, error) {
-	if id == compressorNone {
-		return nil, nil
-	}
-	c.zmu.Lock()
-	z := c.decoders[id]
-	c.zmu.Unlock()
-	if z == nil {
-		return nil, protocolErr("compressor %d was not enabled on this connection", id)
-	}
-	if !c.usedIn[id] {
-		if c.usedIn == nil {
-			c.usedIn = make(map[uint64]bool)
-		}
-		c.usedIn[id] = true
-		c.log.Debug("peer compresses with a compressor for the first time", "compressor", id)
-	}
-	return z, nil
-}
-
-func (c *conn) notify(m wsproto.Notify) error {
-	if err := c.verify("notify", auth.Notify{
-		Tracing: m.Tracing, Topic: m.Topic, Identifier: m.Identifier, SHA512: m.CompressedSHA512,
-	}, m.Authorization); err != nil {
-		return err
-	}
-	z, err := c.compressorFor(m.Compressor)
-	if err != nil {
-		return err
-	}
-	msg := fanout.Message{Topic: m.Topic, Body: bytes.NewReader(m.Payload), Length: uint64(len(m.Payload)), SHA512: m.CompressedSHA512}
-	if z == nil {
-		if err := c.hub.checkSize(msg.Length); err != nil {
-			return spoolFailure("notify", err)
-		}
-		c.sample(m.Payload)
-	} else {
-		b, err := c.hub.decompress(z, bytes.NewReader(m.Payload), m.DecompressedLength)
-		if err != nil {
-			return spoolFailure("notify", err)
-		}
-		defer b.release()
-		c.sampleBody(b)
-		msg.Body, msg.Length, msg.SHA512 = b, b.n, b.sum
-	}
-	return c.publish(msg, uint64(len(m.Payload)), m.Identifier, m.CompressedSHA512)
-}
-
-// publish fans the message out and answers CONFIRM_NOTIFY. The fan-out
-// does not stop if the notifier hangs up: half a delivery is worse than a
-// whole one nobody hears about (as for HTTP notifies).
-func (c *conn) publish(msg fanout.Message, wireLen uint64, identifier []byte, wireSHA [64]byte) error {
-	c.hub.cfg.Notifies.Websocket()
-	c.hub.cfg.Metrics.Body(metrics.In, wireLen, msg.Length)
-	count := c.hub.fan.Deliver(context.WithoutCancel(c.ctx), msg)
-	// Signed over the SHA-512 of the bytes the notifier sent and signed
-	// (compressed if compressed): the websocket client does not verify
-	// it, and this binds the answer to what was asked.
-	a, err := c.hub.auth.Authorize(auth.ConfirmNotify{Identifier: identifier, Subscribers: count, Topic: msg.Topic, SHA512: wireSHA})
-	if err != nil {
-		return closeErr(statusInternal, "sign", err)
-	}
-	return c.reply(wsproto.ConfirmNotify{Identifier: identifier, Subscribers: uint64(count), Authorization: a})
-}
-
-func (c *conn) notifyStream(m wsproto.NotifyStream) error {
-	s := c.stream
-	if m.PartID == 0 {
-		if s != nil {
-			return protocolErr("notify stream: a new stream began while %x was open", s.ident)
-		}
-		f := m.First
-		if err := c.verify("notify stream", auth.Notify{
-			Tracing: m.Tracing, Topic: f.Topic, Identifier: m.Identifier, SHA512: f.CompressedSHA512,
-		}, m.Authorization); err != nil {
-			return err
-		}
-		if _, err := c.compressorFor(f.Compressor); err != nil {
-			return err
-		}
-		if f.Compressor != compressorNone && f.CompressedLength == 0 {
-			return protocolErr("notify stream: empty compressed message")
-		}
-		sp, err := c.hub.newSpool(f.CompressedLength)
-		if err != nil {
-			return spoolFailure("notify stream", err)
-		}
-		s = &notifyStream{ident: bytes.Clone(m.Identifier), tracing: bytes.Clone(m.Tracing), first: *f, next: 1, sp: sp}
-		s.first.Topic = bytes.Clone(f.Topic)
-		c.stream = s
-	} else {
-		if s == nil {
-			return protocolErr("notify stream: part %d without a first part", m.PartID)
-		}
-		if !bytes.Equal(m.Identifier, s.ident) || m.PartID != s.next {
-			return protocolErr("notify stream: got part %d of %x, want part %d of %x", m.PartID, m.Identifier, s.next, s.ident)
-		}
-		// Every part is authorized with the first part's fields and its
-		// own (fresh) signature.
-		if err := c.verify("notify stream", auth.Notify{
-			Tracing: s.tracing, Topic: s.first.Topic, Identifier: s.ident, SHA512: s.first.CompressedSHA512,
-		}, m.Authorization); err != nil {
-			return err
-		}
-		s.next++
-	}
-	if s.sp.n+uint64(len(m.Payload)) > s.first.CompressedLength {
-		return protocolErr("notify stream: more than the declared %d bytes", s.first.CompressedLength)
-	}
-	if _, err := s.sp.Write(m.Payload); err != nil {
-		return closeErr(statusInternal, "cannot spool message", err)
-	}
-	if s.sp.n < s.first.CompressedLength {
-		if m.PartID > 1<<32-1 {
-			return protocolErr("notify stream: part id %d cannot be acknowledged", m.PartID)
-		}
-		a, err := c.hub.auth.Authorize(auth.StatefulContinueNotify{Identifier: s.ident, PartID: uint32(m.PartID)})
-		if err != nil {
-			return closeErr(statusInternal, "sign", err)
-		}
-		return c.reply(wsproto.ContinueNotify{Identifier: s.ident, PartID: m.PartID, Authorization: a})
-	}
-	c.stream = nil
-	b := s.sp.finish()
-	defer b.release()
-	if b.sum != s.first.CompressedSHA512 {
-		return protocolErr("notify stream: message does not match x-compressed-sha512")
-	}
-	msg := fanout.Message{Topic: s.first.Topic, Body: b, Length: b.n, SHA512: b.sum}
-	z, err := c.compressorFor(s.first.Compressor)
-	if err != nil {
-		// Withdrawn while the stream came in (and no longer decodable).
-		return err
-	}
-	if z == nil {
-		c.sampleBody(b)
-	} else {
-		d, err := c.hub.decompress(z, io.NewSectionReader(b, 0, int64(b.n)), s.first.DecompressedLength)
-		if err != nil {
-			return spoolFailure("notify stream", err)
-		}
-		defer d.release()
-		c.sampleBody(d)
-		msg.Body, msg.Length, msg.SHA512 = d, d.n, d.sum
-	}
-	return c.publish(msg, b.n, s.ident, s.first.CompressedSHA512)
-}
-
-// acked checks an acknowledgement against the oldest unacknowledged part:
-// CONTINUE_RECEIVE for a non-final part (same identifier and part id),
-// CONFIRM_RECEIVE for a final one.
-func (c *conn) acked(id []byte, part uint64, final bool) error {
-	c.amu.Lock()
-	if len(c.acks) == 0 {
-		c.amu.Unlock()
-		return protocolErr("acknowledgement of %x with nothing outstanding", id)
-	}
-	head := c.acks[0]
-	if head.final != final || !bytes.Equal(head.id[:], id) || (!final && head.part != part) {
-		c.amu.Unlock()
-		return protocolErr("acknowledgement of %x part %d (final %t), expected %x part %d (final %t)",
-			id, part, final, head.id, head.part, head.final)
-	}
-	c.acks = c.acks[1:]
-	c.amu.Unlock()
+	c.pending.Add(n)
+	c.handedOver.Add(1)
 	select {
-	case c.ackWake <- struct{}{}:
+	case c.in <- b:
+		c.readerWaits.Store(false)
+		return true
 	default:
 	}
-	return nil
+	// A full queue of small messages holds the reader back too.
+	c.readerWaits.Store(true)
+	c.readerWaited.Add(1)
+	defer c.readerWaits.Store(false)
+	select {
+	case c.in <- b:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
 }

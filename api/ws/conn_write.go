@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"crypto/rand"
 	"slices"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
@@ -113,9 +112,54 @@ func (c *conn) sampleBody(b *body) {
 	c.sample(p)
 }
 
+// refillAt is the number of unacknowledged parts at which a writer held
+// back by the MaxUnackedParts limit is given more to send. Not as soon as
+// one slot is free: the peer still has max-1 parts to take, and waiting
+// for a second slot sends two parts with one system call instead of one
+// each, without letting the peer run dry.
+func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
+
+// sendFreed is called when acknowledgements lift the MaxUnackedParts
+// limit (refillAt): the caller (reader or processor) writes what became sendable
+// itself when the writer is not busy, which spares a switch to the writer
+// per delivery while acknowledgements drive the sending; else the writer
+// is woken.
+func (c *conn) sendFreed() {
+	if c.wmu.TryLock() {
+		if !c.shortNext() {
+			// A long write could block this goroutine, which must keep
+			// reading: the writer sends it.
+			c.wmu.Unlock()
+			c.wakeWriter()
+			return
+		}
+		more, err := c.writeBatch(nil)
+		c.wmu.Unlock()
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		if !more {
+			return
+		}
+	}
+	c.wakeWriter()
+}
+
+// shortNext reports whether the next delivery to send is a short one
+// (or none): a write that fits the socket's buffer and so does not wait
+// for a peer that reads. c.wmu is held.
+func (c *conn) shortNext() bool {
+	if c.cur != nil && !c.cur.done {
+		return false
+	}
+	it, ok := c.peek()
+	return !ok || it.body == nil || it.body.n <= maxSharedFrame
+}
+
 func (c *conn) wakeWriter() {
 	select {
-	case c.qwake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
@@ -150,37 +194,67 @@ func (c *conn) pop() {
 // writeLoop owns the socket's write side. Replies go first; deliveries
 // follow in queue order, one RECEIVE_STREAM at a time (never interleaved,
 // and never a MISSED or ENABLE between its parts, which the client cannot
-// take), with at most MaxUnackedParts parts unacknowledged.
+// take), with at most MaxUnackedParts parts unacknowledged. What is ready
+// at one wake-up leaves in one batch (batchConn).
 func (c *conn) writeLoop() error {
 	for {
+		var first []byte
+		select {
+		case first = <-c.ctrl:
+		case <-c.wake:
+		case <-c.ctx.Done():
+			return nil
+		}
+		for more := true; more; {
+			var err error
+			c.wmu.Lock()
+			more, err = c.writeBatch(first)
+			c.wmu.Unlock()
+			if err != nil {
+				return err
+			}
+			first = nil
+			if c.ctx.Err() != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// maxBatch bounds the messages of one batch, so a long queue of MISSED
+// notices is written in pieces rather than gathered whole in memory.
+const maxBatch = 64
+
+// writeBatch writes first (a reply, or nil) and then whatever may be sent
+// now, up to maxBatch messages, with one system call; more reports that
+// the limit cut it short. c.wmu is held.
+func (c *conn) writeBatch(first []byte) (more bool, err error) {
+	c.bc.cork()
+	defer func() {
+		if uerr := c.bc.uncork(); err == nil && uerr != nil {
+			err = closeErr(statusTryAgainLater, "write failed", uerr)
+		}
+	}()
+	if first != nil {
+		if err := c.write(first); err != nil {
+			return false, err
+		}
+	}
+	for range maxBatch {
 		select {
 		case m := <-c.ctrl:
 			if err := c.write(m); err != nil {
-				return err
+				return false, err
 			}
 			continue
-		case <-c.ctx.Done():
-			return nil
 		default:
 		}
 		progressed, err := c.sendStep()
-		if err != nil {
-			return err
-		}
-		if progressed {
-			continue
-		}
-		select {
-		case m := <-c.ctrl:
-			if err := c.write(m); err != nil {
-				return err
-			}
-		case <-c.qwake:
-		case <-c.ackWake:
-		case <-c.ctx.Done():
-			return nil
+		if err != nil || !progressed {
+			return false, err
 		}
 	}
+	return true, nil
 }
 
 // sendStep writes at most one delivery message; false when there is
@@ -228,12 +302,16 @@ func (c *conn) sendStep() (bool, error) {
 }
 
 // nextBroadcasterURL returns the url of the next message the subscriber
-// verifies and advances the counter (1, 2, ...). Counters are taken in
-// the order messages are written, which is the order the client counts.
+// verifies and advances the counter (1, 2, ...); "" when the node signs
+// nothing (auth none). Counters are taken in the order messages are
+// written, which is the order the client counts.
 func (c *conn) nextBroadcasterURL() string {
-	u := auth.WebsocketURL(c.nonce, c.broCounter)
+	n := c.broCounter
 	c.broCounter++
-	return u
+	if !c.hub.signs {
+		return ""
+	}
+	return auth.WebsocketURL(c.nonce, n)
 }
 
 func (c *conn) sendMissed(topic []byte) error {
@@ -305,7 +383,9 @@ func (c *conn) sendDisableZstd(z *compressor) error {
 // the whole message consumes (the Python client counts messages, not
 // parts; the reference server's per-part counting desynchronises it).
 func (c *conn) startReceive(it item) error {
-	s := &sending{src: it.body, orig: it.body, declen: it.body.n, topic: it.topic}
+	// One message is sent at a time: its state reuses the connection's.
+	c.sendState = sending{src: it.body, orig: it.body, declen: it.body.n, topic: it.topic}
+	s := &c.sendState
 	c.sampleBody(it.body)
 	if z := pick(c.announced, it.body.n, c.hub.cfg.MaxCompressSize); z != nil {
 		var zb *body
@@ -330,10 +410,7 @@ func (c *conn) startReceive(it item) error {
 			}
 		}
 	}
-	if _, err := rand.Read(s.id[:]); err != nil {
-		it.body.release()
-		return closeErr(statusInternal, "identifier", err)
-	}
+	s.id = s.src.identifier()
 	s.url = c.nextBroadcasterURL()
 	c.cur = s
 	c.hub.cfg.Metrics.Body(metrics.Out, s.src.n, s.declen)
@@ -346,9 +423,23 @@ func (c *conn) sendPart() error {
 	s := c.cur
 	// Continuation parts are signed too (same url, fresh nonce): the
 	// Python client ignores them, a stricter peer can check them.
-	a, err := c.hub.auth.Authorize(auth.Receive{URL: s.url, Topic: s.topic, Identifier: s.id[:], SHA512: s.src.sum})
-	if err != nil {
-		return closeErr(statusInternal, "sign", err)
+	var a string
+	if c.hub.signs {
+		var err error
+		if a, err = c.hub.auth.Authorize(auth.Receive{URL: s.url, Topic: s.topic, Identifier: s.id[:], SHA512: s.src.sum}); err != nil {
+			return closeErr(statusInternal, "sign", err)
+		}
+	}
+	if s.part == 0 {
+		out, err := s.wholeFrame(a, c.hub.cfg.OutgoingMaxMessage)
+		if err != nil {
+			return closeErr(statusInternal, "encode", err)
+		}
+		if out != nil {
+			s.off, s.part, s.done = s.src.n, 1, true
+			c.expectAck(s.id, 0, true)
+			return c.write(out)
+		}
 	}
 	m := wsproto.ReceiveStream{Authorization: a, Identifier: s.id[:], PartID: s.part}
 	if s.part == 0 {
@@ -376,10 +467,15 @@ func (c *conn) sendPart() error {
 	}
 	s.off += n
 	final := s.off == s.src.n
-	c.amu.Lock()
-	c.acks = append(c.acks, pendingAck{id: s.id, part: s.part, final: final})
-	c.amu.Unlock()
+	c.expectAck(s.id, s.part, final)
 	s.part++
 	s.done = final
 	return c.write(out)
+}
+
+// expectAck records a part written and not yet acknowledged.
+func (c *conn) expectAck(id [receiveIdentifierLen]byte, part uint64, final bool) {
+	c.amu.Lock()
+	c.acks = append(c.acks, pendingAck{id: id, part: part, final: final})
+	c.amu.Unlock()
 }

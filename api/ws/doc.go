@@ -16,7 +16,7 @@
 //
 // A Hub owns the connections of one node, the local subscription index and
 // the reference-counted registration of the node's internal URLs; a conn is
-// one websocket with a reader, a processor (the caller's goroutine), a
-// writer and a pinger. DESIGN.md explains the key decisions: ordering,
+// one websocket with a reader, a processor and a writer goroutine, pinged
+// from a timer. DESIGN.md explains the key decisions: ordering,
 // back-pressure, counters, compression and cleanup of stale rows.
 package ws

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,9 @@ type Hub struct {
 	fan    Deliverer
 	auth   auth.Pair
 	log    *slog.Logger
+	// signs and verifies are false for auth none in that direction: a
+	// delivery then costs no signature, url or check at all.
+	signs, verifies bool
 
 	// receiveBase and missedBase are the internal endpoints' URLs without
 	// query; query is "node=...&inc=..." shared by every row of this
@@ -67,6 +71,7 @@ type Hub struct {
 	sampleMem atomic.Int64
 	training  trainingStats
 	bufs      sync.Pool       // *[]byte of cap cfg.OutgoingMaxMessage
+	batches   sync.Pool       // *[]byte, batchConn's write batches
 	bodies    *msgspool.Spool // message bodies, shared with the rest of the node
 	nconns    atomic.Int64
 	nextID    atomic.Uint64
@@ -135,6 +140,7 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 		globs:       make(map[string]*reg),
 		globsByHash: make(map[string]*reg),
 	}
+	h.signs, h.verifies = !isNone(pair.ToSubscriber), !isNone(pair.ToBroadcaster)
 	h.bodies = cfg.Spool
 	if h.bodies == nil {
 		h.bodies = msgspool.New(msgspool.Config{Dir: cfg.SpoolDir, Threshold: cfg.SpoolThreshold, MaxBuffered: cfg.MaxBufferedBytes}, log)
@@ -145,6 +151,12 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil
+}
+
+// isNone reports whether s is auth.None (compared by type: a scheme's
+// value may not be comparable).
+func isNone(s auth.Scheme) bool {
+	return s != nil && reflect.TypeOf(s) == reflect.TypeOf(auth.None())
 }
 
 // Register mounts GET /v1/websocket and the two internal endpoints.

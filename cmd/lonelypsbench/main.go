@@ -44,6 +44,7 @@ type options struct {
 	only        string
 	cluster     bool
 	tableURLs   int
+	ws          wsOptions
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only workloads whose name contains this")
 	flag.BoolVar(&o.cluster, "cluster", false, "measure a three-node cluster instead of a single node")
 	flag.IntVar(&o.tableURLs, "table-urls", 10000, "URLs of 120 rows each in the large-table run (--only table)")
+	o.ws.register(flag.CommandLine)
 	flag.Parse()
 	for _, s := range strings.Split(subConc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -84,6 +86,9 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("notify: %d-byte messages, concurrency %d, %s per workload\n\n", o.msgSize, o.concurrency, o.duration)
 	if o.cluster {
 		return runCluster(ctx, o)
+	}
+	if err := o.ws.prepare(); err != nil {
+		return err
 	}
 	srv, err := startServer(ctx, o.server)
 	if err != nil {
@@ -135,6 +140,9 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("large message: %w", err)
 		}
 		fmt.Printf("| %d MiB | 3 | %s | %d MiB | %d MiB |\n", o.largeMiB, d.Round(time.Millisecond), before>>20, peak>>20)
+	}
+	if err := runWebsocket(ctx, o, srv, c, want); err != nil {
+		return err
 	}
 	// The large table is run only when asked for: it leaves the node with
 	// over a million rows.

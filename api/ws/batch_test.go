@@ -1,0 +1,232 @@
+package ws
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
+	"github.com/lonelypsd/lonelypsd/api/wsproto"
+)
+
+// countingConn counts the writes that reach the socket.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func TestBatchConnWritesABatchWithOneSystemCall(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		corked     bool
+		sizes      []int
+		wantWrites int64
+	}{
+		{"uncorked: one write each", false, []int{10, 20, 30}, 3},
+		{"corked: one write for all", true, []int{10, 20, 30}, 1},
+		{"corked: a long payload goes after the batch", true, []int{10, batchDirect, 30}, 3},
+		{"corked, nothing written: no write", true, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcpPair(t)
+			cc := &countingConn{Conn: server}
+			var pool sync.Pool
+			b := &batchConn{Conn: cc, timeout: 5 * time.Second, pool: &pool}
+			var want []byte
+			if tc.corked {
+				b.cork()
+			}
+			for i, n := range tc.sizes {
+				p := bytes.Repeat([]byte{byte('a' + i)}, n)
+				want = append(want, p...)
+				if _, err := b.Write(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.corked {
+				if err := b.uncork(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := cc.writes.Load(); got != tc.wantWrites {
+				t.Errorf("%d writes reached the socket, want %d", got, tc.wantWrites)
+			}
+			got := make([]byte, len(want))
+			if err := client.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(client, got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Error("the peer read other bytes than were written, or in another order")
+			}
+			if b.buf != nil {
+				t.Error("the batch buffer is still held after uncork")
+			}
+		})
+	}
+}
+
+func TestSharedFrameIsTheEncodedMessage(t *testing.T) {
+	data := []byte("a short message fanned out to every connection")
+	for _, tc := range []struct {
+		name       string
+		authz      string
+		compressor uint64
+	}{
+		{"auth none", "", 0},
+		{"token", "Bearer s3cret", 0},
+		{"compressed with a shared compressor", "", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &body{data: data, n: uint64(len(data)), sum: sha512.Sum512(data)}
+			declen := b.n
+			if tc.compressor != 0 {
+				declen = 99
+			}
+			s := &sending{src: b, orig: b, declen: declen, topic: []byte("t/1"), compressor: tc.compressor, id: b.identifier()}
+			got, err := s.wholeFrame(tc.authz, DefaultOutgoingMaxMessage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := wsproto.ReceiveStream{Authorization: tc.authz, Identifier: s.id[:], First: &wsproto.StreamFirst{
+				Topic: s.topic, Compressor: tc.compressor, CompressedLength: b.n, DecompressedLength: declen, CompressedSHA512: b.sum,
+			}, Payload: data}.AppendMinimal(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("shared frame\n%x\nwant\n%x", got, want)
+			}
+			// A second connection signing alike gets the same bytes; one
+			// signing otherwise encodes its own.
+			again, _ := (&sending{src: b, orig: b, declen: declen, topic: s.topic, compressor: tc.compressor, id: b.identifier()}).wholeFrame(tc.authz, DefaultOutgoingMaxMessage)
+			if &again[0] != &got[0] {
+				t.Error("the frame was encoded twice for the same authorization")
+			}
+			if other, _ := s.wholeFrame(tc.authz+"x", DefaultOutgoingMaxMessage); other != nil {
+				t.Error("a frame signed otherwise was shared")
+			}
+		})
+	}
+}
+
+func TestSharedFrameOnlyForOnePartInMemory(t *testing.T) {
+	long := bytes.Repeat([]byte{1}, maxSharedFrame+1)
+	for _, tc := range []struct {
+		name       string
+		data       []byte
+		maxMessage int
+	}{
+		{"longer than kept", long, DefaultOutgoingMaxMessage},
+		{"needs several parts", []byte("0123456789"), 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &body{data: tc.data, n: uint64(len(tc.data)), sum: sha512.Sum512(tc.data)}
+			s := &sending{src: b, orig: b, declen: b.n, topic: []byte("t"), id: b.identifier()}
+			out, err := s.wholeFrame("", tc.maxMessage)
+			if err != nil || out != nil {
+				t.Fatalf("wholeFrame = %d bytes, %v; want none", len(out), err)
+			}
+		})
+	}
+}
+
+func TestIsNone(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scheme auth.Scheme
+		want   bool
+	}{
+		{"none", auth.None(), true},
+		{"token", auth.Token("x"), false},
+		{"no scheme", nil, false},
+	} {
+		if got := isNone(tc.scheme); got != tc.want {
+			t.Errorf("%s: isNone = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRefillAt(t *testing.T) {
+	for _, tc := range []struct{ max, want int }{{1, 0}, {2, 0}, {3, 1}, {8, 6}} {
+		if got := refillAt(tc.max); got != tc.want {
+			t.Errorf("refillAt(%d) = %d, want %d", tc.max, got, tc.want)
+		}
+	}
+}
+
+// Every connection of a topic receives every message in order, each
+// checked by the client against its own counters (HMAC) or unsigned (auth
+// none, where they share one encoded frame), with more messages queued than
+// may be unacknowledged, so writes are batched and refilled.
+func TestFanOutToSeveralConnectionsInOrder(t *testing.T) {
+	const conns, messages = 4, 12
+	for _, hmac := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hmac=%t", hmac), func(t *testing.T) {
+			n := startTestNode(t, nodeOptions{hmac: hmac})
+			ctx := ctxT(t)
+			var cs []*wsclient.Conn
+			for range conns {
+				c := n.dial(wsclient.Options{})
+				if err := c.SubscribeExact(ctx, []byte("fan")); err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
+			}
+			hc := n.client()
+			for i := range messages {
+				if got, err := hc.Notify(ctx, []byte("fan"), []byte(strconv.Itoa(i))); err != nil || got != conns {
+					t.Fatalf("notify %d: counted %d, %v; want %d", i, got, err, conns)
+				}
+			}
+			for ci, c := range cs {
+				for i := range messages {
+					if m := next(t, c, 5*time.Second); string(m.Data) != strconv.Itoa(i) {
+						t.Fatalf("connection %d: message %d is %q", ci, i, m.Data)
+					}
+				}
+				none(t, c)
+			}
+		})
+	}
+}
