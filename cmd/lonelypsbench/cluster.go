@@ -24,7 +24,7 @@ type benchCluster struct {
 	dir   string
 }
 
-func startCluster(ctx context.Context, bin string) (*benchCluster, error) {
+func startCluster(ctx context.Context, bin string, extra ...string) (*benchCluster, error) {
 	dir, err := os.MkdirTemp("", "lonelypsbench-cluster-")
 	if err != nil {
 		return nil, err
@@ -55,9 +55,10 @@ func startCluster(ctx context.Context, bin string) (*benchCluster, error) {
 			c.stop()
 			return nil, err
 		}
-		s, err := launch(bin, "", https[i], "serve", "--node-id", fmt.Sprintf("n%d", i+1),
+		args := []string{"serve", "--node-id", fmt.Sprintf("n%d", i+1),
 			"--http-addr", https[i], "--raft-addr", raftAddr, "--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-			"--join", strings.Join(https, ","), "--bootstrap-expect", "3", "--cluster-secret-file", secretFile, "--log-level", "warn")
+			"--join", strings.Join(https, ","), "--bootstrap-expect", "3", "--cluster-secret-file", secretFile, "--log-level", "warn"}
+		s, err := launch(bin, "", https[i], append(args, extra...)...)
 		if err != nil {
 			c.stop()
 			return nil, err
@@ -121,6 +122,10 @@ func benchClient(base string) *client.Client {
 // runCluster measures a three-node cluster: subscribes at the leader and
 // at a follower, notifies on all three nodes at once, and failover.
 func runCluster(ctx context.Context, o options) error {
+	// At the size of the large table, only when asked for.
+	if o.only != "" && strings.Contains("snapshot", o.only) {
+		return runSnapshotAtSize(ctx, o)
+	}
 	c, err := startCluster(ctx, o.server)
 	if err != nil {
 		return err
