@@ -57,7 +57,7 @@ func TestSubsListShowsHealthAndRemoves(t *testing.T) {
 	ctx := ctxT(t)
 	c := n.Client()
 	live := startSubscriber(t, client.NewSubscriber())
-	dead := deadURL(t)
+	dead := deadURL(t) + "?tenant=1&shard=2"
 	for _, err := range []error{
 		c.SubscribeExact(ctx, live.Receive, []byte("a"), live.Recover),
 		c.SubscribeGlob(ctx, live.Receive, "g/*", ""),
@@ -88,6 +88,10 @@ func TestSubsListShowsHealthAndRemoves(t *testing.T) {
 	liveRows := listRows(t, n, "--url", live.Receive, "--topic", "a")
 	if len(liveRows) != 1 || liveRows[0].Kind != "exact" || liveRows[0].Recovery != live.Recover || liveRows[0].Health.LastSuccess.IsZero() {
 		t.Fatalf("live row %+v", liveRows)
+	}
+	// JSON shows URLs as they are, not HTML-escaped.
+	if out, _, _ := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", n.DataDir, "--json"); !strings.Contains(out, "&shard=2") {
+		t.Fatalf("--json escapes the URL:\n%s", out)
 	}
 	// The readable table names the columns and the rows.
 	out, _, code := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", n.DataDir, "--glob", "g/*")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -174,15 +175,18 @@ func newRowPrinter(w io.Writer, asJSON bool) *rowPrinter {
 func (p *rowPrinter) row(r cluster.Row) error {
 	defer func() { p.n++ }()
 	if p.json {
-		b, err := json.Marshal(r)
-		if err != nil {
+		// URLs keep their & and < as they are.
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(r); err != nil {
 			return err
 		}
 		sep := ",\n  "
 		if p.n == 0 {
 			sep = "[\n  "
 		}
-		_, err = fmt.Fprintf(p.w, "%s%s", sep, b)
+		_, err := fmt.Fprintf(p.w, "%s%s", sep, bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 		return err
 	}
 	when := func(t time.Time) string {
