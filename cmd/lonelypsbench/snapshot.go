@@ -107,7 +107,8 @@ func waitSnapshot(ctx context.Context, s *server, min uint64) (snapshotInfo, err
 			return info, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return snapshotInfo{}, fmt.Errorf("no snapshot of index %d in %s", min, dir)
+			info, _ := newestSnapshot(dir)
+			return snapshotInfo{}, fmt.Errorf("no snapshot of index %d in %s (newest: %d)", min, dir, info.index)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
