@@ -110,7 +110,7 @@ func (c *Client) send(ctx context.Context, try func(ctx context.Context, base st
 	var last error
 	for round := range rounds {
 		if round > 0 {
-			if err := sleep(ctx, c.Retry.Wait(round)); err != nil {
+			if err := c.Retry.Pause(ctx, round); err != nil {
 				return nil, fmt.Errorf("%w (waiting to retry after: %w)", err, last)
 			}
 		}
@@ -148,8 +148,9 @@ func drainStatus(resp *http.Response, base string) error {
 	return fmt.Errorf("%s: %w", base, &StatusError{Code: resp.StatusCode, Body: string(b)})
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+// Pause waits Wait(round), or until ctx ends (its error).
+func (r Retry) Pause(ctx context.Context, round int) error {
+	t := time.NewTimer(r.Wait(round))
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -235,7 +235,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		// A first loss after a stable connection reconnects at once, as the
 		// Python client moves on to the next broadcaster.
 		if url == "" || passes > 1 {
-			if err := sleep(ctx, s.wait(passes)); err != nil {
+			if err := s.retry().Pause(ctx, passes); err != nil {
 				return err
 			}
 		}
@@ -243,8 +243,9 @@ func (s *Subscriber) Run(ctx context.Context) error {
 }
 
 // wait is the pause after pass n (1-based) without a stable connection.
-func (s *Subscriber) wait(n int) time.Duration {
-	return client.Retry{Backoff: s.opts.Backoff, MaxBackoff: s.opts.MaxBackoff, Jitter: s.opts.Jitter}.Wait(n)
+// retry is the reconnection schedule of the options.
+func (s *Subscriber) retry() client.Retry {
+	return client.Retry{Backoff: s.opts.Backoff, MaxBackoff: s.opts.MaxBackoff, Jitter: s.opts.Jitter}
 }
 
 // connect makes one pass over the URLs in random order and returns the
@@ -366,16 +367,5 @@ func (s *Subscriber) emit(ctx context.Context, e Event) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
