@@ -183,13 +183,25 @@ func runCluster(ctx context.Context, o options) error {
 	fmt.Printf("| cluster total | %.0f | %.0f | %s | %s |\n", float64(notifies)/elapsed.Seconds(),
 		float64(pool.received()-before)/elapsed.Seconds(), lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond))
 
-	// Failover: kill -9 the leader, time until a write succeeds at a
-	// survivor.
+	failovers, err := c.failovers(ctx, o.server)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n| failover (leader killed with SIGKILL to first successful write) | round 1 | round 2 | round 3 |\n|---|---|---|---|\n")
+	fmt.Printf("| default Raft timeouts (200 ms heartbeat and election) | %s | %s | %s |\n",
+		failovers[0].Round(time.Millisecond), failovers[1].Round(time.Millisecond), failovers[2].Round(time.Millisecond))
+	return nil
+}
+
+// failovers kills the leader with SIGKILL three times and returns, for
+// each round, the time until a write succeeded at a survivor; the killed
+// node is started again between rounds.
+func (c *benchCluster) failovers(ctx context.Context, bin string) ([]time.Duration, error) {
 	var failovers []time.Duration
 	for round := range 3 {
 		li, err := c.leader(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		survivor := benchClient(c.nodes[(li+1)%3].base)
 		_ = c.nodes[li].cmd.Process.Kill()
@@ -203,24 +215,21 @@ func runCluster(ctx context.Context, o options) error {
 				break
 			}
 			if time.Since(killed) > 15*time.Second {
-				return fmt.Errorf("no write 15s after killing the leader: %w", err)
+				return nil, fmt.Errorf("no write 15s after killing the leader: %w", err)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		failovers = append(failovers, time.Since(killed))
 		// Bring the node back for the next round.
 		args := c.nodes[li].cmd.Args[1:]
-		s, err := launch(o.server, "", c.nodes[li].base[len("http://"):], args...)
+		s, err := launch(bin, "", c.nodes[li].base[len("http://"):], args...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.nodes[li] = s
 		if err := s.waitReady(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	fmt.Printf("\n| failover (leader killed with SIGKILL to first successful write) | round 1 | round 2 | round 3 |\n|---|---|---|---|\n")
-	fmt.Printf("| default Raft timeouts (200 ms heartbeat and election) | %s | %s | %s |\n",
-		failovers[0].Round(time.Millisecond), failovers[1].Round(time.Millisecond), failovers[2].Round(time.Millisecond))
-	return nil
+	return failovers, nil
 }
