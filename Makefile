@@ -25,9 +25,12 @@ run:
 ## over their seed corpus) with the race detector.
 test: hygiene fmt-check vet unit
 
-## hygiene: no build output tracked, and go.mod/go.sum exactly what the
-## imports need.
+## hygiene: no build output tracked, go.mod/go.sum exactly what the
+## imports need, and no function outside tests over 100 lines (gofmt puts
+## a function's closing brace alone in the first column).
 hygiene:
+	@long=$$(git ls-files '*.go' | grep -v '_test.go$$' | xargs awk 'FNR==1{inf=0} /^(type|var|const|import) /{inf=0} /^func /{ if ($$0 ~ /}$$/) {inf=0} else {s=FNR; n=$$0; inf=1} } inf && /^}/{ if (FNR-s+1>100) print FILENAME": "FNR-s+1" lines: "n; inf=0}'); \
+	if [ -n "$$long" ]; then echo "functions over 100 lines (split them):"; echo "$$long"; exit 1; fi
 	@bad=$$(git ls-files | while read -r f; do [ -f "$$f" ] && head -c 4 "$$f" | grep -qa -e ELF -e '^MZ' && echo "$$f"; done); \
 	if [ -n "$$bad" ]; then echo "binaries tracked by git:"; echo "$$bad"; exit 1; fi
 	@cp go.mod /tmp/lonelypsd-go.mod.$$$$ && cp go.sum /tmp/lonelypsd-go.sum.$$$$; \
