@@ -239,6 +239,7 @@ func (c *conn) run() {
 		if err := c.readLoop(); err != nil {
 			c.fail(err)
 		}
+		close(c.in)
 	}()
 	go func() {
 		defer wg.Done()

@@ -22,8 +22,11 @@ import (
 // over MaxPendingBytes. Acknowledgements of deliveries that arrive while
 // the processor is idle are handled here, in order all the same (nothing
 // is before them), which spares a goroutine hand-off per delivery.
+//
+// The caller closes c.in after it has recorded readLoop's error: the
+// processor ends when c.in closes, and the connection must close with
+// the reader's reason, not the processor's normal closure.
 func (c *conn) readLoop() error {
-	defer close(c.in)
 	// No deadline on reads: a close (ours, the peer's, the handshake's
 	// timeout) ends them, and a context with one costs a timer per read.
 	rctx := context.WithoutCancel(c.ctx)
