@@ -71,7 +71,7 @@ const maxErrorLen = 256
 // Tracker records the outcome of every delivery. Its methods are safe for
 // concurrent use; a nil Tracker records nothing and logs every failure.
 type Tracker struct {
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	urls     map[string]*entry
 	max      int
 	logEvery time.Duration
@@ -124,14 +124,26 @@ func (t *Tracker) evict() {
 	delete(t.urls, victim)
 }
 
+// successGrain: a healthy URL's last success is rewritten at most this
+// often. Success runs on every delivery; most find their URL healthy and
+// recently reached, and pass under the shared lock without writing.
+const successGrain = time.Second
+
 // Success records a delivery that reached url.
 func (t *Tracker) Success(url string) {
 	if t == nil {
 		return
 	}
 	now := t.now()
+	t.mu.RLock()
+	e, ok := t.urls[url]
+	fresh := ok && !e.Failing() && now.Sub(e.LastSuccess) < successGrain
+	t.mu.RUnlock()
+	if fresh {
+		return
+	}
 	t.mu.Lock()
-	e := t.get(url)
+	e = t.get(url)
 	e.LastSuccess, e.ConsecutiveFailures, e.FailingSince = now, 0, time.Time{}
 	e.suppressed = 0
 	t.mu.Unlock()
@@ -176,8 +188,8 @@ func (t *Tracker) Get(urls []string) map[string]Record {
 	if t == nil {
 		return out
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if urls == nil {
 		for u, e := range t.urls {
 			out[u] = e.Record
@@ -198,14 +210,14 @@ func (t *Tracker) DeadSince(cutoff time.Time) []string {
 	if t == nil {
 		return nil
 	}
-	t.mu.Lock()
+	t.mu.RLock()
 	var out []string
 	for u, e := range t.urls {
 		if e.DeadSince(cutoff) {
 			out = append(out, u)
 		}
 	}
-	t.mu.Unlock()
+	t.mu.RUnlock()
 	sort.Strings(out)
 	return out
 }

@@ -110,3 +110,29 @@ func TestRecordJSON(t *testing.T) {
 		t.Fatalf("round trip %+v (%v), want %+v", out, err, in)
 	}
 }
+
+func TestSuccessIsRecordedToTheGrain(t *testing.T) {
+	tr := NewTracker(0, time.Minute)
+	now := t0
+	tr.now = func() time.Time { return now }
+	const u = "http://127.0.0.1:1/ok"
+	tr.Success(u)
+	now = t0.Add(successGrain / 2)
+	tr.Success(u)
+	if got := tr.Get(nil)[u].LastSuccess; !got.Equal(t0) {
+		t.Fatalf("a success within the grain rewrote the record: %v", got)
+	}
+	now = t0.Add(successGrain)
+	tr.Success(u)
+	if got := tr.Get(nil)[u].LastSuccess; !got.Equal(now) {
+		t.Fatalf("a success a grain later was not recorded: %v", got)
+	}
+	// After a failure the next success is recorded at once.
+	now = now.Add(time.Millisecond)
+	tr.Failure(u, nil)
+	now = now.Add(time.Millisecond)
+	tr.Success(u)
+	if r := tr.Get(nil)[u]; r.Failing() || !r.LastSuccess.Equal(now) {
+		t.Fatalf("the success after a failure: %+v", r)
+	}
+}
