@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
@@ -269,14 +268,4 @@ func (n *Node) serveRemoveSubscriptions(w http.ResponseWriter, r *http.Request, 
 	}
 	n.cfg.Health.Forget(req.URL)
 	writeJSON(w, http.StatusOK, map[string]int{"removed": removed})
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 	"github.com/lonelypsd/lonelypsd/fsm/globmatch"
@@ -311,8 +312,8 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // refusing a key or value for its size or emptiness: a verdict on the
 // data written, not on the disk.
 func isContentError(err error) bool {
-	return errors.Is(err, bolt.ErrKeyTooLarge) || errors.Is(err, bolt.ErrValueTooLarge) ||
-		errors.Is(err, bolt.ErrKeyRequired) || errors.Is(err, expiring.ErrKey)
+	return errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) ||
+		errors.Is(err, berrors.ErrKeyRequired) || errors.Is(err, expiring.ErrKey)
 }
 
 // ApplyBatch implements raft.BatchingFSM: the whole batch is one bbolt

@@ -2,9 +2,10 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 func stageBucket(k Kind) []byte {
@@ -29,7 +30,7 @@ func (a *attempt) restoreBegin(id string) (Result, error) {
 }
 
 func (a *attempt) emptyBucket(name []byte) error {
-	if err := a.tx.DeleteBucket(name); err != nil && err != bolt.ErrBucketNotFound {
+	if err := a.tx.DeleteBucket(name); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 		return fmt.Errorf("empty bucket %s: %w", name, err)
 	}
 	if _, err := a.tx.CreateBucket(name); err != nil {

@@ -292,7 +292,6 @@ type subscriberPool struct {
 	subs  []*client.Subscriber
 	urls  []string
 	srvs  []*http.Server
-	count atomic.Int64
 }
 
 func startSubscribers(n int) (*subscriberPool, error) {
