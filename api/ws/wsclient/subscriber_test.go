@@ -281,3 +281,46 @@ func TestSubscriberHoldsBackInsteadOfBuffering(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriberUnsubscribesAndNotifies: an unsubscribed topic or glob no
+// longer reaches the Subscriber, on this connection and after it would
+// resubscribe; Notify publishes over the Subscriber's own connection and
+// fails without one.
+func TestSubscriberUnsubscribesAndNotifies(t *testing.T) {
+	n := startNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := wsclient.NewSubscriber(wsclient.SubscriberOptions{URLs: []string{n.wsURL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Notify(ctx, []byte("x"), []byte("y")); err != wsclient.ErrNotConnected {
+		t.Fatalf("Notify before Run: %v, want ErrNotConnected", err)
+	}
+	for _, err := range []error{s.SubscribeExact(ctx, []byte("a")), s.SubscribeGlob(ctx, "g/*"), s.SubscribeExact(ctx, []byte("keep"))} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	go func() { _ = s.Run(ctx) }()
+	nextEvent(t, s, wsclient.EventConnected, 20*time.Second)
+	if err := s.UnsubscribeExact(ctx, []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnsubscribeGlob(ctx, "g/*"); err != nil {
+		t.Fatal(err)
+	}
+	// Through its own connection: the unsubscribed topics reach nobody,
+	// the one kept reaches this Subscriber.
+	for _, tc := range []struct {
+		topic string
+		want  uint64
+	}{{"a", 0}, {"g/1", 0}, {"keep", 1}} {
+		if c, err := s.Notify(ctx, []byte(tc.topic), []byte(tc.topic)); err != nil || c != tc.want {
+			t.Fatalf("notify %s: %d subscribers, %v; want %d", tc.topic, c, err, tc.want)
+		}
+	}
+	if e := nextEvent(t, s, wsclient.EventMessage, 10*time.Second); string(e.Message.Topic) != "keep" {
+		t.Fatalf("received %q, want only keep", e.Message.Topic)
+	}
+}
