@@ -289,9 +289,9 @@ func (s *server) resetPeak() {
 
 // subscriberPool runs n confirming subscribers, each on its own listener.
 type subscriberPool struct {
-	subs  []*client.Subscriber
-	urls  []string
-	srvs  []*http.Server
+	subs []*client.Subscriber
+	urls []string
+	srvs []*http.Server
 }
 
 func startSubscribers(n int) (*subscriberPool, error) {
