@@ -26,8 +26,9 @@ run:
 test: hygiene fmt-check vet unit
 
 ## hygiene: no build output tracked, go.mod/go.sum exactly what the
-## imports need, and no function outside tests over 100 lines (gofmt puts
-## a function's closing brace alone in the first column).
+## imports need, no function outside tests over 100 lines (gofmt puts
+## a function's closing brace alone in the first column), and every
+## relative link of the Markdown files leads to a file.
 hygiene:
 	@long=$$(git ls-files '*.go' | grep -v '_test.go$$' | xargs awk 'FNR==1{inf=0} /^(type|var|const|import) /{inf=0} /^func /{ if ($$0 ~ /}$$/) {inf=0} else {s=FNR; n=$$0; inf=1} } inf && /^}/{ if (FNR-s+1>100) print FILENAME": "FNR-s+1" lines: "n; inf=0}'); \
 	if [ -n "$$long" ]; then echo "functions over 100 lines (split them):"; echo "$$long"; exit 1; fi
@@ -39,6 +40,10 @@ hygiene:
 	  echo "go mod tidy changes go.mod/go.sum: run it and commit the result"; \
 	  cp /tmp/lonelypsd-go.mod.$$$$ go.mod; cp /tmp/lonelypsd-go.sum.$$$$ go.sum; rm -f /tmp/lonelypsd-go.*.$$$$; exit 1; fi; \
 	rm -f /tmp/lonelypsd-go.*.$$$$
+	@bad=$$(git ls-files '*.md' | while read -r f; do \
+	  grep -o '](\([^)[:space:]]*\))' "$$f" | sed 's/^](//; s/)$$//; s/#.*//' | grep -v -e '^$$' -e '^[a-z][a-z]*:' | \
+	  while read -r t; do [ -e "$$(dirname "$$f")/$$t" ] || echo "$$f: $$t"; done; done); \
+	if [ -n "$$bad" ]; then echo "Markdown links to files that do not exist:"; echo "$$bad"; exit 1; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
