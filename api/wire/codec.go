@@ -9,12 +9,15 @@ import (
 	"unicode/utf8"
 )
 
-// decoder walks an in-memory body. Field names are passed as constants so the
-// happy path does no formatting; errors are built only when something fails.
+// decoder walks an in-memory body. Like encoder it remembers the first error
+// and then reads nothing more, so parsing functions read as a plain list of
+// fields. Field names are passed as constants so the happy path does no
+// formatting; errors are built only when something fails.
 type decoder struct {
 	what string // names the body in error messages, e.g. "subscribe exact body"
 	b    []byte
 	off  int
+	err  error
 
 	// list, index and count locate the current set_subscriptions entry in
 	// error messages; list is "" outside the lists.
@@ -23,6 +26,21 @@ type decoder struct {
 	// entries counts the list entries claimed so far, maxEntries bounds
 	// them (set_subscriptions).
 	entries, maxEntries uint64
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+// parsed returns m, or T's zero value with the first error.
+func parsed[T any](m T, err error) (T, error) {
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return m, nil
 }
 
 func (d *decoder) field(name string) string {
@@ -35,60 +53,61 @@ func (d *decoder) field(name string) string {
 func (d *decoder) remaining() int { return len(d.b) - d.off }
 
 // fixed returns the next n bytes, aliasing the input.
-func (d *decoder) fixed(n int, name string) ([]byte, error) {
+func (d *decoder) fixed(n int, name string) []byte {
+	if d.err != nil {
+		return nil
+	}
 	if d.remaining() < n {
-		return nil, d.short(n, name)
+		d.fail(fmt.Errorf("%s: %s needs %d bytes at offset %d but the body is only %d bytes: %w",
+			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated))
+		return nil
 	}
 	p := d.b[d.off : d.off+n : d.off+n]
 	d.off += n
-	return p, nil
+	return p
 }
 
-func (d *decoder) short(n int, name string) error {
-	return fmt.Errorf("%s: %s needs %d bytes at offset %d but the body is only %d bytes: %w",
-		d.what, d.field(name), n, d.off, len(d.b), ErrTruncated)
-}
-
-func (d *decoder) u8(name string) (uint8, error) {
-	p, err := d.fixed(1, name)
-	if err != nil {
-		return 0, err
+func (d *decoder) u8(name string) uint8 {
+	if p := d.fixed(1, name); p != nil {
+		return p[0]
 	}
-	return p[0], nil
+	return 0
 }
 
-func (d *decoder) u16(name string) (uint16, error) {
-	p, err := d.fixed(2, name)
-	if err != nil {
-		return 0, err
+func (d *decoder) u16(name string) uint16 {
+	if p := d.fixed(2, name); p != nil {
+		return binary.BigEndian.Uint16(p)
 	}
-	return binary.BigEndian.Uint16(p), nil
+	return 0
 }
 
-func (d *decoder) u32(name string) (uint32, error) {
-	p, err := d.fixed(4, name)
-	if err != nil {
-		return 0, err
+func (d *decoder) u32(name string) uint32 {
+	if p := d.fixed(4, name); p != nil {
+		return binary.BigEndian.Uint32(p)
 	}
-	return binary.BigEndian.Uint32(p), nil
+	return 0
 }
 
 // prefixed reads a value of the given length, whose prefix has just been read.
-func (d *decoder) prefixed(n int, name string) ([]byte, error) {
+func (d *decoder) prefixed(n int, name string) []byte {
 	if d.remaining() < n {
-		return nil, fmt.Errorf("%s: %s length %d at offset %d overruns body of %d bytes: %w",
-			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated)
+		d.fail(fmt.Errorf("%s: %s length %d at offset %d overruns body of %d bytes: %w",
+			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated))
+		return nil
 	}
 	p := d.b[d.off : d.off+n : d.off+n]
 	d.off += n
-	return p, nil
+	return p
 }
 
-// raw16 reads a str16 value, aliasing the input. The length prefix is read
-// inline so that its field name is only built when an error needs it.
-func (d *decoder) raw16(name string) ([]byte, error) {
-	if d.remaining() < 2 {
-		return nil, d.short(2, name+" length")
+// raw16 reads a str16 value, aliasing the input. The length prefix's field
+// name is only built when an error needs it.
+func (d *decoder) raw16(name string) []byte {
+	if d.err == nil && d.remaining() < 2 {
+		d.fixed(2, name+" length")
+	}
+	if d.err != nil {
+		return nil
 	}
 	n := int(binary.BigEndian.Uint16(d.b[d.off:]))
 	d.off += 2
@@ -96,55 +115,62 @@ func (d *decoder) raw16(name string) ([]byte, error) {
 }
 
 // bytes16 reads a str16 value as a private copy.
-func (d *decoder) bytes16(name string) ([]byte, error) {
-	p, err := d.raw16(name)
-	return clone(p), err
-}
+func (d *decoder) bytes16(name string) []byte { return clone(d.raw16(name)) }
 
 // bytes8 reads a u8-prefixed value (identifiers) as a private copy.
-func (d *decoder) bytes8(name string) ([]byte, error) {
-	if d.remaining() < 1 {
-		return nil, d.short(1, name+" length")
+func (d *decoder) bytes8(name string) []byte {
+	if d.err == nil && d.remaining() < 1 {
+		d.fixed(1, name+" length")
+	}
+	if d.err != nil {
+		return nil
 	}
 	n := int(d.b[d.off])
 	d.off++
-	p, err := d.prefixed(n, name)
-	return clone(p), err
+	return clone(d.prefixed(n, name))
 }
 
 // text16 reads a str16 value that must be UTF-8.
-func (d *decoder) text16(name string) (string, error) {
+func (d *decoder) text16(name string) string {
 	return d.text16Reuse(name, "")
 }
 
 // text16Reuse is text16 returning prev itself when the value equals it:
 // set_subscriptions lists usually repeat one recovery URL on every entry, and
 // sharing it saves an allocation per entry.
-func (d *decoder) text16Reuse(name, prev string) (string, error) {
-	p, err := d.raw16(name)
-	if err != nil {
-		return "", err
+func (d *decoder) text16Reuse(name, prev string) string {
+	p := d.raw16(name)
+	switch {
+	case d.err != nil:
+		return ""
+	case string(p) == prev:
+		return prev
+	case !utf8.Valid(p):
+		d.fail(fmt.Errorf("%s: %s at offset %d is not valid UTF-8: %w",
+			d.what, d.field(name), d.off-len(p), ErrInvalidUTF8))
+		return ""
 	}
-	if string(p) == prev {
-		return prev, nil
-	}
-	if !utf8.Valid(p) {
-		return "", fmt.Errorf("%s: %s at offset %d is not valid UTF-8: %w",
-			d.what, d.field(name), d.off-len(p), ErrInvalidUTF8)
-	}
-	return string(p), nil
+	return string(p)
 }
 
 // messageType reads the u16 type prefix of a typed body and checks it.
-func (d *decoder) messageType(want uint16) error {
-	t, err := d.u16("message type")
-	if err != nil {
-		return err
+func (d *decoder) messageType(want uint16) {
+	if t := d.u16("message type"); d.err == nil && t != want {
+		d.fail(fmt.Errorf("%s: message type %d, expected %d: %w", d.what, t, want, ErrUnexpectedType))
 	}
-	if t != want {
-		return fmt.Errorf("%s: message type %d, expected %d: %w", d.what, t, want, ErrUnexpectedType)
+}
+
+// etag reads an etag: its format byte, which must be 0, the only format
+// defined, then its 64 bytes.
+func (d *decoder) etag(dst *[64]byte) {
+	if format := d.u8("etag format"); d.err == nil && format != 0 {
+		d.fail(etagFormatError(d.what, format, int64(d.off-1)))
 	}
-	return nil
+	copy(dst[:], d.fixed(64, "etag"))
+}
+
+func etagFormatError(what string, format uint8, off int64) error {
+	return fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w", what, format, off, ErrEtagFormat)
 }
 
 func clone(p []byte) []byte {
@@ -253,63 +279,65 @@ func (e *encoder) finish(orig []byte) ([]byte, error) {
 }
 
 // streamDecoder reads a header field by field from a stream without reading
-// past it, so the caller can go on streaming the (possibly huge) message.
+// past it, so the caller can go on streaming the (possibly huge) message. It
+// remembers the first error, like decoder.
 type streamDecoder struct {
 	what string
 	r    io.Reader
 	n    int64 // bytes consumed so far, for error messages
 	tmp  [8]byte
+	err  error
 }
 
-func (s *streamDecoder) full(p []byte, name string) error {
-	return s.fullField(p, name, "")
+func (s *streamDecoder) full(p []byte, name string) {
+	s.fullField(p, name, "")
 }
 
 // fullField reads len(p) bytes; the field is named name+suffix, joined only
 // when an error message needs it.
-func (s *streamDecoder) fullField(p []byte, name, suffix string) error {
+func (s *streamDecoder) fullField(p []byte, name, suffix string) {
+	if s.err != nil {
+		return
+	}
 	k, err := io.ReadFull(s.r, p)
 	s.n += int64(k)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%s: body ended after %d bytes, %d bytes into the %d-byte %s%s: %w",
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		s.err = fmt.Errorf("%s: body ended after %d bytes, %d bytes into the %d-byte %s%s: %w",
 			s.what, s.n, k, len(p), name, suffix, ErrTruncated)
+	default:
+		// Not a protocol error (e.g. a network failure or a body size
+		// limit): keep the reader's error so the caller can tell it apart
+		// from a short body.
+		s.err = fmt.Errorf("%s: reading %s%s: %w", s.what, name, suffix, err)
 	}
-	// Not a protocol error (e.g. a network failure or a body size limit): keep
-	// the reader's error so the caller can tell it apart from a short body.
-	return fmt.Errorf("%s: reading %s%s: %w", s.what, name, suffix, err)
 }
 
-func (s *streamDecoder) u64(name string) (uint64, error) {
-	err := s.full(s.tmp[:8], name)
-	return binary.BigEndian.Uint64(s.tmp[:8]), err
+func (s *streamDecoder) u64(name string) uint64 {
+	s.full(s.tmp[:8], name)
+	return binary.BigEndian.Uint64(s.tmp[:8])
 }
 
 // bytesN reads an n-byte value. n comes from a u16 or u8 prefix, so the
 // allocation made before the bytes arrive is bounded by 64 KiB.
-func (s *streamDecoder) bytesN(n int, name string) ([]byte, error) {
-	if n == 0 {
-		return nil, nil
+func (s *streamDecoder) bytesN(n int, name string) []byte {
+	if n == 0 || s.err != nil {
+		return nil
 	}
 	p := make([]byte, n)
-	if err := s.full(p, name); err != nil {
-		return nil, err
+	if s.full(p, name); s.err != nil {
+		return nil
 	}
-	return p, nil
+	return p
 }
 
-func (s *streamDecoder) bytes16(name string) ([]byte, error) {
-	if err := s.fullField(s.tmp[:2], name, " length"); err != nil {
-		return nil, err
-	}
+func (s *streamDecoder) bytes16(name string) []byte {
+	s.fullField(s.tmp[:2], name, " length")
 	return s.bytesN(int(binary.BigEndian.Uint16(s.tmp[:2])), name)
 }
 
-func (s *streamDecoder) bytes8(name string) ([]byte, error) {
-	if err := s.fullField(s.tmp[:1], name, " length"); err != nil {
-		return nil, err
-	}
+func (s *streamDecoder) bytes8(name string) []byte {
+	s.fullField(s.tmp[:1], name, " length")
 	return s.bytesN(int(s.tmp[0]), name)
 }

@@ -32,20 +32,11 @@ func AppendReceiveHeader(dst []byte, m Receive) ([]byte, error) {
 func ReadReceiveHeader(r io.Reader) (Receive, error) {
 	s := streamDecoder{what: "receive body", r: r}
 	var m Receive
-	var err error
-	if m.Tracing, err = s.bytes16("tracing"); err != nil {
-		return Receive{}, err
-	}
-	if m.Topic, err = s.bytes16("topic"); err != nil {
-		return Receive{}, err
-	}
-	if m.Identifier, err = s.bytes8("identifier"); err != nil {
-		return Receive{}, err
-	}
-	if m.Length, err = s.u64("message length"); err != nil {
-		return Receive{}, err
-	}
-	return m, nil
+	m.Tracing = s.bytes16("tracing")
+	m.Topic = s.bytes16("topic")
+	m.Identifier = s.bytes8("identifier")
+	m.Length = s.u64("message length")
+	return parsed(m, s.err)
 }
 
 // Missed is a MISSED body, POSTed to a recovery URL (no type prefix) to say
@@ -67,14 +58,9 @@ func AppendMissed(dst []byte, m Missed) ([]byte, error) {
 func ParseMissed(b []byte) (Missed, error) {
 	d := decoder{what: "missed body", b: b}
 	var m Missed
-	var err error
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return Missed{}, err
-	}
-	if m.Topic, err = d.bytes16("topic"); err != nil {
-		return Missed{}, err
-	}
-	return m, nil
+	m.Tracing = d.bytes16("tracing")
+	m.Topic = d.bytes16("topic")
+	return parsed(m, d.err)
 }
 
 // ConfirmReceive is a subscriber's successful reply to RECEIVE.
@@ -152,42 +138,24 @@ func ParseReceiveReply(b []byte) (ReplyKind, ConfirmReceive, error) {
 
 func parseConfirmReceive(b []byte) (ConfirmReceive, error) {
 	d := decoder{what: "confirm receive reply", b: b}
-	if err := d.messageType(TypeConfirmReceive); err != nil {
-		return ConfirmReceive{}, err
-	}
+	d.messageType(TypeConfirmReceive)
 	var m ConfirmReceive
-	var err error
-	if m.Authorization, err = d.text16("authorization"); err != nil {
-		return ConfirmReceive{}, err
-	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return ConfirmReceive{}, err
-	}
-	if m.Identifier, err = d.bytes8("identifier"); err != nil {
-		return ConfirmReceive{}, err
-	}
-	if m.NumSubscribers, err = d.u32("num subscribers"); err != nil {
-		return ConfirmReceive{}, err
-	}
-	return m, nil
+	m.Authorization = d.text16("authorization")
+	m.Tracing = d.bytes16("tracing")
+	m.Identifier = d.bytes8("identifier")
+	m.NumSubscribers = d.u32("num subscribers")
+	return parsed(m, d.err)
 }
 
 // ParseMissedReply parses a subscriber's reply to MISSED, which must be a
 // CONFIRM_MISSED (type 9); anything else is an error.
 func ParseMissedReply(b []byte) (ConfirmMissed, error) {
 	d := decoder{what: "confirm missed reply", b: b}
-	if err := d.messageType(TypeConfirmMissed); err != nil {
-		return ConfirmMissed{}, err
-	}
+	d.messageType(TypeConfirmMissed)
 	var m ConfirmMissed
-	var err error
-	if m.Authorization, err = d.text16("authorization"); err != nil {
-		return ConfirmMissed{}, err
-	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return ConfirmMissed{}, err
-	}
-	return m, nil
+	m.Authorization = d.text16("authorization")
+	m.Tracing = d.bytes16("tracing")
+	return parsed(m, d.err)
 }
 
 // AppendConfirmReceive appends a CONFIRM_RECEIVE reply.

@@ -25,23 +25,12 @@ type Notify struct {
 func ReadNotifyHeader(r io.Reader) (Notify, error) {
 	s := streamDecoder{what: "notify body", r: r}
 	var n Notify
-	var err error
-	if n.Topic, err = s.bytes16("topic"); err != nil {
-		return Notify{}, err
-	}
-	if err = s.full(n.SHA512[:], "sha-512"); err != nil {
-		return Notify{}, err
-	}
-	if n.Tracing, err = s.bytes16("tracing"); err != nil {
-		return Notify{}, err
-	}
-	if n.Identifier, err = s.bytes8("identifier"); err != nil {
-		return Notify{}, err
-	}
-	if n.Length, err = s.u64("message length"); err != nil {
-		return Notify{}, err
-	}
-	return n, nil
+	n.Topic = s.bytes16("topic")
+	s.full(n.SHA512[:], "sha-512")
+	n.Tracing = s.bytes16("tracing")
+	n.Identifier = s.bytes8("identifier")
+	n.Length = s.u64("message length")
+	return parsed(n, s.err)
 }
 
 // HeaderLen is the size of a notify body before its message.
@@ -97,22 +86,13 @@ func ParseUnsubscribeExact(b []byte) (SubscribeExact, error) {
 func parseExact(b []byte, what string, withRecovery bool) (SubscribeExact, error) {
 	d := decoder{what: what, b: b}
 	var m SubscribeExact
-	var err error
-	if m.URL, err = d.text16("url"); err != nil {
-		return SubscribeExact{}, err
-	}
-	if m.Topic, err = d.bytes16("topic"); err != nil {
-		return SubscribeExact{}, err
-	}
+	m.URL = d.text16("url")
+	m.Topic = d.bytes16("topic")
 	if withRecovery {
-		if m.Recovery, err = d.text16("recovery"); err != nil {
-			return SubscribeExact{}, err
-		}
+		m.Recovery = d.text16("recovery")
 	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return SubscribeExact{}, err
-	}
-	return m, nil
+	m.Tracing = d.bytes16("tracing")
+	return parsed(m, d.err)
 }
 
 // ParseSubscribeGlob parses a /v1/subscribe/glob body.
@@ -129,22 +109,13 @@ func ParseUnsubscribeGlob(b []byte) (SubscribeGlob, error) {
 func parseGlob(b []byte, what string, withRecovery bool) (SubscribeGlob, error) {
 	d := decoder{what: what, b: b}
 	var m SubscribeGlob
-	var err error
-	if m.URL, err = d.text16("url"); err != nil {
-		return SubscribeGlob{}, err
-	}
-	if m.Glob, err = d.text16("glob"); err != nil {
-		return SubscribeGlob{}, err
-	}
+	m.URL = d.text16("url")
+	m.Glob = d.text16("glob")
 	if withRecovery {
-		if m.Recovery, err = d.text16("recovery"); err != nil {
-			return SubscribeGlob{}, err
-		}
+		m.Recovery = d.text16("recovery")
 	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return SubscribeGlob{}, err
-	}
-	return m, nil
+	m.Tracing = d.bytes16("tracing")
+	return parsed(m, d.err)
 }
 
 // AppendSubscribeExact appends a /v1/subscribe/exact body.
@@ -202,14 +173,9 @@ type CheckSubscriptions struct {
 func ParseCheckSubscriptions(b []byte) (CheckSubscriptions, error) {
 	d := decoder{what: "check subscriptions body", b: b}
 	var m CheckSubscriptions
-	var err error
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return CheckSubscriptions{}, err
-	}
-	if m.URL, err = d.text16("url"); err != nil {
-		return CheckSubscriptions{}, err
-	}
-	return m, nil
+	m.Tracing = d.bytes16("tracing")
+	m.URL = d.text16("url")
+	return parsed(m, d.err)
 }
 
 // AppendCheckSubscriptions appends a /v1/check_subscriptions body.
@@ -261,74 +227,39 @@ func ParseSetSubscriptions(b []byte) (SetSubscriptions, error) {
 func ParseSetSubscriptionsMax(b []byte, maxEntries int) (SetSubscriptions, error) {
 	d := decoder{what: "set subscriptions body", b: b, maxEntries: uint64(max(maxEntries, 0))}
 	var m SetSubscriptions
-	var err error
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return SetSubscriptions{}, err
-	}
-	if m.URL, err = d.text16("url"); err != nil {
-		return SetSubscriptions{}, err
-	}
-	format, err := d.u8("etag format")
-	if err != nil {
-		return SetSubscriptions{}, err
-	}
-	if format != 0 {
-		return SetSubscriptions{}, fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w",
-			d.what, format, d.off-1, ErrEtagFormat)
-	}
-	etag, err := d.fixed(64, "etag")
-	if err != nil {
-		return SetSubscriptions{}, err
-	}
-	copy(m.Etag[:], etag)
+	m.Tracing = d.bytes16("tracing")
+	m.URL = d.text16("url")
+	d.etag(&m.Etag)
 
-	n, err := d.listCount("exact")
-	if err != nil {
-		return SetSubscriptions{}, err
-	}
-	// The list grows as entries are decoded, never from the claimed count:
+	// The lists grow as entries are decoded, never from the claimed count:
 	// a body claiming millions of entries costs what it actually holds.
 	var prev []byte
 	var recovery string
-	for i := range n {
+	n := d.listCount("exact")
+	for i := uint32(0); i < n && d.err == nil; i++ {
 		d.index = i
-		topic, err := d.raw16("topic")
-		if err != nil {
-			return SetSubscriptions{}, err
-		}
-		recovery, err = d.text16Reuse("recovery", recovery)
-		if err != nil {
-			return SetSubscriptions{}, err
-		}
-		if i > 0 && bytes.Compare(prev, topic) >= 0 {
-			return SetSubscriptions{}, unsortedError(d.what, "exact", "topic", i, prev, topic)
+		topic := d.raw16("topic")
+		recovery = d.text16Reuse("recovery", recovery)
+		if d.err == nil && i > 0 && bytes.Compare(prev, topic) >= 0 {
+			d.fail(unsortedError(d.what, "exact", "topic", i, prev, topic))
 		}
 		prev = topic
 		m.Exact = append(m.Exact, ExactEntry{Topic: clone(topic), Recovery: recovery})
 	}
 	d.list = ""
 
-	n, err = d.listCount("glob")
-	if err != nil {
-		return SetSubscriptions{}, err
-	}
-	for i := range n {
+	n = d.listCount("glob")
+	for i := uint32(0); i < n && d.err == nil; i++ {
 		d.index = i
-		glob, err := d.text16("glob")
-		if err != nil {
-			return SetSubscriptions{}, err
-		}
-		recovery, err = d.text16Reuse("recovery", recovery)
-		if err != nil {
-			return SetSubscriptions{}, err
-		}
-		if i > 0 && m.Globs[i-1].Glob >= glob {
-			return SetSubscriptions{}, unsortedError(d.what, "glob", "glob", i, []byte(m.Globs[i-1].Glob), []byte(glob))
+		glob := d.text16("glob")
+		recovery = d.text16Reuse("recovery", recovery)
+		if d.err == nil && i > 0 && m.Globs[i-1].Glob >= glob {
+			d.fail(unsortedError(d.what, "glob", "glob", i, []byte(m.Globs[i-1].Glob), []byte(glob)))
 		}
 		m.Globs = append(m.Globs, GlobEntry{Glob: glob, Recovery: recovery})
 	}
 	d.list = ""
-	return m, nil
+	return parsed(m, d.err)
 }
 
 // SetSubscriptionsHeader is what precedes the lists of a set_subscriptions
@@ -346,47 +277,37 @@ type SetSubscriptionsHeader struct {
 func ReadSetSubscriptionsHeader(r io.Reader) (SetSubscriptionsHeader, error) {
 	s := streamDecoder{what: "set subscriptions body", r: r}
 	var h SetSubscriptionsHeader
-	var err error
-	if h.Tracing, err = s.bytes16("tracing"); err != nil {
-		return SetSubscriptionsHeader{}, err
-	}
-	url, err := s.bytes16("url")
-	if err != nil {
-		return SetSubscriptionsHeader{}, err
-	}
-	if !utf8.Valid(url) {
-		return SetSubscriptionsHeader{}, fmt.Errorf("%s: url is not valid UTF-8: %w", s.what, ErrInvalidUTF8)
+	h.Tracing = s.bytes16("tracing")
+	url := s.bytes16("url")
+	if s.err == nil && !utf8.Valid(url) {
+		s.err = fmt.Errorf("%s: url is not valid UTF-8: %w", s.what, ErrInvalidUTF8)
 	}
 	h.URL = string(url)
-	if err = s.full(s.tmp[:1], "etag format"); err != nil {
-		return SetSubscriptionsHeader{}, err
+	if s.full(s.tmp[:1], "etag format"); s.err == nil && s.tmp[0] != 0 {
+		s.err = etagFormatError(s.what, s.tmp[0], s.n-1)
 	}
-	if s.tmp[0] != 0 {
-		return SetSubscriptionsHeader{}, fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w",
-			s.what, s.tmp[0], s.n-1, ErrEtagFormat)
-	}
-	if err = s.full(h.Etag[:], "etag"); err != nil {
-		return SetSubscriptionsHeader{}, err
-	}
-	return h, nil
+	s.full(h.Etag[:], "etag")
+	return parsed(h, s.err)
 }
 
 // listCount reads a u32 entry count and rejects counts the rest of the body
 // cannot hold, before anything is allocated for them.
-func (d *decoder) listCount(list string) (uint32, error) {
-	n, err := d.u32(list + " count")
-	if err != nil {
-		return 0, err
+func (d *decoder) listCount(list string) uint32 {
+	n := d.u32(list + " count")
+	if d.err != nil {
+		return 0
 	}
 	if need := uint64(n) * minEntrySize; need > uint64(d.remaining()) {
-		return 0, fmt.Errorf("%s: %s count %d needs at least %d more bytes but only %d remain: %w",
-			d.what, list, n, need, d.remaining(), ErrTruncated)
+		d.fail(fmt.Errorf("%s: %s count %d needs at least %d more bytes but only %d remain: %w",
+			d.what, list, n, need, d.remaining(), ErrTruncated))
+		return 0
 	}
 	if d.entries += uint64(n); d.entries > d.maxEntries {
-		return 0, fmt.Errorf("%s: %d entries, more than the limit of %d: %w", d.what, d.entries, d.maxEntries, ErrTooManyEntries)
+		d.fail(fmt.Errorf("%s: %d entries, more than the limit of %d: %w", d.what, d.entries, d.maxEntries, ErrTooManyEntries))
+		return 0
 	}
 	d.list, d.count = list, n
-	return n, nil
+	return n
 }
 
 func unsortedError(what, list, name string, i uint32, prev, cur []byte) error {

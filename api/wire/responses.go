@@ -1,7 +1,5 @@
 package wire
 
-import "fmt"
-
 // Message types: the first u16 of every typed body. Request bodies and the
 // RECEIVE and MISSED bodies carry no type; only responses and replies do.
 const (
@@ -75,70 +73,33 @@ func AppendResponseCheckSubscriptions(dst []byte, authorization string, tracing 
 // ParseResponseGeneric parses a RESPONSE_GENERIC body.
 func ParseResponseGeneric(b []byte) (ResponseGeneric, error) {
 	d := decoder{what: "generic response", b: b}
-	if err := d.messageType(TypeResponseGeneric); err != nil {
-		return ResponseGeneric{}, err
-	}
+	d.messageType(TypeResponseGeneric)
 	var m ResponseGeneric
-	var err error
-	if m.Authorization, err = d.text16("authorization"); err != nil {
-		return ResponseGeneric{}, err
-	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return ResponseGeneric{}, err
-	}
-	return m, nil
+	m.Authorization = d.text16("authorization")
+	m.Tracing = d.bytes16("tracing")
+	return parsed(m, d.err)
 }
 
 // ParseResponseNotify parses a RESPONSE_NOTIFY body.
 func ParseResponseNotify(b []byte) (ResponseNotify, error) {
 	d := decoder{what: "notify response", b: b}
-	if err := d.messageType(TypeResponseNotify); err != nil {
-		return ResponseNotify{}, err
-	}
+	d.messageType(TypeResponseNotify)
 	var m ResponseNotify
-	var err error
-	if m.Authorization, err = d.text16("authorization"); err != nil {
-		return ResponseNotify{}, err
-	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return ResponseNotify{}, err
-	}
-	if m.Count, err = d.u32("count"); err != nil {
-		return ResponseNotify{}, err
-	}
-	if m.Identifier, err = d.bytes8("identifier"); err != nil {
-		return ResponseNotify{}, err
-	}
-	return m, nil
+	m.Authorization = d.text16("authorization")
+	m.Tracing = d.bytes16("tracing")
+	m.Count = d.u32("count")
+	m.Identifier = d.bytes8("identifier")
+	return parsed(m, d.err)
 }
 
 // ParseResponseCheckSubscriptions parses a RESPONSE_CHECK_SUBSCRIPTIONS body;
 // an etag format other than 0 yields ErrEtagFormat.
 func ParseResponseCheckSubscriptions(b []byte) (ResponseCheckSubscriptions, error) {
 	d := decoder{what: "check subscriptions response", b: b}
-	if err := d.messageType(TypeResponseCheckSubscriptions); err != nil {
-		return ResponseCheckSubscriptions{}, err
-	}
+	d.messageType(TypeResponseCheckSubscriptions)
 	var m ResponseCheckSubscriptions
-	var err error
-	if m.Authorization, err = d.text16("authorization"); err != nil {
-		return ResponseCheckSubscriptions{}, err
-	}
-	if m.Tracing, err = d.bytes16("tracing"); err != nil {
-		return ResponseCheckSubscriptions{}, err
-	}
-	format, err := d.u8("etag format")
-	if err != nil {
-		return ResponseCheckSubscriptions{}, err
-	}
-	if format != 0 {
-		return ResponseCheckSubscriptions{}, fmt.Errorf("%s: etag format %d at offset %d, only 0 is defined: %w",
-			d.what, format, d.off-1, ErrEtagFormat)
-	}
-	etag, err := d.fixed(64, "etag")
-	if err != nil {
-		return ResponseCheckSubscriptions{}, err
-	}
-	copy(m.Etag[:], etag)
-	return m, nil
+	m.Authorization = d.text16("authorization")
+	m.Tracing = d.bytes16("tracing")
+	d.etag(&m.Etag)
+	return parsed(m, d.err)
 }
