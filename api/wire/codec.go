@@ -153,11 +153,14 @@ func (d *decoder) text16Reuse(name, prev string) string {
 	return string(p)
 }
 
-// messageType reads the u16 type prefix of a typed body and checks it.
-func (d *decoder) messageType(want uint16) {
+// typed reads what every typed body (responses and replies) opens with: its
+// u16 type, which must be want, then authorization and tracing.
+func (d *decoder) typed(want uint16, authorization *string, tracing *[]byte) {
 	if t := d.u16("message type"); d.err == nil && t != want {
 		d.fail(fmt.Errorf("%s: message type %d, expected %d: %w", d.what, t, want, ErrUnexpectedType))
 	}
+	*authorization = d.text16("authorization")
+	*tracing = d.bytes16("tracing")
 }
 
 // etag reads an etag: its format byte, which must be 0, the only format
@@ -267,6 +270,14 @@ func (e *encoder) bytes8(name string, p []byte) {
 	}
 	e.b = append(e.b, uint8(len(p)))
 	e.b = append(e.b, p...)
+}
+
+// typed appends what every typed body opens with: its type, authorization
+// and tracing.
+func (e *encoder) typed(t uint16, authorization string, tracing []byte) {
+	e.u16(t)
+	e.text16("authorization", authorization)
+	e.bytes16("tracing", tracing)
 }
 
 // finish returns the appended bytes, or the caller's original dst on error so

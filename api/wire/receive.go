@@ -138,10 +138,8 @@ func ParseReceiveReply(b []byte) (ReplyKind, ConfirmReceive, error) {
 
 func parseConfirmReceive(b []byte) (ConfirmReceive, error) {
 	d := decoder{what: "confirm receive reply", b: b}
-	d.messageType(TypeConfirmReceive)
 	var m ConfirmReceive
-	m.Authorization = d.text16("authorization")
-	m.Tracing = d.bytes16("tracing")
+	d.typed(TypeConfirmReceive, &m.Authorization, &m.Tracing)
 	m.Identifier = d.bytes8("identifier")
 	m.NumSubscribers = d.u32("num subscribers")
 	return parsed(m, d.err)
@@ -151,19 +149,15 @@ func parseConfirmReceive(b []byte) (ConfirmReceive, error) {
 // CONFIRM_MISSED (type 9); anything else is an error.
 func ParseMissedReply(b []byte) (ConfirmMissed, error) {
 	d := decoder{what: "confirm missed reply", b: b}
-	d.messageType(TypeConfirmMissed)
 	var m ConfirmMissed
-	m.Authorization = d.text16("authorization")
-	m.Tracing = d.bytes16("tracing")
+	d.typed(TypeConfirmMissed, &m.Authorization, &m.Tracing)
 	return parsed(m, d.err)
 }
 
 // AppendConfirmReceive appends a CONFIRM_RECEIVE reply.
 func AppendConfirmReceive(dst []byte, m ConfirmReceive) ([]byte, error) {
 	e := encoder{what: "confirm receive reply", b: dst}
-	e.u16(TypeConfirmReceive)
-	e.text16("authorization", m.Authorization)
-	e.bytes16("tracing", m.Tracing)
+	e.typed(TypeConfirmReceive, m.Authorization, m.Tracing)
 	e.bytes8("identifier", m.Identifier)
 	e.u32(m.NumSubscribers)
 	return e.finish(dst)
@@ -172,9 +166,7 @@ func AppendConfirmReceive(dst []byte, m ConfirmReceive) ([]byte, error) {
 // AppendConfirmMissed appends a CONFIRM_MISSED reply.
 func AppendConfirmMissed(dst []byte, m ConfirmMissed) ([]byte, error) {
 	e := encoder{what: "confirm missed reply", b: dst}
-	e.u16(TypeConfirmMissed)
-	e.text16("authorization", m.Authorization)
-	e.bytes16("tracing", m.Tracing)
+	e.typed(TypeConfirmMissed, m.Authorization, m.Tracing)
 	return e.finish(dst)
 }
 

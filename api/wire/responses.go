@@ -40,9 +40,7 @@ type ResponseCheckSubscriptions struct {
 // AppendResponseGeneric appends a RESPONSE_GENERIC body.
 func AppendResponseGeneric(dst []byte, authorization string, tracing []byte) ([]byte, error) {
 	e := encoder{what: "generic response", b: dst}
-	e.u16(TypeResponseGeneric)
-	e.text16("authorization", authorization)
-	e.bytes16("tracing", tracing)
+	e.typed(TypeResponseGeneric, authorization, tracing)
 	return e.finish(dst)
 }
 
@@ -50,9 +48,7 @@ func AppendResponseGeneric(dst []byte, authorization string, tracing []byte) ([]
 // one the notifier sent, byte for byte.
 func AppendResponseNotify(dst []byte, authorization string, tracing []byte, count uint32, identifier []byte) ([]byte, error) {
 	e := encoder{what: "notify response", b: dst}
-	e.u16(TypeResponseNotify)
-	e.text16("authorization", authorization)
-	e.bytes16("tracing", tracing)
+	e.typed(TypeResponseNotify, authorization, tracing)
 	e.u32(count)
 	e.bytes8("identifier", identifier)
 	return e.finish(dst)
@@ -62,9 +58,7 @@ func AppendResponseNotify(dst []byte, authorization string, tracing []byte, coun
 // body carrying a format-0 etag.
 func AppendResponseCheckSubscriptions(dst []byte, authorization string, tracing []byte, etag [64]byte) ([]byte, error) {
 	e := encoder{what: "check subscriptions response", b: dst}
-	e.u16(TypeResponseCheckSubscriptions)
-	e.text16("authorization", authorization)
-	e.bytes16("tracing", tracing)
+	e.typed(TypeResponseCheckSubscriptions, authorization, tracing)
 	e.u8(0)
 	e.raw(etag[:])
 	return e.finish(dst)
@@ -73,20 +67,16 @@ func AppendResponseCheckSubscriptions(dst []byte, authorization string, tracing 
 // ParseResponseGeneric parses a RESPONSE_GENERIC body.
 func ParseResponseGeneric(b []byte) (ResponseGeneric, error) {
 	d := decoder{what: "generic response", b: b}
-	d.messageType(TypeResponseGeneric)
 	var m ResponseGeneric
-	m.Authorization = d.text16("authorization")
-	m.Tracing = d.bytes16("tracing")
+	d.typed(TypeResponseGeneric, &m.Authorization, &m.Tracing)
 	return parsed(m, d.err)
 }
 
 // ParseResponseNotify parses a RESPONSE_NOTIFY body.
 func ParseResponseNotify(b []byte) (ResponseNotify, error) {
 	d := decoder{what: "notify response", b: b}
-	d.messageType(TypeResponseNotify)
 	var m ResponseNotify
-	m.Authorization = d.text16("authorization")
-	m.Tracing = d.bytes16("tracing")
+	d.typed(TypeResponseNotify, &m.Authorization, &m.Tracing)
 	m.Count = d.u32("count")
 	m.Identifier = d.bytes8("identifier")
 	return parsed(m, d.err)
@@ -96,10 +86,8 @@ func ParseResponseNotify(b []byte) (ResponseNotify, error) {
 // an etag format other than 0 yields ErrEtagFormat.
 func ParseResponseCheckSubscriptions(b []byte) (ResponseCheckSubscriptions, error) {
 	d := decoder{what: "check subscriptions response", b: b}
-	d.messageType(TypeResponseCheckSubscriptions)
 	var m ResponseCheckSubscriptions
-	m.Authorization = d.text16("authorization")
-	m.Tracing = d.bytes16("tracing")
+	d.typed(TypeResponseCheckSubscriptions, &m.Authorization, &m.Tracing)
 	d.etag(&m.Etag)
 	return parsed(m, d.err)
 }
