@@ -17,6 +17,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
 // adminFlags are shared by the commands that talk to a node's operator
@@ -69,26 +70,53 @@ func subcommand(name, usage string, args []string, stdout, stderr io.Writer,
 	return cmds[args[0]](args[1:])
 }
 
-// parseAdmin parses a subcommand's flags; ok false means return code.
-func parseAdmin(name, usage string, args []string, stdout, stderr io.Writer, timeout time.Duration,
-	extra func(*flag.FlagSet)) (*adminFlags, *flag.FlagSet, int, bool) {
-	fs := flag.NewFlagSet("lonelypsd "+name, flag.ContinueOnError)
+// adminCmd is one operator command: its flags, a check of them, and what
+// it does with a cluster client once they are good.
+type adminCmd struct {
+	name, usage string
+	timeout     time.Duration
+	unsigned    bool                          // sends no signature (status)
+	flags       func(fs *flag.FlagSet)        // registers the command's own flags
+	check       func(fs *flag.FlagSet) string // a usage error, or ""
+	run         func(ctx context.Context, c *cluster.Client, addr string) error
+}
+
+// exec parses args and runs the command: exit 0 when it succeeded, 1 when
+// it failed, 2 for a usage error.
+func (ac adminCmd) exec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lonelypsd "+ac.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var a adminFlags
-	a.register(fs, timeout)
-	if extra != nil {
-		extra(fs)
+	a.register(fs, ac.timeout)
+	if ac.flags != nil {
+		ac.flags(fs)
 	}
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usage+"\nFlags:\n"); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), ac.usage+"\nFlags:\n"); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return nil, nil, 0, false
+			return 0
 		}
-		return nil, nil, 2, false
+		return 2
 	}
-	return &a, fs, 0, true
+	if ac.check != nil {
+		if msg := ac.check(fs); msg != "" {
+			fmt.Fprintf(stderr, "lonelypsd %s: %s\n", ac.name, msg)
+			return 2
+		}
+	}
+	c, err := a.client(ac.unsigned)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+		err = ac.run(ctx, c, a.addr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", ac.name, err)
+		return 1
+	}
+	return 0
 }
 
 const subsUsage = `Usage:
@@ -126,33 +154,28 @@ func subsList(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var f cluster.ListFilter
 	var topic, glob optString
 	var asJSON bool
-	a, _, code, ok := parseAdmin("subs list", subsUsage, args, stdout, stderr, 5*time.Minute, func(fs *flag.FlagSet) {
-		fs.StringVar(&f.URL, "url", "", "only this subscriber URL")
-		fs.Var(&topic, "topic", "only exact subscriptions to this topic")
-		fs.Var(&glob, "glob", "only glob subscriptions with this pattern")
-		fs.BoolVar(&f.Unhealthy, "unhealthy", false, "only URLs whose latest delivery failed")
-		fs.BoolVar(&asJSON, "json", false, "print a JSON array of objects (url, kind, key, recovery, health)")
-	})
-	if !ok {
-		return code
-	}
-	f.Topic, f.Glob = topic.v, glob.v
-	c, err := a.client(false)
-	if err != nil {
-		return failed(stderr, "subs list", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	out := newRowPrinter(stdout, asJSON)
-	incomplete, err := c.ListSubscriptions(ctx, a.addr, f, out.row)
-	if err != nil {
-		return failed(stderr, "subs list", err)
-	}
-	out.end()
-	if incomplete != "" {
-		fmt.Fprintf(stderr, "lonelypsd subs list: health is missing some members' view: %s\n", incomplete)
-	}
-	return 0
+	return adminCmd{name: "subs list", usage: subsUsage, timeout: 5 * time.Minute,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&f.URL, "url", "", "only this subscriber URL")
+			fs.Var(&topic, "topic", "only exact subscriptions to this topic")
+			fs.Var(&glob, "glob", "only glob subscriptions with this pattern")
+			fs.BoolVar(&f.Unhealthy, "unhealthy", false, "only URLs whose latest delivery failed")
+			fs.BoolVar(&asJSON, "json", false, "print a JSON array of objects (url, kind, key, recovery, health)")
+		},
+		run: func(ctx context.Context, c *cluster.Client, addr string) error {
+			f.Topic, f.Glob = topic.v, glob.v
+			out := newRowPrinter(stdout, asJSON)
+			incomplete, err := c.ListSubscriptions(ctx, addr, f, out.row)
+			if err != nil {
+				return err
+			}
+			out.end()
+			if incomplete != "" {
+				fmt.Fprintf(stderr, "lonelypsd subs list: health is missing some members' view: %s\n", incomplete)
+			}
+			return nil
+		},
+	}.exec(ctx, args, stdout, stderr)
 }
 
 // rowPrinter writes rows as a JSON array or a table, as they arrive.
@@ -223,36 +246,26 @@ func orDash(s string) string {
 func subsRemove(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var req cluster.RemoveRequest
 	var topic, glob optString
-	a, _, code, ok := parseAdmin("subs remove", subsUsage, args, stdout, stderr, time.Minute, func(fs *flag.FlagSet) {
-		fs.StringVar(&req.URL, "url", "", "subscriber URL whose rows to remove (required)")
-		fs.Var(&topic, "topic", "remove only the exact subscription to this topic")
-		fs.Var(&glob, "glob", "remove only the glob subscription with this pattern")
-	})
-	if !ok {
-		return code
-	}
-	req.Topic, req.Glob = topic.v, glob.v
-	if req.URL == "" || (req.Topic != nil && req.Glob != nil) {
-		fmt.Fprint(stderr, "lonelypsd subs remove: give --url, and at most one of --topic and --glob\n")
-		return 2
-	}
-	c, err := a.client(false)
-	if err != nil {
-		return failed(stderr, "subs remove", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	n, err := c.RemoveSubscriptions(ctx, a.addr, req)
-	if err != nil {
-		return failed(stderr, "subs remove", err)
-	}
-	fmt.Fprintf(stdout, "removed %d subscription(s) of %s\n", n, req.URL)
-	return 0
-}
-
-func failed(stderr io.Writer, cmd string, err error) int {
-	fmt.Fprintf(stderr, "lonelypsd %s: %v\n", cmd, err)
-	return 1
+	return adminCmd{name: "subs remove", usage: subsUsage, timeout: time.Minute,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&req.URL, "url", "", "subscriber URL whose rows to remove (required)")
+			fs.Var(&topic, "topic", "remove only the exact subscription to this topic")
+			fs.Var(&glob, "glob", "remove only the glob subscription with this pattern")
+		},
+		check: func(*flag.FlagSet) string {
+			if req.Topic, req.Glob = topic.v, glob.v; req.URL == "" || (req.Topic != nil && req.Glob != nil) {
+				return "give --url, and at most one of --topic and --glob"
+			}
+			return ""
+		},
+		run: func(ctx context.Context, c *cluster.Client, addr string) error {
+			n, err := c.RemoveSubscriptions(ctx, addr, req)
+			if err == nil {
+				fmt.Fprintf(stdout, "removed %d subscription(s) of %s\n", n, req.URL)
+			}
+			return err
+		},
+	}.exec(ctx, args, stdout, stderr)
 }
 
 const snapshotUsage = `Usage:
@@ -276,28 +289,30 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 func snapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var out string
-	a, _, code, ok := parseAdmin("snapshot save", snapshotUsage, args, stdout, stderr, 30*time.Minute, func(fs *flag.FlagSet) {
-		fs.StringVar(&out, "out", "", "file to write (required); written beside it first and renamed when complete")
-	})
-	if !ok {
-		return code
-	}
-	if out == "" {
-		fmt.Fprint(stderr, "lonelypsd snapshot save: --out FILE is required\n")
-		return 2
-	}
-	c, err := a.client(false)
-	if err != nil {
-		return failed(stderr, "snapshot save", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
+	return adminCmd{name: "snapshot save", usage: snapshotUsage, timeout: 30 * time.Minute,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&out, "out", "", "file to write (required); written beside it first and renamed when complete")
+		},
+		check: func(*flag.FlagSet) string { return required(out, "--out FILE") },
+		run: func(ctx context.Context, c *cluster.Client, addr string) error {
+			info, err := saveBackup(ctx, c, addr, out)
+			if err == nil {
+				fmt.Fprintf(stdout, "saved %d exact and %d glob subscriptions (raft index %d) to %s\n", info.Exact, info.Globs, info.Applied, out)
+			}
+			return err
+		},
+	}.exec(ctx, args, stdout, stderr)
+}
+
+// saveBackup writes the backup beside out and renames it over out once it
+// is complete and on disk.
+func saveBackup(ctx context.Context, c *cluster.Client, addr, out string) (fsm.BackupInfo, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".partial-*")
 	if err != nil {
-		return failed(stderr, "snapshot save", err)
+		return fsm.BackupInfo{}, err
 	}
 	defer os.Remove(tmp.Name())
-	info, err := c.Backup(ctx, a.addr, tmp)
+	info, err := c.Backup(ctx, addr, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -307,35 +322,29 @@ func snapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err == nil {
 		err = os.Rename(tmp.Name(), out)
 	}
-	if err != nil {
-		return failed(stderr, "snapshot save", err)
+	return info, err
+}
+
+func required(v, flagName string) string {
+	if v == "" {
+		return flagName + " is required"
 	}
-	fmt.Fprintf(stdout, "saved %d exact and %d glob subscriptions (raft index %d) to %s\n", info.Exact, info.Globs, info.Applied, out)
-	return 0
+	return ""
 }
 
 func snapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var in string
-	a, _, code, ok := parseAdmin("snapshot restore", snapshotUsage, args, stdout, stderr, 30*time.Minute, func(fs *flag.FlagSet) {
-		fs.StringVar(&in, "in", "", "backup file written by 'snapshot save' (required)")
-	})
-	if !ok {
-		return code
-	}
-	if in == "" {
-		fmt.Fprint(stderr, "lonelypsd snapshot restore: --in FILE is required\n")
-		return 2
-	}
-	c, err := a.client(false)
-	if err != nil {
-		return failed(stderr, "snapshot restore", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	info, err := c.Restore(ctx, a.addr, in)
-	if err != nil {
-		return failed(stderr, "snapshot restore", err)
-	}
-	fmt.Fprintf(stdout, "restored %d exact and %d glob subscriptions from %s\n", info.Exact, info.Globs, in)
-	return 0
+	return adminCmd{name: "snapshot restore", usage: snapshotUsage, timeout: 30 * time.Minute,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&in, "in", "", "backup file written by 'snapshot save' (required)")
+		},
+		check: func(*flag.FlagSet) string { return required(in, "--in FILE") },
+		run: func(ctx context.Context, c *cluster.Client, addr string) error {
+			info, err := c.Restore(ctx, addr, in)
+			if err == nil {
+				fmt.Fprintf(stdout, "restored %d exact and %d glob subscriptions from %s\n", info.Exact, info.Globs, in)
+			}
+			return err
+		},
+	}.exec(ctx, args, stdout, stderr)
 }

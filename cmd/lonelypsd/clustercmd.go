@@ -33,30 +33,24 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
-	a, _, code, ok := parseAdmin("cluster status", clusterUsage, args, stdout, stderr, 20*time.Second, func(fs *flag.FlagSet) {
-		fs.BoolVar(&asJSON, "json", false, "print the raw JSON status")
-	})
-	if !ok {
-		return code
-	}
-	c, err := a.client(true)
-	if err != nil {
-		return failed(stderr, "cluster status", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	st, err := c.Status(ctx, a.addr)
-	if err != nil {
-		return failed(stderr, "cluster status", err)
-	}
-	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(st)
-		return 0
-	}
-	printStatus(ctx, c, st, stdout)
-	return 0
+	return adminCmd{name: "cluster status", usage: clusterUsage, timeout: 20 * time.Second, unsigned: true,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&asJSON, "json", false, "print the raw JSON status")
+		},
+		run: func(ctx context.Context, c *cluster.Client, addr string) error {
+			st, err := c.Status(ctx, addr)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(ctx, c, st, stdout)
+			return nil
+		},
+	}.exec(ctx, args, stdout, stderr)
 }
 
 func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -64,28 +58,21 @@ func clusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		id, args = args[0], args[1:]
 	}
-	a, fs, code, ok := parseAdmin("cluster remove", clusterUsage, args, stdout, stderr, 20*time.Second, nil)
-	if !ok {
-		return code
-	}
-	if id == "" && fs.NArg() == 1 {
-		id = fs.Arg(0)
-	}
-	if id == "" {
-		fs.Usage()
-		return 2
-	}
-	c, err := a.client(false)
-	if err != nil {
-		return failed(stderr, "cluster remove", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	if err := c.Remove(ctx, a.addr, id); err != nil {
-		return failed(stderr, "cluster remove", err)
-	}
-	fmt.Fprintf(stdout, "removed %s from the cluster\n", id)
-	return 0
+	return adminCmd{name: "cluster remove", usage: clusterUsage, timeout: 20 * time.Second,
+		check: func(fs *flag.FlagSet) string {
+			if id == "" && fs.NArg() == 1 {
+				id = fs.Arg(0)
+			}
+			return required(id, "the ID of the node to remove")
+		},
+		run: func(ctx context.Context, c *cluster.Client, addr string) error {
+			err := c.Remove(ctx, addr, id)
+			if err == nil {
+				fmt.Fprintf(stdout, "removed %s from the cluster\n", id)
+			}
+			return err
+		},
+	}.exec(ctx, args, stdout, stderr)
 }
 
 func clusterSecret(secrets, file, dataDir string) (string, error) {
