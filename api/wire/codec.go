@@ -62,6 +62,11 @@ func (d *decoder) fixed(n int, name string) []byte {
 			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated))
 		return nil
 	}
+	return d.take(n)
+}
+
+// take returns the next n bytes, which the caller checked are there.
+func (d *decoder) take(n int) []byte {
 	p := d.b[d.off : d.off+n : d.off+n]
 	d.off += n
 	return p
@@ -95,9 +100,7 @@ func (d *decoder) prefixed(n int, name string) []byte {
 			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated))
 		return nil
 	}
-	p := d.b[d.off : d.off+n : d.off+n]
-	d.off += n
-	return p
+	return d.take(n)
 }
 
 // raw16 reads a str16 value, aliasing the input. The length prefix's field
