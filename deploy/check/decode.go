@@ -236,19 +236,9 @@ func loadKustomization(dir string) ([]object, []string) {
 			errs = append(errs, e...)
 		}
 	}
-	opts := krusty.MakeDefaultOptions()
-	m, err := krusty.MakeKustomizer(opts).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		return nil, append(errs, fmt.Sprintf("kustomize build %s: %v", dir, err))
-	}
-	src := "kustomize build " + dir
+	src, docs, errs := kustomizeBuild(dir, errs)
 	var objs []object
-	for _, r := range m.Resources() {
-		y, err := r.AsYAML()
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", src, err))
-			continue
-		}
+	for _, y := range docs {
 		o, e := decode(src, y)
 		errs = append(errs, e...)
 		if o.obj != nil {
@@ -259,4 +249,23 @@ func loadKustomization(dir string) ([]object, []string) {
 		errs = append(errs, src+": no objects")
 	}
 	return objs, errs
+}
+
+// kustomizeBuild runs kustomize on dir and returns its objects as YAML
+// documents, with src naming them in messages; errs gains what went wrong.
+func kustomizeBuild(dir string, errs []string) (src string, docs [][]byte, _ []string) {
+	src = "kustomize build " + dir
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return src, nil, append(errs, fmt.Sprintf("%s: %v", src, err))
+	}
+	for _, r := range m.Resources() {
+		y, err := r.AsYAML()
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", src, err))
+			continue
+		}
+		docs = append(docs, y)
+	}
+	return src, docs, errs
 }

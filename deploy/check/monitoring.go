@@ -10,8 +10,6 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
@@ -105,18 +103,9 @@ func checkMonitoring(dir, alertsPath string) ([]object, []string) {
 		return nil, []string{fmt.Sprintf("%s: %v", alertsPath, err)}
 	}
 	errs := checkRules(alertsPath, alerts)
-	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		return nil, append(errs, fmt.Sprintf("kustomize build %s: %v", dir, err))
-	}
-	src := "kustomize build " + dir
+	src, docs, errs := kustomizeBuild(dir, errs)
 	var objs []object
-	for _, res := range m.Resources() {
-		y, err := res.AsYAML()
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", src, err))
-			continue
-		}
+	for _, y := range docs {
 		var pr prometheusRule
 		if err := yaml.UnmarshalStrict(y, &pr); err != nil {
 			errs = append(errs, fmt.Sprintf("%s: PrometheusRule: %v", src, err))
