@@ -224,13 +224,19 @@ func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
+	n.changeMembers(w, r, "/cluster/join", info, func(ctx context.Context) error { return n.addMember(ctx, info) })
+}
+
+// changeMembers makes a membership change at the leader: here if this node
+// leads, else by forwarding the request (path, in) to it.
+func (n *Node) changeMembers(w http.ResponseWriter, r *http.Request, path string, in any, change func(context.Context) error) {
 	if n.raft.State() != raft.Leader {
-		n.forwardToLeader(w, r, "/cluster/join", info)
+		n.forwardToLeader(w, r, path, in)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	if err := n.addMember(ctx, info); err != nil {
+	if err := change(ctx); err != nil {
 		writeErr(w, err)
 		return
 	}
@@ -256,17 +262,7 @@ func (n *Node) serveRemove(w http.ResponseWriter, r *http.Request, body []byte) 
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "remove request without an id"})
 		return
 	}
-	if n.raft.State() != raft.Leader {
-		n.forwardToLeader(w, r, "/cluster/remove", req)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if err := n.removeMember(ctx, req.ID); err != nil {
-		writeErr(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{})
+	n.changeMembers(w, r, "/cluster/remove", req, func(ctx context.Context) error { return n.removeMember(ctx, req.ID) })
 }
 
 // Client is what operator commands use to talk to a node.
