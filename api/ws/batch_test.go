@@ -128,9 +128,9 @@ func TestSharedFrameIsTheEncodedMessage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := wsproto.ReceiveStream{Authorization: tc.authz, Identifier: s.id[:], First: &wsproto.StreamFirst{
+			want, err := wsproto.AppendMinimal(nil, wsproto.ReceiveStream{Authorization: tc.authz, Identifier: s.id[:], First: &wsproto.StreamFirst{
 				Topic: s.topic, Compressor: tc.compressor, CompressedLength: b.n, DecompressedLength: declen, CompressedSHA512: b.sum,
-			}, Payload: data}.AppendMinimal(nil)
+			}, Payload: data})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -379,7 +379,7 @@ func (c *conn) configure() error {
 	if err != nil {
 		return closeErr(statusInternal, "sign", err)
 	}
-	out, err := wsproto.ConfirmConfigure{BroadcasterNonce: bro, Authorization: authz}.AppendMinimal(nil)
+	out, err := wsproto.AppendMinimal(nil, wsproto.ConfirmConfigure{BroadcasterNonce: bro, Authorization: authz})
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}

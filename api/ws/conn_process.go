@@ -30,7 +30,7 @@ type notifyStream struct {
 // peer does not read its confirmations, which in turn stops reading from
 // it: back-pressure onto the only party that can relieve it.
 func (c *conn) reply(m wsproto.Message) error {
-	out, err := m.AppendMinimal(nil)
+	out, err := wsproto.AppendMinimal(nil, m)
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}

@@ -319,7 +319,7 @@ func (c *conn) sendMissed(topic []byte) error {
 	if err != nil {
 		return closeErr(statusInternal, "sign", err)
 	}
-	out, err := wsproto.Missed{Authorization: a, Topic: topic}.AppendMinimal(nil)
+	out, err := wsproto.AppendMinimal(nil, wsproto.Missed{Authorization: a, Topic: topic})
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}
@@ -352,7 +352,7 @@ func (c *conn) sendEnableZstd(z *compressor) error {
 		m = wsproto.EnableZstdCustom{Identifier: z.id, CompressionLevel: level, MinSize: uint32(z.min), MaxSize: z.max,
 			Authorization: a, SHA512: d.SHA512(), Dictionary: d.Bytes()}
 	}
-	out, err := m.AppendMinimal(nil)
+	out, err := wsproto.AppendMinimal(nil, m)
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}
@@ -371,7 +371,7 @@ func (c *conn) sendDisableZstd(z *compressor) error {
 	if err != nil {
 		return closeErr(statusInternal, "sign", err)
 	}
-	out, err := wsproto.DisableZstdCustom{Identifier: z.id, Authorization: a}.AppendMinimal(nil)
+	out, err := wsproto.AppendMinimal(nil, wsproto.DisableZstdCustom{Identifier: z.id, Authorization: a})
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}
@@ -453,7 +453,7 @@ func (c *conn) sendPart() error {
 	defer c.hub.putBuf(bufp)
 	// The payload is the rest of the message, so the headers encoded
 	// without one are exactly the bytes that precede it.
-	out, err := m.AppendMinimal((*bufp)[:0])
+	out, err := wsproto.AppendMinimal((*bufp)[:0], m)
 	if err != nil {
 		return closeErr(statusInternal, "encode", err)
 	}

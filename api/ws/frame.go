@@ -71,7 +71,7 @@ func (s *sending) wholeFrame(authz string, maxMessage int) ([]byte, error) {
 	}}
 	// The payload is the whole message, so the headers encoded without
 	// one are exactly the bytes that precede it.
-	out, err := m.AppendMinimal(make([]byte, 0, 256+src.n))
+	out, err := wsproto.AppendMinimal(make([]byte, 0, 256+src.n), m)
 	if err != nil {
 		return nil, err
 	}

@@ -276,7 +276,7 @@ func (n *testNode) dialRaw(enableZstd bool) *rawConn {
 
 func (r *rawConn) send(m wsproto.Message) {
 	r.t.Helper()
-	b, err := m.AppendMinimal(nil)
+	b, err := wsproto.AppendMinimal(nil, m)
 	if err != nil {
 		r.t.Fatal(err)
 	}

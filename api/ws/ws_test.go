@@ -267,7 +267,7 @@ func TestAuthFailuresClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := wsproto.SubscribeExact{Authorization: a, Topic: []byte("x")}.AppendMinimal(nil)
+	b, _ := wsproto.AppendMinimal(nil, wsproto.SubscribeExact{Authorization: a, Topic: []byte("x")})
 	r.sendBytes(b)
 	if _, ok := r.read().(wsproto.ConfirmSubscribeExact); !ok {
 		t.Fatal("no confirmation")
@@ -307,7 +307,7 @@ func TestProtocolViolationsClose(t *testing.T) {
 	expect(ws, websocket.StatusProtocolError)
 
 	ws = dial()
-	b, _ := wsproto.SubscribeExact{Topic: []byte("x")}.AppendMinimal(nil)
+	b, _ := wsproto.AppendMinimal(nil, wsproto.SubscribeExact{Topic: []byte("x")})
 	_ = ws.Write(ctx, websocket.MessageBinary, b)
 	expect(ws, websocket.StatusProtocolError)
 

@@ -202,121 +202,19 @@ func (m *DisableZstdCustom) layout(f fields) {
 
 func (m *Missed) layout(f fields) { (*authTopic)(m).layout(f) }
 
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmConfigure) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmConfigureSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmConfigure) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmConfigureSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmSubscribeExact) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmSubscribeExactSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmSubscribeExact) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmSubscribeExactSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmSubscribeGlob) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmSubscribeGlobSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmSubscribeGlob) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmSubscribeGlobSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmUnsubscribeExact) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmUnsubscribeExactSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmUnsubscribeExact) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmUnsubscribeExactSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmUnsubscribeGlob) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmUnsubscribeGlobSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmUnsubscribeGlob) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmUnsubscribeGlobSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmNotify) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmNotifySpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmNotify) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmNotifySpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ContinueNotify) AppendMinimal(dst []byte) ([]byte, error) {
-	return continueNotifySpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ContinueNotify) AppendExpanded(dst []byte) ([]byte, error) {
-	return continueNotifySpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ReceiveStream) AppendMinimal(dst []byte) ([]byte, error) {
-	return receiveStreamSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ReceiveStream) AppendExpanded(dst []byte) ([]byte, error) {
-	return receiveStreamSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m EnableZstdPreset) AppendMinimal(dst []byte) ([]byte, error) {
-	return enableZstdPresetSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m EnableZstdPreset) AppendExpanded(dst []byte) ([]byte, error) {
-	return enableZstdPresetSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m EnableZstdCustom) AppendMinimal(dst []byte) ([]byte, error) {
-	return enableZstdCustomSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m EnableZstdCustom) AppendExpanded(dst []byte) ([]byte, error) {
-	return enableZstdCustomSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m DisableZstdCustom) AppendMinimal(dst []byte) ([]byte, error) {
-	return disableZstdCustomSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m DisableZstdCustom) AppendExpanded(dst []byte) ([]byte, error) {
-	return disableZstdCustomSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m Missed) AppendMinimal(dst []byte) ([]byte, error) { return missedSpec.append(dst, true, &m) }
-
-// AppendExpanded appends the message with expanded headers.
-func (m Missed) AppendExpanded(dst []byte) ([]byte, error) { return missedSpec.append(dst, false, &m) }
+// encoding makes every message type a Message.
+func (m ConfirmConfigure) encoding() (*spec, layout)        { return &confirmConfigureSpec, &m }
+func (m ConfirmSubscribeExact) encoding() (*spec, layout)   { return &confirmSubscribeExactSpec, &m }
+func (m ConfirmSubscribeGlob) encoding() (*spec, layout)    { return &confirmSubscribeGlobSpec, &m }
+func (m ConfirmUnsubscribeExact) encoding() (*spec, layout) { return &confirmUnsubscribeExactSpec, &m }
+func (m ConfirmUnsubscribeGlob) encoding() (*spec, layout)  { return &confirmUnsubscribeGlobSpec, &m }
+func (m ConfirmNotify) encoding() (*spec, layout)           { return &confirmNotifySpec, &m }
+func (m ContinueNotify) encoding() (*spec, layout)          { return &continueNotifySpec, &m }
+func (m ReceiveStream) encoding() (*spec, layout)           { return &receiveStreamSpec, &m }
+func (m EnableZstdPreset) encoding() (*spec, layout)        { return &enableZstdPresetSpec, &m }
+func (m EnableZstdCustom) encoding() (*spec, layout)        { return &enableZstdCustomSpec, &m }
+func (m DisableZstdCustom) encoding() (*spec, layout)       { return &disableZstdCustomSpec, &m }
+func (m Missed) encoding() (*spec, layout)                  { return &missedSpec, &m }
 
 // Every message type is a Message.
 var (

@@ -75,11 +75,20 @@ func ParseUnsigned(b []byte, max int) (uint64, error) {
 // Message is implemented by every message type of this package (the values
 // ParseS2B and ParseB2S return).
 type Message interface {
-	// AppendMinimal appends the message with minimal headers, the form the
-	// broadcaster sends.
-	AppendMinimal(dst []byte) ([]byte, error)
-	// AppendExpanded appends the message with expanded headers.
-	AppendExpanded(dst []byte) ([]byte, error)
+	encoding() (*spec, layout)
+}
+
+// AppendMinimal appends m with minimal headers, the form the broadcaster
+// sends.
+func AppendMinimal(dst []byte, m Message) ([]byte, error) {
+	s, l := m.encoding()
+	return s.append(dst, true, l)
+}
+
+// AppendExpanded appends m with expanded headers.
+func AppendExpanded(dst []byte, m Message) ([]byte, error) {
+	s, l := m.encoding()
+	return s.append(dst, false, l)
 }
 
 // ParseS2B parses one subscriber-to-broadcaster message and returns it as a

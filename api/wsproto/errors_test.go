@@ -202,10 +202,10 @@ func TestInvalidUTF8Authorization(t *testing.T) {
 				t.Errorf("minimal: %v; want ErrInvalidUTF8", err)
 			}
 			m := setAuthorization(c.msg, "\xff")
-			if out, err := m.AppendMinimal(nil); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
+			if out, err := AppendMinimal(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
 				t.Errorf("AppendMinimal: %x, %v; want ErrInvalidUTF8", out, err)
 			}
-			if out, err := m.AppendExpanded(nil); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
+			if out, err := AppendExpanded(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
 				t.Errorf("AppendExpanded: %x, %v; want ErrInvalidUTF8", out, err)
 			}
 		})
@@ -448,7 +448,7 @@ func TestFixedWidths(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b, err := c.msg.AppendMinimal(nil)
+			b, err := AppendMinimal(nil, c.msg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -311,88 +311,13 @@ func (m *ConfirmReceive) layout(f fields) {
 	f.fixed32(hNumSubscribers, &m.NumSubscribers)
 }
 
-// AppendMinimal appends the message with minimal headers.
-func (m Configure) AppendMinimal(dst []byte) ([]byte, error) {
-	return configureSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m Configure) AppendExpanded(dst []byte) ([]byte, error) {
-	return configureSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m SubscribeExact) AppendMinimal(dst []byte) ([]byte, error) {
-	return subscribeExactSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m SubscribeExact) AppendExpanded(dst []byte) ([]byte, error) {
-	return subscribeExactSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m SubscribeGlob) AppendMinimal(dst []byte) ([]byte, error) {
-	return subscribeGlobSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m SubscribeGlob) AppendExpanded(dst []byte) ([]byte, error) {
-	return subscribeGlobSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m UnsubscribeExact) AppendMinimal(dst []byte) ([]byte, error) {
-	return unsubscribeExactSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m UnsubscribeExact) AppendExpanded(dst []byte) ([]byte, error) {
-	return unsubscribeExactSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m UnsubscribeGlob) AppendMinimal(dst []byte) ([]byte, error) {
-	return unsubscribeGlobSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m UnsubscribeGlob) AppendExpanded(dst []byte) ([]byte, error) {
-	return unsubscribeGlobSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m Notify) AppendMinimal(dst []byte) ([]byte, error) { return notifySpec.append(dst, true, &m) }
-
-// AppendExpanded appends the message with expanded headers.
-func (m Notify) AppendExpanded(dst []byte) ([]byte, error) { return notifySpec.append(dst, false, &m) }
-
-// AppendMinimal appends the message with minimal headers.
-func (m NotifyStream) AppendMinimal(dst []byte) ([]byte, error) {
-	return notifyStreamSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m NotifyStream) AppendExpanded(dst []byte) ([]byte, error) {
-	return notifyStreamSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ContinueReceive) AppendMinimal(dst []byte) ([]byte, error) {
-	return continueReceiveSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ContinueReceive) AppendExpanded(dst []byte) ([]byte, error) {
-	return continueReceiveSpec.append(dst, false, &m)
-}
-
-// AppendMinimal appends the message with minimal headers.
-func (m ConfirmReceive) AppendMinimal(dst []byte) ([]byte, error) {
-	return confirmReceiveSpec.append(dst, true, &m)
-}
-
-// AppendExpanded appends the message with expanded headers.
-func (m ConfirmReceive) AppendExpanded(dst []byte) ([]byte, error) {
-	return confirmReceiveSpec.append(dst, false, &m)
-}
+// encoding makes every message type a Message.
+func (m Configure) encoding() (*spec, layout)        { return &configureSpec, &m }
+func (m SubscribeExact) encoding() (*spec, layout)   { return &subscribeExactSpec, &m }
+func (m SubscribeGlob) encoding() (*spec, layout)    { return &subscribeGlobSpec, &m }
+func (m UnsubscribeExact) encoding() (*spec, layout) { return &unsubscribeExactSpec, &m }
+func (m UnsubscribeGlob) encoding() (*spec, layout)  { return &unsubscribeGlobSpec, &m }
+func (m Notify) encoding() (*spec, layout)           { return &notifySpec, &m }
+func (m NotifyStream) encoding() (*spec, layout)     { return &notifyStreamSpec, &m }
+func (m ContinueReceive) encoding() (*spec, layout)  { return &continueReceiveSpec, &m }
+func (m ConfirmReceive) encoding() (*spec, layout)   { return &confirmReceiveSpec, &m }

@@ -137,9 +137,9 @@ func modeSuffix(minimal bool) string {
 
 func appendMode(m Message, dst []byte, minimal bool) ([]byte, error) {
 	if minimal {
-		return m.AppendMinimal(dst)
+		return AppendMinimal(dst, m)
 	}
-	return m.AppendExpanded(dst)
+	return AppendExpanded(dst, m)
 }
 
 func TestVectorsCoverEverySpecVector(t *testing.T) {

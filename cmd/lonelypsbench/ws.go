@@ -361,7 +361,7 @@ func dialSubscriber(ctx context.Context, hc *http.Client, url string, topic []by
 }
 
 func (s *wsSubscriber) send(ctx context.Context, m wsproto.Message) error {
-	out, err := m.AppendMinimal(nil)
+	out, err := wsproto.AppendMinimal(nil, m)
 	if err != nil {
 		return err
 	}

@@ -202,9 +202,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, error) {
 
 func (c *Conn) encode(m wsproto.Message) ([]byte, error) {
 	if c.opts.Expanded {
-		return m.AppendExpanded(nil)
+		return wsproto.AppendExpanded(nil, m)
 	}
-	return m.AppendMinimal(nil)
+	return wsproto.AppendMinimal(nil, m)
 }
 
 func (c *Conn) configure(ctx context.Context) error {
