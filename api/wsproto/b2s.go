@@ -22,18 +22,10 @@ type ConfirmSubscribeGlob struct {
 }
 
 // ConfirmUnsubscribeExact (B2S type 4) answers UnsubscribeExact.
-type ConfirmUnsubscribeExact struct {
-	Topic         []byte
-	Authorization string
-	Tracing       []byte
-}
+type ConfirmUnsubscribeExact ConfirmSubscribeExact
 
 // ConfirmUnsubscribeGlob (B2S type 5) answers UnsubscribeGlob.
-type ConfirmUnsubscribeGlob struct {
-	Glob          string
-	Authorization string
-	Tracing       []byte
-}
+type ConfirmUnsubscribeGlob ConfirmSubscribeGlob
 
 // ConfirmNotify (B2S type 6) answers Notify and the last part of a
 // NotifyStream. Subscribers 0 is an empty value.
@@ -45,25 +37,13 @@ type ConfirmNotify struct {
 }
 
 // ContinueNotify (B2S type 7) acknowledges the non-final NotifyStream part
-// PartID. Part id 0 is an empty value here.
-type ContinueNotify struct {
-	Identifier    []byte // at most MaxIdentifier bytes
-	PartID        uint64
-	Authorization string
-	Tracing       []byte
-}
+// PartID, laid out as ContinueReceive. Part id 0 is an empty value here.
+type ContinueNotify ContinueReceive
 
 // ReceiveStream (B2S type 8) is one part of a message delivered to the
-// subscriber; same layout as NotifyStream. First is non-nil exactly when
+// subscriber, laid out as NotifyStream. First is non-nil exactly when
 // PartID is 0.
-type ReceiveStream struct {
-	Authorization string
-	Tracing       []byte
-	Identifier    []byte // at most MaxIdentifier bytes
-	PartID        uint64
-	First         *StreamFirst
-	Payload       []byte // this part's bytes; aliases the parsed buffer
-}
+type ReceiveStream NotifyStream
 
 // EnableZstdPreset (B2S type 9) announces a zstd compressor known to both
 // sides: Identifier 1 is zstd without a dictionary, 2..65535 are preset
@@ -110,19 +90,6 @@ type Missed struct {
 	Topic         []byte
 }
 
-type (
-	topicAuth struct {
-		Topic         []byte
-		Authorization string
-		Tracing       []byte
-	}
-	globAuth struct {
-		Glob          string
-		Authorization string
-		Tracing       []byte
-	}
-)
-
 // The broadcaster-to-subscriber message types.
 var (
 	confirmConfigureSpec        = newSpec("confirm configure", B2SConfirmConfigure, &ConfirmConfigure{})
@@ -141,37 +108,31 @@ var (
 
 func (m *ConfirmConfigure) layout(f fields) {
 	f.exact(hBroadcasterNonce, m.BroadcasterNonce[:])
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
 
-func (m *topicAuth) layout(f fields) {
+func (m *ConfirmSubscribeExact) layout(f fields) {
 	f.bytes(hTopic, &m.Topic)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
 
-func (m *globAuth) layout(f fields) {
+func (m *ConfirmSubscribeGlob) layout(f fields) {
 	f.text(hGlob, &m.Glob)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
 
-func (m *ConfirmSubscribeExact) layout(f fields)   { (*topicAuth)(m).layout(f) }
-func (m *ConfirmSubscribeGlob) layout(f fields)    { (*globAuth)(m).layout(f) }
-func (m *ConfirmUnsubscribeExact) layout(f fields) { (*topicAuth)(m).layout(f) }
-func (m *ConfirmUnsubscribeGlob) layout(f fields)  { (*globAuth)(m).layout(f) }
+func (m *ConfirmUnsubscribeExact) layout(f fields) { (*ConfirmSubscribeExact)(m).layout(f) }
+func (m *ConfirmUnsubscribeGlob) layout(f fields)  { (*ConfirmSubscribeGlob)(m).layout(f) }
 
 func (m *ConfirmNotify) layout(f fields) {
 	f.identifier(hIdentifier, &m.Identifier)
 	f.uint(hSubscribers, &m.Subscribers)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
 
-func (m *ContinueNotify) layout(f fields)        { (*identPart)(m).layout(f) }
-func (m *ReceiveStream) layout(f fields)         { (*stream)(m).layout(f) }
-func (m *ReceiveStream) check(what string) error { return (*stream)(m).check(what) }
+func (m *ContinueNotify) layout(f fields)        { (*ContinueReceive)(m).layout(f) }
+func (m *ReceiveStream) layout(f fields)         { (*NotifyStream)(m).layout(f) }
+func (m *ReceiveStream) check(what string) error { return (*NotifyStream)(m).check(what) }
 
 // zstdLayout lists the headers ENABLE_ZSTD_PRESET and ENABLE_ZSTD_CUSTOM
 // share.
@@ -180,8 +141,7 @@ func zstdLayout(f fields, id *uint64, level *int16, minSize *uint32, maxSize *ui
 	f.level(hCompressionLevel, level)
 	f.uint32(hMinSize, minSize)
 	f.uint(hMaxSize, maxSize)
-	f.text(hAuthorization, authz)
-	f.bytes(hTracing, tracing)
+	authTracing(f, authz, tracing)
 }
 
 func (m *EnableZstdPreset) layout(f fields) {
@@ -196,11 +156,10 @@ func (m *EnableZstdCustom) layout(f fields) {
 
 func (m *DisableZstdCustom) layout(f fields) {
 	f.uint(hIdentifier, &m.Identifier)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
 
-func (m *Missed) layout(f fields) { (*authTopic)(m).layout(f) }
+func (m *Missed) layout(f fields) { (*SubscribeExact)(m).layout(f) }
 
 // encoding makes every message type a Message.
 func (m ConfirmConfigure) encoding() (*spec, layout)        { return &confirmConfigureSpec, &m }

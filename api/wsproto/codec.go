@@ -115,7 +115,7 @@ func ParseS2B(b []byte) (any, error) {
 		return parseAs[Notify](d, &notifySpec)
 	case S2BNotifyStream:
 		m, err := parseStream(d, &notifyStreamSpec)
-		return ret(NotifyStream(m), err)
+		return ret(m, err)
 	case S2BContinueReceive:
 		return parseAs[ContinueReceive](d, &continueReceiveSpec)
 	case S2BConfirmReceive:

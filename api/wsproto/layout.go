@@ -186,3 +186,10 @@ func (n *nameList) level(name string, _ *int16)           { n.add(name) }
 func (n *nameList) flag(name string, _ *bool)             { n.add(name) }
 func (n *nameList) exact(name string, _ []byte)           { n.add(name) }
 func (n *nameList) payload(*[]byte)                       {}
+
+// authTracing lists the authorization and tracing headers, which nearly
+// every message carries, in that order.
+func authTracing(f fields, authorization *string, tracing *[]byte) {
+	f.text(hAuthorization, authorization)
+	f.bytes(hTracing, tracing)
+}

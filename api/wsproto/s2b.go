@@ -34,18 +34,10 @@ type SubscribeGlob struct {
 }
 
 // UnsubscribeExact (S2B type 4) undoes a SubscribeExact.
-type UnsubscribeExact struct {
-	Authorization string
-	Tracing       []byte
-	Topic         []byte
-}
+type UnsubscribeExact SubscribeExact
 
 // UnsubscribeGlob (S2B type 5) undoes a SubscribeGlob.
-type UnsubscribeGlob struct {
-	Authorization string
-	Tracing       []byte
-	Glob          string
-}
+type UnsubscribeGlob SubscribeGlob
 
 // Notify (S2B type 6) publishes a message that fits in one websocket
 // message. Payload is the (possibly compressed) message: its length must be
@@ -105,35 +97,6 @@ type ConfirmReceive struct {
 	NumSubscribers uint32
 }
 
-// Shapes shared by several message types: the exported types convert to
-// them, so each layout is written once.
-type (
-	authTopic struct {
-		Authorization string
-		Tracing       []byte
-		Topic         []byte
-	}
-	authGlob struct {
-		Authorization string
-		Tracing       []byte
-		Glob          string
-	}
-	stream struct {
-		Authorization string
-		Tracing       []byte
-		Identifier    []byte
-		PartID        uint64
-		First         *StreamFirst
-		Payload       []byte
-	}
-	identPart struct {
-		Identifier    []byte
-		PartID        uint64
-		Authorization string
-		Tracing       []byte
-	}
-)
-
 // The subscriber-to-broadcaster message types.
 var (
 	configureSpec        = newSpec("configure", S2BConfigure, &Configure{}, hInitialDict)
@@ -157,26 +120,23 @@ func (m *Configure) layout(f fields) {
 	f.flag(hEnableZstd, &m.EnableZstd)
 	f.flag(hEnableTraining, &m.EnableTraining)
 	f.fixed16(hInitialDict, &m.InitialDict)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
 
-func (m *authTopic) layout(f fields) {
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+func (m *SubscribeExact) layout(f fields) {
+	authTracing(f, &m.Authorization, &m.Tracing)
 	f.bytes(hTopic, &m.Topic)
 }
 
-func (m *authGlob) layout(f fields) {
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+func (m *SubscribeGlob) layout(f fields) {
+	authTracing(f, &m.Authorization, &m.Tracing)
 	f.text(hGlob, &m.Glob)
 }
 
-func (m *SubscribeExact) layout(f fields)   { (*authTopic)(m).layout(f) }
-func (m *SubscribeGlob) layout(f fields)    { (*authGlob)(m).layout(f) }
-func (m *UnsubscribeExact) layout(f fields) { (*authTopic)(m).layout(f) }
-func (m *UnsubscribeGlob) layout(f fields)  { (*authGlob)(m).layout(f) }
+// Message types with the same headers in the same order share a layout
+// through conversion.
+func (m *UnsubscribeExact) layout(f fields) { (*SubscribeExact)(m).layout(f) }
+func (m *UnsubscribeGlob) layout(f fields)  { (*SubscribeGlob)(m).layout(f) }
 
 // layout lists the five headers of StreamFirst, which NOTIFY carries too.
 func (m *StreamFirst) layout(f fields) {
@@ -201,8 +161,7 @@ func (m *StreamFirst) check(what string) error {
 }
 
 func (m *Notify) layout(f fields) {
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 	f.identifier(hIdentifier, &m.Identifier)
 	firstPartLayout(f, &m.Topic, &m.Compressor, &m.CompressedLength, &m.DecompressedLength, &m.CompressedSHA512)
 	f.payload(&m.Payload)
@@ -223,9 +182,8 @@ func (m *Notify) check(what string) error {
 }
 
 // layout is the layout of an encoded part: part 0 carries First.
-func (m *stream) layout(f fields) {
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+func (m *NotifyStream) layout(f fields) {
+	authTracing(f, &m.Authorization, &m.Tracing)
 	f.identifier(hIdentifier, &m.Identifier)
 	if m.First == nil {
 		f.uint(hPartID, &m.PartID)
@@ -237,7 +195,7 @@ func (m *stream) layout(f fields) {
 }
 
 // check ties First to part 0, as the layout has it.
-func (m *stream) check(what string) error {
+func (m *NotifyStream) check(what string) error {
 	switch {
 	case m.PartID == 0 && m.First == nil:
 		return headerErr(what, hPartID, "is 0 but the first-part headers (First) are missing")
@@ -249,14 +207,11 @@ func (m *stream) check(what string) error {
 	return nil
 }
 
-func (m *NotifyStream) layout(f fields)         { (*stream)(m).layout(f) }
-func (m *NotifyStream) check(what string) error { return (*stream)(m).check(what) }
-
 // parseStream parses NOTIFY_STREAM and RECEIVE_STREAM, which share a layout:
 // four headers on every part, five more on part 0 only. In minimal form the
 // part id decides whether the five follow; in expanded form they are
 // required on part 0 and ignored on later parts.
-func parseStream(d *decoder, s *spec) (stream, error) {
+func parseStream(d *decoder, s *spec) (NotifyStream, error) {
 	d.what = s.what
 	h := &headers{d: d, names: s.names}
 	var err error
@@ -271,9 +226,9 @@ func parseStream(d *decoder, s *spec) (stream, error) {
 		}
 	}
 	if err != nil {
-		return stream{}, err
+		return NotifyStream{}, err
 	}
-	var m stream
+	var m NotifyStream
 	p := parser{h: h}
 	p.uint(hPartID, &m.PartID)
 	if p.err == nil && m.PartID == 0 {
@@ -286,28 +241,23 @@ func parseStream(d *decoder, s *spec) (stream, error) {
 			p.err = m.First.check(s.what)
 		}
 	}
-	p.text(hAuthorization, &m.Authorization)
-	p.bytes(hTracing, &m.Tracing)
+	authTracing(&p, &m.Authorization, &m.Tracing)
 	p.identifier(hIdentifier, &m.Identifier)
 	p.payload(&m.Payload)
 	return m, p.err
 }
 
-// identPart is CONTINUE_RECEIVE and CONTINUE_NOTIFY; part id 0 is an empty
+// layout is CONTINUE_RECEIVE's and CONTINUE_NOTIFY's; part id 0 is an empty
 // value there, unlike on a stream's first part.
-func (m *identPart) layout(f fields) {
+func (m *ContinueReceive) layout(f fields) {
 	f.identifier(hIdentifier, &m.Identifier)
 	f.uint(hPartID, &m.PartID)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 }
-
-func (m *ContinueReceive) layout(f fields) { (*identPart)(m).layout(f) }
 
 func (m *ConfirmReceive) layout(f fields) {
 	f.identifier(hIdentifier, &m.Identifier)
-	f.text(hAuthorization, &m.Authorization)
-	f.bytes(hTracing, &m.Tracing)
+	authTracing(f, &m.Authorization, &m.Tracing)
 	f.fixed32(hNumSubscribers, &m.NumSubscribers)
 }
 
