@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -104,36 +105,31 @@ func FuzzParseSetSubscriptions(f *testing.F) {
 func FuzzReadNotifyHeader(f *testing.F) {
 	addSeeds(f, body{}.s16("t").raw(strings.Repeat("\x01", 64)).s16("tr").s8("id").u64(1<<63).raw("m"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		checkRoundTrip(t, b, func(b []byte) (Notify, error) {
-			r := bytes.NewReader(b)
-			n, err := ReadNotifyHeader(r)
-			if err == nil {
-				// The header's own encoding says how much it had to consume.
-				enc, _ := AppendNotifyHeader(nil, n)
-				if consumed := len(b) - r.Len(); consumed != len(enc) {
-					t.Fatalf("consumed %d bytes for a %d-byte header", consumed, len(enc))
-				}
-			}
-			return n, err
-		}, AppendNotifyHeader)
+		checkRoundTrip(t, b, consumingHeader(t, ReadNotifyHeader, AppendNotifyHeader), AppendNotifyHeader)
 	})
 }
 
 func FuzzReadReceiveHeader(f *testing.F) {
 	addSeeds(f, body{}.s16("tr").s16("t").s8("12345678").u64(0))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		checkRoundTrip(t, b, func(b []byte) (Receive, error) {
-			r := bytes.NewReader(b)
-			m, err := ReadReceiveHeader(r)
-			if err == nil {
-				enc, _ := AppendReceiveHeader(nil, m)
-				if consumed := len(b) - r.Len(); consumed != len(enc) {
-					t.Fatalf("consumed %d bytes for a %d-byte header", consumed, len(enc))
-				}
-			}
-			return m, err
-		}, AppendReceiveHeader)
+		checkRoundTrip(t, b, consumingHeader(t, ReadReceiveHeader, AppendReceiveHeader), AppendReceiveHeader)
 	})
+}
+
+// consumingHeader parses with a stream reader and checks that it consumed
+// exactly the header: its own encoding says how long that is.
+func consumingHeader[T any](t *testing.T, read func(io.Reader) (T, error), enc func([]byte, T) ([]byte, error)) func([]byte) (T, error) {
+	return func(b []byte) (T, error) {
+		r := bytes.NewReader(b)
+		m, err := read(r)
+		if err == nil {
+			e, _ := enc(nil, m)
+			if consumed := len(b) - r.Len(); consumed != len(e) {
+				t.Fatalf("consumed %d bytes for a %d-byte header", consumed, len(e))
+			}
+		}
+		return m, err
+	}
 }
 
 func FuzzParseMissed(f *testing.F) {
