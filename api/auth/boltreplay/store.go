@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/fsm/expiring"
@@ -53,7 +54,7 @@ var (
 // reported as unclean; a file locked by another process is an error.
 func Open(path string, clock func() time.Time) (*Store, error) {
 	s, err := open(path, clock)
-	if err == nil || errors.Is(err, bolt.ErrTimeout) {
+	if err == nil || errors.Is(err, berrors.ErrTimeout) {
 		return s, err
 	}
 	if _, serr := os.Stat(path); serr != nil {
