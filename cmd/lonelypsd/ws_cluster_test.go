@@ -5,24 +5,20 @@ import (
 	"context"
 	"crypto/rand"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
-func wsURL(p *proc) string {
-	return strings.Replace(p.HTTP, "http://", "ws://", 1) + "/v1/websocket"
-}
-
-func dialWS(t *testing.T, p *proc, o wsclient.Options) *wsclient.Conn {
+func dialWS(t *testing.T, p *lonelypsdtest.Proc, o wsclient.Options) *wsclient.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := wsclient.Dial(ctx, wsURL(p), o)
+	c, err := wsclient.Dial(ctx, p.WebsocketURL(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +44,10 @@ var receiveURLLog = regexp.MustCompile(`receive_url="?([^"\s]+)`)
 
 // receiveURLs waits until a node has logged n websocket receive URLs (one
 // per process it ran) and returns them.
-func receiveURLs(t *testing.T, p *proc, n int) []string {
+func receiveURLs(t *testing.T, p *lonelypsdtest.Proc, n int) []string {
 	t.Helper()
 	var out []string
-	waitFor(t, "receive URLs in the log", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "receive URLs in the log", 10*time.Second, func() bool {
 		out = out[:0]
 		for _, m := range receiveURLLog.FindAllStringSubmatch(p.Logs(), -1) {
 			out = append(out, m[1])
@@ -109,11 +105,11 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 
 	// A websocket notifier on C; an HTTP subscriber registered at B
 	// counts too.
-	hs := startSubscriber(t, client.NewSubscriber())
+	hs := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	if err := b.Client().SubscribeExact(ctx, hs.Receive, []byte("deploy/api"), hs.Recover); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "C's replica has B's subscription", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "C's replica has B's subscription", 5*time.Second, func() bool {
 		return len(c.topics(cn, hs.Receive)) == 1
 	})
 	notifier := dialWS(t, cn, wsclient.Options{EnableZstd: true, CompressNotifies: true})
@@ -142,7 +138,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	urls := receiveURLs(t, a, 1)
 	cc := cluster.NewClient(c.secret)
 	rows := func() int {
-		subs, err := cc.Subscriptions(ctx, strings.TrimPrefix(cn.HTTP, "http://"), urls[0])
+		subs, err := cc.Subscriptions(ctx, cn.Addr(), urls[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +148,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 		t.Fatalf("%d exact rows of A's receive URL, want 1", n)
 	}
 	_ = sub.Close()
-	waitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
+	lonelypsdtest.WaitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
 }
 
 // A node killed with websocket subscriptions leaves rows behind; the next
@@ -171,7 +167,7 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 		t.Fatalf("generated cluster secret: %q, %v", secret, err)
 	}
 	cc := cluster.NewClient(secret)
-	addr := strings.TrimPrefix(p.HTTP, "http://")
+	addr := p.Addr()
 	rows := func(url string) int {
 		subs, err := cc.Subscriptions(ctx, addr, url)
 		if err != nil {
@@ -182,9 +178,9 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 	if rows(old[0]) != 1 {
 		t.Fatal("no row for the websocket subscription")
 	}
-	p.kill9()
-	p.start()
-	waitFor(t, "rows of the killed process removed", 10*time.Second, func() bool { return rows(old[0]) == 0 })
+	p.Kill()
+	p.Start()
+	lonelypsdtest.WaitFor(t, "rows of the killed process removed", 10*time.Second, func() bool { return rows(old[0]) == 0 })
 
 	ws = dialWS(t, p, wsclient.Options{})
 	if err := ws.SubscribeExact(ctx, []byte("crash")); err != nil {
@@ -197,6 +193,6 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 	// A clean stop removes this process's rows too.
 	cur := receiveURLs(t, p, 2)[1]
 	p.Stop()
-	p.start()
-	waitFor(t, "rows of the stopped process gone", 10*time.Second, func() bool { return rows(cur) == 0 })
+	p.Start()
+	lonelypsdtest.WaitFor(t, "rows of the stopped process gone", 10*time.Second, func() bool { return rows(cur) == 0 })
 }

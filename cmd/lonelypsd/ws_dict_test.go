@@ -2,12 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,15 +137,8 @@ func TestBadPresetDictionaryStopsStartUp(t *testing.T) {
 		{"same id twice", "7:3:" + good + ",7:3:" + good, "given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--data-dir", t.TempDir(), "--ws-preset-dict", tc.flag).CombinedOutput()
-			if err == nil {
-				t.Fatal("started with a bad preset dictionary")
-			}
-			if !bytes.Contains(out, []byte(tc.want)) {
+			out := refusedStart(t, "dev", "--ws-preset-dict", tc.flag)
+			if !strings.Contains(out, tc.want) {
 				t.Fatalf("output does not say what is wrong (want %q):\n%s", tc.want, out)
 			}
 		})
