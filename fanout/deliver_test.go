@@ -694,13 +694,14 @@ func waitEntered(t *testing.T, g *slowGate, n int) {
 // one Deliver, MaxInFlight those of all Delivers at once; both bounds are
 // reached and never passed.
 func TestDeliverBoundsRequestsInFlight(t *testing.T) {
-	for _, tc := range []struct {
+	type bounded struct {
 		name     string
 		cfg      Config
-		topics   []string
-		perTopic int
-		bound    int32
-	}{
+		topics   []string // one Deliver each, at once
+		perTopic int      // subscribers of each topic
+		bound    int32    // requests in flight at most
+	}
+	for _, tc := range []bounded{
 		{"Concurrency 2, one notify", Config{Concurrency: 2}, []string{"t"}, 10, 2},
 		{"MaxInFlight 3, three notifies", Config{Concurrency: 4, MaxInFlight: 3}, []string{"a", "b", "c"}, 4, 3},
 	} {

@@ -91,14 +91,7 @@ func (c *benchCluster) stop() {
 	_ = os.RemoveAll(c.dir)
 }
 
-func (s *server) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *server) alive() bool { return !lonelypsdtest.Ended(s.done) }
 
 func (c *benchCluster) leader(ctx context.Context) (int, error) {
 	cl := cluster.NewClient("")

@@ -1,18 +1,15 @@
 package lonelypsdtest
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
@@ -77,23 +74,6 @@ func (p *Proc) Start() {
 	p.WaitReady()
 }
 
-// Launch starts the process without waiting for it to serve. Unlike
-// Start it may be called from any goroutine.
-func (p *Proc) Launch() error {
-	cmd := Command(p.bin, p.Args...)
-	cmd.Stdout = os.Stdout
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return fmt.Errorf("stderr of lonelypsd: %w", err)
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start lonelypsd: %w", err)
-	}
-	p.cmd, p.done = cmd, make(chan struct{})
-	go p.collect(stderr)
-	return nil
-}
-
 // WaitReady waits until the process answers /readyz; a failure ends the
 // test with the process's log.
 func (p *Proc) WaitReady() {
@@ -107,35 +87,8 @@ func (p *Proc) WaitReady() {
 	}
 }
 
-// collect keeps the process's stderr and notes its exit.
-func (p *Proc) collect(stderr io.Reader) {
-	sc := bufio.NewScanner(stderr)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		p.mu.Lock()
-		p.logs.WriteString(sc.Text() + "\n")
-		p.mu.Unlock()
-	}
-	p.err = p.cmd.Wait()
-	close(p.done)
-}
-
-// Logs returns what the process wrote to stderr, over all its starts.
-func (p *Proc) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
 // Alive reports whether the process runs.
-func (p *Proc) Alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *Proc) Alive() bool { return !Ended(p.done) }
 
 // Err is how the process ended (nil for a clean exit); call it only once
 // Alive is false.
@@ -173,7 +126,7 @@ func (p *Proc) Restart() {
 }
 
 // Signal sends sig to the process (SIGSTOP freezes it, SIGCONT thaws it).
-func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
 
 // Pid is the process id of the running process.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }

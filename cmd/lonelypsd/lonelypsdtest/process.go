@@ -9,18 +9,14 @@
 package lonelypsdtest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -157,64 +153,4 @@ func Terminate(p *os.Process, exited <-chan struct{}) bool {
 		<-exited
 		return false
 	}
-}
-
-// ProcStatus returns fields of /proc/<pid>/status given in kB (VmRSS:,
-// VmHWM:, RssAnon: ...), in bytes; 0 for a field it cannot read.
-func ProcStatus(pid int, names ...string) []int64 {
-	out := make([]int64, len(names))
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		if i := slices.Index(names, fields[0]); i >= 0 {
-			kb, _ := strconv.ParseInt(fields[1], 10, 64)
-			out[i] = kb << 10
-		}
-	}
-	return out
-}
-
-// ResetPeakRSS makes the peak resident set size (VmHWM) of pid start
-// again from its current RSS.
-func ResetPeakRSS(pid int) {
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-}
-
-// patternReader yields n bytes of a repeated pseudo-random block.
-type patternReader struct {
-	block []byte
-	left  int64
-	off   int
-}
-
-// NewPattern returns a reader of n bytes that neither compress nor cost
-// memory: one pseudo-random 1 MiB block, repeated, the same on every call.
-func NewPattern(n int64) io.Reader {
-	block := make([]byte, 1<<20)
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range block {
-		block[i] = byte(r.Uint32())
-	}
-	return &patternReader{block: block, left: n}
-}
-
-func (p *patternReader) Read(b []byte) (int, error) {
-	if p.left == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(b)) > p.left {
-		b = b[:p.left]
-	}
-	n := copy(b, p.block[p.off:])
-	p.off = (p.off + n) % len(p.block)
-	p.left -= int64(n)
-	return n, nil
 }
