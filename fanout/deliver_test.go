@@ -428,6 +428,25 @@ func TestDeliverDoesNotFollowRedirects(t *testing.T) {
 	}
 }
 
+// checkUnsent checks a Deliver that sent nothing: it counted got, hits
+// requests reached the subscriber, and each of its n subscriptions is
+// counted failed with a MISSED record pending.
+func checkUnsent(t *testing.T, f *Fanout, store *MissedStore, got uint32, hits int32, n int) {
+	t.Helper()
+	if got != 0 {
+		t.Errorf("Deliver = %d, want 0", got)
+	}
+	if hits != 0 {
+		t.Errorf("%d requests reached the subscriber", hits)
+	}
+	if failed := f.Stats().Failed.Load(); failed != uint64(n) {
+		t.Errorf("Stats.Failed = %d, want %d", failed, n)
+	}
+	if recs := pendingRecords(t, store); len(recs) != n {
+		t.Errorf("pending %+v, want %d records", recs, n)
+	}
+}
+
 func TestDeliverWithCanceledContextFailsEverySubscription(t *testing.T) {
 	var hits atomic.Int32
 	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -442,18 +461,7 @@ func TestDeliverWithCanceledContextFailsEverySubscription(t *testing.T) {
 	f := newFanout(t, Config{Concurrency: 2}, table, nil, auth.NonePair(), store)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if got := f.Deliver(ctx, bytesMessage("t", []byte("x"))); got != 0 {
-		t.Errorf("Deliver = %d, want 0", got)
-	}
-	if n := hits.Load(); n != 0 {
-		t.Errorf("%d requests reached the subscriber after cancellation", n)
-	}
-	if got := f.Stats().Failed.Load(); got != 5 {
-		t.Errorf("Stats.Failed = %d, want 5", got)
-	}
-	if recs := pendingRecords(t, store); len(recs) != 5 {
-		t.Errorf("%d missed records, want 5", len(recs))
-	}
+	checkUnsent(t, f, store, f.Deliver(ctx, bytesMessage("t", []byte("x"))), hits.Load(), 5)
 }
 
 func TestDeliverReusesKeepAliveConnections(t *testing.T) {
@@ -826,18 +834,7 @@ func TestDeliverFailsWithoutSendingWhenRequestCannotBeBuilt(t *testing.T) {
 			f := newFanout(t, Config{}, newTable(tc.sub), nil, auth.NonePair(), store)
 			m := bytesMessage(tc.topic, []byte("x"))
 			m.Tracing = tc.trace
-			if got := f.Deliver(context.Background(), m); got != 0 {
-				t.Errorf("Deliver = %d, want 0", got)
-			}
-			if n := hits.Load(); n != 0 {
-				t.Errorf("%d requests sent", n)
-			}
-			if got := f.Stats().Failed.Load(); got != 1 {
-				t.Errorf("Stats.Failed = %d, want 1", got)
-			}
-			if recs := pendingRecords(t, store); len(recs) != 1 {
-				t.Errorf("pending %+v, want one record", recs)
-			}
+			checkUnsent(t, f, store, f.Deliver(context.Background(), m), hits.Load(), 1)
 		})
 	}
 }

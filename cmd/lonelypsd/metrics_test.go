@@ -46,7 +46,7 @@ func TestMetricsMoveWithWork(t *testing.T) {
 	if n, err := wpub.Notify(ctx, []byte("w"), []byte("over a websocket")); err != nil || n != 1 {
 		t.Fatalf("websocket notify: %d, %v", n, err)
 	}
-	nextWS(t, wsub, 10*time.Second)
+	lonelypsdtest.NextMessage(t, wsub, 10*time.Second)
 
 	fams := scrapeMetrics(t, "http://"+maddr+"/metrics")
 	tests := []struct {

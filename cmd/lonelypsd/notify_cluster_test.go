@@ -104,7 +104,7 @@ func TestClusterNotifyAfterSubscribeAtAnotherNode(t *testing.T) {
 					}
 					continue
 				}
-				if m := nextWS(t, wsub, 10*time.Second); string(m.Topic) != string(topic) || string(m.Data) != string(msg) {
+				if m := lonelypsdtest.NextMessage(t, wsub, 10*time.Second); string(m.Topic) != string(topic) || string(m.Data) != string(msg) {
 					t.Errorf("round %d: the websocket received %q on %q, want %q on %q", i, m.Data, m.Topic, msg, topic)
 				}
 			}

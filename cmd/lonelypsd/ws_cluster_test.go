@@ -26,20 +26,6 @@ func dialWS(t *testing.T, p *lonelypsdtest.Proc, o wsclient.Options) *wsclient.C
 	return c
 }
 
-func nextWS(t *testing.T, c *wsclient.Conn, d time.Duration) wsclient.Message {
-	t.Helper()
-	select {
-	case m, ok := <-c.Messages():
-		if !ok {
-			t.Fatalf("websocket ended: %v", c.Err())
-		}
-		return m
-	case <-time.After(d):
-		t.Fatalf("nothing received within %s", d)
-	}
-	return wsclient.Message{}
-}
-
 var receiveURLLog = regexp.MustCompile(`receive_url="?([^"\s]+)`)
 
 // receiveURLs waits until a node has logged n websocket receive URLs (one
@@ -95,11 +81,11 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	}
 
 	notifyUntil(t, cn.Client(), []byte("deploy/api"), []byte("restart"), 1)
-	if m := nextWS(t, sub, 5*time.Second); string(m.Topic) != "deploy/api" || string(m.Data) != "restart" {
+	if m := lonelypsdtest.NextMessage(t, sub, 5*time.Second); string(m.Topic) != "deploy/api" || string(m.Data) != "restart" {
 		t.Fatalf("received %q on %q", m.Data, m.Topic)
 	}
 	notifyUntil(t, cn.Client(), []byte("cache/users"), []byte("bust"), 1)
-	if m := nextWS(t, sub, 5*time.Second); string(m.Topic) != "cache/users" || string(m.Data) != "bust" {
+	if m := lonelypsdtest.NextMessage(t, sub, 5*time.Second); string(m.Topic) != "cache/users" || string(m.Data) != "bust" {
 		t.Fatalf("received %q on %q", m.Data, m.Topic)
 	}
 
@@ -116,7 +102,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	if got, err := notifier.Notify(ctx, []byte("deploy/api"), []byte("again")); err != nil || got != 2 {
 		t.Fatalf("websocket notify counted %d (%v), want 2", got, err)
 	}
-	if m := nextWS(t, sub, 5*time.Second); string(m.Data) != "again" {
+	if m := lonelypsdtest.NextMessage(t, sub, 5*time.Second); string(m.Data) != "again" {
 		t.Fatalf("received %q", m.Data)
 	}
 
@@ -129,7 +115,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	if n, err := notifier.Notify(ctx, []byte("cache/blob"), big); err != nil || n != 1 {
 		t.Fatalf("large notify: %d, %v", n, err)
 	}
-	m := nextWS(t, sub, 20*time.Second)
+	m := lonelypsdtest.NextMessage(t, sub, 20*time.Second)
 	if !bytes.Equal(m.Data, big) || m.Parts < 2 || m.MaxPart > 3670016 {
 		t.Fatalf("large message: equal %t, %d parts, largest %d", bytes.Equal(m.Data, big), m.Parts, m.MaxPart)
 	}
@@ -187,7 +173,7 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	notifyUntil(t, p.Client(), []byte("crash"), []byte("back"), 1)
-	if m := nextWS(t, ws, 5*time.Second); string(m.Data) != "back" {
+	if m := lonelypsdtest.NextMessage(t, ws, 5*time.Second); string(m.Data) != "back" {
 		t.Fatalf("received %q", m.Data)
 	}
 	// A clean stop removes this process's rows too.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/api/ws/zstddict"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func dictEvent(i int) []byte {
@@ -105,10 +106,10 @@ func TestWebsocketDictionariesFromFlags(t *testing.T) {
 		if got, err := p.Client().Notify(ctx, []byte("revoked"), msg); err != nil || got != 2 {
 			t.Fatalf("notify %d: %d, %v", i, got, err)
 		}
-		if m := nextWS(t, withPreset, 5*time.Second); !bytes.Equal(m.Data, msg) || m.Compressor != 7 {
+		if m := lonelypsdtest.NextMessage(t, withPreset, 5*time.Second); !bytes.Equal(m.Data, msg) || m.Compressor != 7 {
 			t.Fatalf("preset connection, message %d: compressor %d, equal %t", i, m.Compressor, bytes.Equal(m.Data, msg))
 		}
-		m := nextWS(t, training, 5*time.Second)
+		m := lonelypsdtest.NextMessage(t, training, 5*time.Second)
 		if !bytes.Equal(m.Data, msg) {
 			t.Fatalf("training connection, message %d differs", i)
 		}

@@ -71,6 +71,24 @@ func NextEvent(t testing.TB, s *wsclient.Subscriber, want wsclient.EventKind, d 
 	}
 }
 
+// NextMessage returns the next message of the websocket connection c,
+// failing the test if it ends or after d.
+func NextMessage(t testing.TB, c *wsclient.Conn, d time.Duration) wsclient.Message {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case m, ok := <-c.Messages():
+		if ok {
+			return m
+		}
+		t.Fatalf("websocket ended: %v", c.Err())
+	case <-timer.C:
+		t.Fatalf("nothing received within %s", d)
+	}
+	return wsclient.Message{}
+}
+
 // RunSubscriber creates a websocket Subscriber with opts, subscribed to
 // the exact topics, runs it until ctx ends and waits for its first
 // connection, which must not be reported as a reconnection. The channel
