@@ -22,8 +22,9 @@ func dictEvent(i int) []byte {
 }
 
 // writeDict makes a dictionary the way a user would: samples in a file,
-// one per line, through `lonelypsd train-dict`.
-func writeDict(t *testing.T, dir string) string {
+// one per line, through `lonelypsd train-dict`. It returns the file and
+// what it holds.
+func writeDict(t *testing.T, dir string) (string, []byte) {
 	t.Helper()
 	var samples bytes.Buffer
 	for i := range 3000 {
@@ -45,16 +46,12 @@ func writeDict(t *testing.T, dir string) string {
 	if _, err := zstddict.Parse(b); err != nil || len(b) < 256 {
 		t.Fatalf("train-dict wrote %d bytes that do not parse as a dictionary: %v", len(b), err)
 	}
-	return path
+	return path, b
 }
 
 func TestTrainDictRefusals(t *testing.T) {
 	dir := t.TempDir()
-	existing := writeDict(t, dir)
-	before, err := os.ReadFile(existing)
-	if err != nil {
-		t.Fatal(err)
-	}
+	existing, before := writeDict(t, dir)
 	samples := filepath.Join(dir, "samples.jsonl")
 	for _, tc := range []struct {
 		name string
@@ -83,11 +80,7 @@ func TestTrainDictRefusals(t *testing.T) {
 // websocket that asks for it a dictionary.
 func TestWebsocketDictionariesFromFlags(t *testing.T) {
 	dir := t.TempDir()
-	path := writeDict(t, dir)
-	preset, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, preset := writeDict(t, dir)
 	p := startNode(t, filepath.Join(dir, "data"), "--ws-preset-dict", "7:3:"+path,
 		"--ws-training-low-watermark", "4096", "--ws-training-high-watermark", "1000000")
 	ctx := ctxT(t)
@@ -122,7 +115,7 @@ func TestWebsocketDictionariesFromFlags(t *testing.T) {
 
 func TestBadPresetDictionaryStopsStartUp(t *testing.T) {
 	dir := t.TempDir()
-	good := writeDict(t, dir)
+	good, _ := writeDict(t, dir)
 	corrupt := filepath.Join(dir, "corrupt.zdict")
 	b, _ := os.ReadFile(good)
 	if err := os.WriteFile(corrupt, append(b[:8:8], make([]byte, 400)...), 0o600); err != nil {
