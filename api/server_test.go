@@ -24,6 +24,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/spool"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
@@ -133,20 +134,7 @@ func (c *countingBody) Read(p []byte) (int, error) {
 
 func (ts *testServer) post(t *testing.T, path string, body []byte, authz string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, ts.url+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return lonelypsdtest.Post(t, ts.url+path, authz, body)
 }
 
 // mustBody unwraps an encoder's result; the inputs are the test's own.
@@ -435,15 +423,8 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatalf("third connection: %d %v, want 503", got, err)
 	}
 	held[0].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	lonelypsdtest.WaitFor(t, "a 200 after closing one connection", 5*time.Second, func() bool {
 		got, err := status()
-		if err == nil && got == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after closing one connection: %d %v, want 200", got, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && got == http.StatusOK
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -22,16 +23,6 @@ type inProcess struct {
 	node *Node
 	srv  *http.Server
 	http string
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // startInProcess forms an n-node cluster the way production does: every
@@ -59,7 +50,7 @@ func startInProcessWith(t *testing.T, n int, mod func(*Config)) []*inProcess {
 	for i := range n {
 		dir := t.TempDir()
 		cfg := Config{
-			NodeID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t), DataDir: filepath.Join(dir, "data"),
+			NodeID: fmt.Sprintf("n%d", i+1), RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: filepath.Join(dir, "data"),
 			AdvertiseHTTP: join[i], Join: join, BootstrapExpect: n, Secret: "test-secret",
 			Logger: slog.New(slog.DiscardHandler),
 		}
@@ -137,17 +128,10 @@ func TestInProcessClusterAppliesFromEveryNode(t *testing.T) {
 	}
 	// Every replica converges and knows every member's address.
 	for _, p := range nodes {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		lonelypsdtest.WaitFor(t, p.node.ID()+" to hold 91 rows and 3 members", 5*time.Second, func() bool {
 			e, _ := p.node.FSM().Counts()
-			if e == 91 && len(p.node.FSM().Nodes()) == 3 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s has %d rows and %d members", p.node.ID(), e, len(p.node.FSM().Nodes()))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return e == 91 && len(p.node.FSM().Nodes()) == 3
+		})
 		if err := p.node.Ready(); err != nil {
 			t.Fatalf("%s not ready: %v", p.node.ID(), err)
 		}
@@ -185,8 +169,8 @@ func TestInProcessClusterSurvivesLeaderShutdown(t *testing.T) {
 func TestApplyWithoutLeaderAnswersWithinTheDeadline(t *testing.T) {
 	// A node told to join nobody reachable never gets a leader.
 	node, err := Open(Config{
-		NodeID: "alone", RaftAddr: freeAddr(t), DataDir: t.TempDir(), AdvertiseHTTP: freeAddr(t),
-		Join: []string{freeAddr(t)}, Secret: "test-secret", Logger: slog.New(slog.DiscardHandler),
+		NodeID: "alone", RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: t.TempDir(), AdvertiseHTTP: lonelypsdtest.FreeAddr(t),
+		Join: []string{lonelypsdtest.FreeAddr(t)}, Secret: "test-secret", Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -63,7 +63,7 @@ func startSingle(t *testing.T, secret string, mod func(*Config)) *single {
 	}
 	dir := filepath.Join(t.TempDir(), "data")
 	cfg := Config{
-		NodeID: "solo", RaftAddr: freeAddr(t), DataDir: dir, AdvertiseHTTP: l.Addr().String(),
+		NodeID: "solo", RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: dir, AdvertiseHTTP: l.Addr().String(),
 		Bootstrap: true, Secret: secret, Logger: slog.New(slog.DiscardHandler),
 	}
 	if mod != nil {
@@ -92,15 +92,10 @@ func startSingle(t *testing.T, secret string, mod func(*Config)) *single {
 	return &single{inProcess: &inProcess{node: node, srv: srv, http: l.Addr().String()}, dir: dir, read: read}
 }
 
+// waitUntil waits up to 10 s for cond, which nothing announces.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	lonelypsdtest.WaitFor(t, what, 10*time.Second, cond)
 }
 
 // peerRequest builds a request to path on s; sign, when set, signs it.
@@ -304,7 +299,7 @@ func TestReplayedJoinIsRefused(t *testing.T) {
 	for _, p := range nodes {
 		waitUntil(t, "every member's address", func() bool { return len(p.node.FSM().Nodes()) == 3 })
 	}
-	join := mustJSON(t, fsm.NodeInfo{ID: "extra", HTTP: "127.0.0.1:9", Raft: freeAddr(t)})
+	join := mustJSON(t, fsm.NodeInfo{ID: "extra", HTTP: "127.0.0.1:9", Raft: lonelypsdtest.FreeAddr(t)})
 	target := nodes[0]
 	captured := http.Header{}
 	signPeer(captured, []byte("test-secret"), http.MethodPost, "/cluster/join", target.node.ID(), join, time.Now())
@@ -372,7 +367,7 @@ func TestLargeBodyRefusedBeforeRead(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.read.Load()
-			code, written := sendLarge(t, s.http, tc.path, tc.header, size)
+			code, written := lonelypsdtest.SendLarge(t, s.http, tc.path, tc.header, size)
 			if code != tc.want {
 				t.Fatalf("answer %d, want %d", code, tc.want)
 			}
@@ -387,53 +382,6 @@ func TestLargeBodyRefusedBeforeRead(t *testing.T) {
 	s.unchanged(t)
 }
 
-// sendLarge writes a request with a body of size zero bytes over a raw
-// connection, reading the answer while it writes; it returns the status
-// and how many body bytes it could write before the server closed.
-func sendLarge(t *testing.T, addr, path string, h http.Header, size int64) (int, int64) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	var head strings.Builder
-	fmt.Fprintf(&head, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", path, addr, size)
-	for k, vs := range h {
-		for _, v := range vs {
-			fmt.Fprintf(&head, "%s: %s\r\n", k, v)
-		}
-	}
-	head.WriteString("\r\n")
-	if _, err := io.WriteString(conn, head.String()); err != nil {
-		t.Fatal(err)
-	}
-	var written atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		chunk := make([]byte, 64<<10)
-		for written.Load() < size {
-			n, err := conn.Write(chunk)
-			written.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer (after %d body bytes): %v", written.Load(), err)
-	}
-	resp.Body.Close()
-	// The server closes the connection; the writer stops on the error.
-	<-done
-	return resp.StatusCode, written.Load()
-}
-
 // TestSecretlessNodeGeneratesAndKeepsItsSecret: a lone node without a
 // configured secret writes one (0600) in its data folder and uses the
 // same one after a restart.
@@ -444,7 +392,7 @@ func TestSecretlessNodeGeneratesAndKeepsItsSecret(t *testing.T) {
 	}
 	var secrets []string
 	for range 2 {
-		cfg.RaftAddr, cfg.AdvertiseHTTP = freeAddr(t), freeAddr(t)
+		cfg.RaftAddr, cfg.AdvertiseHTTP = lonelypsdtest.FreeAddr(t), lonelypsdtest.FreeAddr(t)
 		node, err := Open(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -479,12 +427,12 @@ func TestClusterWithoutSecretRefusesToStart(t *testing.T) {
 		name string
 		mod  func(*Config)
 	}{
-		{"join", func(c *Config) { c.Join = []string{freeAddr(t)} }},
+		{"join", func(c *Config) { c.Join = []string{lonelypsdtest.FreeAddr(t)} }},
 		{"bootstrap-expect", func(c *Config) { c.BootstrapExpect = 3 }},
 	}
 	for _, tc := range tests {
 		dir := t.TempDir()
-		cfg := Config{NodeID: "n1", RaftAddr: freeAddr(t), DataDir: dir, AdvertiseHTTP: freeAddr(t), Logger: slog.New(slog.DiscardHandler)}
+		cfg := Config{NodeID: "n1", RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: dir, AdvertiseHTTP: lonelypsdtest.FreeAddr(t), Logger: slog.New(slog.DiscardHandler)}
 		tc.mod(&cfg)
 		node, err := Open(cfg)
 		if err == nil {

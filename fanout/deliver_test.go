@@ -22,6 +22,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -215,12 +216,8 @@ func TestDeliverReplyKinds(t *testing.T) {
 			wantCount: 1, wantStats: stats{delivered: 1},
 		},
 		{
-			name: "UNSUBSCRIBE_IMMEDIATE with status 400 removes the subscription",
-			handler: func() http.Handler {
-				s := client.NewSubscriber()
-				s.Decide = func(client.Received) client.Reply { return client.Unsubscribe }
-				return s
-			},
+			name:        "UNSUBSCRIBE_IMMEDIATE with status 400 removes the subscription",
+			handler:     func() http.Handler { return lonelypsdtest.Replying(client.Unsubscribe) },
 			wantRemoved: true, wantStats: stats{unsubscribed: 1},
 		},
 		{
@@ -234,12 +231,8 @@ func TestDeliverReplyKinds(t *testing.T) {
 			wantRemoved: true, wantStats: stats{unsubscribed: 1},
 		},
 		{
-			name: "500 without a confirmation fails",
-			handler: func() http.Handler {
-				s := client.NewSubscriber()
-				s.Decide = func(client.Received) client.Reply { return client.Fail }
-				return s
-			},
+			name:       "500 without a confirmation fails",
+			handler:    func() http.Handler { return lonelypsdtest.Replying(client.Fail) },
 			wantMissed: true, wantStats: stats{failed: 1},
 		},
 		{
@@ -382,10 +375,8 @@ func TestDeliverUnsubscribeWithoutRemoverIsIgnored(t *testing.T) {
 
 func TestDeliverMixedRepliesCountOnlyConfirmations(t *testing.T) {
 	good := client.NewSubscriber()
-	leaving := client.NewSubscriber()
-	leaving.Decide = func(client.Received) client.Reply { return client.Unsubscribe }
-	failing := client.NewSubscriber()
-	failing.Decide = func(client.Received) client.Reply { return client.Fail }
+	leaving := lonelypsdtest.Replying(client.Unsubscribe)
+	failing := lonelypsdtest.Replying(client.Fail)
 	gs, ls, fs := serve(t, good), serve(t, leaving), serve(t, failing)
 	subs := []fsm.Subscription{
 		{Kind: fsm.Exact, URL: gs.URL + "/v1/receive", Key: "t", Recovery: gs.URL + "/v1/recover"},
@@ -437,6 +428,25 @@ func TestDeliverDoesNotFollowRedirects(t *testing.T) {
 	}
 }
 
+// checkUnsent checks a Deliver that sent nothing: it counted got, hits
+// requests reached the subscriber, and each of its n subscriptions is
+// counted failed with a MISSED record pending.
+func checkUnsent(t *testing.T, f *Fanout, store *MissedStore, got uint32, hits int32, n int) {
+	t.Helper()
+	if got != 0 {
+		t.Errorf("Deliver = %d, want 0", got)
+	}
+	if hits != 0 {
+		t.Errorf("%d requests reached the subscriber", hits)
+	}
+	if failed := f.Stats().Failed.Load(); failed != uint64(n) {
+		t.Errorf("Stats.Failed = %d, want %d", failed, n)
+	}
+	if recs := pendingRecords(t, store); len(recs) != n {
+		t.Errorf("pending %+v, want %d records", recs, n)
+	}
+}
+
 func TestDeliverWithCanceledContextFailsEverySubscription(t *testing.T) {
 	var hits atomic.Int32
 	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -451,18 +461,7 @@ func TestDeliverWithCanceledContextFailsEverySubscription(t *testing.T) {
 	f := newFanout(t, Config{Concurrency: 2}, table, nil, auth.NonePair(), store)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if got := f.Deliver(ctx, bytesMessage("t", []byte("x"))); got != 0 {
-		t.Errorf("Deliver = %d, want 0", got)
-	}
-	if n := hits.Load(); n != 0 {
-		t.Errorf("%d requests reached the subscriber after cancellation", n)
-	}
-	if got := f.Stats().Failed.Load(); got != 5 {
-		t.Errorf("Stats.Failed = %d, want 5", got)
-	}
-	if recs := pendingRecords(t, store); len(recs) != 5 {
-		t.Errorf("%d missed records, want 5", len(recs))
-	}
+	checkUnsent(t, f, store, f.Deliver(ctx, bytesMessage("t", []byte("x"))), hits.Load(), 5)
 }
 
 func TestDeliverReusesKeepAliveConnections(t *testing.T) {
@@ -699,71 +698,58 @@ func waitEntered(t *testing.T, g *slowGate, n int) {
 	}
 }
 
-func TestDeliverConcurrencyBoundsRequestsInFlight(t *testing.T) {
-	gate := newSlowGate(client.NewSubscriber(), 10)
-	srv := serve(t, gate)
-	t.Cleanup(gate.open) // before srv.Close, should the test stop early
-	table := newTable()
-	for i := range 10 {
-		table.add(fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive?n=" + strconv.Itoa(i), Key: "t"})
+// TestDeliverBoundsRequestsInFlight: Concurrency bounds the requests of
+// one Deliver, MaxInFlight those of all Delivers at once; both bounds are
+// reached and never passed.
+func TestDeliverBoundsRequestsInFlight(t *testing.T) {
+	type bounded struct {
+		name     string
+		cfg      Config
+		topics   []string // one Deliver each, at once
+		perTopic int      // subscribers of each topic
+		bound    int32    // requests in flight at most
 	}
-	f := newFanout(t, Config{Concurrency: 2}, table, nil, auth.NonePair(), nil)
-
-	done := make(chan uint32, 1)
-	go func() { done <- f.Deliver(context.Background(), bytesMessage("t", []byte("slow"))) }()
-	waitEntered(t, gate, 2)
-	if n := gate.inFlight.Load(); n != 2 {
-		t.Errorf("%d requests in flight with Concurrency 2, want 2", n)
-	}
-	gate.open()
-	waitEntered(t, gate, 8)
-	select {
-	case got := <-done:
-		if got != 10 {
-			t.Errorf("Deliver = %d, want 10", got)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Deliver did not return")
-	}
-	if m := gate.maxSeen.Load(); m != 2 {
-		t.Errorf("at most %d requests in flight, want exactly 2", m)
-	}
-}
-
-func TestDeliverMaxInFlightBoundsConcurrentNotifies(t *testing.T) {
-	gate := newSlowGate(client.NewSubscriber(), 12)
-	srv := serve(t, gate)
-	t.Cleanup(gate.open) // before srv.Close, should the test stop early
-	table := newTable()
-	for i := range 4 {
-		for _, topic := range []string{"a", "b", "c"} {
-			table.add(fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive?t=" + topic + "&n=" + strconv.Itoa(i), Key: topic})
-		}
-	}
-	f := newFanout(t, Config{Concurrency: 4, MaxInFlight: 3}, table, nil, auth.NonePair(), nil)
-
-	results := make(chan uint32, 3)
-	for _, topic := range []string{"a", "b", "c"} {
-		go func() { results <- f.Deliver(context.Background(), bytesMessage(topic, []byte("x"))) }()
-	}
-	waitEntered(t, gate, 3)
-	if n := gate.inFlight.Load(); n != 3 {
-		t.Errorf("%d requests in flight with MaxInFlight 3, want 3", n)
-	}
-	gate.open()
-	waitEntered(t, gate, 9)
-	for range 3 {
-		select {
-		case got := <-results:
-			if got != 4 {
-				t.Errorf("Deliver = %d, want 4", got)
+	for _, tc := range []bounded{
+		{"Concurrency 2, one notify", Config{Concurrency: 2}, []string{"t"}, 10, 2},
+		{"MaxInFlight 3, three notifies", Config{Concurrency: 4, MaxInFlight: 3}, []string{"a", "b", "c"}, 4, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			total := len(tc.topics) * tc.perTopic
+			gate := newSlowGate(client.NewSubscriber(), total)
+			srv := serve(t, gate)
+			t.Cleanup(gate.open) // before srv.Close, should the test stop early
+			table := newTable()
+			for i := range tc.perTopic {
+				for _, topic := range tc.topics {
+					table.add(fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive?t=" + topic + "&n=" + strconv.Itoa(i), Key: topic})
+				}
 			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Deliver did not return")
-		}
-	}
-	if m := gate.maxSeen.Load(); m != 3 {
-		t.Errorf("at most %d requests in flight, want exactly 3", m)
+			f := newFanout(t, tc.cfg, table, nil, auth.NonePair(), nil)
+
+			results := make(chan uint32, len(tc.topics))
+			for _, topic := range tc.topics {
+				go func() { results <- f.Deliver(context.Background(), bytesMessage(topic, []byte("slow"))) }()
+			}
+			waitEntered(t, gate, int(tc.bound))
+			if n := gate.inFlight.Load(); n != tc.bound {
+				t.Errorf("%d requests in flight, want %d", n, tc.bound)
+			}
+			gate.open()
+			waitEntered(t, gate, total-int(tc.bound))
+			for range tc.topics {
+				select {
+				case got := <-results:
+					if got != uint32(tc.perTopic) {
+						t.Errorf("Deliver = %d, want %d", got, tc.perTopic)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("Deliver did not return")
+				}
+			}
+			if m := gate.maxSeen.Load(); m != tc.bound {
+				t.Errorf("at most %d requests in flight, want exactly %d", m, tc.bound)
+			}
+		})
 	}
 }
 
@@ -848,18 +834,7 @@ func TestDeliverFailsWithoutSendingWhenRequestCannotBeBuilt(t *testing.T) {
 			f := newFanout(t, Config{}, newTable(tc.sub), nil, auth.NonePair(), store)
 			m := bytesMessage(tc.topic, []byte("x"))
 			m.Tracing = tc.trace
-			if got := f.Deliver(context.Background(), m); got != 0 {
-				t.Errorf("Deliver = %d, want 0", got)
-			}
-			if n := hits.Load(); n != 0 {
-				t.Errorf("%d requests sent", n)
-			}
-			if got := f.Stats().Failed.Load(); got != 1 {
-				t.Errorf("Stats.Failed = %d, want 1", got)
-			}
-			if recs := pendingRecords(t, store); len(recs) != 1 {
-				t.Errorf("pending %+v, want one record", recs)
-			}
+			checkUnsent(t, f, store, f.Deliver(context.Background(), m), hits.Load(), 1)
 		})
 	}
 }

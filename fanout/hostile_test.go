@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fanout/egress"
 	"github.com/lonelypsd/lonelypsd/fanout/fanouttest"
 	"github.com/lonelypsd/lonelypsd/fsm"
@@ -77,7 +77,7 @@ func TestSlowHostDoesNotDelayOtherNotifies(t *testing.T) {
 	// The tarpit holds its share of connections, and every worker of the
 	// slow notifies is parked: holding or awaiting a slot of the tarpit,
 	// or (were the order of the slots wrong) the node's slots are full.
-	waitFor(t, "slow notifies to fill the tarpit's slots", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "slow notifies to fill the tarpit's slots", 10*time.Second, func() bool {
 		open, _, _ := tp.Counts()
 		return open == perHost && (f.hostRefs(tp.Addr()) == slowNotifies*concurrency || len(f.sem) == inFlight)
 	})
@@ -127,7 +127,7 @@ func TestReplyHeadersAreBounded(t *testing.T) {
 		}
 		if _, _, closed := tp.Counts(); closed == 0 {
 			// The connection is closed when the wait is given up.
-			waitFor(t, "the silent connection to be closed", 10*time.Second, func() bool {
+			lonelypsdtest.WaitFor(t, "the silent connection to be closed", 10*time.Second, func() bool {
 				_, _, closed := tp.Counts()
 				return closed == 1
 			})
@@ -151,24 +151,6 @@ func TestReplyHeadersAreBounded(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestPolicyRefusesAtConnect: a subscription whose host name resolves to
@@ -201,7 +183,7 @@ func TestPolicyRefusesAtConnect(t *testing.T) {
 	row := fsm.Subscription{Kind: fsm.Exact, URL: internal, Key: "t"}
 	table := newTable(hostile, row)
 	store := openStore(t, tinyPolicy)
-	var logs syncBuffer
+	var logs lonelypsdtest.SyncBuffer
 	f := New(Config{Policy: pol}, table, nil, auth.NonePair(), store, slog.New(slog.NewTextHandler(&logs, nil)))
 	t.Cleanup(f.CloseIdleConnections)
 
@@ -251,7 +233,7 @@ func TestHostLimiterForgetsIdleHosts(t *testing.T) {
 		_, err := l.acquire(ctx, "a:80")
 		waited <- err
 	}()
-	waitFor(t, "a waiter", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "a waiter", 5*time.Second, func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.hosts["a:80"].refs == 2
@@ -286,18 +268,5 @@ func TestHostKey(t *testing.T) {
 		if got := hostKey(u); got != want {
 			t.Errorf("hostKey(%s) = %q, want %q", raw, got, want)
 		}
-	}
-}
-
-// waitFor polls cond until it holds or d passes: used for states of other
-// goroutines (parked on a semaphore) that signal nothing.
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

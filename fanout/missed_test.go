@@ -159,13 +159,19 @@ func TestMissedStoreDueReturnsEarliestFirstUpToLimit(t *testing.T) {
 
 func TestMissedStoreFinish(t *testing.T) {
 	sub := fsm.Subscription{Kind: fsm.Glob, URL: "http://sub/v1/receive", Key: "a/*", Recovery: "http://sub/v1/recover"}
-	t.Run("success drops the record", func(t *testing.T) {
+	// recorded is a store holding a failure of sub on a/1 with its clock
+	// at the record's first due time, and the record as Due reads it.
+	recorded := func(t *testing.T) (*MissedStore, *fakeClock, MissedRecord) {
+		t.Helper()
 		s, clk := openClockedStore(t, fixedPolicy)
 		if err := s.Record(sub, []byte("a/1")); err != nil {
 			t.Fatal(err)
 		}
 		clk.advance(2 * time.Second)
-		rec := dueRecords(t, s, 1)[0]
+		return s, clk, dueRecords(t, s, 1)[0]
+	}
+	t.Run("success drops the record", func(t *testing.T) {
+		s, clk, rec := recorded(t)
 		dropped, err := s.finish(rec, true)
 		if err != nil || dropped {
 			t.Fatalf("finish(ok) = %v, %v; want false, nil", dropped, err)
@@ -179,12 +185,7 @@ func TestMissedStoreFinish(t *testing.T) {
 		}
 	})
 	t.Run("failure reschedules with attempts+1", func(t *testing.T) {
-		s, clk := openClockedStore(t, fixedPolicy)
-		if err := s.Record(sub, []byte("a/1")); err != nil {
-			t.Fatal(err)
-		}
-		clk.advance(2 * time.Second)
-		rec := dueRecords(t, s, 1)[0]
+		s, clk, rec := recorded(t)
 		clk.advance(500 * time.Millisecond) // the attempt took a while
 		dropped, err := s.finish(rec, false)
 		if err != nil || dropped {
@@ -240,12 +241,7 @@ func TestMissedStoreFinish(t *testing.T) {
 		}
 	})
 	t.Run("a record replaced since it was read is left alone", func(t *testing.T) {
-		s, clk := openClockedStore(t, fixedPolicy)
-		if err := s.Record(sub, []byte("a/1")); err != nil {
-			t.Fatal(err)
-		}
-		clk.advance(2 * time.Second)
-		old := dueRecords(t, s, 1)[0]
+		s, clk, old := recorded(t)
 		clk.advance(time.Second)
 		if err := s.Record(sub, []byte("a/2")); err != nil {
 			t.Fatal(err)
@@ -261,12 +257,7 @@ func TestMissedStoreFinish(t *testing.T) {
 		}
 	})
 	t.Run("a record already gone is a no-op", func(t *testing.T) {
-		s, clk := openClockedStore(t, fixedPolicy)
-		if err := s.Record(sub, []byte("a/1")); err != nil {
-			t.Fatal(err)
-		}
-		clk.advance(2 * time.Second)
-		rec := dueRecords(t, s, 1)[0]
+		s, _, rec := recorded(t)
 		if _, err := s.finish(rec, true); err != nil {
 			t.Fatal(err)
 		}

@@ -33,6 +33,18 @@ func failingSubscriber(pair auth.Pair) *client.Subscriber {
 	return s
 }
 
+// recordedFanout is a fan-out over table with a clocked MISSED store that
+// holds a failed delivery to s on topic: where a sweep starts from.
+func recordedFanout(t *testing.T, cfg Config, table Table, rem Remover, s fsm.Subscription, topic string) (*Fanout, *MissedStore, *fakeClock) {
+	t.Helper()
+	store, clk := openClockedStore(t, fixedPolicy)
+	f := newFanout(t, cfg, table, rem, auth.NonePair(), store)
+	if err := store.Record(s, []byte(topic)); err != nil {
+		t.Fatal(err)
+	}
+	return f, store, clk
+}
+
 // countingHandler counts the requests that reach h.
 type countingHandler struct {
 	h    http.Handler
@@ -127,11 +139,7 @@ func TestSweepSendsMissedRequestExactly(t *testing.T) {
 		_, _ = w.Write(reply)
 	}))
 	s := fsm.Subscription{Kind: fsm.Glob, URL: "http://127.0.0.1:1/v1/receive", Key: "a*", Recovery: srv.URL + "/missed?x=1"}
-	store, clk := openClockedStore(t, fixedPolicy)
-	f := newFanout(t, Config{}, newTable(s), nil, auth.NonePair(), store)
-	if err := store.Record(s, []byte("abc")); err != nil {
-		t.Fatal(err)
-	}
+	f, store, clk := recordedFanout(t, Config{}, newTable(s), nil, s, "abc")
 	clk.advance(time.Hour)
 	f.NewSweeper(time.Hour).Sweep(context.Background())
 
@@ -251,11 +259,7 @@ func TestSweepDropsRecordWithoutPostingWhenSubscriptionChanged(t *testing.T) {
 			srv := serve(t, counter)
 			s := fsm.Subscription{Kind: fsm.Glob, URL: srv.URL + "/v1/receive", Key: "g*", Recovery: srv.URL + "/v1/recover"}
 			table := newTable(s)
-			store, clk := openClockedStore(t, fixedPolicy)
-			f := newFanout(t, Config{}, table, nil, auth.NonePair(), store)
-			if err := store.Record(s, []byte("gone")); err != nil {
-				t.Fatal(err)
-			}
+			f, store, clk := recordedFanout(t, Config{}, table, nil, s, "gone")
 			tc.change(table, s)
 			clk.advance(time.Hour)
 			f.NewSweeper(time.Hour).Sweep(context.Background())
@@ -273,11 +277,7 @@ func TestSweepWaitsForDueTime(t *testing.T) {
 	sub := client.NewSubscriber()
 	srv := serve(t, sub)
 	s := fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive", Key: "t", Recovery: srv.URL + "/v1/recover"}
-	store, clk := openClockedStore(t, fixedPolicy)
-	f := newFanout(t, Config{}, newTable(s), nil, auth.NonePair(), store)
-	if err := store.Record(s, []byte("t")); err != nil {
-		t.Fatal(err)
-	}
+	f, _, clk := recordedFanout(t, Config{}, newTable(s), nil, s, "t")
 	sw := f.NewSweeper(time.Hour)
 	clk.advance(2*time.Second - time.Millisecond)
 	sw.Sweep(context.Background())
@@ -297,11 +297,7 @@ func TestSweepGivesUpAfterMaxRetriesAndKeepsSubscription(t *testing.T) {
 	s := fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive", Key: "t", Recovery: srv.URL + "/v1/recover"}
 	table := newTable(s)
 	rem := &recordingRemover{}
-	store, clk := openClockedStore(t, fixedPolicy)
-	f := newFanout(t, Config{}, table, rem, auth.NonePair(), store)
-	if err := store.Record(s, []byte("t")); err != nil {
-		t.Fatal(err)
-	}
+	f, store, clk := recordedFanout(t, Config{}, table, rem, s, "t")
 	sw := f.NewSweeper(time.Hour)
 	for i := 0; i < 10 && len(pendingRecords(t, store)) > 0; i++ {
 		clk.advance(time.Hour)
@@ -390,11 +386,7 @@ func TestSweepStopsWhenContextIsCanceled(t *testing.T) {
 	counter := &countingHandler{h: client.NewSubscriber()}
 	srv := serve(t, counter)
 	s := fsm.Subscription{Kind: fsm.Exact, URL: srv.URL + "/v1/receive", Key: "t", Recovery: srv.URL + "/v1/recover"}
-	store, clk := openClockedStore(t, fixedPolicy)
-	f := newFanout(t, Config{}, newTable(s), nil, auth.NonePair(), store)
-	if err := store.Record(s, []byte("t")); err != nil {
-		t.Fatal(err)
-	}
+	f, store, clk := recordedFanout(t, Config{}, newTable(s), nil, s, "t")
 	clk.advance(time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -449,11 +441,7 @@ func TestSweepTimesOutOnSilentRecoveryEndpoint(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	s := fsm.Subscription{Kind: fsm.Exact, URL: "http://127.0.0.1:1/v1/receive", Key: "t", Recovery: srv.URL + "/v1/recover"}
-	store, clk := openClockedStore(t, fixedPolicy)
-	f := newFanout(t, Config{Timeout: 200 * time.Millisecond}, newTable(s), nil, auth.NonePair(), store)
-	if err := store.Record(s, []byte("t")); err != nil {
-		t.Fatal(err)
-	}
+	f, store, clk := recordedFanout(t, Config{Timeout: 200 * time.Millisecond}, newTable(s), nil, s, "t")
 	clk.advance(time.Hour)
 	start := time.Now()
 	f.NewSweeper(time.Hour).Sweep(context.Background())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -13,17 +12,8 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // runNode runs a whole node in this process, so the race detector sees
 // the API, fan-out, Raft and table together under concurrent load.
@@ -39,8 +29,8 @@ func runNodeWith(t *testing.T, adjust func(*Config)) string {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	cfg := Config{
-		Cluster:  cluster.Config{NodeID: "n1", RaftAddr: freeAddr(t), DataDir: filepath.Join(t.TempDir(), "data"), Bootstrap: true},
-		HTTPAddr: freeAddr(t), MissedSweepInterval: 50 * time.Millisecond,
+		Cluster:  cluster.Config{NodeID: "n1", RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "data"), Bootstrap: true},
+		HTTPAddr: lonelypsdtest.FreeAddr(t), MissedSweepInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.DiscardHandler),
 		Ready:  func(addr string) { ready <- addr },
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // embedded is a node mounted under /pubsub in a plain net/http server
@@ -33,7 +34,7 @@ func startEmbedded(t *testing.T) *embedded {
 		t.Fatal(err)
 	}
 	cfg := Config{
-		Cluster:  cluster.Config{NodeID: "embedded", RaftAddr: freeAddr(t), DataDir: filepath.Join(t.TempDir(), "data"), Bootstrap: true},
+		Cluster:  cluster.Config{NodeID: "embedded", RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: filepath.Join(t.TempDir(), "data"), Bootstrap: true},
 		HTTPAddr: ln.Addr().String(), BasePath: "/pubsub",
 		MissedSweepInterval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 	}
@@ -47,20 +48,10 @@ func startEmbedded(t *testing.T) *embedded {
 	e := &embedded{cfg: cfg, b: b, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, base: "http://" + ln.Addr().String()}
 	go func() { _ = e.srv.Serve(ln) }()
 	t.Cleanup(func() { e.stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(e.base + "/pubsub/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("embedded node not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := lonelypsdtest.WaitReady(t.Context(), nil, e.base+"/pubsub", nil); err != nil {
+		t.Fatalf("embedded node: %v", err)
 	}
+	return e
 }
 
 func (e *embedded) stop(t *testing.T) {

@@ -2,7 +2,6 @@ package broadcaster
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/metrics/metricstest"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily { return metricstest.Scrape(t, url) }
@@ -101,17 +101,11 @@ func TestMetricsOnAPIPort(t *testing.T) {
 }
 
 func TestMetricsOwnListener(t *testing.T) {
-	maddr := freeAddr(t)
+	maddr := lonelypsdtest.FreeAddr(t)
 	base := runNodeWith(t, func(c *Config) { withBuild(c); c.MetricsAddr = maddr })
 	notifyOnce(t, base)
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("API port /metrics: %s, want 404", resp.Status)
+	if code, _ := lonelypsdtest.Get(t, base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("API port /metrics: %d, want 404", code)
 	}
 	checkFamilies(t, scrape(t, "http://"+maddr+"/metrics"))
 }

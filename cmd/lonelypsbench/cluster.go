@@ -15,6 +15,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // benchCluster is three lonelypsd processes started as deploy/local/cluster.sh
@@ -24,16 +25,18 @@ type benchCluster struct {
 	dir   string
 }
 
-func startCluster(ctx context.Context, bin string, extra ...string) (*benchCluster, error) {
+// startCluster starts the cluster and returns it with the index of its
+// leader once every node is ready.
+func startCluster(ctx context.Context, bin string, extra ...string) (*benchCluster, int, error) {
 	dir, err := os.MkdirTemp("", "lonelypsbench-cluster-")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var https []string
 	for range 3 {
-		a, err := freeAddr()
+		a, err := lonelypsdtest.PickAddr()
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		https = append(https, a)
 	}
@@ -42,18 +45,18 @@ func startCluster(ctx context.Context, bin string, extra ...string) (*benchClust
 	secret := make([]byte, 48)
 	if _, err := crand.Read(secret); err != nil {
 		c.stop()
-		return nil, err
+		return nil, 0, err
 	}
 	secretFile := filepath.Join(dir, "cluster-secret")
 	if err := os.WriteFile(secretFile, []byte(base64.URLEncoding.EncodeToString(secret)), 0o600); err != nil {
 		c.stop()
-		return nil, err
+		return nil, 0, err
 	}
 	for i := range 3 {
-		raftAddr, err := freeAddr()
+		raftAddr, err := lonelypsdtest.PickAddr()
 		if err != nil {
 			c.stop()
-			return nil, err
+			return nil, 0, err
 		}
 		args := []string{"serve", "--node-id", fmt.Sprintf("n%d", i+1),
 			"--http-addr", https[i], "--raft-addr", raftAddr, "--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
@@ -61,17 +64,22 @@ func startCluster(ctx context.Context, bin string, extra ...string) (*benchClust
 		s, err := launch(bin, "", https[i], append(args, extra...)...)
 		if err != nil {
 			c.stop()
-			return nil, err
+			return nil, 0, err
 		}
 		c.nodes = append(c.nodes, s)
 	}
 	for _, s := range c.nodes {
 		if err := s.waitReady(ctx); err != nil {
 			c.stop()
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return c, nil
+	li, err := c.leader(ctx)
+	if err != nil {
+		c.stop()
+		return nil, 0, err
+	}
+	return c, li, nil
 }
 
 func (c *benchCluster) stop() {
@@ -83,14 +91,7 @@ func (c *benchCluster) stop() {
 	_ = os.RemoveAll(c.dir)
 }
 
-func (s *server) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *server) alive() bool { return !lonelypsdtest.Ended(s.done) }
 
 func (c *benchCluster) leader(ctx context.Context) (int, error) {
 	cl := cluster.NewClient("")
@@ -126,15 +127,11 @@ func runCluster(ctx context.Context, o options) error {
 	if o.only != "" && strings.Contains("snapshot", o.only) {
 		return runSnapshotAtSize(ctx, o)
 	}
-	c, err := startCluster(ctx, o.server)
+	c, li, err := startCluster(ctx, o.server)
 	if err != nil {
 		return err
 	}
 	defer c.stop()
-	li, err := c.leader(ctx)
-	if err != nil {
-		return err
-	}
 	fi := (li + 1) % 3
 
 	fmt.Printf("| three-node cluster | subscribes/s | p50 | p99 |\n|---|---|---|---|\n")

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha512"
 	"errors"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 type options struct {
@@ -165,25 +165,16 @@ type server struct {
 	args []string
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 func startServer(ctx context.Context, bin string) (*server, error) {
 	dir, err := os.MkdirTemp("", "lonelypsbench-")
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := freeAddr()
+	httpAddr, err := lonelypsdtest.PickAddr()
 	if err != nil {
 		return nil, err
 	}
-	raftAddr, err := freeAddr()
+	raftAddr, err := lonelypsdtest.PickAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -201,15 +192,8 @@ func startServer(ctx context.Context, bin string) (*server, error) {
 
 // launch starts the binary; dir is removed when the server stops.
 func launch(bin, dir, httpAddr string, args ...string) (*server, error) {
-	cmd := exec.Command(bin, args...)
+	cmd := lonelypsdtest.Command(bin, args...)
 	cmd.Stderr = os.Stderr
-	// The server runs with its own defaults whatever this process was
-	// tuned with.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s (run `make build` first): %w", bin, err)
 	}
@@ -219,36 +203,11 @@ func launch(bin, dir, httpAddr string, args ...string) (*server, error) {
 }
 
 func (s *server) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(s.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		select {
-		case <-s.done:
-			return errors.New("lonelypsd exited during start-up")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return errors.New("lonelypsd not ready within 20s")
-		}
-	}
+	return lonelypsdtest.WaitReady(ctx, nil, s.base, s.done)
 }
 
 func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	lonelypsdtest.Terminate(s.cmd.Process, s.done)
 	if s.dir != "" {
 		_ = os.RemoveAll(s.dir)
 	}
@@ -263,29 +222,10 @@ func (s *server) rss() (rss, peak int64) {
 // status returns fields of /proc/PID/status given in kB, in bytes (0 when
 // absent).
 func (s *server) status(names ...string) []int64 {
-	out := make([]int64, len(names))
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		if i := slices.Index(names, fields[0]); i >= 0 {
-			kb, _ := strconv.ParseInt(fields[1], 10, 64)
-			out[i] = kb << 10
-		}
-	}
-	return out
+	return lonelypsdtest.ProcStatus(s.cmd.Process.Pid, names...)
 }
 
-func (s *server) resetPeak() {
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.cmd.Process.Pid), []byte("5"), 0)
-}
+func (s *server) resetPeak() { lonelypsdtest.ResetPeakRSS(s.cmd.Process.Pid) }
 
 // subscriberPool runs n confirming subscribers, each on its own listener.
 type subscriberPool struct {
@@ -497,35 +437,6 @@ func subscribeWorkload(ctx context.Context, c *client.Client, total, inFlight in
 	return float64(len(lat)) / elapsed.Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], nil
 }
 
-// patternReader yields n bytes of a repeated pseudo-random block.
-type patternReader struct {
-	block []byte
-	left  int64
-	off   int
-}
-
-func newPattern(n int64) *patternReader {
-	block := make([]byte, 1<<20)
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := range block {
-		block[i] = byte(r.Uint32())
-	}
-	return &patternReader{block: block, left: n}
-}
-
-func (p *patternReader) Read(b []byte) (int, error) {
-	if p.left == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(b)) > p.left {
-		b = b[:p.left]
-	}
-	n := copy(b, p.block[p.off:])
-	p.off = (p.off + n) % len(p.block)
-	p.left -= int64(n)
-	return n, nil
-}
-
 func largeWorkload(ctx context.Context, c *client.Client, srv *server, size int64, subscribers int) (time.Duration, int64, int64, error) {
 	pool, err := startSubscribers(subscribers)
 	if err != nil {
@@ -538,7 +449,7 @@ func largeWorkload(ctx context.Context, c *client.Client, srv *server, size int6
 		}
 	}
 	h := sha512.New()
-	if _, err := io.Copy(h, newPattern(size)); err != nil {
+	if _, err := io.Copy(h, lonelypsdtest.NewPattern(size)); err != nil {
 		return 0, 0, 0, err
 	}
 	var sum [64]byte
@@ -546,7 +457,7 @@ func largeWorkload(ctx context.Context, c *client.Client, srv *server, size int6
 	before, _ := srv.rss()
 	srv.resetPeak()
 	start := time.Now()
-	n, err := c.NotifyStream(ctx, []byte("large"), newPattern(size), uint64(size), sum)
+	n, err := c.NotifyStream(ctx, []byte("large"), lonelypsdtest.NewPattern(size), uint64(size), sum)
 	if err != nil {
 		return 0, 0, 0, err
 	}

@@ -24,15 +24,11 @@ var snapshotFlags = []string{"--raft-snapshot-threshold", "1024", "--raft-snapsh
 // waits for the leader's snapshot covering it, then wipes a follower and
 // times its catch-up from that snapshot.
 func runSnapshotAtSize(ctx context.Context, o options) error {
-	c, err := startCluster(ctx, o.server, snapshotFlags...)
+	c, li, err := startCluster(ctx, o.server, snapshotFlags...)
 	if err != nil {
 		return err
 	}
 	defer c.stop()
-	li, err := c.leader(ctx)
-	if err != nil {
-		return err
-	}
 	leader := c.nodes[li]
 	start := time.Now()
 	rows, err := loadTable(ctx, benchClient(leader.base), o.tableURLs)

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,22 +215,14 @@ func (s *server) restart(ctx context.Context) (stop, ready, cpu time.Duration, e
 	}
 }
 
-// cpu is the CPU time the server has used (user and system), from
-// /proc/PID/stat in clock ticks of 10 ms (Linux's USER_HZ).
+// cpu is the CPU time the server has used (user and system); 0 when
+// /proc cannot tell.
 func (s *server) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	ticks, err := s.cpuTicks()
 	if err != nil {
 		return 0
 	}
-	// Fields after the command name, which is in parentheses and may
-	// hold spaces: utime and stime are the 12th and 13th.
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
+	return time.Duration(ticks) * clockTick
 }
 
 func mib(v []int64) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // cli runs the binary and returns its stdout and stderr and exit code.
@@ -31,12 +32,10 @@ func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), 0
 }
 
-func addrOf(p *proc) string { return strings.TrimPrefix(p.HTTP, "http://") }
-
 // listRows runs `subs list --json` with extra flags against p.
-func listRows(t *testing.T, p *proc, extra ...string) []cluster.Row {
+func listRows(t *testing.T, p *lonelypsdtest.Proc, extra ...string) []cluster.Row {
 	t.Helper()
-	out, errs, code := cli(t, append([]string{"subs", "list", "--addr", addrOf(p), "--data-dir", p.DataDir, "--json"}, extra...)...)
+	out, errs, code := cli(t, append([]string{"subs", "list", "--addr", p.Addr(), "--data-dir", p.DataDir, "--json"}, extra...)...)
 	if code != 0 {
 		t.Fatalf("subs list exited %d: %s", code, errs)
 	}
@@ -49,14 +48,12 @@ func listRows(t *testing.T, p *proc, extra ...string) []cluster.Row {
 
 // deadURL is a loopback URL nothing listens on.
 func deadURL(t *testing.T) string {
-	return fmt.Sprintf("http://127.0.0.1:%d/v1/receive", freePort(t))
+	return fmt.Sprintf("http://127.0.0.1:%d/v1/receive", lonelypsdtest.FreePort(t))
 }
 
 func TestSubsListShowsHealthAndRemoves(t *testing.T) {
-	n := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := n.Client()
-	live := startSubscriber(t, client.NewSubscriber())
+	n, ctx, c := startNodeClient(t, t.TempDir())
+	live := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	dead := deadURL(t) + "?tenant=1&shard=2"
 	for _, err := range []error{
 		c.SubscribeExact(ctx, live.Receive, []byte("a"), live.Recover),
@@ -90,11 +87,11 @@ func TestSubsListShowsHealthAndRemoves(t *testing.T) {
 		t.Fatalf("live row %+v", liveRows)
 	}
 	// JSON shows URLs as they are, not HTML-escaped.
-	if out, _, _ := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", n.DataDir, "--json"); !strings.Contains(out, "&shard=2") {
+	if out, _, _ := cli(t, "subs", "list", "--addr", n.Addr(), "--data-dir", n.DataDir, "--json"); !strings.Contains(out, "&shard=2") {
 		t.Fatalf("--json escapes the URL:\n%s", out)
 	}
 	// The readable table names the columns and the rows.
-	out, _, code := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", n.DataDir, "--glob", "g/*")
+	out, _, code := cli(t, "subs", "list", "--addr", n.Addr(), "--data-dir", n.DataDir, "--glob", "g/*")
 	if code != 0 || !strings.Contains(out, "LAST SUCCESS") || !strings.Contains(out, live.Receive) || strings.Contains(out, dead) {
 		t.Fatalf("table (exit %d):\n%s", code, out)
 	}
@@ -113,7 +110,7 @@ func TestSubsListShowsHealthAndRemoves(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, errs, code := cli(t, append([]string{"subs", "remove", "--addr", addrOf(n), "--data-dir", n.DataDir}, tt.args...)...)
+			out, errs, code := cli(t, append([]string{"subs", "remove", "--addr", n.Addr(), "--data-dir", n.DataDir}, tt.args...)...)
 			if code != tt.code || !strings.Contains(out, tt.out) {
 				t.Fatalf("exit %d, out %q, err %q; want exit %d and %q", code, out, errs, tt.code, tt.out)
 			}
@@ -123,17 +120,15 @@ func TestSubsListShowsHealthAndRemoves(t *testing.T) {
 		})
 	}
 	// Without the secret the operator endpoints refuse.
-	_, errs, code := cli(t, "subs", "list", "--addr", addrOf(n), "--data-dir", t.TempDir())
+	_, errs, code := cli(t, "subs", "list", "--addr", n.Addr(), "--data-dir", t.TempDir())
 	if code == 0 || !strings.Contains(errs, "cluster secret") {
 		t.Fatalf("without a secret: exit %d, %q", code, errs)
 	}
 }
 
 func TestDeadSubscriberIsPruned(t *testing.T) {
-	n := startNode(t, t.TempDir(), "--prune-unhealthy-after", "2s")
-	ctx := ctxT(t)
-	c := n.Client()
-	live := startSubscriber(t, client.NewSubscriber())
+	n, ctx, c := startNodeClient(t, t.TempDir(), "--prune-unhealthy-after", "2s")
+	live := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	dead := deadURL(t)
 	for _, err := range []error{
 		c.SubscribeExact(ctx, live.Receive, []byte("a"), ""),
@@ -146,11 +141,11 @@ func TestDeadSubscriberIsPruned(t *testing.T) {
 	}
 	// Notify until the dead URL's rows are gone: every delivery to it
 	// fails, and after 2 s of nothing but failures it is pruned.
-	waitFor(t, "the dead subscriber to be pruned", 30*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the dead subscriber to be pruned", 30*time.Second, func() bool {
 		if _, err := c.Notify(ctx, []byte("a"), []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // paces the notifies, whose failures are the scenario
 		return len(listRows(t, n, "--url", dead)) == 0
 	})
 	if rows := listRows(t, n); len(rows) != 1 || rows[0].URL != live.Receive {
@@ -186,7 +181,7 @@ func TestSnapshotSaveAndRestoreOnAFreshNode(t *testing.T) {
 		}
 	}
 	file := filepath.Join(t.TempDir(), "table.backup")
-	out, errs, code := cli(t, "snapshot", "save", "--addr", addrOf(src), "--data-dir", src.DataDir, "--out", file)
+	out, errs, code := cli(t, "snapshot", "save", "--addr", src.Addr(), "--data-dir", src.DataDir, "--out", file)
 	if code != 0 || !strings.Contains(out, "saved 4 exact and 2 glob") {
 		t.Fatalf("save: exit %d, %q %q", code, out, errs)
 	}
@@ -217,7 +212,7 @@ func TestSnapshotSaveAndRestoreOnAFreshNode(t *testing.T) {
 			if err := os.WriteFile(f, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, errs, code := cli(t, "snapshot", "restore", "--addr", addrOf(dst), "--data-dir", dst.DataDir, "--in", f)
+			_, errs, code := cli(t, "snapshot", "restore", "--addr", dst.Addr(), "--data-dir", dst.DataDir, "--in", f)
 			if code == 0 || !strings.Contains(errs, tt.want) {
 				t.Fatalf("exit %d, %q; want a refusal naming %q", code, errs, tt.want)
 			}
@@ -227,7 +222,7 @@ func TestSnapshotSaveAndRestoreOnAFreshNode(t *testing.T) {
 		})
 	}
 
-	out, errs, code = cli(t, "snapshot", "restore", "--addr", addrOf(dst), "--data-dir", dst.DataDir, "--in", file)
+	out, errs, code = cli(t, "snapshot", "restore", "--addr", dst.Addr(), "--data-dir", dst.DataDir, "--in", file)
 	if code != 0 || !strings.Contains(out, "restored 4 exact and 2 glob") {
 		t.Fatalf("restore: exit %d, %q %q", code, out, errs)
 	}
@@ -295,10 +290,10 @@ func TestOperatorCommandsOverHTTPS(t *testing.T) {
 
 func TestAccessLog(t *testing.T) {
 	n := startNode(t, t.TempDir(), "--access-log")
-	if code := getStatus(t, n.HTTP+"/healthz?secret=not-logged"); code != http.StatusOK {
+	if code, _ := lonelypsdtest.Get(t, n.HTTP+"/healthz?secret=not-logged"); code != http.StatusOK {
 		t.Fatalf("healthz: %d", code)
 	}
-	waitFor(t, "the access log line", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the access log line", 5*time.Second, func() bool {
 		return strings.Contains(n.Logs(), "path=/healthz status=200")
 	})
 	if strings.Contains(n.Logs(), "not-logged") {

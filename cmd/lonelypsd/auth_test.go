@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha512"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // setupSecrets runs `lonelypsd setup` and returns the broadcaster's file
@@ -45,6 +44,19 @@ func pairOf(t *testing.T, s auth.Secrets) auth.Pair {
 	return p
 }
 
+// startAuthNode starts a node with the secrets `lonelypsd setup` writes
+// for the schemes toB (to the broadcaster) and toS (to subscribers), a
+// client that signs with them and a subscriber that verifies with them.
+func startAuthNode(t *testing.T, toB, toS string) (*lonelypsdtest.Proc, context.Context, *client.Client, *lonelypsdtest.Subscriber, auth.Secrets) {
+	t.Helper()
+	file, secrets := setupSecrets(t, toB, toS)
+	node, ctx, c := startNodeClient(t, t.TempDir(), "--secrets", file)
+	c.Auth = pairOf(t, secrets)
+	sub := client.NewSubscriber()
+	sub.Auth = pairOf(t, secrets)
+	return node, ctx, c, lonelypsdtest.StartSubscriber(t, sub), secrets
+}
+
 // TestAuthAllNineCombinations: subscribe, notify, deliver and confirm with
 // every scheme in each direction; the subscriber verifies the
 // broadcaster's RECEIVE with the to-subscriber secret and signs its
@@ -54,14 +66,7 @@ func TestAuthAllNineCombinations(t *testing.T) {
 	for _, toB := range schemes {
 		for _, toS := range schemes {
 			t.Run(toB+"-to-broadcaster/"+toS+"-to-subscriber", func(t *testing.T) {
-				file, secrets := setupSecrets(t, toB, toS)
-				node := startNode(t, t.TempDir(), "--secrets", file)
-				ctx := ctxT(t)
-				c := node.Client()
-				c.Auth = pairOf(t, secrets)
-				sub := client.NewSubscriber()
-				sub.Auth = pairOf(t, secrets)
-				s := startSubscriber(t, sub)
+				_, ctx, c, s, _ := startAuthNode(t, toB, toS)
 				if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
 					t.Fatal(err)
 				}
@@ -75,7 +80,7 @@ func TestAuthAllNineCombinations(t *testing.T) {
 				if n, err := c.Notify(ctx, []byte("g/1"), []byte("x")); err != nil || n != 1 {
 					t.Fatalf("glob notify: %d, %v", n, err)
 				}
-				r := sub.Received()
+				r := s.Received()
 				if len(r) != 2 || string(r[0].Message) != "secret message" {
 					t.Fatalf("received %+v", r)
 				}
@@ -101,24 +106,6 @@ func TestAuthAllNineCombinations(t *testing.T) {
 	}
 }
 
-// rawPost sends body with the given Authorization header.
-func rawPost(t *testing.T, url, authz string, body []byte) int {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if authz != "" {
-		req.Header.Set("Authorization", authz)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func hmacScheme(t *testing.T, secret string, opts ...auth.HMACOption) auth.Scheme {
 	t.Helper()
 	key, err := auth.DecodeHMACSecret(secret)
@@ -136,14 +123,7 @@ func hmacScheme(t *testing.T, secret string, opts ...auth.HMACOption) auth.Schem
 // tampered authorizations get 401 or 403, and nothing is applied or
 // delivered.
 func TestAuthRefusalsChangeNothing(t *testing.T) {
-	file, secrets := setupSecrets(t, "hmac", "hmac")
-	node := startNode(t, t.TempDir(), "--secrets", file)
-	ctx := ctxT(t)
-	good := node.Client()
-	good.Auth = pairOf(t, secrets)
-	sub := client.NewSubscriber()
-	sub.Auth = pairOf(t, secrets)
-	s := startSubscriber(t, sub)
+	node, ctx, good, s, secrets := startAuthNode(t, "hmac", "hmac")
 	if err := good.SubscribeExact(ctx, s.Receive, []byte("t"), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -180,10 +160,10 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 	}
 
 	replayed := sign(right, "x")
-	if code := rawPost(t, node.HTTP+"/v1/subscribe/exact", replayed, subBody("x")); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", replayed, subBody("x")); code != 200 {
 		t.Fatalf("first use of a valid header: %d", code)
 	}
-	if code := rawPost(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "x"), subBody("x")[:len(subBody("x"))-2]); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "x"), subBody("x")[:len(subBody("x"))-2]); code != 200 {
 		t.Fatalf("unsubscribe: %d", code)
 	}
 	before2, _ := good.CheckSubscriptions(ctx, s.Receive)
@@ -191,10 +171,10 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 		t.Fatal("setup changed the subscriptions")
 	}
 	notifyReplayed := signNotify(right, "t")
-	if code := rawPost(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 200 {
 		t.Fatalf("first notify: %d", code)
 	}
-	delivered := len(sub.Received())
+	delivered := len(s.Received())
 
 	tests := []struct {
 		name  string
@@ -216,7 +196,7 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if code := rawPost(t, node.HTTP+tc.path, tc.authz, tc.body); code != tc.want {
+			if code, _ := lonelypsdtest.Post(t, node.HTTP+tc.path, tc.authz, tc.body); code != tc.want {
 				t.Fatalf("status %d, want %d", code, tc.want)
 			}
 		})
@@ -224,26 +204,26 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 	if after, _ := good.CheckSubscriptions(ctx, s.Receive); after != before {
 		t.Fatal("a refused request changed the subscriptions")
 	}
-	if got := len(sub.Received()); got != delivered {
+	if got := len(s.Received()); got != delivered {
 		t.Fatalf("refused notifies delivered %d messages", got-delivered)
 	}
 
 	// A subscribe replayed after a restart is still refused: the code is
 	// in the Raft log, not in memory.
 	fresh := sign(right, "after-restart")
-	if code := rawPost(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 200 {
 		t.Fatalf("subscribe: %d", code)
 	}
-	if code := rawPost(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "after-restart"), subBody("after-restart")[:len(subBody("after-restart"))-2]); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "after-restart"), subBody("after-restart")[:len(subBody("after-restart"))-2]); code != 200 {
 		t.Fatalf("unsubscribe: %d", code)
 	}
 	node.Restart()
-	if code := rawPost(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 403 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 403 {
 		t.Fatalf("subscribe replayed after a restart: %d, want 403", code)
 	}
 	// And a notify replayed after a clean restart: the node-local store is
 	// durable.
-	if code := rawPost(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 403 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 403 {
 		t.Fatalf("notify replayed after a restart: %d, want 403", code)
 	}
 	if after, _ := good.CheckSubscriptions(ctx, s.Receive); after != before {
@@ -264,15 +244,8 @@ func TestMissingOrMalformedSecretsStopStartUp(t *testing.T) {
 		"malformed": {bad, `\"to-broadcaster\": invalid hmac secret`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--data-dir", t.TempDir(), "--secrets", tc.file).CombinedOutput()
-			if err == nil {
-				t.Fatal("started with a bad secrets file")
-			}
-			if !bytes.Contains(out, []byte(tc.want)) || !bytes.Contains(out, []byte(tc.file)) {
+			out := refusedStart(t, "dev", "--secrets", tc.file)
+			if !strings.Contains(out, tc.want) || !strings.Contains(out, tc.file) {
 				t.Fatalf("output does not say what is wrong:\n%s", out)
 			}
 		})

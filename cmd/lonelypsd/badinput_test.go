@@ -12,6 +12,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func notifyBody(t testing.TB, topic, msg []byte, claimed [64]byte, length uint64) []byte {
@@ -24,10 +25,8 @@ func notifyBody(t testing.TB, topic, msg []byte, claimed [64]byte, length uint64
 }
 
 func TestBadInputIsRefusedAndNodeStaysUp(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	s := startSubscriber(t, client.NewSubscriber())
+	node, ctx, c := startNodeClient(t, t.TempDir())
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +107,8 @@ func TestBadInputIsRefusedAndNodeStaysUp(t *testing.T) {
 // garbage, one that closes the connection. Each is a failed delivery;
 // the healthy subscriber is counted and the node stays up.
 func TestMisbehavingSubscribers(t *testing.T) {
-	node := startNode(t, t.TempDir(), "--delivery-timeout", "500ms")
-	ctx := ctxT(t)
-	c := node.Client()
-	good := startSubscriber(t, client.NewSubscriber())
+	node, ctx, c := startNodeClient(t, t.TempDir(), "--delivery-timeout", "500ms")
+	good := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 
 	hang := make(chan struct{})
 	t.Cleanup(func() { close(hang) })
@@ -153,7 +150,7 @@ func TestMisbehavingSubscribers(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("notify took %s: the silent subscriber was not cut off", d)
 	}
-	if resp, err := http.Get(node.HTTP + "/healthz"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("node unhealthy after bad subscribers: %v", err)
+	if code, _ := lonelypsdtest.Get(t, node.HTTP+"/healthz"); code != http.StatusOK {
+		t.Fatalf("node unhealthy after bad subscribers: %d", code)
 	}
 }

@@ -13,13 +13,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // cliProc is a client command (listen) running in the background.
 type cliProc struct {
 	cmd    *exec.Cmd
-	out    syncBuffer
-	errOut syncBuffer
+	out    lonelypsdtest.SyncBuffer
+	errOut lonelypsdtest.SyncBuffer
 	done   chan struct{}
 }
 
@@ -79,7 +81,7 @@ func (p *cliProc) stop(t *testing.T) int64 {
 // waitOutput waits until the listener's stdout holds want.
 func (p *cliProc) waitOutput(t *testing.T, want string, d time.Duration) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("listen to print %q (printed %q)", want, p.out.String()), d, func() bool {
+	lonelypsdtest.WaitFor(t, fmt.Sprintf("listen to print %q (printed %q)", want, p.out.String()), d, func() bool {
 		return strings.Contains(p.out.String(), want)
 	})
 }
@@ -111,13 +113,13 @@ func TestNotifyStreamsStdinWithFlatMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &lonelypsdtest.SyncBuffer{}, &lonelypsdtest.SyncBuffer{}
 	notify.Stdout, notify.Stderr = out, errOut
 	if err := notify.Start(); err != nil {
 		t.Fatal(err)
 	}
 	h := sha512.New()
-	if _, err := io.Copy(io.MultiWriter(stdin, h), newPattern(size)); err != nil {
+	if _, err := io.Copy(io.MultiWriter(stdin, h), lonelypsdtest.NewPattern(size)); err != nil {
 		t.Fatalf("feeding notify: %v (%s)", err, errOut.String())
 	}
 	_ = stdin.Close()
@@ -228,7 +230,7 @@ func TestListenWebsocketAcrossARestart(t *testing.T) {
 	}
 	listen.waitOutput(t, "t\t\"before\"", 10*time.Second)
 	node.Restart()
-	waitFor(t, "listen to reconnect: "+listen.errOut.String(), 30*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "listen to reconnect: "+listen.errOut.String(), 30*time.Second, func() bool {
 		return strings.Contains(listen.errOut.String(), "reconnected to")
 	})
 	if n, err := c.Notify(ctx, []byte("g/1"), []byte("after")); err != nil || n != 1 {
@@ -242,7 +244,7 @@ func TestListenWebsocketAcrossARestart(t *testing.T) {
 	listen.waitOutput(t, fmt.Sprintf("t\t4 bytes\tsha512:%x", sha512.Sum512(bin)), 10*time.Second)
 	// Past --print-max a message arrives through a temporary file.
 	big := make([]byte, 1<<20)
-	if _, err := io.ReadFull(newPattern(int64(len(big))), big); err != nil {
+	if _, err := io.ReadFull(lonelypsdtest.NewPattern(int64(len(big))), big); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := c.Notify(ctx, []byte("t"), big); err != nil || n != 1 {

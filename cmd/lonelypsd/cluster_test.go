@@ -20,13 +20,14 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // testCluster is N real lonelypsd processes forming one cluster with the
 // same command line each, as deploy/local/cluster.sh starts them.
 type testCluster struct {
 	t       *testing.T
-	nodes   []*proc
+	nodes   []*lonelypsdtest.Proc
 	secret  string
 	secrets string
 }
@@ -46,7 +47,7 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	c := &testCluster{t: t, secret: s.Cluster, secrets: secretsPath}
 	var https, join []string
 	for range n {
-		port := freePort(t)
+		port := lonelypsdtest.FreePort(t)
 		https = append(https, fmt.Sprintf("127.0.0.1:%d", port))
 		// Names, not addresses: discovery resolves them (localhost may
 		// also give ::1, where nobody listens).
@@ -56,67 +57,68 @@ func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 		if t.Failed() {
 			for _, p := range c.nodes {
 				if p != nil {
-					t.Logf("log of %s:\n%s", p.args[2], p.Logs())
+					t.Logf("log of %s:\n%s", p.Args[2], p.Logs())
 				}
 			}
 		}
 	})
 	var wg sync.WaitGroup
-	c.nodes = make([]*proc, n)
+	c.nodes = make([]*lonelypsdtest.Proc, n)
 	for i := range n {
 		args := []string{"serve", "--node-id", fmt.Sprintf("n%d", i+1),
-			"--http-addr", https[i], "--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--http-addr", https[i], "--raft-addr", fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t)),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			"--join", strings.Join(join, ","), "--bootstrap-expect", fmt.Sprint(n),
 			"--secrets", secretsPath, "--missed-sweep-interval", "100ms"}
 		args = append(args, extra...)
-		p := &proc{t: t, HTTP: "http://" + https[i], DataDir: args[8], args: args, done: make(chan struct{})}
+		p := lonelypsdtest.NewProc(t, binPath, "http://"+https[i], args[8], args)
 		c.nodes[i] = p
-		t.Cleanup(p.Stop)
 		wg.Add(1)
 		// Started together: each waits for the others to form the cluster.
 		go func() {
 			defer wg.Done()
-			p.startNoWait()
+			if err := p.Launch(); err != nil {
+				t.Error(err)
+			}
 		}()
 	}
 	wg.Wait()
 	for _, p := range c.nodes {
-		p.waitReady()
+		p.WaitReady()
 	}
 	return c
 }
 
-func (c *testCluster) status(p *proc) (cluster.Status, error) {
+func (c *testCluster) status(p *lonelypsdtest.Proc) (cluster.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return cluster.NewClient(c.secret).Status(ctx, strings.TrimPrefix(p.HTTP, "http://"))
+	return cluster.NewClient(c.secret).Status(ctx, p.Addr())
 }
 
 // leader returns the node that is leader according to a live node.
-func (c *testCluster) leader() (int, *proc) {
+func (c *testCluster) leader() (int, *lonelypsdtest.Proc) {
 	c.t.Helper()
-	for range 500 {
+	li := -1
+	lonelypsdtest.WaitFor(c.t, "a leader", 5*time.Second, func() bool {
 		for i, p := range c.nodes {
-			if !p.alive() {
+			if !p.Alive() {
 				continue
 			}
-			st, err := c.status(p)
-			if err == nil && st.State == "Leader" {
-				return i, p
+			if st, err := c.status(p); err == nil && st.State == "Leader" {
+				li = i
+				return true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.t.Fatal("no leader within 5s")
-	return 0, nil
+		return false
+	})
+	return li, c.nodes[li]
 }
 
-func (c *testCluster) followers() []*proc {
+func (c *testCluster) followers() []*lonelypsdtest.Proc {
 	li, _ := c.leader()
-	var out []*proc
+	var out []*lonelypsdtest.Proc
 	for i, p := range c.nodes {
-		if i != li && p.alive() {
+		if i != li && p.Alive() {
 			out = append(out, p)
 		}
 	}
@@ -124,11 +126,11 @@ func (c *testCluster) followers() []*proc {
 }
 
 // topics lists, from node p's replica, the exact topics of url.
-func (c *testCluster) topics(p *proc, url string) []string {
+func (c *testCluster) topics(p *lonelypsdtest.Proc, url string) []string {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	subs, err := cluster.NewClient(c.secret).Subscriptions(ctx, strings.TrimPrefix(p.HTTP, "http://"), url)
+	subs, err := cluster.NewClient(c.secret).Subscriptions(ctx, p.Addr(), url)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -140,39 +142,17 @@ func (c *testCluster) topics(p *proc, url string) []string {
 	return out
 }
 
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// startNoWait starts the process from any goroutine (a failure is
-// reported, not fatal) without waiting for it to serve.
-func (p *proc) startNoWait() {
-	if err := p.launch(); err != nil {
-		p.t.Error(err)
-	}
-}
-
-func (p *proc) kill9() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
 func TestClusterForwardsWritesAndDeliversFromAnyNode(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := ctxT(t)
 	f := c.followers()
-	s := startSubscriber(t, client.NewSubscriber())
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 
 	// Subscribe at one follower, notify at the other.
 	if err := f[0].Client().SubscribeExact(ctx, s.Receive, []byte("a"), s.Recover); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "replication to the other follower", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "replication to the other follower", 5*time.Second, func() bool {
 		return len(c.topics(f[1], s.Receive)) == 1
 	})
 	if n, err := f[1].Client().Notify(ctx, []byte("a"), []byte("hello")); err != nil || n != 1 {
@@ -194,7 +174,7 @@ func TestClusterForwardsWritesAndDeliversFromAnyNode(t *testing.T) {
 		t.Fatalf("duplicate at a follower: %v", err)
 	}
 	var etags [][64]byte
-	waitFor(t, "equal etags on every node", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "equal etags on every node", 5*time.Second, func() bool {
 		etags = etags[:0]
 		for _, p := range c.nodes {
 			e, err := p.Client().CheckSubscriptions(ctx, s.Receive)
@@ -207,9 +187,8 @@ func TestClusterForwardsWritesAndDeliversFromAnyNode(t *testing.T) {
 	})
 	// An UNSUBSCRIBE_IMMEDIATE seen by a follower's delivery removes the
 	// subscription cluster-wide.
-	bye := client.NewSubscriber()
-	bye.Decide = func(client.Received) client.Reply { return client.Unsubscribe }
-	b := startSubscriber(t, bye)
+	bye := lonelypsdtest.Replying(client.Unsubscribe)
+	b := lonelypsdtest.StartSubscriber(t, bye)
 	if err := f[0].Client().SubscribeGlob(ctx, b.Receive, "bye/*", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +197,7 @@ func TestClusterForwardsWritesAndDeliversFromAnyNode(t *testing.T) {
 	}
 	empty := wire.Etag(b.Receive, nil, nil)
 	for _, p := range c.nodes {
-		waitFor(t, "removal on every node", 5*time.Second, func() bool {
+		lonelypsdtest.WaitFor(t, "removal on every node", 5*time.Second, func() bool {
 			e, err := p.Client().CheckSubscriptions(ctx, b.Receive)
 			return err == nil && e == empty
 		})
@@ -267,9 +246,9 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 		defer mu.Unlock()
 		return len(acked)
 	}
-	waitFor(t, "subscribes acknowledged before the kill", 20*time.Second, func() bool { return ackedCount() >= 40 })
+	lonelypsdtest.WaitFor(t, "subscribes acknowledged before the kill", 20*time.Second, func() bool { return ackedCount() >= 40 })
 	killed := time.Now()
-	leader.kill9()
+	leader.Kill()
 	// Writes resume at a new leader, within a bounded time.
 	var failover time.Duration
 	survivor := c.nodes[(li+1)%3]
@@ -286,7 +265,7 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 	}
 	t.Logf("leader killed to first successful write: %s", failover)
 	before := ackedCount()
-	waitFor(t, "subscribes acknowledged by the new leader", 20*time.Second, func() bool { return ackedCount() >= before+20 })
+	lonelypsdtest.WaitFor(t, "subscribes acknowledged by the new leader", 20*time.Second, func() bool { return ackedCount() >= before+20 })
 	close(stopAt)
 	wg.Wait()
 
@@ -296,10 +275,10 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 		t.Fatalf("only %d subscribes acknowledged; the test did not exercise much", len(acked))
 	}
 	for _, p := range c.nodes {
-		if !p.alive() {
+		if !p.Alive() {
 			continue
 		}
-		waitFor(t, "survivors to converge", 5*time.Second, func() bool {
+		lonelypsdtest.WaitFor(t, "survivors to converge", 5*time.Second, func() bool {
 			have := map[string]bool{}
 			for _, k := range c.topics(p, url) {
 				have[k] = true
@@ -313,10 +292,9 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 		})
 	}
 	// The killed node restarts and catches up.
-	leader.startNoWait()
-	leader.waitReady()
+	leader.Start()
 	want := c.topics(c.nodes[(li+1)%3], url)
-	waitFor(t, "the restarted node to catch up", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the restarted node to catch up", 10*time.Second, func() bool {
 		return slices.Equal(c.topics(leader, url), want)
 	})
 	t.Logf("%d acknowledged subscribes, all present on every node", len(acked))
@@ -340,9 +318,8 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 	if err := c.followers()[0].Client().SubscribeExact(ctx, url, []byte("while-away"), ""); err != nil {
 		t.Fatal(err)
 	}
-	victim.startNoWait()
-	victim.waitReady()
-	waitFor(t, "the wiped node to converge", 10*time.Second, func() bool {
+	victim.Start()
+	lonelypsdtest.WaitFor(t, "the wiped node to converge", 10*time.Second, func() bool {
 		return len(c.topics(victim, url)) == 21
 	})
 	if st, err := c.status(victim); err != nil || len(st.Members) != 3 {
@@ -358,19 +335,19 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 func TestClusterMinorityServesNotifiesAndRefusesWrites(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := ctxT(t)
-	s := startSubscriber(t, client.NewSubscriber())
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	if err := c.nodes[0].Client().SubscribeExact(ctx, s.Receive, []byte("t"), ""); err != nil {
 		t.Fatal(err)
 	}
 	lone := c.nodes[2]
-	waitFor(t, "replication", 5*time.Second, func() bool { return len(c.topics(lone, s.Receive)) == 1 })
+	lonelypsdtest.WaitFor(t, "replication", 5*time.Second, func() bool { return len(c.topics(lone, s.Receive)) == 1 })
 	// Freeze the two others: lone is a minority of one.
 	for _, p := range c.nodes[:2] {
-		_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+		_ = p.Signal(syscall.SIGSTOP)
 	}
 	defer func() {
 		for _, p := range c.nodes[:2] {
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = p.Signal(syscall.SIGCONT)
 		}
 	}()
 	if n, err := lone.Client().Notify(ctx, []byte("t"), []byte("still here")); err != nil || n != 1 {
@@ -385,19 +362,19 @@ func TestClusterMinorityServesNotifiesAndRefusesWrites(t *testing.T) {
 	if d := time.Since(start); d > 6*time.Second {
 		t.Fatalf("the 503 took %s", d)
 	}
-	if resp, err := http.Get(lone.HTTP + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("readyz in the minority: %v %v", resp, err)
+	if code, text := lonelypsdtest.Get(t, lone.HTTP+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz in the minority: %d %s", code, text)
 	}
 	for _, p := range c.nodes[:2] {
-		_ = p.cmd.Process.Signal(syscall.SIGCONT)
+		_ = p.Signal(syscall.SIGCONT)
 	}
 	// Healed: writes work again at the same node and converge.
-	waitFor(t, "writes to work after healing", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "writes to work after healing", 10*time.Second, func() bool {
 		err := lone.Client().SubscribeExact(ctx, s.Receive, []byte("healed"), "")
 		return err == nil || errors.Is(err, client.ErrConflict)
 	})
 	for _, p := range c.nodes {
-		waitFor(t, "convergence", 5*time.Second, func() bool {
+		lonelypsdtest.WaitFor(t, "convergence", 5*time.Second, func() bool {
 			ts := c.topics(p, s.Receive)
 			return contains(ts, "t") && contains(ts, "healed")
 		})
@@ -422,9 +399,9 @@ func TestClusterCompactsLogAndCatchesUpFromSnapshot(t *testing.T) {
 	url := "http://127.0.0.1:9/v1/receive"
 	away := c.followers()[0]
 	away.Stop()
-	var live []*proc
+	var live []*lonelypsdtest.Proc
 	for _, p := range c.nodes {
-		if p.alive() {
+		if p.Alive() {
 			live = append(live, p)
 		}
 	}
@@ -439,7 +416,7 @@ func TestClusterCompactsLogAndCatchesUpFromSnapshot(t *testing.T) {
 		}
 	}
 	_, leader := c.leader()
-	waitFor(t, "a snapshot on the leader", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "a snapshot on the leader", 10*time.Second, func() bool {
 		snaps, _ := filepath.Glob(filepath.Join(leader.DataDir, "raft", "snapshots", "*", "meta.json"))
 		return len(snaps) > 0
 	})
@@ -447,9 +424,8 @@ func TestClusterCompactsLogAndCatchesUpFromSnapshot(t *testing.T) {
 	if len(snaps) > 2 {
 		t.Fatalf("%d snapshots retained, want at most 2", len(snaps))
 	}
-	away.startNoWait()
-	away.waitReady()
-	waitFor(t, "the returning node to catch up", 30*time.Second, func() bool {
+	away.Start()
+	lonelypsdtest.WaitFor(t, "the returning node to catch up", 30*time.Second, func() bool {
 		return len(c.topics(away, url)) == 300
 	})
 	e1, _ := leader.Client().CheckSubscriptions(ctx, url)
@@ -477,28 +453,28 @@ func TestClusterRemoveMember(t *testing.T) {
 		}
 	}
 	gone.Stop()
-	out, err := exec.Command(binPath, "cluster", "remove", st.ID, "--addr", strings.TrimPrefix(c.followers()[0].HTTP, "http://"), "--secrets", c.secrets).CombinedOutput()
+	out, err := exec.Command(binPath, "cluster", "remove", st.ID, "--addr", c.followers()[0].Addr(), "--secrets", c.secrets).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cluster remove: %v\n%s", err, out)
 	}
-	var live *proc
+	var live *lonelypsdtest.Proc
 	for _, p := range c.nodes {
-		if p.alive() {
+		if p.Alive() {
 			live = p
 		}
 	}
-	waitFor(t, "two members", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "two members", 5*time.Second, func() bool {
 		s, err := c.status(live)
 		return err == nil && len(s.Members) == 2
 	})
-	waitFor(t, "the removed node's subscriptions to go", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the removed node's subscriptions to go", 5*time.Second, func() bool {
 		return len(c.topics(live, internal)) == 0
 	})
 	if len(c.topics(live, other)) != 1 {
 		t.Fatal("another node's subscription was removed")
 	}
 	// Without the cluster secret the request is refused.
-	out, err = exec.Command(binPath, "cluster", "remove", "n1", "--addr", strings.TrimPrefix(live.HTTP, "http://")).CombinedOutput()
+	out, err = exec.Command(binPath, "cluster", "remove", "n1", "--addr", live.Addr()).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "403") {
 		t.Fatalf("unsigned remove: %v\n%s", err, out)
 	}
@@ -507,7 +483,7 @@ func TestClusterRemoveMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The status command prints the leader and both members.
-	out, err = exec.Command(binPath, "cluster", "status", "--addr", strings.TrimPrefix(live.HTTP, "http://")).CombinedOutput()
+	out, err = exec.Command(binPath, "cluster", "status", "--addr", live.Addr()).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "leader: n") || strings.Contains(string(out), st.ID+" ") {
 		t.Fatalf("cluster status: %v\n%s", err, out)
 	}
@@ -516,22 +492,22 @@ func TestClusterRemoveMember(t *testing.T) {
 // TestAdvertisedAddressesSeparateFromBind: bound on every interface, a
 // node tells peers the addresses it was given to advertise.
 func TestAdvertisedAddressesSeparateFromBind(t *testing.T) {
-	hp, rp := freePort(t), freePort(t)
+	hp, rp := lonelypsdtest.FreePort(t), lonelypsdtest.FreePort(t)
 	dir := t.TempDir()
 	args := []string{"serve", "--node-id", "a1", "--bootstrap",
 		"--http-addr", fmt.Sprintf("0.0.0.0:%d", hp), "--advertise-http", fmt.Sprintf("127.0.0.1:%d", hp),
 		"--raft-addr", fmt.Sprintf("0.0.0.0:%d", rp), "--advertise-raft", fmt.Sprintf("localhost:%d", rp),
 		"--data-dir", dir}
-	startProc(t, dir, fmt.Sprintf("http://127.0.0.1:%d", hp), args)
+	lonelypsdtest.StartProc(t, binPath, fmt.Sprintf("http://127.0.0.1:%d", hp), dir, args)
 	want := cluster.Member{ID: "a1", HTTP: fmt.Sprintf("127.0.0.1:%d", hp), Raft: fmt.Sprintf("localhost:%d", rp), Voter: true}
 	// The node records its HTTP address through Raft just after start.
-	waitFor(t, "the advertised addresses in the member list", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the advertised addresses in the member list", 5*time.Second, func() bool {
 		st, err := cluster.NewClient("").Status(ctxT(t), fmt.Sprintf("127.0.0.1:%d", hp))
 		return err == nil && len(st.Members) == 1 && st.Members[0] == want
 	})
 	// Without an advertised address a wildcard bind is refused with a reason.
-	out, err := exec.Command(binPath, "serve", "--node-id", "a2", "--bootstrap", "--http-addr", fmt.Sprintf("0.0.0.0:%d", freePort(t)),
-		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", t.TempDir()).CombinedOutput()
+	out, err := exec.Command(binPath, "serve", "--node-id", "a2", "--bootstrap", "--http-addr", fmt.Sprintf("0.0.0.0:%d", lonelypsdtest.FreePort(t)),
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t)), "--data-dir", t.TempDir()).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "wildcard") {
 		t.Fatalf("wildcard without --advertise-http: %v\n%s", err, out)
 	}

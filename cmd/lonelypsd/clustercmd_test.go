@@ -1,21 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -40,19 +35,13 @@ func TestNodeWithoutClusterSecretServesNoOpenPeerEndpoints(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			node := startNode(t, dir, tc.args...)
-			addr := strings.TrimPrefix(node.HTTP, "http://")
+			addr := node.Addr()
 			body, err := json.Marshal(fsm.Command{Op: fsm.OpSubscribeExact, ID: "intruder", URL: "http://127.0.0.1:9/r", Topic: []byte("t")})
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := http.Post(node.HTTP+"/cluster/apply", "application/json", bytes.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusForbidden {
-				t.Fatalf("unsigned apply: %d, want 403", resp.StatusCode)
+			if code, _ := lonelypsdtest.Post(t, node.HTTP+"/cluster/apply", "", body); code != http.StatusForbidden {
+				t.Fatalf("unsigned apply: %d, want 403", code)
 			}
 			secret, err := cluster.GeneratedSecret(dir)
 			if err != nil || secret == "" {
@@ -84,18 +73,13 @@ func TestJoinWithoutClusterSecretRefusesToStart(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"join", []string{"--join", fmt.Sprintf("127.0.0.1:%d", freePort(t))}},
+		{"join", []string{"--join", fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t))}},
 		{"bootstrap-expect", []string{"--bootstrap-expect", "3"}},
 	}
 	for _, tc := range tests {
-		args := append([]string{"serve", "--node-id", "n1", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", t.TempDir()}, tc.args...)
-		out, err := exec.Command(binPath, args...).CombinedOutput()
-		if err == nil {
-			t.Fatalf("%s: started without a cluster secret\n%s", tc.name, out)
-		}
+		out := refusedStart(t, "serve", append([]string{"--node-id", "n1"}, tc.args...)...)
 		for _, want := range []string{`cluster\" key`, "--cluster-secret-file", "lonelypsd setup"} {
-			if !strings.Contains(string(out), want) {
+			if !strings.Contains(out, want) {
 				t.Errorf("%s: the message does not name %s:\n%s", tc.name, want, out)
 			}
 		}
@@ -108,41 +92,11 @@ func TestJoinWithoutClusterSecretRefusesToStart(t *testing.T) {
 func TestUnsignedLargePeerBodyIsNotRead(t *testing.T) {
 	const size = 64 << 20
 	node := startNode(t, t.TempDir())
-	addr := strings.TrimPrefix(node.HTTP, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	code, written := lonelypsdtest.SendLarge(t, node.Addr(), "/cluster/apply", nil, size)
+	if code != http.StatusForbidden {
+		t.Fatalf("answer %d, want 403", code)
 	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fmt.Fprintf(conn, "POST /cluster/apply HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", addr, size); err != nil {
-		t.Fatal(err)
-	}
-	var written atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		chunk := make([]byte, 64<<10)
-		for written.Load() < size {
-			n, err := conn.Write(chunk)
-			written.Add(int64(n))
-			if err != nil {
-				return
-			}
-		}
-	}()
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer after %d body bytes: %v", written.Load(), err)
-	}
-	resp.Body.Close()
-	<-done
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("answer %d, want 403", resp.StatusCode)
-	}
-	if n := written.Load(); n >= size {
-		t.Fatalf("the whole body was sent (%d bytes)", n)
+	if written >= size {
+		t.Fatalf("the whole body was sent (%d bytes)", written)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // inMountNamespace is set in the environment of a test binary re-executed
@@ -115,11 +116,9 @@ func TestFullDisk(t *testing.T) {
 	}
 	const reserve = 16 << 20
 	data := filepath.Join(vol, "data")
-	node := startNode(t, data, "--disk-reserve", fmt.Sprint(reserve), "--spool-threshold", "65536")
-	ctx := ctxT(t)
-	c := node.Client()
+	node, ctx, c := startNodeClient(t, data, "--disk-reserve", fmt.Sprint(reserve), "--spool-threshold", "65536")
 	sub := client.NewSubscriber()
-	s := startSubscriber(t, sub)
+	s := lonelypsdtest.StartSubscriber(t, sub)
 	if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +154,7 @@ func TestFullDisk(t *testing.T) {
 			i++
 			return c.SubscribeExact(ctx, s.Receive, []byte(fmt.Sprintf("full-%d-%d", leave, i)), s.Recover)
 		}
-		waitFor(t, "subscription changes to be refused", 5*time.Second, func() bool {
+		lonelypsdtest.WaitFor(t, "subscription changes to be refused", 5*time.Second, func() bool {
 			return statusOf(subscribe()) == http.StatusServiceUnavailable
 		})
 		for range 3 {
@@ -167,14 +166,14 @@ func TestFullDisk(t *testing.T) {
 			t.Fatalf("small notify on a full volume: %d, %v; want delivered from memory", n, err)
 		}
 	}
-	if resp, err := http.Get(node.HTTP + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz on a full volume: %v", err)
+	if code, _ := lonelypsdtest.Get(t, node.HTTP+"/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz on a full volume: %d", code)
 	}
 
 	if err := os.Remove(filepath.Join(vol, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "subscription changes to succeed again", 30*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "subscription changes to succeed again", 30*time.Second, func() bool {
 		return c.SubscribeExact(ctx, s.Receive, []byte("after"), s.Recover) == nil
 	})
 	if n, err := notifyBig(); err != nil || n != 1 {
@@ -195,10 +194,8 @@ func TestFullDiskWithoutReserve(t *testing.T) {
 		return
 	}
 	data := filepath.Join(vol, "data")
-	node := startNode(t, data, "--disk-reserve", "0")
-	ctx := ctxT(t)
-	c := node.Client()
-	s := startSubscriber(t, client.NewSubscriber())
+	node, ctx, c := startNodeClient(t, data, "--disk-reserve", "0")
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	acked := map[string]bool{}
 	fillTo(t, vol, 0)
 	for i := range 4 {
@@ -219,7 +216,7 @@ func TestFullDiskWithoutReserve(t *testing.T) {
 	if err := os.Remove(filepath.Join(vol, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "subscription changes to succeed again", 30*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "subscription changes to succeed again", 30*time.Second, func() bool {
 		err := c.SubscribeExact(ctx, s.Receive, []byte("after"), s.Recover)
 		return err == nil
 	})

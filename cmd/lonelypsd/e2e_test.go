@@ -1,30 +1,25 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha512"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func TestNotifyDeliversToExactAndGlobSubscribers(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	a := startSubscriber(t, client.NewSubscriber())
-	b := startSubscriber(t, client.NewSubscriber())
+	_, ctx, c := startNodeClient(t, t.TempDir())
+	a := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
+	b := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 
 	if err := c.SubscribeExact(ctx, a.Receive, []byte("foo/bar"), a.Recover); err != nil {
 		t.Fatal(err)
@@ -99,10 +94,8 @@ func TestNotifyDeliversToExactAndGlobSubscribers(t *testing.T) {
 }
 
 func TestCheckAndSetSubscriptions(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	sub := startSubscriber(t, client.NewSubscriber())
+	node, ctx, c := startNodeClient(t, t.TempDir())
+	sub := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 
 	empty, err := c.CheckSubscriptions(ctx, sub.Receive)
 	if err != nil {
@@ -140,13 +133,13 @@ func TestCheckAndSetSubscriptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := post(t, node.HTTP+"/v1/set_subscriptions", body); code != http.StatusBadRequest {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/set_subscriptions", "", body); code != http.StatusBadRequest {
 		t.Fatalf("mismatched etag: status %d, want 400", code)
 	}
 	// Unsorted lists are refused.
 	unsorted := []wire.ExactEntry{{Topic: []byte("b")}, {Topic: []byte("a")}}
 	body = setBody(sub.Receive, wire.Etag(sub.Receive, unsorted, nil), unsorted)
-	if code := post(t, node.HTTP+"/v1/set_subscriptions", body); code != http.StatusBadRequest {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/set_subscriptions", "", body); code != http.StatusBadRequest {
 		t.Fatalf("unsorted: status %d, want 400", code)
 	}
 	if again, _ := c.CheckSubscriptions(ctx, sub.Receive); again != got {
@@ -181,24 +174,10 @@ func setBody(url string, etag [64]byte, exact []wire.ExactEntry) []byte {
 	return b.Bytes()
 }
 
-func post(t testing.TB, url string, body []byte) int {
-	t.Helper()
-	resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
-}
-
 func TestUnsubscribeImmediateRemovesSubscription(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	sub := client.NewSubscriber()
-	sub.Decide = func(client.Received) client.Reply { return client.Unsubscribe }
-	s := startSubscriber(t, sub)
+	_, ctx, c := startNodeClient(t, t.TempDir())
+	sub := lonelypsdtest.Replying(client.Unsubscribe)
+	s := lonelypsdtest.StartSubscriber(t, sub)
 	if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +186,7 @@ func TestUnsubscribeImmediateRemovesSubscription(t *testing.T) {
 		t.Fatalf("notify: %d, %v; want 0 (an unsubscribe is not a confirmation)", n, err)
 	}
 	empty := wire.Etag(s.Receive, nil, nil)
-	waitFor(t, "the subscription to be removed", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the subscription to be removed", 5*time.Second, func() bool {
 		got, err := c.CheckSubscriptions(ctx, s.Receive)
 		return err == nil && got == empty
 	})
@@ -216,16 +195,15 @@ func TestUnsubscribeImmediateRemovesSubscription(t *testing.T) {
 	// MISSED notice (proof that the sweeper runs), and the wait lasts
 	// until a notice for the first delivery would have been due too (at
 	// most 4 s after it, plus one sweep).
-	control := client.NewSubscriber()
-	control.Decide = func(client.Received) client.Reply { return client.Fail }
-	cs := startSubscriber(t, control)
+	control := lonelypsdtest.Replying(client.Fail)
+	cs := lonelypsdtest.StartSubscriber(t, control)
 	if err := c.SubscribeExact(ctx, cs.Receive, []byte("control"), cs.Recover); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := c.Notify(ctx, []byte("control"), []byte("m")); err != nil || n != 0 {
 		t.Fatalf("control notify: %d, %v; want 0", n, err)
 	}
-	waitEvent(t, control, "the control's MISSED notice", 10*time.Second, func() bool { return len(control.Missed()) > 0 })
+	lonelypsdtest.WaitEvent(t, control, "the control's MISSED notice", 10*time.Second, func() bool { return len(control.Missed()) > 0 })
 	// Nothing announces that a notice was not scheduled: outlive the
 	// latest time one would have been due.
 	time.Sleep(time.Until(sent.Add(5 * time.Second)))
@@ -235,12 +213,9 @@ func TestUnsubscribeImmediateRemovesSubscription(t *testing.T) {
 }
 
 func TestFailedDeliverySendsMissed(t *testing.T) {
-	node := startNode(t, t.TempDir(), "--delivery-timeout", "1s")
-	ctx := ctxT(t)
-	c := node.Client()
-	sub := client.NewSubscriber()
-	sub.Decide = func(client.Received) client.Reply { return client.Fail }
-	s := startSubscriber(t, sub)
+	_, ctx, c := startNodeClient(t, t.TempDir(), "--delivery-timeout", "1s")
+	sub := lonelypsdtest.Replying(client.Fail)
+	s := lonelypsdtest.StartSubscriber(t, sub)
 	if err := c.SubscribeGlob(ctx, s.Receive, "jobs/*", s.Recover); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +223,7 @@ func TestFailedDeliverySendsMissed(t *testing.T) {
 		t.Fatalf("notify: %d, %v; want 0", n, err)
 	}
 	// The first retry is due 2 to 4 s after the failure.
-	waitEvent(t, sub, "a MISSED notice", 10*time.Second, func() bool { return len(sub.Missed()) > 0 })
+	lonelypsdtest.WaitEvent(t, sub, "a MISSED notice", 10*time.Second, func() bool { return len(sub.Missed()) > 0 })
 	if got := sub.Missed()[0]; string(got) != "jobs/1" {
 		t.Fatalf("missed topic %q", got)
 	}
@@ -264,12 +239,9 @@ func TestFailedDeliverySendsMissed(t *testing.T) {
 
 func TestMissedSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	node := startNode(t, dir)
-	ctx := ctxT(t)
-	c := node.Client()
-	sub := client.NewSubscriber()
-	sub.Decide = func(client.Received) client.Reply { return client.Fail }
-	s := startSubscriber(t, sub)
+	node, ctx, c := startNodeClient(t, dir)
+	sub := lonelypsdtest.Replying(client.Fail)
+	s := lonelypsdtest.StartSubscriber(t, sub)
 	if err := c.SubscribeExact(ctx, s.Receive, []byte("t"), s.Recover); err != nil {
 		t.Fatal(err)
 	}
@@ -278,14 +250,12 @@ func TestMissedSurvivesRestart(t *testing.T) {
 	}
 	// Restart before the notice is due: it must still be sent.
 	node.Restart()
-	waitEvent(t, sub, "a MISSED notice after restart", 10*time.Second, func() bool { return len(sub.Missed()) > 0 })
+	lonelypsdtest.WaitEvent(t, sub, "a MISSED notice after restart", 10*time.Second, func() bool { return len(sub.Missed()) > 0 })
 }
 
 func TestRestartKeepsSubscriptions(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	s := startSubscriber(t, client.NewSubscriber())
+	node, ctx, c := startNodeClient(t, t.TempDir())
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	for i := range 20 {
 		if err := c.SubscribeExact(ctx, s.Receive, []byte(fmt.Sprintf("t%d", i)), s.Recover); err != nil {
 			t.Fatal(err)
@@ -325,22 +295,8 @@ func TestRestartKeepsSubscriptions(t *testing.T) {
 // TestListenAndNotifyCommands drives the binary the way the README shows.
 func TestListenAndNotifyCommands(t *testing.T) {
 	node := startNode(t, t.TempDir())
-	listen := exec.Command(binPath, "listen", "--addr", node.HTTP, "--glob", "deploy/*", "--topic", "cache/bust")
-	var out syncBuffer
-	listen.Stdout = &out
-	stderr, err := listen.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := listen.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = listen.Process.Kill(); _ = listen.Wait() })
-	// The listener says so once it is subscribed.
-	line, err := bufio.NewReader(stderr).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "listening on") {
-		t.Fatalf("listen: %q, %v", line, err)
-	}
+	// Returns once the listener says it is subscribed.
+	listen := startListen(t, "--addr", node.HTTP, "--glob", "deploy/*", "--topic", "cache/bust")
 	notify := func(topic, msg string) string {
 		t.Helper()
 		b, err := exec.Command(binPath, "notify", "--addr", node.HTTP, "--topic", topic, "--message", msg).CombinedOutput()
@@ -355,32 +311,12 @@ func TestListenAndNotifyCommands(t *testing.T) {
 	if got := notify("elsewhere", "x"); got != "delivered to 0 subscriber(s)" {
 		t.Fatalf("notify printed %q", got)
 	}
-	if !strings.Contains(out.String(), "deploy/api\t\"restart please\"") {
-		t.Fatalf("listener printed %q", out.String())
+	if !strings.Contains(listen.out.String(), "deploy/api\t\"restart please\"") {
+		t.Fatalf("listener printed %q", listen.out.String())
 	}
 	// Ctrl-C unsubscribes.
-	_ = listen.Process.Signal(os.Interrupt)
-	if err := listen.Wait(); err != nil {
-		t.Fatalf("listen exit: %v", err)
-	}
+	listen.stop(t)
 	if got := notify("deploy/api", "again"); got != "delivered to 0 subscriber(s)" {
 		t.Fatalf("after the listener left: %q", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -18,14 +18,13 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/wire"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
-func hostAddr(p *proc) string { return strings.TrimPrefix(p.HTTP, "http://") }
-
 // openFDs is the descriptors the node holds.
-func openFDs(t *testing.T, p *proc) int {
+func openFDs(t *testing.T, p *lonelypsdtest.Proc) int {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.cmd.Process.Pid))
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.Pid()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +54,7 @@ func TestUnauthenticatedSetSubscriptionsFlood(t *testing.T) {
 	node := startNode(t, t.TempDir(), "--secrets", file)
 	body := hugeClaimBody(t, 16<<20)
 	base, _ := node.RSS()
-	node.resetPeakRSS()
+	node.ResetPeakRSS()
 	const clients, rounds = 4, 3
 	var wg sync.WaitGroup
 	statuses := make(chan string, clients*rounds)
@@ -83,8 +82,8 @@ func TestUnauthenticatedSetSubscriptionsFlood(t *testing.T) {
 		}
 	}
 	// A dead node would close every connection too.
-	if resp, err := http.Get(node.HTTP + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("node not healthy after the flood: %v", err)
+	if code, _ := lonelypsdtest.Get(t, node.HTTP+"/healthz"); code != http.StatusOK {
+		t.Fatalf("node not healthy after the flood: %d", code)
 	}
 	rss, peak := node.RSS()
 	t.Logf("unauthenticated 16 MiB set_subscriptions, %d clients x %d: RSS %d MiB before, peak %d MiB, %d MiB after",
@@ -110,9 +109,7 @@ func (s *slowSubscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its memory budget and disk, not 540 MiB of memory; all are delivered.
 func TestConcurrentNotifiesWithinBudget(t *testing.T) {
 	const budget = 64 << 20
-	node := startNode(t, t.TempDir(), "--max-buffered-bytes", fmt.Sprint(budget))
-	ctx := ctxT(t)
-	c := node.Client()
+	node, ctx, c := startNodeClient(t, t.TempDir(), "--max-buffered-bytes", fmt.Sprint(budget))
 	sub := &slowSubscriber{Subscriber: client.NewSubscriber()}
 	sub.Discard = true
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,7 +124,7 @@ func TestConcurrentNotifiesWithinBudget(t *testing.T) {
 	}
 	msg := bytes.Repeat([]byte("0123456789abcdef"), 9<<20/16)
 	base, _ := node.RSS()
-	node.resetPeakRSS()
+	node.ResetPeakRSS()
 	const notifies = 60
 	sub.until = time.Now().Add(4 * time.Second)
 	start := time.Now()
@@ -170,7 +167,7 @@ func TestTricklingClientsCut(t *testing.T) {
 	cuts := make(chan time.Duration, conns)
 	var wg sync.WaitGroup
 	for range conns {
-		c, err := net.Dial("tcp", hostAddr(node))
+		c, err := net.Dial("tcp", node.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,7 +208,7 @@ func TestTricklingClientsCut(t *testing.T) {
 	if last := times[len(times)-1]; last > 20*time.Second {
 		t.Errorf("last trickling connection cut after %v, want within 20 s", last)
 	}
-	waitFor(t, "descriptors back to the baseline", 5*time.Second, func() bool { return openFDs(t, node) <= baseFDs+5 })
+	lonelypsdtest.WaitFor(t, "descriptors back to the baseline", 5*time.Second, func() bool { return openFDs(t, node) <= baseFDs+5 })
 }
 
 // Past --max-connections, new connections get a 503 at once.
@@ -224,7 +221,7 @@ func TestMaxConnectionsRefused(t *testing.T) {
 	var refused, held int
 	var open []net.Conn
 	for range dial {
-		c, err := net.Dial("tcp", hostAddr(node))
+		c, err := net.Dial("tcp", node.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +255,7 @@ func TestMaxConnectionsRefused(t *testing.T) {
 	for _, c := range open {
 		c.Close()
 	}
-	waitFor(t, "a request served once the connections closed", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "a request served once the connections closed", 10*time.Second, func() bool {
 		resp, err := http.Get(node.HTTP + "/healthz")
 		if err != nil {
 			return false
@@ -282,14 +279,8 @@ func TestMaxMessageSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := http.Post(node.HTTP+"/v1/notify", "application/octet-stream", bytes.NewReader(append(body, msg...)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		text, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Errorf("notify of %d bytes: %d %q, want %d", tc.size, resp.StatusCode, text, tc.want)
+		if code, text := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", "", append(body, msg...)); code != tc.want {
+			t.Errorf("notify of %d bytes: %d %q, want %d", tc.size, code, text, tc.want)
 		}
 	}
 }

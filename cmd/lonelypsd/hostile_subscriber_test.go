@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fanout/fanouttest"
 )
 
@@ -20,9 +21,7 @@ import (
 // refused at subscribe time with a message naming the flag that would
 // allow it, and nothing is stored.
 func TestSubscribeToLinkLocalAddressIsRefused(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
+	_, ctx, c := startNodeClient(t, t.TempDir())
 	for _, u := range []string{"http://169.254.169.254/x", "http://[fe80::1]:8080/x"} {
 		err := c.SubscribeExact(ctx, u, []byte("t"), "")
 		var se *client.StatusError
@@ -36,13 +35,6 @@ func TestSubscribeToLinkLocalAddressIsRefused(t *testing.T) {
 	}
 }
 
-func argValue(args []string, name string) string {
-	if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
-		return args[i+1]
-	}
-	return ""
-}
-
 // TestDeliveryToOwnListenerByNameIsRefused: subscriptions that reach the
 // node's own API and Raft listeners through a host name pass the
 // subscribe-time check (a name is judged when it is connected to), but
@@ -50,11 +42,9 @@ func argValue(args []string, name string) string {
 // notify counts nothing, the refusal is logged, and the API never sees
 // the request (it logs every request it refuses, as it would this one).
 func TestDeliveryToOwnListenerByNameIsRefused(t *testing.T) {
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	_, apiPort, _ := net.SplitHostPort(strings.TrimPrefix(node.HTTP, "http://"))
-	_, raftPort, _ := net.SplitHostPort(argValue(node.args, "--raft-addr"))
+	node, ctx, c := startNodeClient(t, t.TempDir())
+	_, apiPort, _ := net.SplitHostPort(node.Addr())
+	_, raftPort, _ := net.SplitHostPort(node.Arg("--raft-addr"))
 	probe := fmt.Sprintf("/probe-%d", time.Now().UnixNano())
 	apiURL := "http://localhost:" + apiPort + probe
 	raftURL := "http://localhost:" + raftPort + probe
@@ -68,7 +58,7 @@ func TestDeliveryToOwnListenerByNameIsRefused(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Fatalf("notify: %d, %v; want 0", n, err)
 	}
-	waitFor(t, "the refusals to be logged", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the refusals to be logged", 10*time.Second, func() bool {
 		logs := node.Logs()
 		return strings.Count(logs, "own API or Raft listener") >= 3 &&
 			strings.Contains(logs, "missed notice not accepted")
@@ -83,7 +73,7 @@ func TestDeliveryToOwnListenerByNameIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, "the direct request to be logged", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the direct request to be logged", 10*time.Second, func() bool {
 		return strings.Contains(node.Logs(), "path="+probe+"-direct")
 	})
 }
@@ -102,11 +92,9 @@ func TestTarpitHostDoesNotDelayHealthyNotifies(t *testing.T) {
 		perHost   = 64 // --delivery-max-per-host default
 		healthy   = 50
 	)
-	node := startNode(t, t.TempDir(), "--delivery-response-header-timeout", "30s", "--delivery-timeout", "60s")
-	ctx := ctxT(t)
-	c := node.Client()
+	_, ctx, c := startNodeClient(t, t.TempDir(), "--delivery-response-header-timeout", "30s", "--delivery-timeout", "60s")
 	tp := fanouttest.StartTarpit(t)
-	sub := startSubscriber(t, client.NewSubscriber())
+	sub := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	if err := c.SubscribeExact(ctx, sub.Receive, []byte("fast"), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +110,7 @@ func TestTarpitHostDoesNotDelayHealthyNotifies(t *testing.T) {
 		}()
 	}
 	t.Cleanup(func() { stopSlow(); slow.Wait() })
-	waitFor(t, "the tarpit to hold its share of connections", 20*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "the tarpit to hold its share of connections", 20*time.Second, func() bool {
 		open, _, _ := tp.Counts()
 		return open >= perHost
 	})

@@ -3,68 +3,36 @@ package main
 import (
 	"crypto/sha512"
 	"io"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
-
-// patternReader yields n bytes: one pseudo-random 1 MiB block, repeated,
-// so a multi-GiB message costs no memory in the test either.
-type patternReader struct {
-	block []byte
-	left  int64
-	off   int
-}
-
-func newPattern(n int64) *patternReader {
-	block := make([]byte, 1<<20)
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range block {
-		block[i] = byte(r.Uint32())
-	}
-	return &patternReader{block: block, left: n}
-}
-
-func (p *patternReader) Read(b []byte) (int, error) {
-	if p.left == 0 {
-		return 0, io.EOF
-	}
-	if int64(len(b)) > p.left {
-		b = b[:p.left]
-	}
-	n := copy(b, p.block[p.off:])
-	p.off = (p.off + n) % len(p.block)
-	p.left -= int64(n)
-	return n, nil
-}
 
 func TestOneGiBMessageToThreeSubscribers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("streams 4 GiB over loopback")
 	}
 	const size = 1 << 30
-	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	c := node.Client()
-	var subs []*subscriberServer
+	node, ctx, c := startNodeClient(t, t.TempDir())
+	var subs []*lonelypsdtest.Subscriber
 	for range 3 {
-		s := startSubscriber(t, client.NewSubscriber())
+		s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 		if err := c.SubscribeExact(ctx, s.Receive, []byte("big"), ""); err != nil {
 			t.Fatal(err)
 		}
 		subs = append(subs, s)
 	}
 	h := sha512.New()
-	if _, err := io.Copy(h, newPattern(size)); err != nil {
+	if _, err := io.Copy(h, lonelypsdtest.NewPattern(size)); err != nil {
 		t.Fatal(err)
 	}
 	var sum [64]byte
 	h.Sum(sum[:0])
 
 	rssBefore, _ := node.RSS()
-	node.resetPeakRSS()
-	n, err := c.NotifyStream(ctx, []byte("big"), newPattern(size), size, sum)
+	node.ResetPeakRSS()
+	n, err := c.NotifyStream(ctx, []byte("big"), lonelypsdtest.NewPattern(size), size, sum)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,15 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/metrics/metricstest"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
@@ -30,21 +29,15 @@ func sample(fams map[string]*dto.MetricFamily, name, label, value string) float6
 // The binary serves its metrics on --metrics-addr, not on the API port,
 // and they move with HTTP and websocket notifies and deliveries.
 func TestMetricsMoveWithWork(t *testing.T) {
-	maddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	maddr := fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t))
 	node := startNode(t, t.TempDir(), "--metrics-addr", maddr)
 	ctx := ctxT(t)
 
-	if code := getStatus(t, node.HTTP+"/metrics"); code != http.StatusNotFound {
+	if code, _ := lonelypsdtest.Get(t, node.HTTP+"/metrics"); code != http.StatusNotFound {
 		t.Fatalf("API port /metrics: %d, want 404 with --metrics-addr", code)
 	}
 
-	sub := startSubscriber(t, client.NewSubscriber())
-	if err := node.Client().SubscribeExact(ctx, sub.Receive, []byte("h"), ""); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := node.Client().Notify(ctx, []byte("h"), []byte("over http")); err != nil || n != 1 {
-		t.Fatalf("http notify: %d, %v", n, err)
-	}
+	deliverOnce(t, ctx, node, "h", "over http")
 	wsub := dialWS(t, node, wsclient.Options{})
 	wpub := dialWS(t, node, wsclient.Options{})
 	if err := wsub.SubscribeExact(ctx, []byte("w")); err != nil {
@@ -53,7 +46,7 @@ func TestMetricsMoveWithWork(t *testing.T) {
 	if n, err := wpub.Notify(ctx, []byte("w"), []byte("over a websocket")); err != nil || n != 1 {
 		t.Fatalf("websocket notify: %d, %v", n, err)
 	}
-	nextWS(t, wsub, 10*time.Second)
+	lonelypsdtest.NextMessage(t, wsub, 10*time.Second)
 
 	fams := scrapeMetrics(t, "http://"+maddr+"/metrics")
 	tests := []struct {
@@ -97,27 +90,8 @@ func TestMetricsMoveWithWork(t *testing.T) {
 
 func TestMetricsOff(t *testing.T) {
 	node := startNode(t, t.TempDir(), "--metrics=false")
-	ctx := ctxT(t)
-	sub := startSubscriber(t, client.NewSubscriber())
-	if err := node.Client().SubscribeExact(ctx, sub.Receive, []byte("t"), ""); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := node.Client().Notify(ctx, []byte("t"), []byte("m")); err != nil || n != 1 {
-		t.Fatalf("notify with metrics off: %d, %v", n, err)
-	}
-	if code := getStatus(t, node.HTTP+"/metrics"); code != http.StatusNotFound {
+	deliverOnce(t, ctxT(t), node, "t", "m")
+	if code, _ := lonelypsdtest.Get(t, node.HTTP+"/metrics"); code != http.StatusNotFound {
 		t.Fatalf("/metrics with --metrics=false: %d, want 404", code)
 	}
-}
-
-// getStatus GETs url and returns the status code.
-func getStatus(t *testing.T, url string) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
 }

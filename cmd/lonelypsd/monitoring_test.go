@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/lonelypsd/lonelypsd/api/client"
 )
 
 // metricRef matches what may be a metric name in the monitoring files:
@@ -76,14 +74,7 @@ func TestMonitoringMetricRefs(t *testing.T) {
 // must not leave an alert that can never fire or an empty panel.
 func TestMonitoringFilesUseExportedMetrics(t *testing.T) {
 	node := startNode(t, t.TempDir())
-	ctx := ctxT(t)
-	sub := startSubscriber(t, client.NewSubscriber())
-	if err := node.Client().SubscribeExact(ctx, sub.Receive, []byte("m"), ""); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := node.Client().Notify(ctx, []byte("m"), []byte("scrape me")); err != nil || n != 1 {
-		t.Fatalf("notify: %d, %v", n, err)
-	}
+	deliverOnce(t, ctxT(t), node, "m", "scrape me")
 	fams := map[string]bool{}
 	for name := range scrapeMetrics(t, node.HTTP+"/metrics") {
 		fams[name] = true

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // TestClusterNotifyAfterSubscribeAtAnotherNode is the upstream suite's
@@ -31,8 +32,8 @@ func TestClusterNotifyAfterSubscribeAtAnotherNode(t *testing.T) {
 
 	cases := []struct {
 		name       string
-		subAt      *proc
-		notifyAt   *proc
+		subAt      *lonelypsdtest.Proc
+		notifyAt   *lonelypsdtest.Proc
 		wsSubscrib bool // the subscriber is a websocket connection at subAt
 		wsNotifier bool // the notifier is a websocket connection at notifyAt
 	}{
@@ -49,14 +50,14 @@ func TestClusterNotifyAfterSubscribeAtAnotherNode(t *testing.T) {
 	for ci, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var (
-				hsub *subscriberServer
+				hsub *lonelypsdtest.Subscriber
 				wsub *wsclient.Conn
 				wpub *wsclient.Conn
 			)
 			if tc.wsSubscrib {
 				wsub = dialWS(t, tc.subAt, wsclient.Options{})
 			} else {
-				hsub = startSubscriber(t, client.NewSubscriber())
+				hsub = lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 			}
 			if tc.wsNotifier {
 				wpub = dialWS(t, tc.notifyAt, wsclient.Options{})
@@ -103,7 +104,7 @@ func TestClusterNotifyAfterSubscribeAtAnotherNode(t *testing.T) {
 					}
 					continue
 				}
-				if m := nextWS(t, wsub, 10*time.Second); string(m.Topic) != string(topic) || string(m.Data) != string(msg) {
+				if m := lonelypsdtest.NextMessage(t, wsub, 10*time.Second); string(m.Topic) != string(topic) || string(m.Data) != string(msg) {
 					t.Errorf("round %d: the websocket received %q on %q, want %q on %q", i, m.Data, m.Topic, msg, topic)
 				}
 			}
@@ -121,25 +122,25 @@ func TestClusterNotifyAfterSubscribeAtAnotherNode(t *testing.T) {
 func TestClusterNotifyWithoutQuorumUsesLocalReplica(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := ctxT(t)
-	s := startSubscriber(t, client.NewSubscriber())
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	lone := c.followers()[0]
 	if err := lone.Client().SubscribeExact(ctx, s.Receive, []byte("kept"), ""); err != nil {
 		t.Fatal(err)
 	}
-	var frozen []*proc
+	var frozen []*lonelypsdtest.Proc
 	for _, p := range c.nodes {
 		if p != lone {
 			frozen = append(frozen, p)
 		}
 	}
 	for _, p := range frozen {
-		if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := p.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
 		for _, p := range frozen {
-			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			_ = p.Signal(syscall.SIGCONT)
 		}
 	})
 
@@ -147,7 +148,7 @@ func TestClusterNotifyWithoutQuorumUsesLocalReplica(t *testing.T) {
 	// then after it noticed there is none: both must answer.
 	for i, what := range []string{"leader known but frozen", "no leader"} {
 		if i == 1 {
-			waitFor(t, "the lone node to lose its leader", 10*time.Second, func() bool {
+			lonelypsdtest.WaitFor(t, "the lone node to lose its leader", 10*time.Second, func() bool {
 				st, err := c.status(lone)
 				return err == nil && st.LeaderID == ""
 			})

@@ -9,6 +9,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
@@ -46,10 +47,8 @@ func appendToRaftLog(t *testing.T, dataDir string, data ...[]byte) {
 // them panicked the node on every start.
 func TestPoisonedLogEntryDoesNotBrickTheNode(t *testing.T) {
 	dir := t.TempDir()
-	node := startNode(t, dir)
-	ctx := ctxT(t)
-	c := node.Client()
-	s := startSubscriber(t, client.NewSubscriber())
+	node, ctx, c := startNodeClient(t, dir)
+	s := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	if err := c.SubscribeExact(ctx, s.Receive, []byte("before"), s.Recover); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +67,7 @@ func TestPoisonedLogEntryDoesNotBrickTheNode(t *testing.T) {
 	appendToRaftLog(t, dir, huge, valid, unknownOp, []byte("\x00not json"))
 
 	for round := range 2 {
-		node.start()
+		node.Start()
 		for _, topic := range []string{"before", "after"} {
 			if n, err := c.Notify(ctx, []byte(topic), []byte("m")); err != nil || n != 1 {
 				t.Fatalf("start %d: notify %s: %d, %v; want 1", round+1, topic, n, err)
@@ -81,8 +80,8 @@ func TestPoisonedLogEntryDoesNotBrickTheNode(t *testing.T) {
 			t.Fatalf("start %d: a write after the poisoned entries: %v", round+1, err)
 		}
 		node.Stop()
-		if node.err != nil {
-			t.Fatalf("start %d: lonelypsd exited with %v\n%s", round+1, node.err, node.Logs())
+		if node.Err() != nil {
+			t.Fatalf("start %d: lonelypsd exited with %v\n%s", round+1, node.Err(), node.Logs())
 		}
 	}
 	if logs := node.Logs(); strings.Contains(logs, "panic") || strings.Count(logs, "refused raft entry") < 3 {

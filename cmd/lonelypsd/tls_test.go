@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // testCA issues certificates for 127.0.0.1.
@@ -77,7 +78,7 @@ func (ca *testCA) httpClient() *http.Client {
 }
 
 // startTLSNode runs a node serving https with a certificate of ca.
-func startTLSNode(t *testing.T, ca *testCA, trustCA bool) *proc {
+func startTLSNode(t *testing.T, ca *testCA, trustCA bool) *lonelypsdtest.Proc {
 	t.Helper()
 	dir := t.TempDir()
 	certPEM, keyPEM := ca.issue(t, 2)
@@ -86,16 +87,16 @@ func startTLSNode(t *testing.T, ca *testCA, trustCA bool) *proc {
 			t.Fatal(err)
 		}
 	}
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t))
 	args := []string{"serve", "--node-id", "n1", "--bootstrap", "--http-addr", httpAddr,
-		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--data-dir", filepath.Join(dir, "data"),
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t)), "--data-dir", filepath.Join(dir, "data"),
 		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"), "--delivery-timeout", "2s"}
 	if trustCA {
 		args = append(args, "--tls-ca", filepath.Join(dir, "ca.pem"))
 	}
-	p := &proc{t: t, HTTP: "https://" + httpAddr, DataDir: dir, args: args, httpc: ca.httpClient(), done: make(chan struct{})}
-	p.start()
-	t.Cleanup(p.Stop)
+	p := lonelypsdtest.NewProc(t, binPath, "https://"+httpAddr, dir, args)
+	p.HTTPClient = ca.httpClient()
+	p.Start()
 	return p
 }
 
@@ -114,40 +115,37 @@ func startTLSSubscriber(t *testing.T, ca *testCA) (*client.Subscriber, string) {
 	return sub, srv.URL + "/v1/receive"
 }
 
-func TestHTTPSBothWays(t *testing.T) {
-	ca := newTestCA(t)
-	node := startTLSNode(t, ca, true)
-	ctx := ctxT(t)
-	c := node.Client()
-	sub, url := startTLSSubscriber(t, ca)
-	if err := c.SubscribeExact(ctx, url, []byte("t"), ""); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.Notify(ctx, []byte("t"), []byte("over https")); err != nil || n != 1 {
-		t.Fatalf("notify: %d, %v", n, err)
-	}
-	if got := sub.Received(); len(got) != 1 || string(got[0].Message) != "over https" {
-		t.Fatalf("received %+v", got)
-	}
-	// Plain http to an https node is refused by the server.
-	if resp, err := http.Get("http" + node.HTTP[len("https"):] + "/healthz"); err == nil && resp.StatusCode == 200 {
-		t.Fatal("the https node answered plain http")
-	}
-}
-
-func TestHTTPSSubscriberWithUnknownCAIsNotTrusted(t *testing.T) {
-	ca := newTestCA(t)
-	node := startTLSNode(t, ca, false)
-	ctx := ctxT(t)
-	c := node.Client()
-	sub, url := startTLSSubscriber(t, ca)
-	if err := c.SubscribeExact(ctx, url, []byte("t"), ""); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := c.Notify(ctx, []byte("t"), []byte("m")); err != nil || n != 0 {
-		t.Fatalf("notify: %d, %v; want 0: the subscriber's certificate is not trusted", n, err)
-	}
-	if len(sub.Received()) != 0 {
-		t.Fatal("delivered to an untrusted subscriber")
+// TestHTTPSDelivery: an https node delivers to an https subscriber whose
+// certificate its --tls-ca trusts, and to no other; it does not answer
+// plain http.
+func TestHTTPSDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trustCA bool
+		want    uint32
+	}{{"trusted CA", true, 1}, {"unknown CA", false, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newTestCA(t)
+			node := startTLSNode(t, ca, tc.trustCA)
+			ctx := ctxT(t)
+			c := node.Client()
+			sub, url := startTLSSubscriber(t, ca)
+			if err := c.SubscribeExact(ctx, url, []byte("t"), ""); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := c.Notify(ctx, []byte("t"), []byte("over https")); err != nil || n != tc.want {
+				t.Fatalf("notify: %d, %v; want %d", n, err, tc.want)
+			}
+			if got := sub.Received(); uint32(len(got)) != tc.want || (tc.want == 1 && string(got[0].Message) != "over https") {
+				t.Fatalf("received %+v", got)
+			}
+			// Plain http to an https node is refused by the server.
+			if resp, err := http.Get("http" + node.HTTP[len("https"):] + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					t.Fatal("the https node answered plain http")
+				}
+			}
+		})
 	}
 }

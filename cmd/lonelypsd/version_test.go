@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func TestVersionCommand(t *testing.T) {
@@ -70,8 +72,8 @@ func TestStatusReportsVersion(t *testing.T) {
 	// The table reads each member's own status once the member has
 	// recorded its API address, just after start-up.
 	var table []byte
-	waitFor(t, "cluster status to show the version", 10*time.Second, func() bool {
-		table, err = exec.Command(binPath, "cluster", "status", "--addr", strings.TrimPrefix(node.HTTP, "http://")).CombinedOutput()
+	lonelypsdtest.WaitFor(t, "cluster status to show the version", 10*time.Second, func() bool {
+		table, err = exec.Command(binPath, "cluster", "status", "--addr", node.Addr()).CombinedOutput()
 		lines := strings.Split(strings.TrimSpace(string(table)), "\n")
 		return err == nil && len(lines) >= 3 && strings.HasSuffix(strings.TrimSpace(lines[1]), "VERSION") &&
 			strings.HasSuffix(strings.TrimSpace(lines[2]), " "+want)

@@ -5,24 +5,20 @@ import (
 	"context"
 	"crypto/rand"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/client"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
-func wsURL(p *proc) string {
-	return strings.Replace(p.HTTP, "http://", "ws://", 1) + "/v1/websocket"
-}
-
-func dialWS(t *testing.T, p *proc, o wsclient.Options) *wsclient.Conn {
+func dialWS(t *testing.T, p *lonelypsdtest.Proc, o wsclient.Options) *wsclient.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := wsclient.Dial(ctx, wsURL(p), o)
+	c, err := wsclient.Dial(ctx, p.WebsocketURL(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,28 +26,14 @@ func dialWS(t *testing.T, p *proc, o wsclient.Options) *wsclient.Conn {
 	return c
 }
 
-func nextWS(t *testing.T, c *wsclient.Conn, d time.Duration) wsclient.Message {
-	t.Helper()
-	select {
-	case m, ok := <-c.Messages():
-		if !ok {
-			t.Fatalf("websocket ended: %v", c.Err())
-		}
-		return m
-	case <-time.After(d):
-		t.Fatalf("nothing received within %s", d)
-	}
-	return wsclient.Message{}
-}
-
 var receiveURLLog = regexp.MustCompile(`receive_url="?([^"\s]+)`)
 
 // receiveURLs waits until a node has logged n websocket receive URLs (one
 // per process it ran) and returns them.
-func receiveURLs(t *testing.T, p *proc, n int) []string {
+func receiveURLs(t *testing.T, p *lonelypsdtest.Proc, n int) []string {
 	t.Helper()
 	var out []string
-	waitFor(t, "receive URLs in the log", 10*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "receive URLs in the log", 10*time.Second, func() bool {
 		out = out[:0]
 		for _, m := range receiveURLLog.FindAllStringSubmatch(p.Logs(), -1) {
 			out = append(out, m[1])
@@ -99,28 +81,28 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	}
 
 	notifyUntil(t, cn.Client(), []byte("deploy/api"), []byte("restart"), 1)
-	if m := nextWS(t, sub, 5*time.Second); string(m.Topic) != "deploy/api" || string(m.Data) != "restart" {
+	if m := lonelypsdtest.NextMessage(t, sub, 5*time.Second); string(m.Topic) != "deploy/api" || string(m.Data) != "restart" {
 		t.Fatalf("received %q on %q", m.Data, m.Topic)
 	}
 	notifyUntil(t, cn.Client(), []byte("cache/users"), []byte("bust"), 1)
-	if m := nextWS(t, sub, 5*time.Second); string(m.Topic) != "cache/users" || string(m.Data) != "bust" {
+	if m := lonelypsdtest.NextMessage(t, sub, 5*time.Second); string(m.Topic) != "cache/users" || string(m.Data) != "bust" {
 		t.Fatalf("received %q on %q", m.Data, m.Topic)
 	}
 
 	// A websocket notifier on C; an HTTP subscriber registered at B
 	// counts too.
-	hs := startSubscriber(t, client.NewSubscriber())
+	hs := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
 	if err := b.Client().SubscribeExact(ctx, hs.Receive, []byte("deploy/api"), hs.Recover); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "C's replica has B's subscription", 5*time.Second, func() bool {
+	lonelypsdtest.WaitFor(t, "C's replica has B's subscription", 5*time.Second, func() bool {
 		return len(c.topics(cn, hs.Receive)) == 1
 	})
 	notifier := dialWS(t, cn, wsclient.Options{EnableZstd: true, CompressNotifies: true})
 	if got, err := notifier.Notify(ctx, []byte("deploy/api"), []byte("again")); err != nil || got != 2 {
 		t.Fatalf("websocket notify counted %d (%v), want 2", got, err)
 	}
-	if m := nextWS(t, sub, 5*time.Second); string(m.Data) != "again" {
+	if m := lonelypsdtest.NextMessage(t, sub, 5*time.Second); string(m.Data) != "again" {
 		t.Fatalf("received %q", m.Data)
 	}
 
@@ -133,7 +115,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	if n, err := notifier.Notify(ctx, []byte("cache/blob"), big); err != nil || n != 1 {
 		t.Fatalf("large notify: %d, %v", n, err)
 	}
-	m := nextWS(t, sub, 20*time.Second)
+	m := lonelypsdtest.NextMessage(t, sub, 20*time.Second)
 	if !bytes.Equal(m.Data, big) || m.Parts < 2 || m.MaxPart > 3670016 {
 		t.Fatalf("large message: equal %t, %d parts, largest %d", bytes.Equal(m.Data, big), m.Parts, m.MaxPart)
 	}
@@ -142,7 +124,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 	urls := receiveURLs(t, a, 1)
 	cc := cluster.NewClient(c.secret)
 	rows := func() int {
-		subs, err := cc.Subscriptions(ctx, strings.TrimPrefix(cn.HTTP, "http://"), urls[0])
+		subs, err := cc.Subscriptions(ctx, cn.Addr(), urls[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -152,7 +134,7 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 		t.Fatalf("%d exact rows of A's receive URL, want 1", n)
 	}
 	_ = sub.Close()
-	waitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
+	lonelypsdtest.WaitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
 }
 
 // A node killed with websocket subscriptions leaves rows behind; the next
@@ -171,7 +153,7 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 		t.Fatalf("generated cluster secret: %q, %v", secret, err)
 	}
 	cc := cluster.NewClient(secret)
-	addr := strings.TrimPrefix(p.HTTP, "http://")
+	addr := p.Addr()
 	rows := func(url string) int {
 		subs, err := cc.Subscriptions(ctx, addr, url)
 		if err != nil {
@@ -182,21 +164,21 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 	if rows(old[0]) != 1 {
 		t.Fatal("no row for the websocket subscription")
 	}
-	p.kill9()
-	p.start()
-	waitFor(t, "rows of the killed process removed", 10*time.Second, func() bool { return rows(old[0]) == 0 })
+	p.Kill()
+	p.Start()
+	lonelypsdtest.WaitFor(t, "rows of the killed process removed", 10*time.Second, func() bool { return rows(old[0]) == 0 })
 
 	ws = dialWS(t, p, wsclient.Options{})
 	if err := ws.SubscribeExact(ctx, []byte("crash")); err != nil {
 		t.Fatal(err)
 	}
 	notifyUntil(t, p.Client(), []byte("crash"), []byte("back"), 1)
-	if m := nextWS(t, ws, 5*time.Second); string(m.Data) != "back" {
+	if m := lonelypsdtest.NextMessage(t, ws, 5*time.Second); string(m.Data) != "back" {
 		t.Fatalf("received %q", m.Data)
 	}
 	// A clean stop removes this process's rows too.
 	cur := receiveURLs(t, p, 2)[1]
 	p.Stop()
-	p.start()
-	waitFor(t, "rows of the stopped process gone", 10*time.Second, func() bool { return rows(cur) == 0 })
+	p.Start()
+	lonelypsdtest.WaitFor(t, "rows of the stopped process gone", 10*time.Second, func() bool { return rows(cur) == 0 })
 }

@@ -2,17 +2,18 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/api/ws/zstddict"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 func dictEvent(i int) []byte {
@@ -21,8 +22,9 @@ func dictEvent(i int) []byte {
 }
 
 // writeDict makes a dictionary the way a user would: samples in a file,
-// one per line, through `lonelypsd train-dict`.
-func writeDict(t *testing.T, dir string) string {
+// one per line, through `lonelypsd train-dict`. It returns the file and
+// what it holds.
+func writeDict(t *testing.T, dir string) (string, []byte) {
 	t.Helper()
 	var samples bytes.Buffer
 	for i := range 3000 {
@@ -44,16 +46,12 @@ func writeDict(t *testing.T, dir string) string {
 	if _, err := zstddict.Parse(b); err != nil || len(b) < 256 {
 		t.Fatalf("train-dict wrote %d bytes that do not parse as a dictionary: %v", len(b), err)
 	}
-	return path
+	return path, b
 }
 
 func TestTrainDictRefusals(t *testing.T) {
 	dir := t.TempDir()
-	existing := writeDict(t, dir)
-	before, err := os.ReadFile(existing)
-	if err != nil {
-		t.Fatal(err)
-	}
+	existing, before := writeDict(t, dir)
 	samples := filepath.Join(dir, "samples.jsonl")
 	for _, tc := range []struct {
 		name string
@@ -82,11 +80,7 @@ func TestTrainDictRefusals(t *testing.T) {
 // websocket that asks for it a dictionary.
 func TestWebsocketDictionariesFromFlags(t *testing.T) {
 	dir := t.TempDir()
-	path := writeDict(t, dir)
-	preset, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, preset := writeDict(t, dir)
 	p := startNode(t, filepath.Join(dir, "data"), "--ws-preset-dict", "7:3:"+path,
 		"--ws-training-low-watermark", "4096", "--ws-training-high-watermark", "1000000")
 	ctx := ctxT(t)
@@ -105,10 +99,10 @@ func TestWebsocketDictionariesFromFlags(t *testing.T) {
 		if got, err := p.Client().Notify(ctx, []byte("revoked"), msg); err != nil || got != 2 {
 			t.Fatalf("notify %d: %d, %v", i, got, err)
 		}
-		if m := nextWS(t, withPreset, 5*time.Second); !bytes.Equal(m.Data, msg) || m.Compressor != 7 {
+		if m := lonelypsdtest.NextMessage(t, withPreset, 5*time.Second); !bytes.Equal(m.Data, msg) || m.Compressor != 7 {
 			t.Fatalf("preset connection, message %d: compressor %d, equal %t", i, m.Compressor, bytes.Equal(m.Data, msg))
 		}
-		m := nextWS(t, training, 5*time.Second)
+		m := lonelypsdtest.NextMessage(t, training, 5*time.Second)
 		if !bytes.Equal(m.Data, msg) {
 			t.Fatalf("training connection, message %d differs", i)
 		}
@@ -121,7 +115,7 @@ func TestWebsocketDictionariesFromFlags(t *testing.T) {
 
 func TestBadPresetDictionaryStopsStartUp(t *testing.T) {
 	dir := t.TempDir()
-	good := writeDict(t, dir)
+	good, _ := writeDict(t, dir)
 	corrupt := filepath.Join(dir, "corrupt.zdict")
 	b, _ := os.ReadFile(good)
 	if err := os.WriteFile(corrupt, append(b[:8:8], make([]byte, 400)...), 0o600); err != nil {
@@ -137,15 +131,8 @@ func TestBadPresetDictionaryStopsStartUp(t *testing.T) {
 		{"same id twice", "7:3:" + good + ",7:3:" + good, "given twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, binPath, "dev", "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--data-dir", t.TempDir(), "--ws-preset-dict", tc.flag).CombinedOutput()
-			if err == nil {
-				t.Fatal("started with a bad preset dictionary")
-			}
-			if !bytes.Contains(out, []byte(tc.want)) {
+			out := refusedStart(t, "dev", "--ws-preset-dict", tc.flag)
+			if !strings.Contains(out, tc.want) {
 				t.Fatalf("output does not say what is wrong (want %q):\n%s", tc.want, out)
 			}
 		})
