@@ -61,15 +61,8 @@ func (n *Node) resolvePeers(ctx context.Context) []string {
 // them. The same command line thus works for the first start of every
 // node, for a node added later, and for a node whose data was wiped.
 func (n *Node) joinLoop() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := n.untilStop(context.Background())
 	defer cancel()
-	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	for attempt := 0; ; attempt++ {
 		if n.hasConfiguration() {
 			n.log.Info("joined the cluster", "node", n.cfg.NodeID)

@@ -559,3 +559,17 @@ func (n *Node) Ready() error {
 	}
 	return nil
 }
+
+// untilStop returns ctx ending also when the node stops, for work the node
+// starts on its own.
+func (n *Node) untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

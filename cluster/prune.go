@@ -32,13 +32,7 @@ func (n *Node) runPruner() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		go func() {
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, stop := n.untilStop(ctx)
 		n.pruneOnce(ctx)
 		cancel()
 	}

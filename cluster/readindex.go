@@ -251,16 +251,11 @@ const readRetryPause = 10 * time.Millisecond
 // once: a minority partition must not slow every notify down.
 func (n *Node) askReadIndex() (uint64, error) {
 	timeout := n.barrierTimeout()
+	// A node that shuts down does not keep its last batch waiting.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	go func() {
-		// A node that shuts down does not keep its last batch waiting.
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, stop := n.untilStop(ctx)
+	defer stop()
 	for {
 		index, err := n.askReadIndexOnce(ctx)
 		if err == nil || !errors.Is(err, ErrNotLeader) {
