@@ -34,6 +34,7 @@ func (n *Node) runPruner() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		ctx, stop := n.untilStop(ctx)
 		n.pruneOnce(ctx)
+		stop()
 		cancel()
 	}
 }
