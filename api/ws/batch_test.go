@@ -2,15 +2,21 @@ package ws
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha512"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
@@ -226,6 +232,125 @@ func TestFanOutToSeveralConnectionsInOrder(t *testing.T) {
 					}
 				}
 				none(t, c)
+			}
+		})
+	}
+}
+
+// acceptBatched serves one websocket upgrade the way serveWebsocket does
+// (the library over a batchConn) and returns the server's batchConn and
+// the client's end.
+func acceptBatched(t *testing.T) (*batchConn, *websocket.Conn, *websocket.Conn) {
+	t.Helper()
+	type accepted struct {
+		bc *batchConn
+		ws *websocket.Conn
+	}
+	got := make(chan accepted, 1)
+	var pool sync.Pool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bc := &batchConn{timeout: 5 * time.Second, pool: &pool}
+		ws, err := websocket.Accept(&batchResponse{ResponseWriter: w, conn: bc}, r, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- accepted{bc, ws}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadLimit(1 << 20)
+	t.Cleanup(func() { _ = client.CloseNow() })
+	a := <-got
+	if a.ws == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { _ = a.ws.CloseNow() })
+	return a.bc, a.ws, client
+}
+
+// TestWriteMessageFramesForTheLibrary has the websocket library's client
+// read what writeMessage frames: every payload length form, batched and
+// not, and long payloads that bypass the batch.
+func TestWriteMessageFramesForTheLibrary(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 0xffff, 0x10000, batchDirect + 1, 200_000}
+	for _, corked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("corked=%t", corked), func(t *testing.T) {
+			bc, _, client := acceptBatched(t)
+			var want [][]byte
+			if corked {
+				bc.cork()
+			}
+			for i, n := range sizes {
+				p := bytes.Repeat([]byte{byte('a' + i)}, n)
+				want = append(want, p)
+				if err := bc.writeMessage(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if corked {
+				if err := bc.uncork(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i, w := range want {
+				typ, p, err := client.Read(ctx)
+				if err != nil {
+					t.Fatalf("message %d (%d bytes): %v", i, len(w), err)
+				}
+				if typ != websocket.MessageBinary || !bytes.Equal(p, w) {
+					t.Fatalf("message %d: %v of %d bytes, want binary of %d", i, typ, len(p), len(w))
+				}
+			}
+		})
+	}
+}
+
+// TestNoMessageAfterTheCloseFrame checks that once the library has
+// written a close frame, writeMessage sends nothing: the peer reads the
+// close frame last.
+func TestNoMessageAfterTheCloseFrame(t *testing.T) {
+	for _, corked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("corked=%t", corked), func(t *testing.T) {
+			client, server := tcpPair(t)
+			var pool sync.Pool
+			b := &batchConn{Conn: server, timeout: 5 * time.Second, pool: &pool}
+			closeFrame := []byte{frameClose, 2, 0x03, 0xe8}
+			if err := b.writeMessage([]byte("before")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Write(closeFrame); err != nil {
+				t.Fatal(err)
+			}
+			if corked {
+				b.cork()
+			}
+			if err := b.writeMessage([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if corked {
+				if err := b.uncork(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			server.Close()
+			if err := client.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append(appendFrameHeader(nil, 6), "before"...)
+			want = append(want, closeFrame...)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the peer read %x, want %x", got, want)
 			}
 		})
 	}
