@@ -355,3 +355,67 @@ func TestNoMessageAfterTheCloseFrame(t *testing.T) {
 		})
 	}
 }
+
+// queued is the number of items waiting on the node's only connection.
+func queued(t *testing.T, h *Hub) int {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.conns) != 1 {
+		t.Fatalf("%d connections, want 1", len(h.conns))
+	}
+	for c := range h.conns {
+		c.qmu.Lock()
+		defer c.qmu.Unlock()
+		return len(c.queue) - c.qhead
+	}
+	return 0
+}
+
+// TestDeliveriesWaitForTheOwedAcknowledgement checks that deliveries
+// queued while the peer owes an acknowledgement stay queued until it
+// comes, then leave in order.
+func TestDeliveriesWaitForTheOwedAcknowledgement(t *testing.T) {
+	n := startTestNode(t, nodeOptions{})
+	ctx := ctxT(t)
+	r := n.dialRaw(false)
+	r.subscribe("held")
+	if _, ok := r.read().(wsproto.ConfirmSubscribeExact); !ok {
+		t.Fatal("no confirmation")
+	}
+	hc := n.client()
+	notify := func(b byte) {
+		t.Helper()
+		if got, err := hc.Notify(ctx, []byte("held"), []byte{b}); err != nil || got != 1 {
+			t.Fatalf("notify %d: %d subscribers, %v", b, got, err)
+		}
+	}
+	receive := func(want byte) []byte {
+		t.Helper()
+		rs, ok := r.read().(wsproto.ReceiveStream)
+		if !ok || !bytes.Equal(rs.Payload, []byte{want}) {
+			t.Fatalf("got %#v, want the delivery of %d", rs, want)
+		}
+		return rs.Identifier
+	}
+	notify(0)
+	first := receive(0)
+	// A notify is answered once queued: both are on the queue now, and
+	// nothing but the acknowledgement may send them.
+	notify(1)
+	notify(2)
+	// Held for a while: a writer woken by the queue would have taken
+	// them within milliseconds.
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if got := queued(t, n.hub); got != 2 {
+			t.Fatalf("%d deliveries queued behind the unacknowledged one, want 2", got)
+		}
+	}
+	a, err := r.pair.Authorize(auth.ConfirmReceive{Identifier: first, NumSubscribers: 1, URL: r.subURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send(wsproto.ConfirmReceive{Identifier: first, NumSubscribers: 1, Authorization: a})
+	receive(1)
+	receive(2)
+}

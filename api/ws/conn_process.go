@@ -376,7 +376,7 @@ func (c *conn) acked(id []byte, part uint64, final bool) error {
 	// Shifted down rather than resliced, so the few slots (at most
 	// MaxUnackedParts) are reused instead of reallocated.
 	c.acks = c.acks[:copy(c.acks, c.acks[1:])]
-	refill := len(c.acks) == refillAt(c.hub.cfg.MaxUnackedParts)
+	refill := len(c.acks) <= refillAt(c.hub.cfg.MaxUnackedParts)
 	c.amu.Unlock()
 	if refill {
 		c.sendFreed()

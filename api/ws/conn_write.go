@@ -80,7 +80,14 @@ func (c *conn) enqueue(it item) bool {
 	c.queue = append(c.queue, it)
 	c.qbytes += it.charge
 	c.qmu.Unlock()
-	c.wakeWriter()
+	// While the peer owes an acknowledgement, the delivery waits for it:
+	// the goroutine that reads it sends what queued up meanwhile, with
+	// one system call and no switch to the writer (see sendFreed). Read
+	// after the append, as acked reads the queue after it removes an
+	// acknowledgement, so one of the two always sees the other.
+	if c.unacked() == 0 {
+		c.wakeWriter()
+	}
 	return true
 }
 
@@ -112,20 +119,27 @@ func (c *conn) sampleBody(b *body) {
 	c.sample(p)
 }
 
-// refillAt is the number of unacknowledged parts at which a writer held
-// back by the MaxUnackedParts limit is given more to send. Not as soon as
-// one slot is free: the peer still has max-1 parts to take, and waiting
-// for a second slot sends two parts with one system call instead of one
-// each, without letting the peer run dry.
+// refillAt is the number of unacknowledged parts from which an
+// acknowledgement sends what is queued. Not as soon as one slot is free:
+// the peer still has max-1 parts to take, and waiting for a second slot
+// sends two parts with one system call instead of one each, without
+// letting the peer run dry.
 func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
 
-// sendFreed is called when acknowledgements lift the MaxUnackedParts
-// limit (refillAt): the caller (reader or processor) writes what became sendable
-// itself when the writer is not busy, which spares a switch to the writer
-// per delivery while acknowledgements drive the sending; else the writer
-// is woken.
+// sendFreed is called by the goroutine that handled an acknowledgement
+// leaving at most refillAt parts unacknowledged: it writes what may be
+// sent now itself when the writer is not busy, which spares a switch to
+// the writer per delivery while acknowledgements drive the sending; else
+// the writer is woken. Deliveries queued while the peer owed an
+// acknowledgement wait for this (enqueue), so they leave together, the
+// way Nagle's algorithm holds small segments until the peer acknowledges:
+// a delivery waits at most until the peer confirms one it already has.
 func (c *conn) sendFreed() {
 	if c.wmu.TryLock() {
+		if !c.hasWork() {
+			c.wmu.Unlock()
+			return
+		}
 		if !c.shortNext() {
 			// A long write could block this goroutine, which must keep
 			// reading: the writer sends it.
@@ -144,6 +158,16 @@ func (c *conn) sendFreed() {
 		}
 	}
 	c.wakeWriter()
+}
+
+// hasWork reports whether anything waits to be written: a part of the
+// current message, a queued item or a reply. c.wmu is held.
+func (c *conn) hasWork() bool {
+	if c.cur != nil && !c.cur.done || len(c.ctrl) > 0 {
+		return true
+	}
+	_, ok := c.peek()
+	return ok
 }
 
 // shortNext reports whether the next delivery to send is a short one
