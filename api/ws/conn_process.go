@@ -376,10 +376,10 @@ func (c *conn) acked(id []byte, part uint64, final bool) error {
 	// Shifted down rather than resliced, so the few slots (at most
 	// MaxUnackedParts) are reused instead of reallocated.
 	c.acks = c.acks[:copy(c.acks, c.acks[1:])]
-	refill := len(c.acks) <= refillAt(c.hub.cfg.MaxUnackedParts)
+	n := len(c.acks)
 	c.amu.Unlock()
-	if refill {
-		c.sendFreed()
+	if n <= refillAt(c.hub.cfg.MaxUnackedParts) {
+		c.sendFreed(n)
 	}
 	return nil
 }

@@ -81,8 +81,9 @@ func (c *conn) enqueue(it item) bool {
 	c.qbytes += it.charge
 	c.qmu.Unlock()
 	// While the peer owes an acknowledgement, the delivery waits for it:
-	// the goroutine that reads it sends what queued up meanwhile, with
-	// one system call and no switch to the writer (see sendFreed). Read
+	// the goroutine that reads the last one sends what queued up
+	// meanwhile, with one system call and no switch to the writer (see
+	// sendFreed). Read
 	// after the append, as acked reads the queue after it removes an
 	// acknowledgement, so one of the two always sees the other.
 	if c.unacked() == 0 {
@@ -120,21 +121,22 @@ func (c *conn) sampleBody(b *body) {
 }
 
 // refillAt is the number of unacknowledged parts from which an
-// acknowledgement sends what is queued. Not as soon as one slot is free:
-// the peer still has max-1 parts to take, and waiting for a second slot
-// sends two parts with one system call instead of one each, without
-// letting the peer run dry.
+// acknowledgement lets the parts of a long message follow. Not as soon as
+// one slot is free: the peer still has max-1 parts to take, and waiting
+// for a second slot sends two parts with one system call instead of one
+// each, without letting the peer run dry.
 func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
 
 // sendFreed is called by the goroutine that handled an acknowledgement
-// leaving at most refillAt parts unacknowledged: it writes what may be
-// sent now itself when the writer is not busy, which spares a switch to
-// the writer per delivery while acknowledgements drive the sending; else
-// the writer is woken. Deliveries queued while the peer owed an
-// acknowledgement wait for this (enqueue), so they leave together, the
-// way Nagle's algorithm holds small segments until the peer acknowledges:
-// a delivery waits at most until the peer confirms one it already has.
-func (c *conn) sendFreed() {
+// leaving unacked (at most refillAt) parts unacknowledged. Short
+// deliveries wait until the peer owes nothing (enqueue does not wake the
+// writer for them meanwhile), so that what queued up leaves together, up
+// to MaxUnackedParts of it with one system call: Nagle's algorithm at the
+// protocol's level. The caller then writes them itself when the writer is
+// not busy, which spares a switch to the writer per delivery. The parts of
+// a long message are the writer's, woken from refillAt on to keep the
+// peer's pipe full.
+func (c *conn) sendFreed(unacked int) {
 	if c.wmu.TryLock() {
 		if !c.hasWork() {
 			c.wmu.Unlock()
@@ -145,6 +147,10 @@ func (c *conn) sendFreed() {
 			// reading: the writer sends it.
 			c.wmu.Unlock()
 			c.wakeWriter()
+			return
+		}
+		if unacked > 0 {
+			c.wmu.Unlock()
 			return
 		}
 		more, err := c.writeBatch(nil)
