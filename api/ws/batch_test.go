@@ -2,15 +2,21 @@ package ws
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha512"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
@@ -229,4 +235,187 @@ func TestFanOutToSeveralConnectionsInOrder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// acceptBatched serves one websocket upgrade the way serveWebsocket does
+// (the library over a batchConn) and returns the server's batchConn and
+// the client's end.
+func acceptBatched(t *testing.T) (*batchConn, *websocket.Conn, *websocket.Conn) {
+	t.Helper()
+	type accepted struct {
+		bc *batchConn
+		ws *websocket.Conn
+	}
+	got := make(chan accepted, 1)
+	var pool sync.Pool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bc := &batchConn{timeout: 5 * time.Second, pool: &pool}
+		ws, err := websocket.Accept(&batchResponse{ResponseWriter: w, conn: bc}, r, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- accepted{bc, ws}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadLimit(1 << 20)
+	t.Cleanup(func() { _ = client.CloseNow() })
+	a := <-got
+	if a.ws == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { _ = a.ws.CloseNow() })
+	return a.bc, a.ws, client
+}
+
+// TestWriteMessageFramesForTheLibrary has the websocket library's client
+// read what writeMessage frames: every payload length form, batched and
+// not, and long payloads that bypass the batch.
+func TestWriteMessageFramesForTheLibrary(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 0xffff, 0x10000, batchDirect + 1, 200_000}
+	for _, corked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("corked=%t", corked), func(t *testing.T) {
+			bc, _, client := acceptBatched(t)
+			var want [][]byte
+			if corked {
+				bc.cork()
+			}
+			for i, n := range sizes {
+				p := bytes.Repeat([]byte{byte('a' + i)}, n)
+				want = append(want, p)
+				if err := bc.writeMessage(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if corked {
+				if err := bc.uncork(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i, w := range want {
+				typ, p, err := client.Read(ctx)
+				if err != nil {
+					t.Fatalf("message %d (%d bytes): %v", i, len(w), err)
+				}
+				if typ != websocket.MessageBinary || !bytes.Equal(p, w) {
+					t.Fatalf("message %d: %v of %d bytes, want binary of %d", i, typ, len(p), len(w))
+				}
+			}
+		})
+	}
+}
+
+// TestNoMessageAfterTheCloseFrame checks that once the library has
+// written a close frame, writeMessage sends nothing: the peer reads the
+// close frame last.
+func TestNoMessageAfterTheCloseFrame(t *testing.T) {
+	for _, corked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("corked=%t", corked), func(t *testing.T) {
+			client, server := tcpPair(t)
+			var pool sync.Pool
+			b := &batchConn{Conn: server, timeout: 5 * time.Second, pool: &pool}
+			closeFrame := []byte{frameClose, 2, 0x03, 0xe8}
+			if err := b.writeMessage([]byte("before")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Write(closeFrame); err != nil {
+				t.Fatal(err)
+			}
+			if corked {
+				b.cork()
+			}
+			if err := b.writeMessage([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if corked {
+				if err := b.uncork(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			server.Close()
+			if err := client.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append(appendFrameHeader(nil, 6), "before"...)
+			want = append(want, closeFrame...)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("the peer read %x, want %x", got, want)
+			}
+		})
+	}
+}
+
+// queued is the number of items waiting on the node's only connection.
+func queued(t *testing.T, h *Hub) int {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.conns) != 1 {
+		t.Fatalf("%d connections, want 1", len(h.conns))
+	}
+	for c := range h.conns {
+		c.qmu.Lock()
+		defer c.qmu.Unlock()
+		return len(c.queue) - c.qhead
+	}
+	return 0
+}
+
+// TestDeliveriesWaitForTheOwedAcknowledgement checks that deliveries
+// queued while the peer owes an acknowledgement stay queued until it
+// comes, then leave in order.
+func TestDeliveriesWaitForTheOwedAcknowledgement(t *testing.T) {
+	n := startTestNode(t, nodeOptions{})
+	ctx := ctxT(t)
+	r := n.dialRaw(false)
+	r.subscribe("held")
+	if _, ok := r.read().(wsproto.ConfirmSubscribeExact); !ok {
+		t.Fatal("no confirmation")
+	}
+	hc := n.client()
+	notify := func(b byte) {
+		t.Helper()
+		if got, err := hc.Notify(ctx, []byte("held"), []byte{b}); err != nil || got != 1 {
+			t.Fatalf("notify %d: %d subscribers, %v", b, got, err)
+		}
+	}
+	receive := func(want byte) []byte {
+		t.Helper()
+		rs, ok := r.read().(wsproto.ReceiveStream)
+		if !ok || !bytes.Equal(rs.Payload, []byte{want}) {
+			t.Fatalf("got %#v, want the delivery of %d", rs, want)
+		}
+		return rs.Identifier
+	}
+	notify(0)
+	first := receive(0)
+	// A notify is answered once queued: both are on the queue now, and
+	// nothing but the acknowledgement may send them.
+	notify(1)
+	notify(2)
+	// Held for a while: a writer woken by the queue would have taken
+	// them within milliseconds.
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if got := queued(t, n.hub); got != 2 {
+			t.Fatalf("%d deliveries queued behind the unacknowledged one, want 2", got)
+		}
+	}
+	a, err := r.pair.Authorize(auth.ConfirmReceive{Identifier: first, NumSubscribers: 1, URL: r.subURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.send(wsproto.ConfirmReceive{Identifier: first, NumSubscribers: 1, Authorization: a})
+	receive(1)
+	receive(2)
 }

@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,13 @@ import (
 // other goroutines (pongs, the close frame) never interleave with a batch,
 // and each is bounded by WriteTimeout through the socket's deadline rather
 // than a timer per message.
+//
+// The node's messages do not go through the library's writer, whose locks
+// and per-message state cost more than the frame itself: writeMessage
+// frames them here. The library still writes the control frames (pings,
+// pongs, the close frame), each with one Write of the whole frame (they
+// are at most 127 bytes and its buffer holds 512), and once it has written
+// a close frame no message may follow it.
 
 const (
 	// batchDirect is the size from which a write bypasses the batch: big
@@ -42,12 +50,67 @@ type batchConn struct {
 	corked   bool
 	buf      *[]byte // the batch, from pool while corked
 	deadline time.Time
+	closing  bool // a close frame is written: no message may follow
 }
 
-// Write sends p, or adds it to the batch while corked.
+// Server frames: FIN set, not masked (RFC 6455 5.1, 5.2).
+const (
+	frameBinary = 0x82 // FIN, opcode 2
+	frameClose  = 0x88 // FIN, opcode 8
+)
+
+// appendFrameHeader appends the header of a final, unmasked binary frame
+// of n payload bytes.
+func appendFrameHeader(dst []byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(dst, frameBinary, byte(n))
+	case n <= 0xffff:
+		return append(dst, frameBinary, 126, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, frameBinary, 127), uint64(n))
+}
+
+// writeMessage sends p as one binary message, or adds it to the batch
+// while corked. After a close frame it drops p: the connection is closing,
+// and the peer would take a message after the close frame as an error.
+func (b *batchConn) writeMessage(p []byte) error {
+	var hb [10]byte
+	h := appendFrameHeader(hb[:0], len(p))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closing {
+		return nil
+	}
+	if b.corked && len(p) < batchDirect {
+		*b.buf = append(append(*b.buf, h...), p...)
+		return nil
+	}
+	if b.corked {
+		// The header leaves with the batch; the long payload follows it
+		// without a copy.
+		*b.buf = append(*b.buf, h...)
+		if err := b.flushLocked(); err != nil {
+			return err
+		}
+		_, err := b.writeLocked(p)
+		return err
+	}
+	// Uncorked (CONFIRM_CONFIGURE, once a connection): header and payload
+	// with one system call.
+	out := make([]byte, 0, len(h)+len(p))
+	_, err := b.writeLocked(append(append(out, h...), p...))
+	return err
+}
+
+// Write sends p, or adds it to the batch while corked. Only the library
+// calls it, with one whole control frame per call.
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(p) > 0 && p[0] == frameClose {
+		b.closing = true
+	}
 	if b.corked && len(p) < batchDirect {
 		*b.buf = append(*b.buf, p...)
 		return len(p), nil

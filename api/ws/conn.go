@@ -89,12 +89,9 @@ func authErr(what string, r auth.Result) *closeError {
 // processor; conn_write.go the writer and its queue; conn_ping.go the
 // pings.
 type conn struct {
-	hub *Hub
-	ws  *websocket.Conn
-	bc  *batchConn // under ws: the writer batches its writes there
-	// wctx has no deadline: writes are bounded by the socket's deadline
-	// (batchConn), which costs no timer per message.
-	wctx   context.Context
+	hub    *Hub
+	ws     *websocket.Conn
+	bc     *batchConn // under ws: the writer batches its writes there
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -201,7 +198,6 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
-	cn.wctx = context.WithoutCancel(cn.ctx)
 	if !h.addConn(cn) {
 		_ = ws.Close(statusGoingAway, "broadcaster shutting down")
 		cn.cancel()
@@ -395,7 +391,7 @@ func (c *conn) configure() error {
 }
 
 func (c *conn) write(b []byte) error {
-	if err := c.ws.Write(c.wctx, websocket.MessageBinary, b); err != nil {
+	if err := c.bc.writeMessage(b); err != nil {
 		return closeErr(statusTryAgainLater, "write failed", err)
 	}
 	c.hub.cfg.Metrics.Sent()

@@ -62,6 +62,11 @@ func (c *conn) processLoop() {
 
 // process handles one message from the subscriber.
 func (c *conn) process(buf []byte) error {
+	// Acknowledgements, one per delivery, are read in place; the rest,
+	// and acknowledgements in expanded form, take the generic parser.
+	if a, ok := wsproto.ParseAck(buf); ok {
+		return c.ack(a)
+	}
 	m, err := wsproto.ParseS2B(buf)
 	if err != nil {
 		return protocolErr("parse: %w", err)
@@ -82,25 +87,30 @@ func (c *conn) process(buf []byte) error {
 	case wsproto.NotifyStream:
 		return c.notifyStream(m)
 	case wsproto.ContinueReceive:
-		url := c.nextSubscriberURL()
-		if c.hub.verifies {
-			am := auth.StatefulContinueReceive{Tracing: m.Tracing, Identifier: m.Identifier, PartID: m.PartID, URL: url}
-			if err := c.verify("continue receive", am, m.Authorization); err != nil {
-				return err
-			}
-		}
-		return c.acked(m.Identifier, m.PartID, false)
+		return c.ack(wsproto.Ack{Identifier: m.Identifier, PartID: m.PartID, Authorization: []byte(m.Authorization), Tracing: m.Tracing})
 	case wsproto.ConfirmReceive:
-		url := c.nextSubscriberURL()
-		if c.hub.verifies {
-			am := auth.ConfirmReceive{Tracing: m.Tracing, Identifier: m.Identifier, NumSubscribers: m.NumSubscribers, URL: url}
-			if err := c.verify("confirm receive", am, m.Authorization); err != nil {
-				return err
-			}
-		}
-		return c.acked(m.Identifier, 0, true)
+		return c.ack(wsproto.Ack{Final: true, Identifier: m.Identifier, Authorization: []byte(m.Authorization), Tracing: m.Tracing, NumSubscribers: m.NumSubscribers})
 	}
 	return protocolErr("unexpected message %T", m)
+}
+
+// ack takes a CONTINUE_RECEIVE or CONFIRM_RECEIVE: its counter value, its
+// authorization, and the part it acknowledges. a's byte fields may alias
+// the read buffer: nothing here keeps them.
+func (c *conn) ack(a wsproto.Ack) error {
+	url := c.nextSubscriberURL()
+	if c.hub.verifies {
+		what, am := "continue receive", auth.Message(auth.StatefulContinueReceive{
+			Tracing: a.Tracing, Identifier: a.Identifier, PartID: a.PartID, URL: url})
+		if a.Final {
+			what, am = "confirm receive", auth.ConfirmReceive{
+				Tracing: a.Tracing, Identifier: a.Identifier, NumSubscribers: a.NumSubscribers, URL: url}
+		}
+		if err := c.verify(what, am, string(a.Authorization)); err != nil {
+			return err
+		}
+	}
+	return c.acked(a.Identifier, a.PartID, a.Final)
 }
 
 // verify checks a message's authorization; a refusal closes the
@@ -366,10 +376,10 @@ func (c *conn) acked(id []byte, part uint64, final bool) error {
 	// Shifted down rather than resliced, so the few slots (at most
 	// MaxUnackedParts) are reused instead of reallocated.
 	c.acks = c.acks[:copy(c.acks, c.acks[1:])]
-	refill := len(c.acks) == refillAt(c.hub.cfg.MaxUnackedParts)
+	n := len(c.acks)
 	c.amu.Unlock()
-	if refill {
-		c.sendFreed()
+	if n <= refillAt(c.hub.cfg.MaxUnackedParts) {
+		c.sendFreed(n)
 	}
 	return nil
 }

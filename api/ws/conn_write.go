@@ -80,7 +80,15 @@ func (c *conn) enqueue(it item) bool {
 	c.queue = append(c.queue, it)
 	c.qbytes += it.charge
 	c.qmu.Unlock()
-	c.wakeWriter()
+	// While the peer owes an acknowledgement, the delivery waits for it:
+	// the goroutine that reads the last one sends what queued up
+	// meanwhile, with one system call and no switch to the writer (see
+	// sendFreed). Read
+	// after the append, as acked reads the queue after it removes an
+	// acknowledgement, so one of the two always sees the other.
+	if c.unacked() == 0 {
+		c.wakeWriter()
+	}
 	return true
 }
 
@@ -112,25 +120,37 @@ func (c *conn) sampleBody(b *body) {
 	c.sample(p)
 }
 
-// refillAt is the number of unacknowledged parts at which a writer held
-// back by the MaxUnackedParts limit is given more to send. Not as soon as
+// refillAt is the number of unacknowledged parts from which an
+// acknowledgement lets the parts of a long message follow. Not as soon as
 // one slot is free: the peer still has max-1 parts to take, and waiting
 // for a second slot sends two parts with one system call instead of one
 // each, without letting the peer run dry.
 func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
 
-// sendFreed is called when acknowledgements lift the MaxUnackedParts
-// limit (refillAt): the caller (reader or processor) writes what became sendable
-// itself when the writer is not busy, which spares a switch to the writer
-// per delivery while acknowledgements drive the sending; else the writer
-// is woken.
-func (c *conn) sendFreed() {
+// sendFreed is called by the goroutine that handled an acknowledgement
+// leaving unacked (at most refillAt) parts unacknowledged. Short
+// deliveries wait until the peer owes nothing (enqueue does not wake the
+// writer for them meanwhile), so that what queued up leaves together, up
+// to MaxUnackedParts of it with one system call: Nagle's algorithm at the
+// protocol's level. The caller then writes them itself when the writer is
+// not busy, which spares a switch to the writer per delivery. The parts of
+// a long message are the writer's, woken from refillAt on to keep the
+// peer's pipe full.
+func (c *conn) sendFreed(unacked int) {
 	if c.wmu.TryLock() {
+		if !c.hasWork() {
+			c.wmu.Unlock()
+			return
+		}
 		if !c.shortNext() {
 			// A long write could block this goroutine, which must keep
 			// reading: the writer sends it.
 			c.wmu.Unlock()
 			c.wakeWriter()
+			return
+		}
+		if unacked > 0 {
+			c.wmu.Unlock()
 			return
 		}
 		more, err := c.writeBatch(nil)
@@ -144,6 +164,16 @@ func (c *conn) sendFreed() {
 		}
 	}
 	c.wakeWriter()
+}
+
+// hasWork reports whether anything waits to be written: a part of the
+// current message, a queued item or a reply. c.wmu is held.
+func (c *conn) hasWork() bool {
+	if c.cur != nil && !c.cur.done || len(c.ctrl) > 0 {
+		return true
+	}
+	_, ok := c.peek()
+	return ok
 }
 
 // shortNext reports whether the next delivery to send is a short one
