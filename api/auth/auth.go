@@ -38,15 +38,8 @@ const (
 )
 
 func (r Result) String() string {
-	switch r {
-	case OK:
-		return "ok"
-	case Unauthorized:
-		return "unauthorized"
-	case Forbidden:
-		return "forbidden"
-	case Unavailable:
-		return "unavailable"
+	if names := [...]string{"ok", "unauthorized", "forbidden", "unavailable"}; r >= 0 && int(r) < len(names) {
+		return names[r]
 	}
 	return fmt.Sprintf("result(%d)", int(r))
 }

@@ -95,15 +95,8 @@ const (
 )
 
 func (k ReplyKind) String() string {
-	switch k {
-	case ReplyUnknown:
-		return "unknown"
-	case ReplyConfirmReceive:
-		return "confirm receive"
-	case ReplyConfirmMissed:
-		return "confirm missed"
-	case ReplyUnsubscribeImmediate:
-		return "unsubscribe immediate"
+	if names := [...]string{"unknown", "confirm receive", "confirm missed", "unsubscribe immediate"}; k >= 0 && int(k) < len(names) {
+		return names[k]
 	}
 	return fmt.Sprintf("ReplyKind(%d)", int(k))
 }

@@ -33,15 +33,8 @@ const (
 )
 
 func (k EventKind) String() string {
-	switch k {
-	case EventMessage:
-		return "message"
-	case EventMissed:
-		return "missed"
-	case EventConnected:
-		return "connected"
-	case EventDisconnected:
-		return "disconnected"
+	if names := [...]string{"message", "missed", "connected", "disconnected"}; k >= 0 && int(k) < len(names) {
+		return names[k]
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
