@@ -20,6 +20,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 	"github.com/lonelypsd/lonelypsd/cluster"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
@@ -50,16 +51,6 @@ func testLogger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // pairs returns the broadcaster's pair and a factory of client pairs.
@@ -109,7 +100,7 @@ func startTestNode(t *testing.T, o nodeOptions) *testNode {
 	}
 	addr := ln.Addr().String()
 	dir := t.TempDir()
-	node, err := cluster.Open(cluster.Config{NodeID: "n1", RaftAddr: freeAddr(t), DataDir: filepath.Join(dir, "data"),
+	node, err := cluster.Open(cluster.Config{NodeID: "n1", RaftAddr: lonelypsdtest.FreeAddr(t), DataDir: filepath.Join(dir, "data"),
 		AdvertiseHTTP: addr, Bootstrap: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -207,16 +198,7 @@ func ctxT(t *testing.T) context.Context {
 // next returns the next message of c or fails after d.
 func next(t *testing.T, c *wsclient.Conn, d time.Duration) wsclient.Message {
 	t.Helper()
-	select {
-	case m, ok := <-c.Messages():
-		if !ok {
-			t.Fatalf("connection ended: %v", c.Err())
-		}
-		return m
-	case <-time.After(d):
-		t.Fatalf("no message within %s", d)
-	}
-	return wsclient.Message{}
+	return lonelypsdtest.NextMessage(t, c, d)
 }
 
 // none asserts that c receives nothing for a short while.

@@ -16,18 +16,13 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	lonelypsdtest.WaitFor(t, what, 10*time.Second, cond)
 }
 
 func TestSubscribeAndReceiveFromHTTPNotifier(t *testing.T) {

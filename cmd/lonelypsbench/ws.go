@@ -407,18 +407,11 @@ func (s *wsSubscriber) await(ctx context.Context, done func(any) bool) error {
 // complete messages.
 func (s *wsSubscriber) confirmLoop(ctx context.Context, received *atomic.Int64) error {
 	var have, want uint64
-	for {
-		_, b, err := s.ws.Read(ctx)
-		if err != nil {
-			return err
-		}
-		m, err := wsproto.ParseB2S(b)
-		if err != nil {
-			return err
-		}
+	var sendErr error
+	err := s.await(ctx, func(m any) bool {
 		r, ok := m.(wsproto.ReceiveStream)
 		if !ok {
-			continue
+			return false
 		}
 		if r.First != nil {
 			have, want = 0, r.First.CompressedLength
@@ -428,13 +421,18 @@ func (s *wsSubscriber) confirmLoop(ctx context.Context, received *atomic.Int64) 
 		if have >= want {
 			reply = wsproto.ConfirmReceive{Identifier: r.Identifier, NumSubscribers: 1}
 		}
-		if err := s.send(ctx, reply); err != nil {
-			return err
+		if sendErr = s.send(ctx, reply); sendErr != nil {
+			return true
 		}
 		if have >= want {
 			received.Add(1)
 		}
+		return false
+	})
+	if sendErr != nil {
+		return sendErr
 	}
+	return err
 }
 
 // wsIdle opens n configured websockets that then stay idle and returns the
