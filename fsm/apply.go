@@ -24,8 +24,10 @@ type attempt struct {
 	// clock is the log clock (see keyClock) as of the entry being applied.
 	clock int64
 
-	out     []interface{}
-	effects []effect
+	out []interface{}
+	// st is what the try changes in the index, staged as it goes and
+	// published once the transaction commits.
+	st *staged
 	// last is the index of the last entry of the batch (or the applied
 	// index before it, when every entry was applied already).
 	last uint64
@@ -36,6 +38,8 @@ type attempt struct {
 	// index is then rebuilt from bbolt instead of patched with effects,
 	// and rows are counted in bbolt.
 	replaced bool
+	// key is the row key being read or written (see rowKey).
+	key []byte
 }
 
 // entryError is a failure applying one entry, as opposed to committing.
@@ -47,8 +51,9 @@ type entryError struct {
 func (e *entryError) Error() string { return fmt.Sprintf("entry %d of the batch: %v", e.i, e.err) }
 func (e *entryError) Unwrap() error { return e.err }
 
-// effect is one change to the in-memory index, applied after the bbolt
-// transaction that made it durable has committed.
+// effect is one change to the in-memory index. It is staged as the
+// transaction makes it, and readers see it only once the transaction has
+// committed.
 type effect struct {
 	remove   bool
 	node     *NodeInfo // set for member changes
@@ -68,8 +73,8 @@ var (
 // every start, and applying them twice would turn a subscribe into a
 // conflict. refused holds the entries an earlier try found bbolt refuses
 // to store; they are answered with their error and otherwise skipped.
-func (f *FSM) try(logs []*raft.Log, applied uint64, refused map[int]error) (*attempt, error) {
-	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}}
+func (f *FSM) try(logs []*raft.Log, cmds []decoded, applied uint64, refused map[int]error) (*attempt, error) {
+	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}, st: newStaged(rowsOf(cmds))}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		if err := a.begin(tx); err != nil {
 			return err
@@ -87,7 +92,7 @@ func (f *FSM) try(logs []*raft.Log, applied uint64, refused map[int]error) (*att
 				a.out[i] = Result{Err: err}
 				continue
 			}
-			res, err := a.entry(l)
+			res, err := a.entry(l, cmds[i])
 			if err != nil {
 				return &entryError{i: i, err: err}
 			}
@@ -110,7 +115,26 @@ func (a *attempt) begin(tx *bolt.Tx) error {
 	if v := tx.Bucket(bucketMeta).Get(keyClock); len(v) == 8 {
 		a.clock = int64(binary.BigEndian.Uint64(v))
 	}
+	for _, name := range [][]byte{bucketExact, bucketGlob} {
+		tx.Bucket(name).FillPercent = rowFill
+	}
 	return nil
+}
+
+// rowFill is how full bbolt fills the row buckets' pages when it splits
+// them. A URL's rows are keyed together and loads come URL by URL, so
+// most inserts append at the right edge of the tree, and bbolt's default
+// (half) would leave every page it splits there half empty for good: a
+// table twice its size, twice the pages to write per commit and to copy
+// per snapshot. The rest is room for rows inserted among existing ones.
+const rowFill = 0.9
+
+// rowKey is makeKey into the attempt's scratch buffer: bbolt copies the
+// key it stores and keeps none it reads or deletes, so one buffer serves
+// every row.
+func (a *attempt) rowKey(url, key string) []byte {
+	a.key = appendKey(a.key[:0], url, key)
+	return a.key
 }
 
 // finish drops expired request ids and codes and records the batch's
@@ -138,11 +162,38 @@ func (a *attempt) finish(applied uint64) error {
 	return meta.Put(keyApplied, binary.BigEndian.AppendUint64(nil, a.last))
 }
 
+// decoded is a log entry's command, decoded once per batch however many
+// tries the batch takes.
+type decoded struct {
+	cmd Command
+	err error
+}
+
+// decodeAll decodes the command entries of logs after applied.
+func decodeAll(logs []*raft.Log, applied uint64) []decoded {
+	out := make([]decoded, len(logs))
+	for i, l := range logs {
+		if l.Index > applied && l.Type == raft.LogCommand {
+			out[i].cmd, out[i].err = DecodeCommand(l.Data)
+		}
+	}
+	return out
+}
+
+// rowsOf is how many rows cmds name, which sizes a batch's staging.
+func rowsOf(cmds []decoded) int {
+	n := 0
+	for _, d := range cmds {
+		n += 1 + len(d.cmd.Exact) + len(d.cmd.Globs)
+	}
+	return n
+}
+
 // entry applies one command entry. An invalid entry is an error result
 // and changes nothing, not even the clock; the returned error is for a
 // store failure.
-func (a *attempt) entry(l *raft.Log) (Result, error) {
-	cmd, err := DecodeCommand(l.Data)
+func (a *attempt) entry(l *raft.Log, d decoded) (Result, error) {
+	cmd, err := d.cmd, d.err
 	if err != nil {
 		return Result{Err: err}, nil
 	}
@@ -237,7 +288,7 @@ func (a *attempt) rowCount(url string) int {
 
 func (a *attempt) subscribe(kind Kind, url, key, recovery string, maxPerURL int) (Result, error) {
 	b := a.tx.Bucket(kind.bucket())
-	k := makeKey(url, key)
+	k := a.rowKey(url, key)
 	if b.Get(k) != nil {
 		return Result{Outcome: Conflict}, nil
 	}
@@ -248,13 +299,13 @@ func (a *attempt) subscribe(kind Kind, url, key, recovery string, maxPerURL int)
 		return Result{}, err
 	}
 	a.rows[url]++
-	a.effects = append(a.effects, effect{kind: kind, url: url, key: key, recovery: recovery})
+	a.effect(effect{kind: kind, url: url, key: key, recovery: recovery})
 	return Result{Outcome: Applied}, nil
 }
 
 func (a *attempt) unsubscribe(kind Kind, url, key string) (Result, error) {
 	b := a.tx.Bucket(kind.bucket())
-	k := makeKey(url, key)
+	k := a.rowKey(url, key)
 	if b.Get(k) == nil {
 		return Result{Outcome: Conflict}, nil
 	}
@@ -262,7 +313,7 @@ func (a *attempt) unsubscribe(kind Kind, url, key string) (Result, error) {
 		return Result{}, err
 	}
 	a.rows[url]--
-	a.effects = append(a.effects, effect{remove: true, kind: kind, url: url, key: key})
+	a.effect(effect{remove: true, kind: kind, url: url, key: key})
 	return Result{Outcome: Applied}, nil
 }
 
@@ -302,13 +353,13 @@ func (a *attempt) reconcile(kind Kind, url string, want []entry) error {
 		have = append(have, entry{string(k[len(prefix):]), string(v)})
 	}
 	put := func(e entry) error {
-		a.effects = append(a.effects, effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
-		return b.Put(makeKey(url, e.key), []byte(e.recovery))
+		a.effect(effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
+		return b.Put(a.rowKey(url, e.key), []byte(e.recovery))
 	}
 	del := func(e entry) error {
 		a.rows[url]--
-		a.effects = append(a.effects, effect{remove: true, kind: kind, url: url, key: e.key})
-		return b.Delete(makeKey(url, e.key))
+		a.effect(effect{remove: true, kind: kind, url: url, key: e.key})
+		return b.Delete(a.rowKey(url, e.key))
 	}
 	i, j := 0, 0
 	for i < len(want) || j < len(have) {
@@ -343,7 +394,7 @@ func (a *attempt) setNode(n NodeInfo) (Result, error) {
 	if err := a.tx.Bucket(bucketNodes).Put([]byte(n.ID), v); err != nil {
 		return Result{}, err
 	}
-	a.effects = append(a.effects, effect{node: &n})
+	a.effect(effect{node: &n})
 	return Result{Outcome: Applied}, nil
 }
 
@@ -355,7 +406,7 @@ func (a *attempt) removeNode(id string) (Result, error) {
 	if err := b.Delete([]byte(id)); err != nil {
 		return Result{}, err
 	}
-	a.effects = append(a.effects, effect{remove: true, node: &NodeInfo{ID: id}})
+	a.effect(effect{remove: true, node: &NodeInfo{ID: id}})
 	return Result{Outcome: Applied}, nil
 }
 
@@ -363,11 +414,14 @@ func (a *attempt) removeNode(id string) (Result, error) {
 // rows are contiguous and ordered by key bytes: exactly the order the
 // strong etag hashes them in.
 func makeKey(url, key string) []byte {
-	k := make([]byte, 2+len(url)+len(key))
-	binary.BigEndian.PutUint16(k, uint16(len(url)))
-	copy(k[2:], url)
-	copy(k[2+len(url):], key)
-	return k
+	return appendKey(make([]byte, 0, 2+len(url)+len(key)), url, key)
+}
+
+// appendKey appends makeKey(url, key) to k.
+func appendKey(k []byte, url, key string) []byte {
+	k = binary.BigEndian.AppendUint16(k, uint16(len(url)))
+	k = append(k, url...)
+	return append(k, key...)
 }
 
 // splitKeyBytes returns the URL and key of a row key; both share k's
