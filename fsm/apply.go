@@ -2,9 +2,12 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +43,22 @@ type attempt struct {
 	replaced bool
 	// key is the row key being read or written (see rowKey).
 	key []byte
+	// at is the position in the batch of the entry being applied.
+	at int
+	// puts are row writes deferred to be made in key order (see flush);
+	// putURLs are the URLs they belong to, and keys holds their keys.
+	puts    []deferredPut
+	putURLs map[string]struct{}
+	keys    []byte
+}
+
+// deferredPut is a row write a batch makes at its end, or before a read
+// that could see it.
+type deferredPut struct {
+	kind       Kind
+	bucket     *bolt.Bucket
+	key, value []byte
+	at         int // the entry that asked for it
 }
 
 // entryError is a failure applying one entry, as opposed to committing.
@@ -92,7 +111,12 @@ func (f *FSM) try(logs []*raft.Log, cmds []decoded, applied uint64, refused map[
 				a.out[i] = Result{Err: err}
 				continue
 			}
+			a.at = i
 			res, err := a.entry(l, cmds[i])
+			var ee *entryError
+			if errors.As(err, &ee) {
+				return ee
+			}
 			if err != nil {
 				return &entryError{i: i, err: err}
 			}
@@ -142,6 +166,9 @@ func (a *attempt) rowKey(url, key string) []byte {
 // drops, every later entry would judge expired anyway (the clock never
 // goes back), so when it runs does not change any outcome.
 func (a *attempt) finish(applied uint64) error {
+	if err := a.flush(); err != nil {
+		return err
+	}
 	if cutoff := a.clock - RequestRetention.Milliseconds(); cutoff > 0 {
 		if err := a.requests.DropBefore(cutoff); err != nil {
 			return err
@@ -247,6 +274,9 @@ func (a *attempt) recordCode(c *AuthCode) (bool, error) {
 }
 
 func (a *attempt) apply(c Command) (Result, error) {
+	if err := a.flushFor(c); err != nil {
+		return Result{}, err
+	}
 	switch c.Op {
 	case OpSubscribeExact:
 		return a.subscribe(Exact, c.URL, string(c.Topic), c.Recovery, c.MaxPerURL)
@@ -352,35 +382,32 @@ func (a *attempt) reconcile(kind Kind, url string, want []entry) error {
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		have = append(have, entry{string(k[len(prefix):]), string(v)})
 	}
-	put := func(e entry) error {
+	put := func(e entry) {
 		a.effect(effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
-		return b.Put(a.rowKey(url, e.key), []byte(e.recovery))
+		a.deferPut(kind, b, url, a.rowKey(url, e.key), []byte(e.recovery))
 	}
-	del := func(e entry) error {
-		a.rows[url]--
-		a.effect(effect{remove: true, kind: kind, url: url, key: e.key})
-		return b.Delete(a.rowKey(url, e.key))
-	}
+	rows := 0
+	defer func() { a.rows[url] += rows }()
 	i, j := 0, 0
 	for i < len(want) || j < len(have) {
-		var err error
 		switch {
 		case j == len(have) || (i < len(want) && want[i].key < have[j].key):
-			a.rows[url]++
-			err = put(want[i])
+			rows++
+			put(want[i])
 			i++
 		case i == len(want) || want[i].key > have[j].key:
-			err = del(have[j])
+			rows--
+			a.effect(effect{remove: true, kind: kind, url: url, key: have[j].key})
+			if err := b.Delete(a.rowKey(url, have[j].key)); err != nil {
+				return err
+			}
 			j++
 		default:
 			if want[i].recovery != have[j].recovery {
-				err = put(want[i])
+				put(want[i])
 			}
 			i++
 			j++
-		}
-		if err != nil {
-			return err
 		}
 	}
 	return nil
@@ -435,4 +462,54 @@ func splitKeyBytes(k []byte) (url, key []byte, err error) {
 		return nil, nil, fmt.Errorf("corrupt row key %x", k)
 	}
 	return k[2 : 2+n], k[2+n:], nil
+}
+
+// deferPut queues a row write for flush. A batch's set_subscriptions
+// come in the order their requests arrived, not in key order; bbolt
+// inserts each key into the node of its page, which grows to hold all
+// the batch's new rows of that page, and an insert before keys already
+// there moves them all. Written in key order, new rows append.
+func (a *attempt) deferPut(kind Kind, b *bolt.Bucket, url string, key, value []byte) {
+	start := len(a.keys)
+	a.keys = append(a.keys, key...)
+	a.puts = append(a.puts, deferredPut{kind: kind, bucket: b, key: a.keys[start:len(a.keys):len(a.keys)], value: value, at: a.at})
+	if a.putURLs == nil {
+		a.putURLs = map[string]struct{}{}
+	}
+	a.putURLs[url] = struct{}{}
+}
+
+// flushFor makes the deferred writes c could read: those of its URL (a
+// URL's rows share a key prefix no other URL's rows have), or all of
+// them before a restore moves the row buckets.
+func (a *attempt) flushFor(c Command) error {
+	switch c.Op {
+	case OpRestoreBegin, OpRestoreRows, OpRestoreCommit:
+		return a.flush()
+	case OpSetNode, OpRemoveNode:
+		return nil
+	}
+	if _, ok := a.putURLs[c.URL]; ok {
+		return a.flush()
+	}
+	return nil
+}
+
+// flush makes the deferred writes, in bucket and key order. A write
+// bbolt refuses is the failure of the entry that asked for it.
+func (a *attempt) flush() error {
+	slices.SortFunc(a.puts, func(x, y deferredPut) int {
+		if c := cmp.Compare(x.kind, y.kind); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.key, y.key)
+	})
+	for _, p := range a.puts {
+		if err := p.bucket.Put(p.key, p.value); err != nil {
+			return &entryError{i: p.at, err: err}
+		}
+	}
+	a.puts, a.keys = a.puts[:0], a.keys[:0]
+	clear(a.putURLs)
+	return nil
 }
