@@ -45,8 +45,10 @@ type attempt struct {
 	key []byte
 	// at is the position in the batch of the entry being applied.
 	at int
-	// puts are row writes deferred to be made in key order (see flush);
-	// putURLs are the URLs they belong to, and keys holds their keys.
+	// runs are row writes deferred to be made in key order (see flush),
+	// one run a URL and bucket; putURLs are the URLs they belong to.
+	// puts and keys hold the runs' writes and keys.
+	runs    []putRun
 	puts    []deferredPut
 	putURLs map[string]struct{}
 	keys    []byte
@@ -55,10 +57,16 @@ type attempt struct {
 // deferredPut is a row write a batch makes at its end, or before a read
 // that could see it.
 type deferredPut struct {
-	kind       Kind
-	bucket     *bolt.Bucket
 	key, value []byte
-	at         int // the entry that asked for it
+}
+
+// putRun is the deferred writes of one URL's rows in one bucket:
+// puts[from:to], ascending by key.
+type putRun struct {
+	kind     Kind
+	bucket   *bolt.Bucket
+	from, to int
+	at       int // the entry that asked for them
 }
 
 // entryError is a failure applying one entry, as opposed to committing.
@@ -384,10 +392,13 @@ func (a *attempt) reconcile(kind Kind, url string, want []entry) error {
 	}
 	put := func(e entry) {
 		a.effect(effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
-		a.deferPut(kind, b, url, a.rowKey(url, e.key), []byte(e.recovery))
+		a.deferPut(a.rowKey(url, e.key), []byte(e.recovery))
 	}
-	rows := 0
-	defer func() { a.rows[url] += rows }()
+	rows, from := 0, len(a.puts)
+	defer func() {
+		a.rows[url] += rows
+		a.endRun(kind, b, url, from)
+	}()
 	i, j := 0, 0
 	for i < len(want) || j < len(have) {
 		switch {
@@ -469,10 +480,18 @@ func splitKeyBytes(k []byte) (url, key []byte, err error) {
 // inserts each key into the node of its page, which grows to hold all
 // the batch's new rows of that page, and an insert before keys already
 // there moves them all. Written in key order, new rows append.
-func (a *attempt) deferPut(kind Kind, b *bolt.Bucket, url string, key, value []byte) {
+func (a *attempt) deferPut(key, value []byte) {
 	start := len(a.keys)
 	a.keys = append(a.keys, key...)
-	a.puts = append(a.puts, deferredPut{kind: kind, bucket: b, key: a.keys[start:len(a.keys):len(a.keys)], value: value, at: a.at})
+	a.puts = append(a.puts, deferredPut{key: a.keys[start:len(a.keys):len(a.keys)], value: value})
+}
+
+// endRun closes the run of url's writes to b deferred since puts[from].
+func (a *attempt) endRun(kind Kind, b *bolt.Bucket, url string, from int) {
+	if from == len(a.puts) {
+		return
+	}
+	a.runs = append(a.runs, putRun{kind: kind, bucket: b, from: from, to: len(a.puts), at: a.at})
 	if a.putURLs == nil {
 		a.putURLs = map[string]struct{}{}
 	}
@@ -495,21 +514,25 @@ func (a *attempt) flushFor(c Command) error {
 	return nil
 }
 
-// flush makes the deferred writes, in bucket and key order. A write
+// flush makes the deferred writes, in bucket and key order: runs of
+// one bucket hold different URLs, whose keys do not interleave, so
+// ordering the runs by their first keys orders every write. A write
 // bbolt refuses is the failure of the entry that asked for it.
 func (a *attempt) flush() error {
-	slices.SortFunc(a.puts, func(x, y deferredPut) int {
+	slices.SortFunc(a.runs, func(x, y putRun) int {
 		if c := cmp.Compare(x.kind, y.kind); c != 0 {
 			return c
 		}
-		return bytes.Compare(x.key, y.key)
+		return bytes.Compare(a.puts[x.from].key, a.puts[y.from].key)
 	})
-	for _, p := range a.puts {
-		if err := p.bucket.Put(p.key, p.value); err != nil {
-			return &entryError{i: p.at, err: err}
+	for _, r := range a.runs {
+		for _, p := range a.puts[r.from:r.to] {
+			if err := r.bucket.Put(p.key, p.value); err != nil {
+				return &entryError{i: r.at, err: err}
+			}
 		}
 	}
-	a.puts, a.keys = a.puts[:0], a.keys[:0]
+	a.runs, a.puts, a.keys = a.runs[:0], a.puts[:0], a.keys[:0]
 	clear(a.putURLs)
 	return nil
 }
