@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -46,18 +47,11 @@ type attempt struct {
 	// at is the position in the batch of the entry being applied.
 	at int
 	// runs are row writes deferred to be made in key order (see flush),
-	// one run a URL and bucket; putURLs are the URLs they belong to.
-	// puts and keys hold the runs' writes and keys.
+	// one run a URL and bucket, their rows in puts; putURLs are the URLs
+	// they belong to.
 	runs    []putRun
-	puts    []deferredPut
+	puts    []entry
 	putURLs map[string]struct{}
-	keys    []byte
-}
-
-// deferredPut is a row write a batch makes at its end, or before a read
-// that could see it.
-type deferredPut struct {
-	key, value []byte
 }
 
 // putRun is the deferred writes of one URL's rows in one bucket:
@@ -65,6 +59,7 @@ type deferredPut struct {
 type putRun struct {
 	kind     Kind
 	bucket   *bolt.Bucket
+	url      string
 	from, to int
 	at       int // the entry that asked for them
 }
@@ -101,7 +96,8 @@ var (
 // conflict. refused holds the entries an earlier try found bbolt refuses
 // to store; they are answered with their error and otherwise skipped.
 func (f *FSM) try(logs []*raft.Log, cmds []decoded, applied uint64, refused map[int]error) (*attempt, error) {
-	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}, st: newStaged(rowsOf(cmds))}
+	rows := rowsOf(cmds)
+	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}, st: newStaged(rows), puts: make([]entry, 0, rows)}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		if err := a.begin(tx); err != nil {
 			return err
@@ -392,7 +388,7 @@ func (a *attempt) reconcile(kind Kind, url string, want []entry) error {
 	}
 	put := func(e entry) {
 		a.effect(effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
-		a.deferPut(a.rowKey(url, e.key), []byte(e.recovery))
+		a.puts = append(a.puts, e)
 	}
 	rows, from := 0, len(a.puts)
 	defer func() {
@@ -475,23 +471,18 @@ func splitKeyBytes(k []byte) (url, key []byte, err error) {
 	return k[2 : 2+n], k[2+n:], nil
 }
 
-// deferPut queues a row write for flush. A batch's set_subscriptions
-// come in the order their requests arrived, not in key order; bbolt
-// inserts each key into the node of its page, which grows to hold all
-// the batch's new rows of that page, and an insert before keys already
-// there moves them all. Written in key order, new rows append.
-func (a *attempt) deferPut(key, value []byte) {
-	start := len(a.keys)
-	a.keys = append(a.keys, key...)
-	a.puts = append(a.puts, deferredPut{key: a.keys[start:len(a.keys):len(a.keys)], value: value})
-}
+// A batch's set_subscriptions come in the order their requests arrived,
+// not in key order; bbolt inserts each key into the node of its page,
+// which grows to hold all the batch's new rows of that page, and an
+// insert before keys already there moves them all. So their new and
+// changed rows are queued in a.puts and written in key order (flush).
 
 // endRun closes the run of url's writes to b deferred since puts[from].
 func (a *attempt) endRun(kind Kind, b *bolt.Bucket, url string, from int) {
 	if from == len(a.puts) {
 		return
 	}
-	a.runs = append(a.runs, putRun{kind: kind, bucket: b, from: from, to: len(a.puts), at: a.at})
+	a.runs = append(a.runs, putRun{kind: kind, bucket: b, url: url, from: from, to: len(a.puts), at: a.at})
 	if a.putURLs == nil {
 		a.putURLs = map[string]struct{}{}
 	}
@@ -515,24 +506,28 @@ func (a *attempt) flushFor(c Command) error {
 }
 
 // flush makes the deferred writes, in bucket and key order: runs of
-// one bucket hold different URLs, whose keys do not interleave, so
-// ordering the runs by their first keys orders every write. A write
-// bbolt refuses is the failure of the entry that asked for it.
+// one bucket hold different URLs, and a row key starts with its URL's
+// length and bytes, so ordering the runs by those orders every write. A
+// write bbolt refuses is the failure of the entry that asked for it.
 func (a *attempt) flush() error {
 	slices.SortFunc(a.runs, func(x, y putRun) int {
 		if c := cmp.Compare(x.kind, y.kind); c != 0 {
 			return c
 		}
-		return bytes.Compare(a.puts[x.from].key, a.puts[y.from].key)
+		if c := cmp.Compare(len(x.url), len(y.url)); c != 0 {
+			return c
+		}
+		return strings.Compare(x.url, y.url)
 	})
 	for _, r := range a.runs {
-		for _, p := range a.puts[r.from:r.to] {
-			if err := r.bucket.Put(p.key, p.value); err != nil {
+		for _, e := range a.puts[r.from:r.to] {
+			// bbolt copies the key; the value it keeps until the commit.
+			if err := r.bucket.Put(a.rowKey(r.url, e.key), []byte(e.recovery)); err != nil {
 				return &entryError{i: r.at, err: err}
 			}
 		}
 	}
-	a.runs, a.puts, a.keys = a.runs[:0], a.puts[:0], a.keys[:0]
+	a.runs, a.puts = a.runs[:0], a.puts[:0]
 	clear(a.putURLs)
 	return nil
 }
