@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"fmt"
 	"reflect"
 	"testing"
 )
@@ -75,13 +74,8 @@ func TestRowWritesInBatchOrder(t *testing.T) {
 			s.results = append(s.results, a.apply(log[i:min(i+size, len(log))]...)...)
 		}
 		s.rows = f.All()
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		g, err := Open(path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		checkAgainstBbolt(t, f)
+		g := reopen(t, f, path)
 		defer g.Close()
 		return s, state{s.results, g.All()}
 	}
@@ -101,36 +95,5 @@ func TestRowWritesInBatchOrder(t *testing.T) {
 				t.Fatal("the log left no rows: the test proves nothing")
 			}
 		})
-	}
-}
-
-// BenchmarkRowWritesOutOfOrder applies batches of set_subscriptions whose
-// URLs come in no particular order, as concurrent requests do.
-func BenchmarkRowWritesOutOfOrder(b *testing.B) {
-	f, err := Open(b.TempDir()+"/subs.db", nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	a := &applier{t: b, f: f}
-	const perBatch = 64
-	batch := 0
-	for b.Loop() {
-		cmds := make([]Command, perBatch)
-		for i := range cmds {
-			// A stride coprime to perBatch visits every URL of the batch once.
-			u := batch*perBatch + (i*37)%perBatch
-			topics := make([]string, 100)
-			for t := range topics {
-				topics[t] = fmt.Sprintf("t/%06d/%03d", u, t)
-			}
-			cmds[i] = setOf(fmt.Sprintf("http://127.0.0.1:9/table/%06d", u), "", topics, nil)
-		}
-		for _, r := range a.apply(cmds...) {
-			if r.Err != nil || r.Outcome != Applied {
-				b.Fatalf("set_subscriptions: %+v", r)
-			}
-		}
-		batch++
 	}
 }

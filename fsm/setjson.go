@@ -161,34 +161,32 @@ func (d *setDecoder) list(entry func()) {
 	}
 }
 
-func (d *setDecoder) exact() []ExactEntry {
-	out := make([]ExactEntry, 0, bytes.Count(d.b, []byte(`{"t":`)))
+// entries decodes the entries `{"<name>":<value>(,"r":"…")?}` of a JSON
+// array whose opening bracket was consumed: value decodes the value,
+// and entry makes an entry of it and its recovery URL.
+func entries[V, E any](d *setDecoder, name string, value func() (V, bool), entry func(V, string) E) []E {
+	out := make([]E, 0, bytes.Count(d.b, []byte("{"+name)))
 	d.list(func() {
-		var e ExactEntry
-		if d.ok = d.lit(`"t":`); !d.ok {
+		if d.ok = d.lit(name); !d.ok {
 			return
 		}
-		if e.Topic, d.ok = d.bytes(); d.ok {
-			e.Recovery = d.recovery()
-			out = append(out, e)
+		var v V
+		if v, d.ok = value(); !d.ok {
+			return
+		}
+		if rec := d.recovery(); d.ok {
+			out = append(out, entry(v, rec))
 		}
 	})
 	return out
 }
 
+func (d *setDecoder) exact() []ExactEntry {
+	return entries(d, `"t":`, d.bytes, func(t []byte, rec string) ExactEntry { return ExactEntry{Topic: t, Recovery: rec} })
+}
+
 func (d *setDecoder) globs() []GlobEntry {
-	out := make([]GlobEntry, 0, bytes.Count(d.b, []byte(`{"g":`)))
-	d.list(func() {
-		var e GlobEntry
-		if d.ok = d.lit(`"g":`); !d.ok {
-			return
-		}
-		if e.Glob, d.ok = d.str(); d.ok {
-			e.Recovery = d.recovery()
-			out = append(out, e)
-		}
-	})
-	return out
+	return entries(d, `"g":`, d.str, func(g, rec string) GlobEntry { return GlobEntry{Glob: g, Recovery: rec} })
 }
 
 // auth decodes an auth code after its `{"code":`.
