@@ -2,9 +2,13 @@ package fsm
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -24,8 +28,10 @@ type attempt struct {
 	// clock is the log clock (see keyClock) as of the entry being applied.
 	clock int64
 
-	out     []interface{}
-	effects []effect
+	out []interface{}
+	// st is what the try changes in the index, staged as it goes and
+	// published once the transaction commits.
+	st *staged
 	// last is the index of the last entry of the batch (or the applied
 	// index before it, when every entry was applied already).
 	last uint64
@@ -36,6 +42,26 @@ type attempt struct {
 	// index is then rebuilt from bbolt instead of patched with effects,
 	// and rows are counted in bbolt.
 	replaced bool
+	// key is the row key being read or written (see rowKey).
+	key []byte
+	// at is the position in the batch of the entry being applied.
+	at int
+	// runs are row writes deferred to be made in key order (see flush),
+	// one run a URL and bucket, their rows in puts; putURLs are the URLs
+	// they belong to.
+	runs    []putRun
+	puts    []entry
+	putURLs map[string]struct{}
+}
+
+// putRun is the deferred writes of one URL's rows in one bucket:
+// puts[from:to], ascending by key.
+type putRun struct {
+	kind     Kind
+	bucket   *bolt.Bucket
+	url      string
+	from, to int
+	at       int // the entry that asked for them
 }
 
 // entryError is a failure applying one entry, as opposed to committing.
@@ -47,8 +73,9 @@ type entryError struct {
 func (e *entryError) Error() string { return fmt.Sprintf("entry %d of the batch: %v", e.i, e.err) }
 func (e *entryError) Unwrap() error { return e.err }
 
-// effect is one change to the in-memory index, applied after the bbolt
-// transaction that made it durable has committed.
+// effect is one change to the in-memory index. It is staged as the
+// transaction makes it, and readers see it only once the transaction has
+// committed.
 type effect struct {
 	remove   bool
 	node     *NodeInfo // set for member changes
@@ -68,8 +95,9 @@ var (
 // every start, and applying them twice would turn a subscribe into a
 // conflict. refused holds the entries an earlier try found bbolt refuses
 // to store; they are answered with their error and otherwise skipped.
-func (f *FSM) try(logs []*raft.Log, applied uint64, refused map[int]error) (*attempt, error) {
-	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}}
+func (f *FSM) try(logs []*raft.Log, cmds []decoded, applied uint64, refused map[int]error) (*attempt, error) {
+	rows := rowsOf(cmds)
+	a := &attempt{f: f, out: make([]interface{}, len(logs)), last: applied, rows: map[string]int{}, st: newStaged(rows), puts: make([]entry, 0, rows)}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		if err := a.begin(tx); err != nil {
 			return err
@@ -87,7 +115,12 @@ func (f *FSM) try(logs []*raft.Log, applied uint64, refused map[int]error) (*att
 				a.out[i] = Result{Err: err}
 				continue
 			}
-			res, err := a.entry(l)
+			a.at = i
+			res, err := a.entry(l, cmds[i])
+			var ee *entryError
+			if errors.As(err, &ee) {
+				return ee
+			}
 			if err != nil {
 				return &entryError{i: i, err: err}
 			}
@@ -110,7 +143,26 @@ func (a *attempt) begin(tx *bolt.Tx) error {
 	if v := tx.Bucket(bucketMeta).Get(keyClock); len(v) == 8 {
 		a.clock = int64(binary.BigEndian.Uint64(v))
 	}
+	for _, name := range [][]byte{bucketExact, bucketGlob} {
+		tx.Bucket(name).FillPercent = rowFill
+	}
 	return nil
+}
+
+// rowFill is how full bbolt fills the row buckets' pages when it splits
+// them. A URL's rows are keyed together and loads come URL by URL, so
+// most inserts append at the right edge of the tree, and bbolt's default
+// (half) would leave every page it splits there half empty for good: a
+// table twice its size, twice the pages to write per commit and to copy
+// per snapshot. The rest is room for rows inserted among existing ones.
+const rowFill = 0.9
+
+// rowKey is makeKey into the attempt's scratch buffer: bbolt copies the
+// key it stores and keeps none it reads or deletes, so one buffer serves
+// every row.
+func (a *attempt) rowKey(url, key string) []byte {
+	a.key = appendKey(a.key[:0], url, key)
+	return a.key
 }
 
 // finish drops expired request ids and codes and records the batch's
@@ -118,6 +170,9 @@ func (a *attempt) begin(tx *bolt.Tx) error {
 // drops, every later entry would judge expired anyway (the clock never
 // goes back), so when it runs does not change any outcome.
 func (a *attempt) finish(applied uint64) error {
+	if err := a.flush(); err != nil {
+		return err
+	}
 	if cutoff := a.clock - RequestRetention.Milliseconds(); cutoff > 0 {
 		if err := a.requests.DropBefore(cutoff); err != nil {
 			return err
@@ -138,11 +193,38 @@ func (a *attempt) finish(applied uint64) error {
 	return meta.Put(keyApplied, binary.BigEndian.AppendUint64(nil, a.last))
 }
 
+// decoded is a log entry's command, decoded once per batch however many
+// tries the batch takes.
+type decoded struct {
+	cmd Command
+	err error
+}
+
+// decodeAll decodes the command entries of logs after applied.
+func decodeAll(logs []*raft.Log, applied uint64) []decoded {
+	out := make([]decoded, len(logs))
+	for i, l := range logs {
+		if l.Index > applied && l.Type == raft.LogCommand {
+			out[i].cmd, out[i].err = DecodeCommand(l.Data)
+		}
+	}
+	return out
+}
+
+// rowsOf is how many rows cmds name, which sizes a batch's staging.
+func rowsOf(cmds []decoded) int {
+	n := 0
+	for _, d := range cmds {
+		n += 1 + len(d.cmd.Exact) + len(d.cmd.Globs)
+	}
+	return n
+}
+
 // entry applies one command entry. An invalid entry is an error result
 // and changes nothing, not even the clock; the returned error is for a
 // store failure.
-func (a *attempt) entry(l *raft.Log) (Result, error) {
-	cmd, err := DecodeCommand(l.Data)
+func (a *attempt) entry(l *raft.Log, d decoded) (Result, error) {
+	cmd, err := d.cmd, d.err
 	if err != nil {
 		return Result{Err: err}, nil
 	}
@@ -196,6 +278,9 @@ func (a *attempt) recordCode(c *AuthCode) (bool, error) {
 }
 
 func (a *attempt) apply(c Command) (Result, error) {
+	if err := a.flushFor(c); err != nil {
+		return Result{}, err
+	}
 	switch c.Op {
 	case OpSubscribeExact:
 		return a.subscribe(Exact, c.URL, string(c.Topic), c.Recovery, c.MaxPerURL)
@@ -237,7 +322,7 @@ func (a *attempt) rowCount(url string) int {
 
 func (a *attempt) subscribe(kind Kind, url, key, recovery string, maxPerURL int) (Result, error) {
 	b := a.tx.Bucket(kind.bucket())
-	k := makeKey(url, key)
+	k := a.rowKey(url, key)
 	if b.Get(k) != nil {
 		return Result{Outcome: Conflict}, nil
 	}
@@ -248,13 +333,13 @@ func (a *attempt) subscribe(kind Kind, url, key, recovery string, maxPerURL int)
 		return Result{}, err
 	}
 	a.rows[url]++
-	a.effects = append(a.effects, effect{kind: kind, url: url, key: key, recovery: recovery})
+	a.effect(effect{kind: kind, url: url, key: key, recovery: recovery})
 	return Result{Outcome: Applied}, nil
 }
 
 func (a *attempt) unsubscribe(kind Kind, url, key string) (Result, error) {
 	b := a.tx.Bucket(kind.bucket())
-	k := makeKey(url, key)
+	k := a.rowKey(url, key)
 	if b.Get(k) == nil {
 		return Result{Outcome: Conflict}, nil
 	}
@@ -262,7 +347,7 @@ func (a *attempt) unsubscribe(kind Kind, url, key string) (Result, error) {
 		return Result{}, err
 	}
 	a.rows[url]--
-	a.effects = append(a.effects, effect{remove: true, kind: kind, url: url, key: key})
+	a.effect(effect{remove: true, kind: kind, url: url, key: key})
 	return Result{Outcome: Applied}, nil
 }
 
@@ -301,35 +386,35 @@ func (a *attempt) reconcile(kind Kind, url string, want []entry) error {
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		have = append(have, entry{string(k[len(prefix):]), string(v)})
 	}
-	put := func(e entry) error {
-		a.effects = append(a.effects, effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
-		return b.Put(makeKey(url, e.key), []byte(e.recovery))
+	put := func(e entry) {
+		a.effect(effect{kind: kind, url: url, key: e.key, recovery: e.recovery})
+		a.puts = append(a.puts, e)
 	}
-	del := func(e entry) error {
-		a.rows[url]--
-		a.effects = append(a.effects, effect{remove: true, kind: kind, url: url, key: e.key})
-		return b.Delete(makeKey(url, e.key))
-	}
+	rows, from := 0, len(a.puts)
+	defer func() {
+		a.rows[url] += rows
+		a.endRun(kind, b, url, from)
+	}()
 	i, j := 0, 0
 	for i < len(want) || j < len(have) {
-		var err error
 		switch {
 		case j == len(have) || (i < len(want) && want[i].key < have[j].key):
-			a.rows[url]++
-			err = put(want[i])
+			rows++
+			put(want[i])
 			i++
 		case i == len(want) || want[i].key > have[j].key:
-			err = del(have[j])
+			rows--
+			a.effect(effect{remove: true, kind: kind, url: url, key: have[j].key})
+			if err := b.Delete(a.rowKey(url, have[j].key)); err != nil {
+				return err
+			}
 			j++
 		default:
 			if want[i].recovery != have[j].recovery {
-				err = put(want[i])
+				put(want[i])
 			}
 			i++
 			j++
-		}
-		if err != nil {
-			return err
 		}
 	}
 	return nil
@@ -343,7 +428,7 @@ func (a *attempt) setNode(n NodeInfo) (Result, error) {
 	if err := a.tx.Bucket(bucketNodes).Put([]byte(n.ID), v); err != nil {
 		return Result{}, err
 	}
-	a.effects = append(a.effects, effect{node: &n})
+	a.effect(effect{node: &n})
 	return Result{Outcome: Applied}, nil
 }
 
@@ -355,7 +440,7 @@ func (a *attempt) removeNode(id string) (Result, error) {
 	if err := b.Delete([]byte(id)); err != nil {
 		return Result{}, err
 	}
-	a.effects = append(a.effects, effect{remove: true, node: &NodeInfo{ID: id}})
+	a.effect(effect{remove: true, node: &NodeInfo{ID: id}})
 	return Result{Outcome: Applied}, nil
 }
 
@@ -363,11 +448,14 @@ func (a *attempt) removeNode(id string) (Result, error) {
 // rows are contiguous and ordered by key bytes: exactly the order the
 // strong etag hashes them in.
 func makeKey(url, key string) []byte {
-	k := make([]byte, 2+len(url)+len(key))
-	binary.BigEndian.PutUint16(k, uint16(len(url)))
-	copy(k[2:], url)
-	copy(k[2+len(url):], key)
-	return k
+	return appendKey(make([]byte, 0, 2+len(url)+len(key)), url, key)
+}
+
+// appendKey appends makeKey(url, key) to k.
+func appendKey(k []byte, url, key string) []byte {
+	k = binary.BigEndian.AppendUint16(k, uint16(len(url)))
+	k = append(k, url...)
+	return append(k, key...)
 }
 
 // splitKeyBytes returns the URL and key of a row key; both share k's
@@ -381,4 +469,65 @@ func splitKeyBytes(k []byte) (url, key []byte, err error) {
 		return nil, nil, fmt.Errorf("corrupt row key %x", k)
 	}
 	return k[2 : 2+n], k[2+n:], nil
+}
+
+// A batch's set_subscriptions come in the order their requests arrived,
+// not in key order; bbolt inserts each key into the node of its page,
+// which grows to hold all the batch's new rows of that page, and an
+// insert before keys already there moves them all. So their new and
+// changed rows are queued in a.puts and written in key order (flush).
+
+// endRun closes the run of url's writes to b deferred since puts[from].
+func (a *attempt) endRun(kind Kind, b *bolt.Bucket, url string, from int) {
+	if from == len(a.puts) {
+		return
+	}
+	a.runs = append(a.runs, putRun{kind: kind, bucket: b, url: url, from: from, to: len(a.puts), at: a.at})
+	if a.putURLs == nil {
+		a.putURLs = map[string]struct{}{}
+	}
+	a.putURLs[url] = struct{}{}
+}
+
+// flushFor makes the deferred writes c could read: those of its URL (a
+// URL's rows share a key prefix no other URL's rows have), or all of
+// them before a restore moves the row buckets.
+func (a *attempt) flushFor(c Command) error {
+	switch c.Op {
+	case OpRestoreBegin, OpRestoreRows, OpRestoreCommit:
+		return a.flush()
+	case OpSetNode, OpRemoveNode:
+		return nil
+	}
+	if _, ok := a.putURLs[c.URL]; ok {
+		return a.flush()
+	}
+	return nil
+}
+
+// flush makes the deferred writes, in bucket and key order: runs of
+// one bucket hold different URLs, and a row key starts with its URL's
+// length and bytes, so ordering the runs by those orders every write. A
+// write bbolt refuses is the failure of the entry that asked for it.
+func (a *attempt) flush() error {
+	slices.SortFunc(a.runs, func(x, y putRun) int {
+		if c := cmp.Compare(x.kind, y.kind); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(len(x.url), len(y.url)); c != 0 {
+			return c
+		}
+		return strings.Compare(x.url, y.url)
+	})
+	for _, r := range a.runs {
+		for _, e := range a.puts[r.from:r.to] {
+			// bbolt copies the key; the value it keeps until the commit.
+			if err := r.bucket.Put(a.rowKey(r.url, e.key), []byte(e.recovery)); err != nil {
+				return &entryError{i: r.at, err: err}
+			}
+		}
+	}
+	a.runs, a.puts = a.runs[:0], a.puts[:0]
+	clear(a.putURLs)
+	return nil
 }

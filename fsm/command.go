@@ -148,9 +148,12 @@ func (c Command) Encode() ([]byte, error) {
 // it (Validate). Its verdict depends on the bytes alone, so every replica
 // refuses the same entries.
 func DecodeCommand(b []byte) (Command, error) {
-	var c Command
-	if err := json.Unmarshal(b, &c); err != nil {
-		return Command{}, fmt.Errorf("%w: decode: %w", ErrInvalidCommand, err)
+	c, ok := decodeSetFast(b)
+	if !ok {
+		c = Command{}
+		if err := json.Unmarshal(b, &c); err != nil {
+			return Command{}, fmt.Errorf("%w: decode: %w", ErrInvalidCommand, err)
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Command{}, err

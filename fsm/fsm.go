@@ -334,10 +334,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return refuseAll(len(logs), ErrClosed)
 	}
 	applied := f.AppliedIndex()
+	cmds := decodeAll(logs, applied)
 	refused := map[int]error{}
 	delay := time.Duration(0)
 	for {
-		a, err := f.try(logs, applied, refused)
+		a, err := f.try(logs, cmds, applied, refused)
 		if err == nil {
 			f.writeRecovered()
 			if a.replaced {
@@ -346,7 +347,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 					f.log.Error("rebuilding the index after a restore failed", "err", err)
 				}
 			} else {
-				f.publish(a.effects, a.last)
+				f.publish(a.st, a.last)
 			}
 			f.logRefused(logs, a.out)
 			return a.out

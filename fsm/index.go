@@ -65,7 +65,10 @@ type setKey struct {
 type staged struct {
 	// sets are the changed sets: copies this batch owns (an empty one
 	// removes its key).
-	sets map[setKey]subs
+	sets map[setKey]stagedSet
+	// spare is where sets new to the index take their first pair from
+	// (see one)
+	spare []pair
 	// fresh are the strings new to the table, in the order their ids
 	// were reserved; freshIDs maps them to those ids.
 	fresh    []string
@@ -77,6 +80,28 @@ type staged struct {
 	// lastURL and lastRec are the URL and recovery URL looked up last: a
 	// command's effects name one URL, mostly with one recovery URL.
 	lastURL, lastRec lastID
+}
+
+// stagedSet is a batch's copy of one key's set, and the slot the index
+// held for the key when the batch began: publishing then stores the key
+// without looking it up again.
+type stagedSet struct {
+	set subs
+	old slot
+	had bool
+}
+
+// one returns an empty set with room for one pair, cut from a block the
+// batch shares instead of allocated alone. The index never keeps the
+// block: a set left with one pair is stored inline, and one that grows
+// past a pair is reallocated by the insert.
+func (st *staged) one() subs {
+	if len(st.spare) == 0 {
+		st.spare = make([]pair, 256)
+	}
+	s := st.spare[:0:1]
+	st.spare = st.spare[1:]
+	return s
 }
 
 type lastID struct {
@@ -113,34 +138,41 @@ func (st *staged) ref(id uint32, d int32) {
 	}
 }
 
-// stage copies every subscriber set the effects touch (once per batch)
-// and applies the effects to the copies. Only the applying goroutine
-// changes f.idx, so it reads it here without the lock.
-func (f *FSM) stage(effects []effect) *staged {
-	st := &staged{sets: map[setKey]subs{}, freshIDs: map[string]uint32{}, refs: map[uint32]int32{}, rows: map[uint32]int32{}}
-	for _, e := range effects {
-		if e.node != nil {
-			st.nodes = append(st.nodes, e)
-			continue
-		}
-		n := st.change(f.idx, e)
-		if e.kind == Glob {
-			st.nGlob += n
-		} else {
-			st.nExact += n
-		}
+func newStaged(rows int) *staged {
+	return &staged{sets: make(map[setKey]stagedSet, rows), freshIDs: map[string]uint32{}, refs: map[uint32]int32{}, rows: map[uint32]int32{}}
+}
+
+// effect stages e: it copies the subscriber set e touches (once per
+// batch) and changes the copy. Only the applying goroutine changes
+// f.idx, so it is read here without the lock. Once a restore replaced
+// the table, the index is rebuilt from bbolt instead.
+func (a *attempt) effect(e effect) {
+	st := a.st
+	switch {
+	case a.replaced:
+	case e.node != nil:
+		st.nodes = append(st.nodes, e)
+	case e.kind == Glob:
+		st.nGlob += st.change(a.f.idx, e)
+	default:
+		st.nExact += st.change(a.f.idx, e)
 	}
-	return st
 }
 
 // change applies one effect to the batch's copy of its set and returns
 // the change in rows.
 func (st *staged) change(x *index, e effect) (n int) {
 	k := setKey{e.kind, e.key}
-	set, owned := st.sets[k]
+	ss, owned := st.sets[k]
 	if !owned {
-		set = x.copySet(e.kind, e.key)
+		ss.old, ss.had = x.of(e.kind)[e.key]
+		if ss.had {
+			ss.set = x.copySet(ss.old)
+		} else {
+			ss.set = st.one()
+		}
 	}
+	set := ss.set
 	u := st.cachedID(&st.lastURL, x.strs, e.url)
 	i, had := set.find(u)
 	switch {
@@ -162,7 +194,8 @@ func (st *staged) change(x *index, e effect) (n int) {
 	}
 	st.ref(u, int32(n))
 	st.rows[u] += int32(n)
-	st.sets[k] = set
+	ss.set = set
+	st.sets[k] = ss
 	return n
 }
 
@@ -170,12 +203,11 @@ func (st *staged) change(x *index, e effect) (n int) {
 // went. The published tree is cloned, never changed.
 func (f *FSM) nextTrie(st *staged) *globmatch.Index {
 	var next *globmatch.Index
-	for k, set := range st.sets {
+	for k, ss := range st.sets {
 		if k.kind != Glob {
 			continue
 		}
-		_, had := f.idx.globs[k.key]
-		has := len(set) > 0
+		had, has := ss.had, len(ss.set) > 0
 		if had == has {
 			continue
 		}
@@ -197,14 +229,13 @@ func (f *FSM) nextTrie(st *staged) *globmatch.Index {
 // grows with the table (copying sets, building the next glob tree) is
 // done before taking idxMu; under it, only map stores and the string
 // table's counts.
-func (f *FSM) publish(effects []effect, last uint64) {
-	st := f.stage(effects)
+func (f *FSM) publish(st *staged, last uint64) {
 	trie := f.nextTrie(st)
 	f.idxMu.Lock()
 	defer f.idxMu.Unlock()
 	x := f.idx
-	for k, set := range st.sets {
-		x.store(k.kind, k.key, set)
+	for k, ss := range st.sets {
+		x.store(k.kind, k.key, ss)
 	}
 	x.strs.publish(st.fresh, st.refs, st.rows)
 	x.nExact += st.nExact

@@ -85,7 +85,6 @@ func (a *attempt) restoreCommit(id string, count int) (Result, error) {
 		return Result{}, err
 	}
 	a.replaced = true
-	a.effects = nil
 	a.rows = map[string]int{}
 	return Result{Outcome: Applied}, nil
 }

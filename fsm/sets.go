@@ -73,14 +73,10 @@ func (x *index) setLen(s slot) int {
 	return 1
 }
 
-// copySet returns a copy of key's set, with room for one more pair, for a
-// batch to change.
-func (x *index) copySet(kind Kind, key string) subs {
-	s, ok := x.of(kind)[key]
-	switch {
-	case !ok:
-		return make(subs, 0, 1)
-	case s.isMulti():
+// copySet returns a copy of the set in slot s, with room for one more
+// pair, for a batch to change.
+func (x *index) copySet(s slot) subs {
+	if s.isMulti() {
 		set := x.multi[s.place()]
 		return append(make(subs, 0, len(set)+1), set...)
 	}
@@ -100,11 +96,12 @@ func (x *index) find(s slot, url uint32) (rec uint32, ok bool) {
 	return 0, false
 }
 
-// store makes set key's subscribers (none: key goes). Callers hold
-// idxMu; set is not changed afterwards.
-func (x *index) store(kind Kind, key string, set subs) {
+// store makes ss.set key's subscribers (none: key goes); ss.old and
+// ss.had are what the map holds for key. Callers hold idxMu; the set is
+// not changed afterwards.
+func (x *index) store(kind Kind, key string, ss stagedSet) {
 	m := x.of(kind)
-	old, had := m[key]
+	set, old, had := ss.set, ss.old, ss.had
 	if had && old.isMulti() && len(set) < 2 {
 		x.multi[old.place()] = nil
 		x.freeMulti = append(x.freeMulti, old.place())
