@@ -34,27 +34,10 @@ const (
 )
 
 func (o Op) String() string {
-	switch o {
-	case OpSubscribeExact:
-		return "subscribe_exact"
-	case OpSubscribeGlob:
-		return "subscribe_glob"
-	case OpUnsubscribeExact:
-		return "unsubscribe_exact"
-	case OpUnsubscribeGlob:
-		return "unsubscribe_glob"
-	case OpSetSubscriptions:
-		return "set_subscriptions"
-	case OpSetNode:
-		return "set_node"
-	case OpRemoveNode:
-		return "remove_node"
-	case OpRestoreBegin:
-		return "restore_begin"
-	case OpRestoreRows:
-		return "restore_rows"
-	case OpRestoreCommit:
-		return "restore_commit"
+	names := [...]string{"", "subscribe_exact", "subscribe_glob", "unsubscribe_exact", "unsubscribe_glob", "set_subscriptions",
+		"set_node", "remove_node", "restore_begin", "restore_rows", "restore_commit"}
+	if int(o) < len(names) && names[o] != "" {
+		return names[o]
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }

@@ -24,3 +24,14 @@ func TestSubscriptionUnsubscribe(t *testing.T) {
 		}
 	}
 }
+
+func TestOpString(t *testing.T) {
+	for op, want := range map[Op]string{
+		0: "op(0)", OpSubscribeExact: "subscribe_exact", OpSetSubscriptions: "set_subscriptions",
+		OpRemoveNode: "remove_node", OpRestoreCommit: "restore_commit", OpRestoreCommit + 1: "op(11)", 255: "op(255)",
+	} {
+		if got := op.String(); got != want {
+			t.Errorf("Op(%d).String() = %q, want %q", uint8(op), got, want)
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
 // diskFullDir names, to the re-executed test binary, the tmpfs it runs on.
@@ -142,11 +144,5 @@ func fill(t *testing.T, path string) {
 // waitFor polls cond until it holds or 20 s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	lonelypsdtest.WaitFor(t, what, 20*time.Second, cond)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lonelypsd/lonelypsd/fsm/expiring"
 )
@@ -110,9 +111,9 @@ func TestIsContentError(t *testing.T) {
 		want bool
 	}{
 		{fmt.Errorf("record request id: %w", expiring.ErrKey), true},
-		{bolt.ErrKeyTooLarge, true},
-		{bolt.ErrValueTooLarge, true},
-		{bolt.ErrKeyRequired, true},
+		{berrors.ErrKeyTooLarge, true},
+		{berrors.ErrValueTooLarge, true},
+		{berrors.ErrKeyRequired, true},
 		{io.ErrUnexpectedEOF, false},
 		{errors.New("disk full"), false},
 	}
