@@ -121,7 +121,9 @@ func TestMisbehavingSubscribers(t *testing.T) {
 				conn.Close()
 			}
 		},
-		"html": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "<html>oops</html>", http.StatusBadGateway) },
+		"html": func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "<html>oops</html>", http.StatusBadGateway)
+		},
 	}
 	for name, h := range handlers {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
