@@ -55,13 +55,32 @@ func StartProc(t testing.TB, bin, base, dataDir string, args []string) *Proc {
 
 // StartNode starts `lonelypsd serve --bootstrap` as node n1 on free ports
 // with its data in dataDir and the extra flags, and waits until it is
-// ready.
+// ready. A port picked free can be taken by another process before the
+// node binds it: a node that exits during start-up because an address is
+// in use is started again on other ports (it binds both before it writes
+// any Raft state).
 func StartNode(t testing.TB, bin, dataDir string, extra ...string) *Proc {
 	t.Helper()
-	httpAddr := FreeAddr(t)
-	args := append([]string{"serve", "--node-id", "n1", "--bootstrap",
-		"--http-addr", httpAddr, "--raft-addr", FreeAddr(t), "--data-dir", dataDir}, extra...)
-	return StartProc(t, bin, "http://"+httpAddr, dataDir, args)
+	for attempt := 1; ; attempt++ {
+		httpAddr := FreeAddr(t)
+		args := append([]string{"serve", "--node-id", "n1", "--bootstrap",
+			"--http-addr", httpAddr, "--raft-addr", FreeAddr(t), "--data-dir", dataDir}, extra...)
+		p := NewProc(t, bin, "http://"+httpAddr, dataDir, args)
+		if err := p.Launch(); err != nil {
+			t.Fatal(err)
+		}
+		err := WaitReady(context.Background(), p.HTTPClient, p.HTTP, p.done)
+		if errors.Is(err, ErrExited) && attempt < 5 && strings.Contains(p.Logs(), "address already in use") {
+			continue
+		}
+		if errors.Is(err, ErrExited) {
+			t.Fatalf("%v: %v\n%s", err, p.err, p.Logs())
+		}
+		if err != nil {
+			t.Fatalf("%v\n%s", err, p.Logs())
+		}
+		return p
+	}
 }
 
 // Start launches the process and waits until it is ready; a failure ends
