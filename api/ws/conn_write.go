@@ -83,9 +83,9 @@ func (c *conn) enqueue(it item) bool {
 	// While the peer owes an acknowledgement, the delivery waits for it:
 	// the goroutine that reads the last one sends what queued up
 	// meanwhile, with one system call and no switch to the writer (see
-	// sendFreed). Read
-	// after the append, as acked reads the queue after it removes an
-	// acknowledgement, so one of the two always sees the other.
+	// sendFreed). unacked is read after the append, as acked reads the
+	// queue after it removes an acknowledgement, so one of the two always
+	// sees the other.
 	if c.unacked() == 0 {
 		c.wakeWriter()
 	}
