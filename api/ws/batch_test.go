@@ -82,8 +82,8 @@ func TestBatchConnWritesABatchWithOneSystemCall(t *testing.T) {
 			}
 			for i, n := range tc.sizes {
 				p := bytes.Repeat([]byte{byte('a' + i)}, n)
-				want = append(want, p...)
-				if _, err := b.Write(p); err != nil {
+				want = append(appendFrameHeader(want, opBinary, n), p...)
+				if err := b.writeMessage(p); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -312,26 +312,29 @@ func TestWriteMessageFramesForTheLibrary(t *testing.T) {
 	}
 }
 
-// TestNoMessageAfterTheCloseFrame checks that once the library has
-// written a close frame, writeMessage sends nothing: the peer reads the
-// close frame last.
+// TestNoMessageAfterTheCloseFrame checks that once a close frame is
+// written, neither writeMessage nor writeControl sends anything: the peer
+// reads the close frame last.
 func TestNoMessageAfterTheCloseFrame(t *testing.T) {
 	for _, corked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("corked=%t", corked), func(t *testing.T) {
 			client, server := tcpPair(t)
 			var pool sync.Pool
 			b := &batchConn{Conn: server, timeout: 5 * time.Second, pool: &pool}
-			closeFrame := []byte{frameClose, 2, 0x03, 0xe8}
+			closeFrame := []byte{finBit | opClose, 2, 0x03, 0xe8}
 			if err := b.writeMessage([]byte("before")); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.Write(closeFrame); err != nil {
+			if err := b.writeControl(opClose, closeFrame[2:]); err != nil {
 				t.Fatal(err)
 			}
 			if corked {
 				b.cork()
 			}
 			if err := b.writeMessage([]byte("after")); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.writeControl(opPong, []byte("after")); err != nil {
 				t.Fatal(err)
 			}
 			if corked {
@@ -347,7 +350,7 @@ func TestNoMessageAfterTheCloseFrame(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := append(appendFrameHeader(nil, 6), "before"...)
+			want := append(appendFrameHeader(nil, opBinary, 6), "before"...)
 			want = append(want, closeFrame...)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("the peer read %x, want %x", got, want)

@@ -11,34 +11,31 @@ import (
 	"time"
 )
 
-// The socket under the websocket library. The writer corks it while it
-// writes what is ready (replies, up to MaxUnackedParts deliveries, control
-// messages): the frames collect in memory and leave with one system call
-// when it uncorks, instead of one call each. Every system call on the
-// socket is made under one mutex, so frames written by the library from
-// other goroutines (pongs, the close frame) never interleave with a batch,
-// and each is bounded by WriteTimeout through the socket's deadline rather
-// than a timer per message.
+// The socket of a websocket once the handshake is over. The writer corks
+// it while it writes what is ready (replies, up to MaxUnackedParts
+// deliveries, control frames): the frames collect in memory and leave with
+// one system call when it uncorks, instead of one call each. Every system
+// call that writes to the socket is made under one mutex, so control frames
+// written from other goroutines (pongs, pings, the close frame) never
+// interleave with a batch, and each is bounded by WriteTimeout through the
+// socket's deadline rather than a timer per message.
 //
-// The node's messages do not go through the library's writer, whose locks
-// and per-message state cost more than the frame itself: writeMessage
-// frames them here. The library still writes the control frames (pings,
-// pongs, the close frame), each with one Write of the whole frame (they
-// are at most 127 bytes and its buffer holds 512), and once it has written
-// a close frame no message may follow it.
+// The websocket library only makes the handshake: every frame is framed
+// here (server frames are short headers before the payload), and once a
+// close frame is written no frame may follow it.
 
 const (
 	// batchDirect is the size from which a write bypasses the batch: big
 	// payloads go straight to the socket after what is batched, instead
 	// of being copied.
 	batchDirect = 64 << 10
-	// wsWriteBuffer is the library's write buffer per connection. Small:
-	// batches are collected in batchConn, which holds memory only while
-	// corked.
-	wsWriteBuffer = 512
-	// wsReadBuffer is the library's read buffer per connection, in place
-	// of the HTTP server's 4 KiB.
+	// wsReadBuffer is the frame reader's buffer per connection, in place
+	// of the HTTP server's 4 KiB: the protocol's messages from a
+	// subscriber are short, and long ones are read past the buffer.
 	wsReadBuffer = 1024
+	// libBuffer is the size of the buffers the library is handed for a
+	// connection it never reads from nor writes to.
+	libBuffer = 16
 )
 
 type batchConn struct {
@@ -50,25 +47,24 @@ type batchConn struct {
 	corked   bool
 	buf      *[]byte // the batch, from pool while corked
 	deadline time.Time
-	closing  bool // a close frame is written: no message may follow
+	closing  bool // a close frame is written: no frame may follow
+
+	// pre is what the HTTP server read past the upgrade request, the
+	// first bytes of the frame reader.
+	pre []byte
 }
 
-// Server frames: FIN set, not masked (RFC 6455 5.1, 5.2).
-const (
-	frameBinary = 0x82 // FIN, opcode 2
-	frameClose  = 0x88 // FIN, opcode 8
-)
-
-// appendFrameHeader appends the header of a final, unmasked binary frame
-// of n payload bytes.
-func appendFrameHeader(dst []byte, n int) []byte {
+// appendFrameHeader appends the header of a final, unmasked (RFC 6455
+// 5.1, 5.2: server frames are not) frame of opcode op and n payload bytes.
+func appendFrameHeader(dst []byte, op byte, n int) []byte {
+	b0 := finBit | op
 	switch {
 	case n < 126:
-		return append(dst, frameBinary, byte(n))
+		return append(dst, b0, byte(n))
 	case n <= 0xffff:
-		return append(dst, frameBinary, 126, byte(n>>8), byte(n))
+		return append(dst, b0, 126, byte(n>>8), byte(n))
 	}
-	return binary.BigEndian.AppendUint64(append(dst, frameBinary, 127), uint64(n))
+	return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
 }
 
 // writeMessage sends p as one binary message, or adds it to the batch
@@ -76,7 +72,7 @@ func appendFrameHeader(dst []byte, n int) []byte {
 // and the peer would take a message after the close frame as an error.
 func (b *batchConn) writeMessage(p []byte) error {
 	var hb [10]byte
-	h := appendFrameHeader(hb[:0], len(p))
+	h := appendFrameHeader(hb[:0], opBinary, len(p))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closing {
@@ -103,22 +99,24 @@ func (b *batchConn) writeMessage(p []byte) error {
 	return err
 }
 
-// Write sends p, or adds it to the batch while corked. Only the library
-// calls it, with one whole control frame per call.
-func (b *batchConn) Write(p []byte) (int, error) {
+// writeControl sends a ping, pong or close frame of payload p (at most
+// 125 bytes), or adds it to the batch while corked. Nothing follows a
+// close frame.
+func (b *batchConn) writeControl(op byte, p []byte) error {
+	var fb [2 + maxControlPayload]byte
+	f := append(appendFrameHeader(fb[:0], op, len(p)), p...)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(p) > 0 && p[0] == frameClose {
-		b.closing = true
+	if b.closing {
+		return nil
 	}
-	if b.corked && len(p) < batchDirect {
-		*b.buf = append(*b.buf, p...)
-		return len(p), nil
+	b.closing = op == opClose
+	if b.corked {
+		*b.buf = append(*b.buf, f...)
+		return nil
 	}
-	if err := b.flushLocked(); err != nil {
-		return 0, err
-	}
-	return b.writeLocked(p)
+	_, err := b.writeLocked(f)
+	return err
 }
 
 // writeLocked writes p with a deadline between half the timeout and the
@@ -177,7 +175,8 @@ func (b *batchConn) uncork() error {
 }
 
 // batchResponse hands websocket.Accept a batchConn when it hijacks the
-// request's connection.
+// request's connection, keeping what the server read ahead for the frame
+// reader.
 type batchResponse struct {
 	http.ResponseWriter
 	conn *batchConn
@@ -193,11 +192,11 @@ func (w *batchResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
 	w.conn.Conn = nc
-	r := brw.Reader
-	if r.Buffered() == 0 {
-		// Nothing read ahead: the protocol's messages from a subscriber
-		// are short, and long ones are read past the buffer anyway.
-		r = bufio.NewReaderSize(w.conn, wsReadBuffer)
+	if n := brw.Reader.Buffered(); n > 0 {
+		pre, _ := brw.Reader.Peek(n)
+		w.conn.pre = append([]byte(nil), pre...)
 	}
-	return w.conn, bufio.NewReadWriter(r, bufio.NewWriterSize(w.conn, wsWriteBuffer)), nil
+	// The library reads and writes nothing after the handshake: tiny
+	// buffers, so the server's 4 KiB ones are freed.
+	return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, libBuffer), bufio.NewWriterSize(w.conn, libBuffer)), nil
 }

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,9 @@ const (
 	// kept small (the byte limits are elsewhere).
 	ctrlQueue = 16
 	inQueue   = 32
+	// closeWait bounds the close handshake: how long a close frame sent
+	// waits for the peer's before the socket is closed anyway.
+	closeWait = 5 * time.Second
 	// maxConfigureMessage bounds the first message, read before anything
 	// about the peer is known. A CONFIGURE is 52 bytes of fixed headers
 	// plus its authorization and tracing: 16 KiB leaves room for long
@@ -82,16 +86,20 @@ func authErr(what string, r auth.Result) *closeError {
 }
 
 // conn is one websocket. Three goroutines work on it: the reader (reads
-// messages, hands them over), the processor (handles them strictly in
-// order, one at a time, as the protocol's counters require), the writer
-// (owns every write and the broadcaster counter); a timer pings it. This
-// file holds its lifecycle; conn_read.go the reader; conn_process.go the
-// processor; conn_write.go the writer and its queue; conn_ping.go the
-// pings.
+// frames, answers pings, hands messages over), the processor (handles
+// them strictly in order, one at a time, as the protocol's counters
+// require), the writer (owns every write and the broadcaster counter); a
+// timer pings it. This file holds its lifecycle; conn_read.go the reader;
+// conn_process.go the processor; conn_write.go the writer and its queue;
+// conn_ping.go the pings.
 type conn struct {
-	hub    *Hub
+	hub *Hub
+	// ws made the handshake and is not used since; held so that its
+	// finalizer, which closes the socket, cannot run while the connection
+	// lives.
 	ws     *websocket.Conn
-	bc     *batchConn // under ws: the writer batches its writes there
+	bc     *batchConn   // the socket: every frame is written there
+	fr     *frameReader // the reader's only
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -150,10 +158,16 @@ type conn struct {
 	pmu          sync.Mutex
 	pingTimer    *time.Timer
 	pingsStopped bool
+	pingSeq      atomic.Uint64 // the last ping's payload
+	pongSeq      atomic.Uint64 // the highest pong payload received
+	pongWake     chan struct{}
 
-	closeOnce sync.Once
-	why       atomic.Pointer[closeError]
-	closed    chan struct{} // the close handshake is over
+	closeOnce  sync.Once
+	why        atomic.Pointer[closeError]
+	stop       chan struct{} // closed by fail: hand nothing more over
+	configured atomic.Bool   // CONFIGURE is done and the reader runs
+	readDone   chan struct{} // the reader has stopped reading
+	closed     chan struct{} // the close handshake is over
 }
 
 // serveWebsocket is GET /v1/websocket.
@@ -180,13 +194,11 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		h.log.Info("websocket upgrade failed", "remote", c.RealIP(), "err", err)
 		return nil
 	}
-	// Until CONFIGURE is verified the peer is unknown: its first message
-	// may only be as large as a CONFIGURE can reasonably be.
-	ws.SetReadLimit(min(maxConfigureMessage, h.cfg.IncomingMaxMessage))
 	cn := &conn{
 		hub:      h,
 		ws:       ws,
 		bc:       bc,
+		fr:       newFrameReader(bc.Conn, bc.pre, wsReadBuffer),
 		log:      h.log.With("conn", h.nextID.Add(1), "remote", c.RealIP()),
 		exact:    make(map[string]struct{}),
 		globs:    make(map[string]*reg),
@@ -194,12 +206,18 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		wake:     make(chan struct{}, 1),
 		in:       make(chan []byte, inQueue),
 		pendWake: make(chan struct{}, 1),
+		pongWake: make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		readDone: make(chan struct{}),
 		closed:   make(chan struct{}),
 		decoders: make(map[uint64]*compressor),
 	}
+	bc.pre = nil
+	cn.fr.control = cn.control
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	if !h.addConn(cn) {
-		_ = ws.Close(statusGoingAway, "broadcaster shutting down")
+		_ = bc.writeControl(opClose, closePayload(statusGoingAway, "broadcaster shutting down"))
+		_ = bc.Close()
 		cn.cancel()
 		return nil
 	}
@@ -230,11 +248,13 @@ func (c *conn) run() {
 		}()
 	}
 	wg.Add(2)
+	c.configured.Store(true)
 	go func() {
 		defer wg.Done()
 		if err := c.readLoop(); err != nil {
 			c.fail(err)
 		}
+		close(c.readDone)
 		close(c.in)
 	}()
 	go func() {
@@ -261,19 +281,39 @@ func (c *conn) fail(err error) {
 			ce = closeErr(statusInternal, "internal error", err)
 		}
 		c.why.Store(ce)
+		close(c.stop)
 		c.qmu.Lock()
 		c.qclosed = true
 		c.qmu.Unlock()
 		go func() {
-			// The close handshake waits (a few seconds at most) for the
-			// peer's close frame, read by the reader goroutine; the
-			// context ends afterwards, stopping the writer and a ping
-			// under way.
-			_ = c.ws.Close(ce.code, ce.reason)
+			c.closeHandshake(ce)
+			// The context ends afterwards, stopping the writer and a
+			// ping under way.
 			c.cancel()
 			close(c.closed)
 		}()
 	})
+}
+
+// closeHandshake sends the close frame (unless the peer's came first and
+// was answered) and waits, closeWait at most, for the reader to see the
+// peer's close frame or the end of the stream, then closes the socket. A
+// peer that has not finished CONFIGURE is not waited for.
+func (c *conn) closeHandshake(ce *closeError) {
+	if err := c.bc.writeControl(opClose, closePayload(ce.code, ce.reason)); err == nil && c.configured.Load() {
+		t := time.NewTimer(closeWait)
+		select {
+		case <-c.readDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = c.bc.Close()
+}
+
+// closePayload is a close frame's payload: the code, then the reason.
+func closePayload(code websocket.StatusCode, reason string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(code)), reason...)
 }
 
 // teardown runs when every goroutine of the connection has ended.
@@ -313,24 +353,23 @@ func (c *conn) configure() error {
 	// read deadline would not send.
 	late := closeErr(statusPolicy, "no CONFIGURE within "+c.hub.cfg.ConfigureTimeout.String(), nil)
 	timer := time.AfterFunc(c.hub.cfg.ConfigureTimeout, func() { c.fail(late) })
-	typ, buf, err := c.ws.Read(c.ctx)
+	// Until CONFIGURE is verified the peer is unknown: its first message
+	// may only be as large as a CONFIGURE can reasonably be.
+	buf, err := c.fr.readMessage(nil, min(maxConfigureMessage, c.hub.cfg.IncomingMaxMessage))
 	if !timer.Stop() {
 		return late
 	}
-	if err == nil {
-		c.hub.cfg.Metrics.Received()
+	if err != nil {
+		if errors.Is(err, errTooBig) {
+			return closeErr(statusTooBig,
+				fmt.Sprintf("first message over the %d bytes a CONFIGURE may take", maxConfigureMessage), err)
+		}
+		if err := c.readErr(err); err != nil {
+			return err
+		}
+		return closeErr(websocket.StatusNormalClosure, "closed before CONFIGURE", err)
 	}
-	switch {
-	case errors.Is(err, websocket.ErrMessageTooBig):
-		// The library has sent the close frame (1009) already.
-		return closeErr(websocket.StatusMessageTooBig,
-			fmt.Sprintf("first message over the %d bytes a CONFIGURE may take", maxConfigureMessage), err)
-	case err != nil:
-		return closeErr(statusProtocolError, "no configure", err)
-	}
-	if typ != websocket.MessageBinary {
-		return protocolErr("text message; the protocol is binary")
-	}
+	c.hub.cfg.Metrics.Received()
 	m, err := wsproto.ParseS2B(buf)
 	if err != nil {
 		return protocolErr("parse: %w", err)
@@ -364,7 +403,6 @@ func (c *conn) configure() error {
 	for _, z := range enable {
 		c.decoders[z.id] = z
 	}
-	c.ws.SetReadLimit(c.hub.cfg.IncomingMaxMessage)
 	var bro [32]byte
 	if _, err := rand.Read(bro[:]); err != nil {
 		return closeErr(statusInternal, "nonce", err)

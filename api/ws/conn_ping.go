@@ -1,7 +1,8 @@
 package ws
 
 import (
-	"context"
+	"encoding/binary"
+	"fmt"
 	"time"
 )
 
@@ -41,13 +42,33 @@ func (c *conn) ping() {
 	}
 	if !c.readerWaits.Load() {
 		gen := c.readerWaited.Load()
-		ctx, cancel := context.WithTimeout(c.ctx, c.hub.cfg.PingTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
+		err := c.pingOnce()
 		if err != nil && c.ctx.Err() == nil && !c.readerWaits.Load() && c.readerWaited.Load() == gen {
 			c.fail(closeErr(statusPolicy, "ping not answered", err))
 			return
 		}
 	}
 	c.armPing()
+}
+
+// pingOnce sends a ping carrying the next sequence number and waits
+// PingTimeout at most for the reader to see a pong carrying it (or a later
+// one).
+func (c *conn) pingOnce() error {
+	seq := c.pingSeq.Add(1)
+	if err := c.bc.writeControl(opPing, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	t := time.NewTimer(c.hub.cfg.PingTimeout)
+	defer t.Stop()
+	for c.pongSeq.Load() < seq {
+		select {
+		case <-c.pongWake:
+		case <-t.C:
+			return fmt.Errorf("no pong within %v", c.hub.cfg.PingTimeout)
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+	return nil
 }

@@ -1,67 +1,101 @@
 package ws
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
-
-	"github.com/coder/websocket"
+	"net"
 
 	"github.com/lonelypsd/lonelypsd/api/wsproto"
 )
 
-// The reader goroutine of a conn: reads messages and hands them to the
-// processor (conn_process.go), or handles an acknowledgement itself when
-// the processor is idle.
+// The reader goroutine of a conn: reads frames (readframe.go), answers
+// pings, hands messages to the processor (conn_process.go), or handles an
+// acknowledgement itself when the processor is idle.
 
 // readLoop reads messages and hands them to the processor. Reading goes on
 // while the processor is busy (a NOTIFY's fan-out can take seconds), so
 // pings and close frames are answered; it stops only when the backlog is
 // over MaxPendingBytes. Acknowledgements of deliveries that arrive while
 // the processor is idle are handled here, in order all the same (nothing
-// is before them), which spares a goroutine hand-off per delivery.
+// is before them), which spares a goroutine hand-off per delivery. Once
+// the connection is closing it reads on, dropping messages, until the
+// peer's close frame or the end of the stream.
 //
 // The caller closes c.in after it has recorded readLoop's error: the
 // processor ends when c.in closes, and the connection must close with
 // the reader's reason, not the processor's normal closure.
 func (c *conn) readLoop() error {
-	// No deadline on reads: a close (ours, the peer's, the handshake's
-	// timeout) ends them, and a context with one costs a timer per read.
-	rctx := context.WithoutCancel(c.ctx)
-	var buf bytes.Buffer
+	var buf []byte
+	limit := c.hub.cfg.IncomingMaxMessage
+	closing := false
 	for {
-		typ, r, err := c.ws.Reader(rctx)
+		b, err := c.fr.readMessage(buf, limit)
 		if err != nil {
-			if websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil || errors.Is(err, io.EOF) {
-				return nil
+			if errors.Is(err, errTooBig) {
+				return closeErr(statusTooBig, fmt.Sprintf("message over %d bytes", limit), err)
 			}
-			return closeErr(statusProtocolError, "read failed", err)
+			return c.readErr(err)
 		}
-		if typ != websocket.MessageBinary {
-			return protocolErr("text message; the protocol is binary")
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			if websocket.CloseStatus(err) != -1 || c.ctx.Err() != nil {
-				return nil
-			}
-			return closeErr(statusProtocolError, "read failed", err)
-		}
-		c.hub.cfg.Metrics.Received()
-		if isAck(buf.Bytes()) && c.handedOver.Load() == 0 {
-			if err := c.process(buf.Bytes()); err != nil {
-				return err
-			}
+		if closing {
+			buf = b
 			continue
 		}
-		b := buf.Bytes()
-		buf = bytes.Buffer{} // the processor owns b now
-		if !c.handOver(b) {
-			return nil
+		c.hub.cfg.Metrics.Received()
+		if isAck(b) && c.handedOver.Load() == 0 {
+			if err := c.process(b); err != nil {
+				return err
+			}
+			buf = b
+			continue
+		}
+		buf = nil // the processor owns b now
+		closing = !c.handOver(b)
+	}
+}
+
+// readErr is how a read that failed ends the connection: nil for the
+// peer's close frame (answered here) or the end of the stream, a
+// protocol error otherwise.
+func (c *conn) readErr(err error) error {
+	var pc *peerClose
+	var ce *closeError
+	switch {
+	case errors.As(err, &pc):
+		// Echo the peer's code, or none when it gave none.
+		var p []byte
+		if pc.code != 1005 {
+			p = binary.BigEndian.AppendUint16(nil, pc.code)
+		}
+		_ = c.bc.writeControl(opClose, p)
+		return nil
+	case errors.As(err, &ce):
+		return ce
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil:
+		return nil
+	}
+	return closeErr(statusProtocolError, "read failed", err)
+}
+
+// control answers a ping with a pong and records a pong.
+func (c *conn) control(op byte, p []byte) error {
+	if op == opPing {
+		if err := c.bc.writeControl(opPong, p); err != nil {
+			return closeErr(statusTryAgainLater, "write failed", err)
+		}
+		return nil
+	}
+	if len(p) == 8 {
+		seq := binary.BigEndian.Uint64(p)
+		for cur := c.pongSeq.Load(); seq > cur && !c.pongSeq.CompareAndSwap(cur, seq); cur = c.pongSeq.Load() {
+		}
+		select {
+		case c.pongWake <- struct{}{}:
+		default:
 		}
 	}
+	return nil
 }
 
 // isAck reports whether a message is a CONTINUE_RECEIVE or
@@ -76,7 +110,7 @@ func isAck(b []byte) bool {
 }
 
 // handOver queues b for the processor, first waiting while the backlog is
-// over MaxPendingBytes; false when the connection closes meanwhile.
+// over MaxPendingBytes; false when the connection is closing.
 func (c *conn) handOver(b []byte) bool {
 	n := int64(len(b))
 	for p := c.pending.Load(); p > 0 && p+n > c.hub.cfg.MaxPendingBytes; p = c.pending.Load() {
@@ -84,7 +118,7 @@ func (c *conn) handOver(b []byte) bool {
 		c.readerWaited.Add(1)
 		select {
 		case <-c.pendWake:
-		case <-c.ctx.Done():
+		case <-c.stop:
 			return false
 		}
 	}
@@ -103,7 +137,7 @@ func (c *conn) handOver(b []byte) bool {
 	select {
 	case c.in <- b:
 		return true
-	case <-c.ctx.Done():
+	case <-c.stop:
 		return false
 	}
 }
