@@ -58,3 +58,21 @@ func (b body) s16(p string) body { return b.u16(uint16(len(p))).raw(p) }
 func (b body) s8(p string) body  { return b.u8(uint8(len(p))).raw(p) }
 
 func sha512Sum(p []byte) [64]byte { return sha512.Sum512(p) }
+
+// appending binds m to an Append function, for tables of encoders.
+func appending[M any](f func([]byte, M) ([]byte, error), m M) func([]byte) ([]byte, error) {
+	return func(dst []byte) ([]byte, error) { return f(dst, m) }
+}
+
+// parsing makes a Parse function's result an any, for tables of decoders.
+func parsing[M any](f func([]byte) (M, error)) func([]byte) (any, error) {
+	return func(b []byte) (any, error) { return f(b) }
+}
+
+// withMessage is appending for a header the vector's message follows.
+func withMessage[M any](f func([]byte, M) ([]byte, error), m M) func([]byte) ([]byte, error) {
+	return func(dst []byte) ([]byte, error) {
+		b, err := f(dst, m)
+		return append(b, vecMessage...), err
+	}
+}

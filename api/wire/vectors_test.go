@@ -145,67 +145,54 @@ func bodyVectors(tb testing.TB) []bodyVector {
 		{
 			name: "stateless_notify_body", hex: vecNotifyBody, want: notify,
 			header: len(vecNotifyBody)/2 - len(vecMessage),
-			encode: func(dst []byte) ([]byte, error) {
-				b, err := AppendNotifyHeader(dst, notify)
-				return append(b, vecMessage...), err
-			},
+			encode: withMessage(AppendNotifyHeader, notify),
 			decode: func(b []byte) (any, error) { return ReadNotifyHeader(bytes.NewReader(b)) },
 		},
 		{
 			name: "stateless_subscribe_exact_body", hex: vecSubscribeExactBody,
-			want: SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendSubscribeExact(dst, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery, Tracing: []byte{}})
-			},
-			decode: func(b []byte) (any, error) { return ParseSubscribeExact(b) },
+			want:   SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery},
+			encode: appending(AppendSubscribeExact, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery, Tracing: []byte{}}),
+			decode: parsing(ParseSubscribeExact),
 		},
 		{
 			name: "stateless_subscribe_glob_body", hex: vecSubscribeGlobBody,
-			want: SubscribeGlob{URL: vecURL, Glob: "foo/*"},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendSubscribeGlob(dst, SubscribeGlob{URL: vecURL, Glob: "foo/*"})
-			},
-			decode: func(b []byte) (any, error) { return ParseSubscribeGlob(b) },
+			want:   SubscribeGlob{URL: vecURL, Glob: "foo/*"},
+			encode: appending(AppendSubscribeGlob, SubscribeGlob{URL: vecURL, Glob: "foo/*"}),
+			decode: parsing(ParseSubscribeGlob),
 		},
 		{
 			name: "stateless_unsubscribe_exact_body", hex: vecUnsubscribeExactBody,
 			want: SubscribeExact{URL: vecURL, Topic: []byte(vecTopic)},
-			encode: func(dst []byte) ([]byte, error) {
-				// Recovery is not part of an unsubscribe body and must not leak in.
-				return AppendUnsubscribeExact(dst, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery})
-			},
-			decode: func(b []byte) (any, error) { return ParseUnsubscribeExact(b) },
+			// Recovery is not part of an unsubscribe body and must not leak in.
+			encode: appending(AppendUnsubscribeExact, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery}),
+			decode: parsing(ParseUnsubscribeExact),
 		},
 		{
 			name: "stateless_check_subscriptions_body", hex: vecCheckSubscriptionsBody,
-			want: CheckSubscriptions{URL: vecURL},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendCheckSubscriptions(dst, CheckSubscriptions{URL: vecURL})
-			},
-			decode: func(b []byte) (any, error) { return ParseCheckSubscriptions(b) },
+			want:   CheckSubscriptions{URL: vecURL},
+			encode: appending(AppendCheckSubscriptions, CheckSubscriptions{URL: vecURL}),
+			decode: parsing(ParseCheckSubscriptions),
 		},
 		{
 			name: "stateless_set_subscriptions_body", hex: vecSetSubscriptionsBody,
 			want: SetSubscriptions{URL: vecURL, Etag: etag, Exact: vecSampleExact, Globs: vecSampleGlobs},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendSetSubscriptions(dst, SetSubscriptions{
-					URL: vecURL, Etag: Etag(vecURL, vecSampleExact, vecSampleGlobs),
-					Exact: vecSampleExact, Globs: vecSampleGlobs,
-				})
-			},
-			decode: func(b []byte) (any, error) { return ParseSetSubscriptions(b) },
+			encode: appending(AppendSetSubscriptions, SetSubscriptions{
+				URL: vecURL, Etag: Etag(vecURL, vecSampleExact, vecSampleGlobs),
+				Exact: vecSampleExact, Globs: vecSampleGlobs,
+			}),
+			decode: parsing(ParseSetSubscriptions),
 		},
 		{
 			name: "stateless_response_generic_noauth", hex: vecResponseGeneric,
 			want:   ResponseGeneric{},
 			encode: func(dst []byte) ([]byte, error) { return AppendResponseGeneric(dst, "", nil) },
-			decode: func(b []byte) (any, error) { return ParseResponseGeneric(b) },
+			decode: parsing(ParseResponseGeneric),
 		},
 		{
 			name: "stateless_response_notify_noauth", hex: vecResponseNotify,
 			want:   ResponseNotify{Count: 2, Identifier: vecIdent4},
 			encode: func(dst []byte) ([]byte, error) { return AppendResponseNotify(dst, "", nil, 2, vecIdent4) },
-			decode: func(b []byte) (any, error) { return ParseResponseNotify(b) },
+			decode: parsing(ParseResponseNotify),
 		},
 		{
 			name: "stateless_response_check_subscriptions_noauth", hex: vecResponseCheckSubscriptions,
@@ -213,29 +200,24 @@ func bodyVectors(tb testing.TB) []bodyVector {
 			encode: func(dst []byte) ([]byte, error) {
 				return AppendResponseCheckSubscriptions(dst, "", nil, Etag(vecURL, vecSampleExact, vecSampleGlobs))
 			},
-			decode: func(b []byte) (any, error) { return ParseResponseCheckSubscriptions(b) },
+			decode: parsing(ParseResponseCheckSubscriptions),
 		},
 		{
 			name: "stateless_receive_body", hex: vecReceiveBody, want: receive,
 			header: len(vecReceiveBody)/2 - len(vecMessage),
-			encode: func(dst []byte) ([]byte, error) {
-				b, err := AppendReceiveHeader(dst, receive)
-				return append(b, vecMessage...), err
-			},
+			encode: withMessage(AppendReceiveHeader, receive),
 			decode: func(b []byte) (any, error) { return ReadReceiveHeader(bytes.NewReader(b)) },
 		},
 		{
 			name: "stateless_missed_body", hex: vecMissedBody,
 			want:   Missed{Topic: []byte(vecTopic)},
-			encode: func(dst []byte) ([]byte, error) { return AppendMissed(dst, Missed{Topic: []byte(vecTopic)}) },
-			decode: func(b []byte) (any, error) { return ParseMissed(b) },
+			encode: appending(AppendMissed, Missed{Topic: []byte(vecTopic)}),
+			decode: parsing(ParseMissed),
 		},
 		{
 			name: "stateless_response_confirm_receive_noauth", hex: vecResponseConfirmReceive,
-			want: replyResult{ReplyConfirmReceive, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1}},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendConfirmReceive(dst, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1})
-			},
+			want:   replyResult{ReplyConfirmReceive, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1}},
+			encode: appending(AppendConfirmReceive, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1}),
 			decode: func(b []byte) (any, error) {
 				k, m, err := ParseReceiveReply(b)
 				return replyResult{k, m}, err
@@ -244,8 +226,8 @@ func bodyVectors(tb testing.TB) []bodyVector {
 		{
 			name: "stateless_response_confirm_missed_noauth", hex: vecResponseConfirmMissed,
 			want:   ConfirmMissed{},
-			encode: func(dst []byte) ([]byte, error) { return AppendConfirmMissed(dst, ConfirmMissed{}) },
-			decode: func(b []byte) (any, error) { return ParseMissedReply(b) },
+			encode: appending(AppendConfirmMissed, ConfirmMissed{}),
+			decode: parsing(ParseMissedReply),
 		},
 		{
 			name: "stateless_response_unsubscribe_immediate", hex: vecResponseUnsubscribeImmediate,
