@@ -180,36 +180,30 @@ func TestParseBadHeaders(t *testing.T) {
 // Every message carries an authorization, which must be UTF-8, in either
 // header form; the encoders refuse to produce an invalid one.
 func TestInvalidUTF8Authorization(t *testing.T) {
-	for _, c := range allEncodedCases(t) {
-		if c.minimal {
-			continue
+	forEachExpanded(t, func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte) {
+		// The vectors list expanded headers in minimal order, so the
+		// values alone are the minimal form.
+		var values []string
+		for i := range hs {
+			if hs[i].name == hAuthorization {
+				hs[i].value = "valid \xc0\xaf"
+			}
+			values = append(values, hs[i].value)
 		}
-		t.Run(c.name, func(t *testing.T) {
-			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
-			// The vectors list expanded headers in minimal order, so the
-			// values alone are the minimal form.
-			var values []string
-			for i := range hs {
-				if hs[i].name == hAuthorization {
-					hs[i].value = "valid \xc0\xaf"
-				}
-				values = append(values, hs[i].value)
-			}
-			if _, err := parserFor(c.msg)(expanded(flags, typ, hs, payload)); !errors.Is(err, ErrInvalidUTF8) {
-				t.Errorf("expanded: %v; want ErrInvalidUTF8", err)
-			}
-			if _, err := parserFor(c.msg)(minimal(typ, string(payload), values...)); !errors.Is(err, ErrInvalidUTF8) {
-				t.Errorf("minimal: %v; want ErrInvalidUTF8", err)
-			}
-			m := setAuthorization(c.msg, "\xff")
-			if out, err := AppendMinimal(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
-				t.Errorf("AppendMinimal: %x, %v; want ErrInvalidUTF8", out, err)
-			}
-			if out, err := AppendExpanded(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
-				t.Errorf("AppendExpanded: %x, %v; want ErrInvalidUTF8", out, err)
-			}
-		})
-	}
+		if _, err := parserFor(c.msg)(expanded(flags, typ, hs, payload)); !errors.Is(err, ErrInvalidUTF8) {
+			t.Errorf("expanded: %v; want ErrInvalidUTF8", err)
+		}
+		if _, err := parserFor(c.msg)(minimal(typ, string(payload), values...)); !errors.Is(err, ErrInvalidUTF8) {
+			t.Errorf("minimal: %v; want ErrInvalidUTF8", err)
+		}
+		m := setAuthorization(c.msg, "\xff")
+		if out, err := AppendMinimal(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
+			t.Errorf("AppendMinimal: %x, %v; want ErrInvalidUTF8", out, err)
+		}
+		if out, err := AppendExpanded(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
+			t.Errorf("AppendExpanded: %x, %v; want ErrInvalidUTF8", out, err)
+		}
+	})
 }
 
 func setAuthorization(m Message, auth string) Message {
@@ -222,60 +216,48 @@ func setAuthorization(m Message, auth string) Message {
 // Removing any header from the expanded form of a vector is an error, except
 // x-initial-dict, which defaults to 0.
 func TestParseExpandedMissingHeader(t *testing.T) {
-	for _, c := range allEncodedCases(t) {
-		if c.minimal {
-			continue
-		}
-		t.Run(c.name, func(t *testing.T) {
-			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
-			for i := range hs {
-				rest := append(append([]header(nil), hs[:i]...), hs[i+1:]...)
-				got, err := parserFor(c.msg)(expanded(flags, typ, rest, payload))
-				if hs[i].name == hInitialDict {
-					if err != nil || got.(Configure).InitialDict != 0 {
-						t.Errorf("without %s: %#v, %v; want InitialDict 0", hs[i].name, got, err)
-					}
-					continue
+	forEachExpanded(t, func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte) {
+		for i := range hs {
+			rest := append(append([]header(nil), hs[:i]...), hs[i+1:]...)
+			got, err := parserFor(c.msg)(expanded(flags, typ, rest, payload))
+			if hs[i].name == hInitialDict {
+				if err != nil || got.(Configure).InitialDict != 0 {
+					t.Errorf("without %s: %#v, %v; want InitialDict 0", hs[i].name, got, err)
 				}
-				if !errors.Is(err, ErrHeader) || got != nil {
-					t.Errorf("without %s: %#v, %v; want ErrHeader", hs[i].name, got, err)
-				}
+				continue
 			}
-		})
-	}
+			if !errors.Is(err, ErrHeader) || got != nil {
+				t.Errorf("without %s: %#v, %v; want ErrHeader", hs[i].name, got, err)
+			}
+		}
+	})
 }
 
 // Expanded headers: names are case-insensitive, order is free, a repeated
 // name keeps its last value and unknown names are ignored.
 func TestParseExpandedFlexibility(t *testing.T) {
-	for _, c := range allEncodedCases(t) {
-		if c.minimal {
-			continue
+	forEachExpanded(t, func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte) {
+		var mixed []header
+		mixed = append(mixed, header{"X-Unknown-Header", "whatever"})
+		for i := len(hs) - 1; i >= 0; i-- { // reversed order
+			mixed = append(mixed, header{strings.ToUpper(hs[i].name), "stale value, replaced below"})
 		}
-		t.Run(c.name, func(t *testing.T) {
-			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
-			var mixed []header
-			mixed = append(mixed, header{"X-Unknown-Header", "whatever"})
-			for i := len(hs) - 1; i >= 0; i-- { // reversed order
-				mixed = append(mixed, header{strings.ToUpper(hs[i].name), "stale value, replaced below"})
+		for i := len(hs) - 1; i >= 0; i-- {
+			name := hs[i].name
+			if i%2 == 0 {
+				name = strings.ToUpper(name[:1]) + name[1:]
 			}
-			for i := len(hs) - 1; i >= 0; i-- {
-				name := hs[i].name
-				if i%2 == 0 {
-					name = strings.ToUpper(name[:1]) + name[1:]
-				}
-				mixed = append(mixed, header{name, hs[i].value})
-			}
-			mixed = append(mixed, header{"", ""}, header{"x-another", strings.Repeat("z", 300)})
-			got, err := parserFor(c.msg)(expanded(flags, typ, mixed, payload))
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
-			if !reflect.DeepEqual(got, any(c.msg)) {
-				t.Fatalf("got %#v\nwant %#v", got, c.msg)
-			}
-		})
-	}
+			mixed = append(mixed, header{name, hs[i].value})
+		}
+		mixed = append(mixed, header{"", ""}, header{"x-another", strings.Repeat("z", 300)})
+		got, err := parserFor(c.msg)(expanded(flags, typ, mixed, payload))
+		if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		if !reflect.DeepEqual(got, any(c.msg)) {
+			t.Fatalf("got %#v\nwant %#v", got, c.msg)
+		}
+	})
 }
 
 func TestParseExpandedNonASCIIName(t *testing.T) {

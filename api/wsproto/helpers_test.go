@@ -199,3 +199,17 @@ func sum512(s string) string {
 	h := sha512.Sum512([]byte(s))
 	return string(h[:])
 }
+
+// forEachExpanded runs test as a subtest of every expanded-form vector,
+// taken apart by splitExpanded.
+func forEachExpanded(t *testing.T, test func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte)) {
+	for _, c := range allEncodedCases(t) {
+		if c.minimal {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
+			test(t, c, flags, typ, hs, payload)
+		})
+	}
+}
