@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 var badUTF8 = []struct{ name, s string }{
@@ -149,7 +151,7 @@ func TestParseSetSubscriptionsOrder(t *testing.T) {
 }
 
 func TestEtagFormat(t *testing.T) {
-	b := mustHex(t, vecSetSubscriptionsBody)
+	b := wiretest.Hex(t, vecSetSubscriptionsBody)
 	formatAt := 2 + 2 + len(vecURL)
 	for _, format := range []byte{1, 2, 0xff} {
 		bad := bytes.Clone(b)
@@ -157,7 +159,7 @@ func TestEtagFormat(t *testing.T) {
 		if _, err := ParseSetSubscriptions(bad); !errors.Is(err, ErrEtagFormat) {
 			t.Errorf("set subscriptions format %d: err = %v, want ErrEtagFormat", format, err)
 		}
-		resp := mustHex(t, vecResponseCheckSubscriptions)
+		resp := wiretest.Hex(t, vecResponseCheckSubscriptions)
 		resp[6] = format
 		if _, err := ParseResponseCheckSubscriptions(resp); !errors.Is(err, ErrEtagFormat) {
 			t.Errorf("check subscriptions response format %d: err = %v, want ErrEtagFormat", format, err)
@@ -199,20 +201,20 @@ func TestSetSubscriptionsHugeCount(t *testing.T) {
 }
 
 func TestUnexpectedType(t *testing.T) {
-	generic := mustHex(t, vecResponseGeneric)
+	generic := wiretest.Hex(t, vecResponseGeneric)
 	if _, err := ParseResponseNotify(generic); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("notify response from generic: %v", err)
 	}
 	if _, err := ParseResponseCheckSubscriptions(generic); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("check subscriptions response from generic: %v", err)
 	}
-	if _, err := ParseResponseGeneric(mustHex(t, vecResponseNotify)); !errors.Is(err, ErrUnexpectedType) {
+	if _, err := ParseResponseGeneric(wiretest.Hex(t, vecResponseNotify)); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("generic response from notify: %v", err)
 	}
-	if _, err := ParseMissedReply(mustHex(t, vecResponseUnsubscribeImmediate)); !errors.Is(err, ErrUnexpectedType) {
+	if _, err := ParseMissedReply(wiretest.Hex(t, vecResponseUnsubscribeImmediate)); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("missed reply 000a: %v", err)
 	}
-	if _, err := ParseMissedReply(mustHex(t, vecResponseConfirmReceive)); !errors.Is(err, ErrUnexpectedType) {
+	if _, err := ParseMissedReply(wiretest.Hex(t, vecResponseConfirmReceive)); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("missed reply from confirm receive: %v", err)
 	}
 }
@@ -230,8 +232,8 @@ func TestParseReceiveReply(t *testing.T) {
 		{"unsubscribe immediate with junk", body{}.u16(10).raw("whatever"), ReplyUnsubscribeImmediate, nil},
 		{"confirm receive", body{}.u16(8).s16("X-HMAC a").s16("tr").s8("id").u32(7), ReplyConfirmReceive, nil},
 		{"confirm receive truncated", body{}.u16(8).s16("X-HMAC a").s16("tr").s8("id").u16(0), ReplyUnknown, ErrTruncated},
-		{"confirm missed", mustHex(t, vecResponseConfirmMissed), ReplyUnknown, ErrUnexpectedType},
-		{"generic response", mustHex(t, vecResponseGeneric), ReplyUnknown, ErrUnexpectedType},
+		{"confirm missed", wiretest.Hex(t, vecResponseConfirmMissed), ReplyUnknown, ErrUnexpectedType},
+		{"generic response", wiretest.Hex(t, vecResponseGeneric), ReplyUnknown, ErrUnexpectedType},
 		{"json error body", body(`{"unsubscribe": true}`), ReplyUnknown, ErrUnexpectedType},
 		{"type 0", body{0, 0}, ReplyUnknown, ErrUnexpectedType},
 	}
@@ -317,7 +319,7 @@ func TestReadHeaderReaderErrors(t *testing.T) {
 	bodies := map[string]string{"notify": vecNotifyBody, "receive": vecReceiveBody}
 	for name, read := range readers {
 		t.Run(name, func(t *testing.T) {
-			full := mustHex(t, bodies[name])
+			full := wiretest.Hex(t, bodies[name])
 			for n := range 20 {
 				r := io.MultiReader(bytes.NewReader(full[:n]), iotest.ErrReader(errNetwork))
 				err := read(r)
@@ -414,7 +416,7 @@ func TestEncodeAtLimits(t *testing.T) {
 
 // Parsed values must not alias the input, so callers can reuse buffers.
 func TestParseDoesNotAlias(t *testing.T) {
-	b := mustHex(t, vecSetSubscriptionsBody)
+	b := wiretest.Hex(t, vecSetSubscriptionsBody)
 	m, err := ParseSetSubscriptions(b)
 	if err != nil {
 		t.Fatal(err)
@@ -455,7 +457,7 @@ func TestEtagBuilderMisuse(t *testing.T) {
 	b := NewEtagBuilder(vecURL)
 	b.StartGlobs()
 	b.StartGlobs()
-	if got, want := b.Sum(), mustHex64(t, vecEtagEmpty); got != want {
+	if got, want := b.Sum(), wiretest.Hex64(t, vecEtagEmpty); got != want {
 		t.Errorf("double StartGlobs: %x, want %x", got, want)
 	}
 }
@@ -483,7 +485,7 @@ func TestEtagLargeValues(t *testing.T) {
 }
 
 func TestParseReprDigest(t *testing.T) {
-	want := mustHex64(t, vecMessageSHA512)
+	want := wiretest.Hex64(t, vecMessageSHA512)
 	unpadded := strings.TrimRight(vecMessageB64, "=")
 	tests := []struct {
 		name   string

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/sha512"
 	"encoding/binary"
-	"encoding/hex"
-	"testing"
 )
 
 // etagDocument builds the document Etag hashes, through the same builder
@@ -23,26 +21,6 @@ func etagDocument(url string, exact []ExactEntry, globs []GlobEntry) []byte {
 	}
 	b.finish()
 	return buf.Bytes()
-}
-
-func mustHex(tb testing.TB, s string) []byte {
-	tb.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		tb.Fatalf("bad hex in test: %v", err)
-	}
-	return b
-}
-
-func mustHex64(tb testing.TB, s string) [64]byte {
-	tb.Helper()
-	var out [64]byte
-	b := mustHex(tb, s)
-	if len(b) != 64 {
-		tb.Fatalf("hex %q is %d bytes, want 64", s, len(b))
-	}
-	copy(out[:], b)
-	return out
 }
 
 // body assembles hand-made bodies for error cases the encoders refuse to

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // Inputs and expected bytes copied from the reference's test vectors, which the
@@ -137,8 +139,8 @@ type replyResult struct {
 }
 
 func bodyVectors(tb testing.TB) []bodyVector {
-	sha := mustHex64(tb, vecMessageSHA512)
-	etag := mustHex64(tb, vecEtagSample)
+	sha := wiretest.Hex64(tb, vecMessageSHA512)
+	etag := wiretest.Hex64(tb, vecEtagSample)
 	notify := Notify{Topic: []byte(vecTopic), SHA512: sha, Identifier: vecIdent4, Length: uint64(len(vecMessage))}
 	receive := Receive{Topic: []byte(vecTopic), Identifier: vecIdent8, Length: uint64(len(vecMessage))}
 	return []bodyVector{
@@ -267,7 +269,7 @@ func TestVectorBodiesEncode(t *testing.T) {
 func TestVectorBodiesDecode(t *testing.T) {
 	for _, v := range bodyVectors(t) {
 		t.Run(v.name, func(t *testing.T) {
-			b := mustHex(t, v.hex)
+			b := wiretest.Hex(t, v.hex)
 			got, err := v.decode(b)
 			if err != nil {
 				t.Fatalf("decode: %v", err)
@@ -294,7 +296,7 @@ func TestVectorBodiesDecode(t *testing.T) {
 func TestVectorBodiesTruncated(t *testing.T) {
 	for _, v := range bodyVectors(t) {
 		t.Run(v.name, func(t *testing.T) {
-			full := mustHex(t, v.hex)
+			full := wiretest.Hex(t, v.hex)
 			for n := range len(full) {
 				prefix := bytes.Clone(full[:n]) // exact capacity, so overreads would panic
 				got, err := v.decode(prefix)
@@ -326,7 +328,7 @@ func TestReadHeaderStopsAtMessage(t *testing.T) {
 		{"receive", vecReceiveBody, func(r *bytes.Reader) error { _, err := ReadReceiveHeader(oneByteReader{r}); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := bytes.NewReader(mustHex(t, tc.hex))
+			r := bytes.NewReader(wiretest.Hex(t, tc.hex))
 			if err := tc.read(r); err != nil {
 				t.Fatal(err)
 			}

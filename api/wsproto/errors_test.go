@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // Every strict prefix of a vector that cuts into the flags, type or headers
@@ -16,7 +18,7 @@ import (
 func TestParseTruncated(t *testing.T) {
 	for _, c := range allEncodedCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			full := mustHex(t, c.hex)
+			full := wiretest.Hex(t, c.hex)
 			parse := parserFor(c.msg)
 			headerEnd := len(full) - len(payloadOf(c.msg))
 			for n := 0; n < len(full); n++ {
@@ -286,7 +288,7 @@ func TestParseStreamContinuationIgnoresFirstHeaders(t *testing.T) {
 // Flag bits other than bit 0 are tolerated.
 func TestParseUnknownFlagBits(t *testing.T) {
 	for _, c := range allEncodedCases(t) {
-		b := mustHex(t, c.hex)
+		b := wiretest.Hex(t, c.hex)
 		b[0] |= 0x80
 		b[1] |= 0xf0
 		got, err := parserFor(c.msg)(b)
@@ -302,7 +304,7 @@ func TestParseTrailingBytesIgnored(t *testing.T) {
 		if payloadOf(c.msg) != nil || hasPayloadField(c.msg) {
 			continue
 		}
-		b := append(mustHex(t, c.hex), "trailing"...)
+		b := append(wiretest.Hex(t, c.hex), "trailing"...)
 		got, err := parserFor(c.msg)(b)
 		if err != nil || !reflect.DeepEqual(got, any(c.msg)) {
 			t.Errorf("%s with trailing bytes: %#v, %v", c.name, got, err)
@@ -320,7 +322,7 @@ func hasPayloadField(m Message) bool {
 
 func TestEncodeErrors(t *testing.T) {
 	id65 := []byte(strings.Repeat("i", 65))
-	helloSHA := mustHex64(t, vecSHA512)
+	helloSHA := wiretest.Hex64(t, vecSHA512)
 	big := make([]byte, MaxHeaderValue+1)
 	first := &StreamFirst{Topic: []byte(vecTopic), CompressedLength: 11, DecompressedLength: 11, CompressedSHA512: helloSHA}
 	cases := []struct {
@@ -328,7 +330,7 @@ func TestEncodeErrors(t *testing.T) {
 		msg  Message
 		want error
 	}{
-		{"notify identifier 65", Notify{Identifier: id65, CompressedSHA512: mustHex64(t, vecEmptySHA)}, ErrHeader},
+		{"notify identifier 65", Notify{Identifier: id65, CompressedSHA512: wiretest.Hex64(t, vecEmptySHA)}, ErrHeader},
 		{"notify length mismatch", Notify{CompressedLength: 3, DecompressedLength: 3, CompressedSHA512: helloSHA, Payload: []byte(vecMessage)}, ErrPayload},
 		{"notify hash mismatch", Notify{CompressedLength: 11, DecompressedLength: 11, Payload: []byte(vecMessage)}, ErrPayload},
 		{"notify uncompressed lengths differ", Notify{CompressedLength: 11, DecompressedLength: 12, CompressedSHA512: helloSHA, Payload: []byte(vecMessage)}, ErrHeader},
@@ -406,7 +408,7 @@ func TestParseUnsigned(t *testing.T) {
 // The protocol's fixed-width exceptions, checked on values the vectors
 // do not cover.
 func TestFixedWidths(t *testing.T) {
-	sha := mustHex64(t, vecSHA512)
+	sha := wiretest.Hex64(t, vecSHA512)
 	cases := []struct {
 		name string
 		msg  Message
@@ -479,7 +481,7 @@ func TestParseNarrowValues(t *testing.T) {
 // Header values are private copies; payloads alias the parsed buffer with
 // their capacity capped.
 func TestParseAliasing(t *testing.T) {
-	b := mustHex(t, stateVectors["stateful_notify_uncompressed_minimal"])
+	b := wiretest.Hex(t, stateVectors["stateful_notify_uncompressed_minimal"])
 	got, err := ParseS2B(b)
 	if err != nil {
 		t.Fatal(err)
