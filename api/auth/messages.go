@@ -377,9 +377,13 @@ func (m Missed) appendFields(f fields) fields {
 	return f
 }
 
-// ConfirmSubscribeExact signs the answer to (un)subscribe/exact with the
-// request's fields.
-type ConfirmSubscribeExact SubscribeExact
+// ConfirmSubscribeExact signs the answer to (un)subscribe/exact.
+type ConfirmSubscribeExact struct {
+	Tracing  []byte
+	URL      string
+	Recovery string
+	Topic    []byte
+}
 
 func (ConfirmSubscribeExact) Kind() Kind        { return KindConfirmSubscribeExact }
 func (m ConfirmSubscribeExact) tracing() []byte { return m.Tracing }
@@ -387,9 +391,13 @@ func (m ConfirmSubscribeExact) appendFields(f fields) fields {
 	return SubscribeExact(m).appendFields(f)
 }
 
-// ConfirmSubscribeGlob signs the answer to (un)subscribe/glob with the
-// request's fields.
-type ConfirmSubscribeGlob SubscribeGlob
+// ConfirmSubscribeGlob signs the answer to (un)subscribe/glob.
+type ConfirmSubscribeGlob struct {
+	Tracing  []byte
+	URL      string
+	Recovery string
+	Glob     string
+}
 
 func (ConfirmSubscribeGlob) Kind() Kind        { return KindConfirmSubscribeGlob }
 func (m ConfirmSubscribeGlob) tracing() []byte { return m.Tracing }
@@ -431,9 +439,11 @@ func (m CheckSubscriptionsResponse) appendFields(f fields) fields {
 	return f
 }
 
-// SetSubscriptionsResponse signs the answer to set_subscriptions, laid out
-// as CheckSubscriptionsResponse.
-type SetSubscriptionsResponse CheckSubscriptionsResponse
+// SetSubscriptionsResponse signs the answer to set_subscriptions.
+type SetSubscriptionsResponse struct {
+	Tracing []byte
+	Etag    [64]byte
+}
 
 func (SetSubscriptionsResponse) Kind() Kind        { return KindSetSubscriptionsResponse }
 func (m SetSubscriptionsResponse) tracing() []byte { return m.Tracing }
