@@ -91,8 +91,8 @@ type Scheme interface {
 var ErrNoScheme = errors.New("no scheme configured for this direction")
 
 // Pair holds one scheme per direction and picks the right one for each
-// message from its Direction, so a caller can never sign a RECEIVE with the
-// subscribers' secret nor accept a NOTIFY checked against the
+// message from its kind's Direction, so a caller can never sign a RECEIVE
+// with the subscribers' secret nor accept a NOTIFY checked against the
 // broadcaster's.
 type Pair struct {
 	ToBroadcaster Scheme
@@ -103,7 +103,7 @@ type Pair struct {
 func NonePair() Pair { return Pair{ToBroadcaster: None(), ToSubscriber: None()} }
 
 func (p Pair) scheme(m Message) Scheme {
-	if m.Direction() == ToSubscriber {
+	if m.Kind().Direction() == ToSubscriber {
 		return p.ToSubscriber
 	}
 	return p.ToBroadcaster
@@ -113,7 +113,7 @@ func (p Pair) scheme(m Message) Scheme {
 func (p Pair) Authorize(m Message) (string, error) {
 	s := p.scheme(m)
 	if s == nil {
-		return "", fmt.Errorf("auth: %s: %w", m.Direction(), ErrNoScheme)
+		return "", fmt.Errorf("auth: %s: %w", m.Kind().Direction(), ErrNoScheme)
 	}
 	return s.Authorize(m)
 }

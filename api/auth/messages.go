@@ -35,36 +35,49 @@ const (
 	KindStatefulContinueNotify     Kind = 21
 )
 
-var kindNames = [...]string{
-	KindSubscribeExact:             "SUBSCRIBE_EXACT",
-	KindSubscribeGlob:              "SUBSCRIBE_GLOB",
-	KindNotify:                     "NOTIFY",
-	KindStatefulConfigure:          "STATEFUL_CONFIGURE",
-	KindCheckSubscriptions:         "CHECK_SUBSCRIPTIONS",
-	KindSetSubscriptions:           "SET_SUBSCRIPTIONS",
-	KindStatefulContinueReceive:    "STATEFUL_CONTINUE_RECEIVE",
-	KindConfirmReceive:             "CONFIRM_RECEIVE",
-	KindConfirmMissed:              "CONFIRM_MISSED",
-	KindReceive:                    "RECEIVE",
-	KindMissed:                     "MISSED",
-	KindConfirmSubscribeExact:      "CONFIRM_SUBSCRIBE_EXACT",
-	KindConfirmSubscribeGlob:       "CONFIRM_SUBSCRIBE_GLOB",
-	KindConfirmNotify:              "CONFIRM_NOTIFY",
-	KindCheckSubscriptionsResponse: "CHECK_SUBSCRIPTIONS_RESPONSE",
-	KindSetSubscriptionsResponse:   "SET_SUBSCRIPTIONS_RESPONSE",
-	KindStatefulConfirmConfigure:   "STATEFUL_CONFIRM_CONFIGURE",
-	KindStatefulEnableZstdPreset:   "STATEFUL_ENABLE_ZSTD_PRESET",
-	KindStatefulEnableZstdCustom:   "STATEFUL_ENABLE_ZSTD_CUSTOM",
-	KindStatefulDisableZstdCustom:  "STATEFUL_DISABLE_ZSTD_CUSTOM",
-	KindStatefulContinueNotify:     "STATEFUL_CONTINUE_NOTIFY",
+// kinds holds each kind's reference enum name and whose secret signs it.
+var kinds = [...]struct {
+	name string
+	dir  Direction
+}{
+	KindSubscribeExact:             {"SUBSCRIBE_EXACT", ToBroadcaster},
+	KindSubscribeGlob:              {"SUBSCRIBE_GLOB", ToBroadcaster},
+	KindNotify:                     {"NOTIFY", ToBroadcaster},
+	KindStatefulConfigure:          {"STATEFUL_CONFIGURE", ToBroadcaster},
+	KindCheckSubscriptions:         {"CHECK_SUBSCRIPTIONS", ToBroadcaster},
+	KindSetSubscriptions:           {"SET_SUBSCRIPTIONS", ToBroadcaster},
+	KindStatefulContinueReceive:    {"STATEFUL_CONTINUE_RECEIVE", ToBroadcaster},
+	KindConfirmReceive:             {"CONFIRM_RECEIVE", ToBroadcaster},
+	KindConfirmMissed:              {"CONFIRM_MISSED", ToBroadcaster},
+	KindReceive:                    {"RECEIVE", ToSubscriber},
+	KindMissed:                     {"MISSED", ToSubscriber},
+	KindConfirmSubscribeExact:      {"CONFIRM_SUBSCRIBE_EXACT", ToSubscriber},
+	KindConfirmSubscribeGlob:       {"CONFIRM_SUBSCRIBE_GLOB", ToSubscriber},
+	KindConfirmNotify:              {"CONFIRM_NOTIFY", ToSubscriber},
+	KindCheckSubscriptionsResponse: {"CHECK_SUBSCRIPTIONS_RESPONSE", ToSubscriber},
+	KindSetSubscriptionsResponse:   {"SET_SUBSCRIPTIONS_RESPONSE", ToSubscriber},
+	KindStatefulConfirmConfigure:   {"STATEFUL_CONFIRM_CONFIGURE", ToSubscriber},
+	KindStatefulEnableZstdPreset:   {"STATEFUL_ENABLE_ZSTD_PRESET", ToSubscriber},
+	KindStatefulEnableZstdCustom:   {"STATEFUL_ENABLE_ZSTD_CUSTOM", ToSubscriber},
+	KindStatefulDisableZstdCustom:  {"STATEFUL_DISABLE_ZSTD_CUSTOM", ToSubscriber},
+	KindStatefulContinueNotify:     {"STATEFUL_CONTINUE_NOTIFY", ToSubscriber},
 }
 
 // String is the reference's enum name, for logs.
 func (k Kind) String() string {
-	if int(k) < len(kindNames) && kindNames[k] != "" {
-		return kindNames[k]
+	if int(k) < len(kinds) && kinds[k].name != "" {
+		return kinds[k].name
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Direction says whose secret signs messages of this kind; an unknown kind
+// is to-broadcaster.
+func (k Kind) Direction() Direction {
+	if int(k) < len(kinds) && kinds[k].dir != 0 {
+		return kinds[k].dir
+	}
+	return ToBroadcaster
 }
 
 // ErrUnsignable is wrapped by the error ToSign (and so Authorize) returns
@@ -80,12 +93,11 @@ var ErrUnsignable = errors.New("value cannot be signed")
 type Message interface {
 	// Kind is the AuthMessageType, the first signed byte.
 	Kind() Kind
-	// Direction says whose secret signs the message.
-	Direction() Direction
 	tracing() []byte
-	// appendFields appends the type-specific suffix of to_sign; it fails
-	// (wrapping ErrUnsignable) only for values the layout cannot hold.
-	appendFields(dst []byte) ([]byte, error)
+	// appendFields appends the type-specific suffix of to_sign, as append
+	// does; it fails f (wrapping ErrUnsignable) only for values the layout
+	// cannot hold.
+	appendFields(f fields) fields
 }
 
 // ToSign returns the exact bytes HMAC-SHA512 is computed over: kind,
@@ -100,14 +112,14 @@ func ToSign(m Message, timestamp uint64, nonce string) ([]byte, error) {
 	if len(tr) > 65535 {
 		return nil, fmt.Errorf("auth: tracing of %d bytes: %w", len(tr), ErrUnsignable)
 	}
-	b := make([]byte, 0, 160+len(tr))
-	b = append(b, byte(m.Kind()))
-	b = binary.BigEndian.AppendUint64(b, timestamp)
-	b = append(b, byte(len(nonce)))
-	b = append(b, nonce...)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(tr)))
-	b = append(b, tr...)
-	out, err := m.appendFields(b)
+	f := fields{b: make([]byte, 0, 160+len(tr))}
+	f.u8(byte(m.Kind()))
+	f.u64(timestamp)
+	f.u8(uint8(len(nonce)))
+	f.b = append(f.b, nonce...)
+	f.str16(tr)
+	f = m.appendFields(f)
+	out, err := f.done()
 	if err != nil {
 		return nil, fmt.Errorf("auth: %s: %w", m.Kind(), err)
 	}
@@ -152,6 +164,12 @@ func (f *fields) u64(v uint64)          { f.b = binary.BigEndian.AppendUint64(f.
 func (f *fields) raw(p []byte)          { f.b = append(f.b, p...) }
 func (f *fields) done() ([]byte, error) { return f.b, f.err }
 
+// etag writes a strong etag: format byte 0, then the 64 bytes.
+func (f *fields) etag(e [64]byte) {
+	f.u8(0)
+	f.raw(e[:])
+}
+
 func boolByte(v bool) uint8 {
 	if v {
 		return 1
@@ -169,15 +187,13 @@ type SubscribeExact struct {
 	Topic    []byte
 }
 
-func (SubscribeExact) Kind() Kind           { return KindSubscribeExact }
-func (SubscribeExact) Direction() Direction { return ToBroadcaster }
-func (m SubscribeExact) tracing() []byte    { return m.Tracing }
-func (m SubscribeExact) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (SubscribeExact) Kind() Kind        { return KindSubscribeExact }
+func (m SubscribeExact) tracing() []byte { return m.Tracing }
+func (m SubscribeExact) appendFields(f fields) fields {
 	f.str16([]byte(m.URL))
 	f.str16([]byte(m.Recovery))
 	f.str16(m.Topic)
-	return f.done()
+	return f
 }
 
 // SubscribeGlob signs subscribe/glob and unsubscribe/glob.
@@ -188,15 +204,13 @@ type SubscribeGlob struct {
 	Glob     string
 }
 
-func (SubscribeGlob) Kind() Kind           { return KindSubscribeGlob }
-func (SubscribeGlob) Direction() Direction { return ToBroadcaster }
-func (m SubscribeGlob) tracing() []byte    { return m.Tracing }
-func (m SubscribeGlob) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (SubscribeGlob) Kind() Kind        { return KindSubscribeGlob }
+func (m SubscribeGlob) tracing() []byte { return m.Tracing }
+func (m SubscribeGlob) appendFields(f fields) fields {
 	f.str16([]byte(m.URL))
 	f.str16([]byte(m.Recovery))
 	f.str16([]byte(m.Glob))
-	return f.done()
+	return f
 }
 
 // Notify signs a notification. SHA512 is of the bytes on the wire: of the
@@ -208,15 +222,13 @@ type Notify struct {
 	SHA512     [64]byte
 }
 
-func (Notify) Kind() Kind           { return KindNotify }
-func (Notify) Direction() Direction { return ToBroadcaster }
-func (m Notify) tracing() []byte    { return m.Tracing }
-func (m Notify) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (Notify) Kind() Kind        { return KindNotify }
+func (m Notify) tracing() []byte { return m.Tracing }
+func (m Notify) appendFields(f fields) fields {
 	f.str16(m.Topic)
 	f.str8(m.Identifier)
 	f.raw(m.SHA512[:])
-	return f.done()
+	return f
 }
 
 // StatefulConfigure signs a websocket CONFIGURE. The nonce is signed with
@@ -229,16 +241,14 @@ type StatefulConfigure struct {
 	InitialDict     uint16
 }
 
-func (StatefulConfigure) Kind() Kind           { return KindStatefulConfigure }
-func (StatefulConfigure) Direction() Direction { return ToBroadcaster }
-func (m StatefulConfigure) tracing() []byte    { return m.Tracing }
-func (m StatefulConfigure) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (StatefulConfigure) Kind() Kind        { return KindStatefulConfigure }
+func (m StatefulConfigure) tracing() []byte { return m.Tracing }
+func (m StatefulConfigure) appendFields(f fields) fields {
 	f.str8(m.SubscriberNonce[:])
 	f.u8(boolByte(m.EnableZstd))
 	f.u8(boolByte(m.EnableTraining))
 	f.u16(m.InitialDict)
-	return f.done()
+	return f
 }
 
 // CheckSubscriptions signs check_subscriptions.
@@ -247,13 +257,11 @@ type CheckSubscriptions struct {
 	URL     string
 }
 
-func (CheckSubscriptions) Kind() Kind           { return KindCheckSubscriptions }
-func (CheckSubscriptions) Direction() Direction { return ToBroadcaster }
-func (m CheckSubscriptions) tracing() []byte    { return m.Tracing }
-func (m CheckSubscriptions) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (CheckSubscriptions) Kind() Kind        { return KindCheckSubscriptions }
+func (m CheckSubscriptions) tracing() []byte { return m.Tracing }
+func (m CheckSubscriptions) appendFields(f fields) fields {
 	f.str16([]byte(m.URL))
-	return f.done()
+	return f
 }
 
 // SetSubscriptions signs set_subscriptions: the url and the strong etag
@@ -265,15 +273,12 @@ type SetSubscriptions struct {
 	Etag    [64]byte
 }
 
-func (SetSubscriptions) Kind() Kind           { return KindSetSubscriptions }
-func (SetSubscriptions) Direction() Direction { return ToBroadcaster }
-func (m SetSubscriptions) tracing() []byte    { return m.Tracing }
-func (m SetSubscriptions) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (SetSubscriptions) Kind() Kind        { return KindSetSubscriptions }
+func (m SetSubscriptions) tracing() []byte { return m.Tracing }
+func (m SetSubscriptions) appendFields(f fields) fields {
 	f.str16([]byte(m.URL))
-	f.u8(0) // etag format
-	f.raw(m.Etag[:])
-	return f.done()
+	f.etag(m.Etag)
+	return f
 }
 
 // StatefulContinueReceive signs a websocket CONTINUE_RECEIVE. The
@@ -290,18 +295,16 @@ type StatefulContinueReceive struct {
 	URL        string // websocket:<nonce>:<subscriber counter>
 }
 
-func (StatefulContinueReceive) Kind() Kind           { return KindStatefulContinueReceive }
-func (StatefulContinueReceive) Direction() Direction { return ToBroadcaster }
-func (m StatefulContinueReceive) tracing() []byte    { return m.Tracing }
-func (m StatefulContinueReceive) appendFields(dst []byte) ([]byte, error) {
+func (StatefulContinueReceive) Kind() Kind        { return KindStatefulContinueReceive }
+func (m StatefulContinueReceive) tracing() []byte { return m.Tracing }
+func (m StatefulContinueReceive) appendFields(f fields) fields {
 	if m.PartID > 255 {
-		return nil, fmt.Errorf("part id %d does not fit the one signed byte: %w", m.PartID, ErrUnsignable)
+		f.fail(fmt.Errorf("part id %d does not fit the one signed byte: %w", m.PartID, ErrUnsignable))
 	}
-	f := fields{b: dst}
 	f.str8(m.Identifier)
 	f.u8(uint8(m.PartID))
 	f.str16([]byte(m.URL))
-	return f.done()
+	return f
 }
 
 // ConfirmReceive signs a subscriber's confirmation of a RECEIVE.
@@ -312,15 +315,13 @@ type ConfirmReceive struct {
 	URL            string
 }
 
-func (ConfirmReceive) Kind() Kind           { return KindConfirmReceive }
-func (ConfirmReceive) Direction() Direction { return ToBroadcaster }
-func (m ConfirmReceive) tracing() []byte    { return m.Tracing }
-func (m ConfirmReceive) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (ConfirmReceive) Kind() Kind        { return KindConfirmReceive }
+func (m ConfirmReceive) tracing() []byte { return m.Tracing }
+func (m ConfirmReceive) appendFields(f fields) fields {
 	f.str8(m.Identifier)
 	f.u32(m.NumSubscribers)
 	f.str16([]byte(m.URL))
-	return f.done()
+	return f
 }
 
 // ConfirmMissed signs a subscriber's confirmation of a MISSED; URL is the
@@ -331,14 +332,12 @@ type ConfirmMissed struct {
 	URL     string
 }
 
-func (ConfirmMissed) Kind() Kind           { return KindConfirmMissed }
-func (ConfirmMissed) Direction() Direction { return ToBroadcaster }
-func (m ConfirmMissed) tracing() []byte    { return m.Tracing }
-func (m ConfirmMissed) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (ConfirmMissed) Kind() Kind        { return KindConfirmMissed }
+func (m ConfirmMissed) tracing() []byte { return m.Tracing }
+func (m ConfirmMissed) appendFields(f fields) fields {
 	f.str16(m.Topic)
 	f.str16([]byte(m.URL))
-	return f.done()
+	return f
 }
 
 // Receive signs a RECEIVE. SHA512 is of the bytes on the wire (compressed
@@ -353,16 +352,14 @@ type Receive struct {
 	SHA512     [64]byte
 }
 
-func (Receive) Kind() Kind           { return KindReceive }
-func (Receive) Direction() Direction { return ToSubscriber }
-func (m Receive) tracing() []byte    { return m.Tracing }
-func (m Receive) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (Receive) Kind() Kind        { return KindReceive }
+func (m Receive) tracing() []byte { return m.Tracing }
+func (m Receive) appendFields(f fields) fields {
 	f.str16([]byte(m.URL))
 	f.str16(m.Topic)
 	f.str8(m.Identifier)
 	f.raw(m.SHA512[:])
-	return f.done()
+	return f
 }
 
 // Missed signs a MISSED notice.
@@ -372,14 +369,12 @@ type Missed struct {
 	Topic    []byte
 }
 
-func (Missed) Kind() Kind           { return KindMissed }
-func (Missed) Direction() Direction { return ToSubscriber }
-func (m Missed) tracing() []byte    { return m.Tracing }
-func (m Missed) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (Missed) Kind() Kind        { return KindMissed }
+func (m Missed) tracing() []byte { return m.Tracing }
+func (m Missed) appendFields(f fields) fields {
 	f.str16([]byte(m.Recovery))
 	f.str16(m.Topic)
-	return f.done()
+	return f
 }
 
 // ConfirmSubscribeExact signs the answer to (un)subscribe/exact.
@@ -390,11 +385,10 @@ type ConfirmSubscribeExact struct {
 	Topic    []byte
 }
 
-func (ConfirmSubscribeExact) Kind() Kind           { return KindConfirmSubscribeExact }
-func (ConfirmSubscribeExact) Direction() Direction { return ToSubscriber }
-func (m ConfirmSubscribeExact) tracing() []byte    { return m.Tracing }
-func (m ConfirmSubscribeExact) appendFields(dst []byte) ([]byte, error) {
-	return SubscribeExact{URL: m.URL, Recovery: m.Recovery, Topic: m.Topic}.appendFields(dst)
+func (ConfirmSubscribeExact) Kind() Kind        { return KindConfirmSubscribeExact }
+func (m ConfirmSubscribeExact) tracing() []byte { return m.Tracing }
+func (m ConfirmSubscribeExact) appendFields(f fields) fields {
+	return SubscribeExact(m).appendFields(f)
 }
 
 // ConfirmSubscribeGlob signs the answer to (un)subscribe/glob.
@@ -405,11 +399,10 @@ type ConfirmSubscribeGlob struct {
 	Glob     string
 }
 
-func (ConfirmSubscribeGlob) Kind() Kind           { return KindConfirmSubscribeGlob }
-func (ConfirmSubscribeGlob) Direction() Direction { return ToSubscriber }
-func (m ConfirmSubscribeGlob) tracing() []byte    { return m.Tracing }
-func (m ConfirmSubscribeGlob) appendFields(dst []byte) ([]byte, error) {
-	return SubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob}.appendFields(dst)
+func (ConfirmSubscribeGlob) Kind() Kind        { return KindConfirmSubscribeGlob }
+func (m ConfirmSubscribeGlob) tracing() []byte { return m.Tracing }
+func (m ConfirmSubscribeGlob) appendFields(f fields) fields {
+	return SubscribeGlob(m).appendFields(f)
 }
 
 // ConfirmNotify signs the answer to a notify. The HTTP client verifies
@@ -422,16 +415,14 @@ type ConfirmNotify struct {
 	SHA512      [64]byte
 }
 
-func (ConfirmNotify) Kind() Kind           { return KindConfirmNotify }
-func (ConfirmNotify) Direction() Direction { return ToSubscriber }
-func (m ConfirmNotify) tracing() []byte    { return m.Tracing }
-func (m ConfirmNotify) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (ConfirmNotify) Kind() Kind        { return KindConfirmNotify }
+func (m ConfirmNotify) tracing() []byte { return m.Tracing }
+func (m ConfirmNotify) appendFields(f fields) fields {
 	f.str8(m.Identifier)
 	f.u32(m.Subscribers)
 	f.str16(m.Topic)
 	f.raw(m.SHA512[:])
-	return f.done()
+	return f
 }
 
 // CheckSubscriptionsResponse signs the answer to check_subscriptions
@@ -441,11 +432,11 @@ type CheckSubscriptionsResponse struct {
 	Etag    [64]byte
 }
 
-func (CheckSubscriptionsResponse) Kind() Kind           { return KindCheckSubscriptionsResponse }
-func (CheckSubscriptionsResponse) Direction() Direction { return ToSubscriber }
-func (m CheckSubscriptionsResponse) tracing() []byte    { return m.Tracing }
-func (m CheckSubscriptionsResponse) appendFields(dst []byte) ([]byte, error) {
-	return append(append(dst, 0), m.Etag[:]...), nil
+func (CheckSubscriptionsResponse) Kind() Kind        { return KindCheckSubscriptionsResponse }
+func (m CheckSubscriptionsResponse) tracing() []byte { return m.Tracing }
+func (m CheckSubscriptionsResponse) appendFields(f fields) fields {
+	f.etag(m.Etag)
+	return f
 }
 
 // SetSubscriptionsResponse signs the answer to set_subscriptions.
@@ -454,11 +445,10 @@ type SetSubscriptionsResponse struct {
 	Etag    [64]byte
 }
 
-func (SetSubscriptionsResponse) Kind() Kind           { return KindSetSubscriptionsResponse }
-func (SetSubscriptionsResponse) Direction() Direction { return ToSubscriber }
-func (m SetSubscriptionsResponse) tracing() []byte    { return m.Tracing }
-func (m SetSubscriptionsResponse) appendFields(dst []byte) ([]byte, error) {
-	return append(append(dst, 0), m.Etag[:]...), nil
+func (SetSubscriptionsResponse) Kind() Kind        { return KindSetSubscriptionsResponse }
+func (m SetSubscriptionsResponse) tracing() []byte { return m.Tracing }
+func (m SetSubscriptionsResponse) appendFields(f fields) fields {
+	return CheckSubscriptionsResponse(m).appendFields(f)
 }
 
 // StatefulConfirmConfigure signs a websocket CONFIRM_CONFIGURE.
@@ -467,13 +457,11 @@ type StatefulConfirmConfigure struct {
 	BroadcasterNonce [32]byte
 }
 
-func (StatefulConfirmConfigure) Kind() Kind           { return KindStatefulConfirmConfigure }
-func (StatefulConfirmConfigure) Direction() Direction { return ToSubscriber }
-func (m StatefulConfirmConfigure) tracing() []byte    { return m.Tracing }
-func (m StatefulConfirmConfigure) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (StatefulConfirmConfigure) Kind() Kind        { return KindStatefulConfirmConfigure }
+func (m StatefulConfirmConfigure) tracing() []byte { return m.Tracing }
+func (m StatefulConfirmConfigure) appendFields(f fields) fields {
 	f.str8(m.BroadcasterNonce[:])
-	return f.done()
+	return f
 }
 
 // StatefulEnableZstdPreset signs ENABLE_ZSTD_PRESET. The compression
@@ -491,20 +479,18 @@ type StatefulEnableZstdPreset struct {
 	MaxSize      uint64 // 2^64-1 = unbounded
 }
 
-func (StatefulEnableZstdPreset) Kind() Kind           { return KindStatefulEnableZstdPreset }
-func (StatefulEnableZstdPreset) Direction() Direction { return ToSubscriber }
-func (m StatefulEnableZstdPreset) tracing() []byte    { return m.Tracing }
-func (m StatefulEnableZstdPreset) appendFields(dst []byte) ([]byte, error) {
+func (StatefulEnableZstdPreset) Kind() Kind        { return KindStatefulEnableZstdPreset }
+func (m StatefulEnableZstdPreset) tracing() []byte { return m.Tracing }
+func (m StatefulEnableZstdPreset) appendFields(f fields) fields {
 	if m.Level < 0 {
-		return nil, fmt.Errorf("compression level %d is signed unsigned: %w", m.Level, ErrUnsignable)
+		f.fail(fmt.Errorf("compression level %d is signed unsigned: %w", m.Level, ErrUnsignable))
 	}
-	f := fields{b: dst}
 	f.str16([]byte(m.URL))
 	f.u32(m.CompressorID)
 	f.u32(uint32(m.Level))
 	f.u64(m.MinSize)
 	f.u64(m.MaxSize)
-	return f.done()
+	return f
 }
 
 // StatefulEnableZstdCustom signs ENABLE_ZSTD_CUSTOM: the preset layout
@@ -519,16 +505,13 @@ type StatefulEnableZstdCustom struct {
 	DictSHA512   [64]byte
 }
 
-func (StatefulEnableZstdCustom) Kind() Kind           { return KindStatefulEnableZstdCustom }
-func (StatefulEnableZstdCustom) Direction() Direction { return ToSubscriber }
-func (m StatefulEnableZstdCustom) tracing() []byte    { return m.Tracing }
-func (m StatefulEnableZstdCustom) appendFields(dst []byte) ([]byte, error) {
-	b, err := StatefulEnableZstdPreset{URL: m.URL, CompressorID: m.CompressorID, Level: m.Level,
-		MinSize: m.MinSize, MaxSize: m.MaxSize}.appendFields(dst)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, m.DictSHA512[:]...), nil
+func (StatefulEnableZstdCustom) Kind() Kind        { return KindStatefulEnableZstdCustom }
+func (m StatefulEnableZstdCustom) tracing() []byte { return m.Tracing }
+func (m StatefulEnableZstdCustom) appendFields(f fields) fields {
+	f = StatefulEnableZstdPreset{URL: m.URL, CompressorID: m.CompressorID, Level: m.Level,
+		MinSize: m.MinSize, MaxSize: m.MaxSize}.appendFields(f)
+	f.raw(m.DictSHA512[:])
+	return f
 }
 
 // StatefulDisableZstdCustom signs DISABLE_ZSTD_CUSTOM.
@@ -538,14 +521,12 @@ type StatefulDisableZstdCustom struct {
 	URL          string
 }
 
-func (StatefulDisableZstdCustom) Kind() Kind           { return KindStatefulDisableZstdCustom }
-func (StatefulDisableZstdCustom) Direction() Direction { return ToSubscriber }
-func (m StatefulDisableZstdCustom) tracing() []byte    { return m.Tracing }
-func (m StatefulDisableZstdCustom) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (StatefulDisableZstdCustom) Kind() Kind        { return KindStatefulDisableZstdCustom }
+func (m StatefulDisableZstdCustom) tracing() []byte { return m.Tracing }
+func (m StatefulDisableZstdCustom) appendFields(f fields) fields {
 	f.u32(m.CompressorID)
 	f.str16([]byte(m.URL))
-	return f.done()
+	return f
 }
 
 // StatefulContinueNotify signs CONTINUE_NOTIFY (part id on four bytes).
@@ -555,12 +536,10 @@ type StatefulContinueNotify struct {
 	PartID     uint32
 }
 
-func (StatefulContinueNotify) Kind() Kind           { return KindStatefulContinueNotify }
-func (StatefulContinueNotify) Direction() Direction { return ToSubscriber }
-func (m StatefulContinueNotify) tracing() []byte    { return m.Tracing }
-func (m StatefulContinueNotify) appendFields(dst []byte) ([]byte, error) {
-	f := fields{b: dst}
+func (StatefulContinueNotify) Kind() Kind        { return KindStatefulContinueNotify }
+func (m StatefulContinueNotify) tracing() []byte { return m.Tracing }
+func (m StatefulContinueNotify) appendFields(f fields) fields {
 	f.str8(m.Identifier)
 	f.u32(m.PartID)
-	return f.done()
+	return f
 }

@@ -152,8 +152,8 @@ func TestKindsAndDirections(t *testing.T) {
 		if k <= 9 {
 			want = ToBroadcaster
 		}
-		if v.msg.Direction() != want {
-			t.Errorf("%s: direction %s, want %s", v.name, v.msg.Direction(), want)
+		if v.msg.Kind().Direction() != want {
+			t.Errorf("%s: direction %s, want %s", v.name, v.msg.Kind().Direction(), want)
 		}
 	}
 	if KindStatefulContinueReceive.String() != "STATEFUL_CONTINUE_RECEIVE" || Kind(0).String() != "kind(0)" || Kind(22).String() != "kind(22)" {
@@ -211,10 +211,10 @@ func TestTokenVector(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v.msg.Direction() == ToBroadcaster && got != want {
+		if v.msg.Kind().Direction() == ToBroadcaster && got != want {
 			t.Fatalf("%s: token %q", v.name, got)
 		}
-		if v.msg.Direction() == ToSubscriber && got != "" {
+		if v.msg.Kind().Direction() == ToSubscriber && got != "" {
 			t.Fatalf("%s: none sent %q", v.name, got)
 		}
 	}

@@ -400,7 +400,7 @@ func TestPairDirections(t *testing.T) {
 			t.Fatal(err)
 		}
 		want, other := "Bearer b", "Bearer s"
-		if v.msg.Direction() == ToSubscriber {
+		if v.msg.Kind().Direction() == ToSubscriber {
 			want, other = other, want
 		}
 		if h != want {
@@ -416,7 +416,7 @@ func TestPairDirections(t *testing.T) {
 	hp := vectorPair(t, clock, nil)
 	for _, m := range []Message{receiveMsg, Notify{Topic: topic, Identifier: id4, SHA512: msgSum}} {
 		wrong := hp.ToBroadcaster
-		if m.Direction() == ToBroadcaster {
+		if m.Kind().Direction() == ToBroadcaster {
 			wrong = hp.ToSubscriber
 		}
 		h, err := wrong.Authorize(m)

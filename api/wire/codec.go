@@ -52,15 +52,15 @@ func (d *decoder) field(name string) string {
 
 func (d *decoder) remaining() int { return len(d.b) - d.off }
 
-// fixed returns the next n bytes, aliasing the input.
+// fixed returns the next n bytes, aliasing the input, or n zero bytes once
+// the body has failed, so fixed-width reads need no check of their own.
 func (d *decoder) fixed(n int, name string) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if d.remaining() < n {
+	if d.err == nil && d.remaining() < n {
 		d.fail(fmt.Errorf("%s: %s needs %d bytes at offset %d but the body is only %d bytes: %w",
 			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated))
-		return nil
+	}
+	if d.err != nil {
+		return make([]byte, n)
 	}
 	return d.take(n)
 }
@@ -72,26 +72,9 @@ func (d *decoder) take(n int) []byte {
 	return p
 }
 
-func (d *decoder) u8(name string) uint8 {
-	if p := d.fixed(1, name); p != nil {
-		return p[0]
-	}
-	return 0
-}
-
-func (d *decoder) u16(name string) uint16 {
-	if p := d.fixed(2, name); p != nil {
-		return binary.BigEndian.Uint16(p)
-	}
-	return 0
-}
-
-func (d *decoder) u32(name string) uint32 {
-	if p := d.fixed(4, name); p != nil {
-		return binary.BigEndian.Uint32(p)
-	}
-	return 0
-}
+func (d *decoder) u8(name string) uint8   { return d.fixed(1, name)[0] }
+func (d *decoder) u16(name string) uint16 { return binary.BigEndian.Uint16(d.fixed(2, name)) }
+func (d *decoder) u32(name string) uint32 { return binary.BigEndian.Uint32(d.fixed(4, name)) }
 
 // prefixed reads a value of the given length, whose prefix has just been read.
 func (d *decoder) prefixed(n int, name string) []byte {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 var badUTF8 = []struct{ name, s string }{
@@ -149,7 +151,7 @@ func TestParseSetSubscriptionsOrder(t *testing.T) {
 }
 
 func TestEtagFormat(t *testing.T) {
-	b := mustHex(t, vecSetSubscriptionsBody)
+	b := wiretest.Hex(t, vecSetSubscriptionsBody)
 	formatAt := 2 + 2 + len(vecURL)
 	for _, format := range []byte{1, 2, 0xff} {
 		bad := bytes.Clone(b)
@@ -157,7 +159,7 @@ func TestEtagFormat(t *testing.T) {
 		if _, err := ParseSetSubscriptions(bad); !errors.Is(err, ErrEtagFormat) {
 			t.Errorf("set subscriptions format %d: err = %v, want ErrEtagFormat", format, err)
 		}
-		resp := mustHex(t, vecResponseCheckSubscriptions)
+		resp := wiretest.Hex(t, vecResponseCheckSubscriptions)
 		resp[6] = format
 		if _, err := ParseResponseCheckSubscriptions(resp); !errors.Is(err, ErrEtagFormat) {
 			t.Errorf("check subscriptions response format %d: err = %v, want ErrEtagFormat", format, err)
@@ -199,20 +201,20 @@ func TestSetSubscriptionsHugeCount(t *testing.T) {
 }
 
 func TestUnexpectedType(t *testing.T) {
-	generic := mustHex(t, vecResponseGeneric)
+	generic := wiretest.Hex(t, vecResponseGeneric)
 	if _, err := ParseResponseNotify(generic); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("notify response from generic: %v", err)
 	}
 	if _, err := ParseResponseCheckSubscriptions(generic); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("check subscriptions response from generic: %v", err)
 	}
-	if _, err := ParseResponseGeneric(mustHex(t, vecResponseNotify)); !errors.Is(err, ErrUnexpectedType) {
+	if _, err := ParseResponseGeneric(wiretest.Hex(t, vecResponseNotify)); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("generic response from notify: %v", err)
 	}
-	if _, err := ParseMissedReply(mustHex(t, vecResponseUnsubscribeImmediate)); !errors.Is(err, ErrUnexpectedType) {
+	if _, err := ParseMissedReply(wiretest.Hex(t, vecResponseUnsubscribeImmediate)); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("missed reply 000a: %v", err)
 	}
-	if _, err := ParseMissedReply(mustHex(t, vecResponseConfirmReceive)); !errors.Is(err, ErrUnexpectedType) {
+	if _, err := ParseMissedReply(wiretest.Hex(t, vecResponseConfirmReceive)); !errors.Is(err, ErrUnexpectedType) {
 		t.Errorf("missed reply from confirm receive: %v", err)
 	}
 }
@@ -230,8 +232,8 @@ func TestParseReceiveReply(t *testing.T) {
 		{"unsubscribe immediate with junk", body{}.u16(10).raw("whatever"), ReplyUnsubscribeImmediate, nil},
 		{"confirm receive", body{}.u16(8).s16("X-HMAC a").s16("tr").s8("id").u32(7), ReplyConfirmReceive, nil},
 		{"confirm receive truncated", body{}.u16(8).s16("X-HMAC a").s16("tr").s8("id").u16(0), ReplyUnknown, ErrTruncated},
-		{"confirm missed", mustHex(t, vecResponseConfirmMissed), ReplyUnknown, ErrUnexpectedType},
-		{"generic response", mustHex(t, vecResponseGeneric), ReplyUnknown, ErrUnexpectedType},
+		{"confirm missed", wiretest.Hex(t, vecResponseConfirmMissed), ReplyUnknown, ErrUnexpectedType},
+		{"generic response", wiretest.Hex(t, vecResponseGeneric), ReplyUnknown, ErrUnexpectedType},
 		{"json error body", body(`{"unsubscribe": true}`), ReplyUnknown, ErrUnexpectedType},
 		{"type 0", body{0, 0}, ReplyUnknown, ErrUnexpectedType},
 	}
@@ -317,7 +319,7 @@ func TestReadHeaderReaderErrors(t *testing.T) {
 	bodies := map[string]string{"notify": vecNotifyBody, "receive": vecReceiveBody}
 	for name, read := range readers {
 		t.Run(name, func(t *testing.T) {
-			full := mustHex(t, bodies[name])
+			full := wiretest.Hex(t, bodies[name])
 			for n := range 20 {
 				r := io.MultiReader(bytes.NewReader(full[:n]), iotest.ErrReader(errNetwork))
 				err := read(r)
@@ -344,56 +346,36 @@ func TestEncodeErrors(t *testing.T) {
 		enc  func(dst []byte) ([]byte, error)
 		want error
 	}{
-		{"notify topic", func(d []byte) ([]byte, error) { return AppendNotifyHeader(d, Notify{Topic: longB}) }, ErrTooLong},
-		{"notify tracing", func(d []byte) ([]byte, error) { return AppendNotifyHeader(d, Notify{Tracing: longB}) }, ErrTooLong},
-		{"notify identifier", func(d []byte) ([]byte, error) { return AppendNotifyHeader(d, Notify{Identifier: id}) }, ErrTooLong},
-		{"subscribe exact url", func(d []byte) ([]byte, error) { return AppendSubscribeExact(d, SubscribeExact{URL: long}) }, ErrTooLong},
-		{"subscribe exact topic", func(d []byte) ([]byte, error) { return AppendSubscribeExact(d, SubscribeExact{Topic: longB}) }, ErrTooLong},
-		{"subscribe exact recovery", func(d []byte) ([]byte, error) {
-			return AppendSubscribeExact(d, SubscribeExact{Recovery: long})
-		}, ErrTooLong},
-		{"subscribe exact tracing", func(d []byte) ([]byte, error) {
-			return AppendSubscribeExact(d, SubscribeExact{Tracing: longB})
-		}, ErrTooLong},
-		{"subscribe exact bad url", func(d []byte) ([]byte, error) { return AppendSubscribeExact(d, SubscribeExact{URL: "\xff"}) }, ErrInvalidUTF8},
-		{"subscribe glob glob", func(d []byte) ([]byte, error) { return AppendSubscribeGlob(d, SubscribeGlob{Glob: long}) }, ErrTooLong},
-		{"subscribe glob bad glob", func(d []byte) ([]byte, error) { return AppendSubscribeGlob(d, SubscribeGlob{Glob: "\xc0\xaf"}) }, ErrInvalidUTF8},
-		{"subscribe glob bad recovery", func(d []byte) ([]byte, error) {
-			return AppendSubscribeGlob(d, SubscribeGlob{Recovery: "\xff"})
-		}, ErrInvalidUTF8},
-		{"unsubscribe exact topic", func(d []byte) ([]byte, error) { return AppendUnsubscribeExact(d, SubscribeExact{Topic: longB}) }, ErrTooLong},
-		{"unsubscribe glob url", func(d []byte) ([]byte, error) { return AppendUnsubscribeGlob(d, SubscribeGlob{URL: long}) }, ErrTooLong},
-		{"check subscriptions url", func(d []byte) ([]byte, error) {
-			return AppendCheckSubscriptions(d, CheckSubscriptions{URL: long})
-		}, ErrTooLong},
-		{"set subscriptions url", func(d []byte) ([]byte, error) { return AppendSetSubscriptions(d, SetSubscriptions{URL: long}) }, ErrTooLong},
-		{"set subscriptions topic", func(d []byte) ([]byte, error) {
-			return AppendSetSubscriptions(d, SetSubscriptions{Exact: []ExactEntry{{Topic: longB}}})
-		}, ErrTooLong},
-		{"set subscriptions glob recovery", func(d []byte) ([]byte, error) {
-			return AppendSetSubscriptions(d, SetSubscriptions{Globs: []GlobEntry{{Glob: "g", Recovery: long}}})
-		}, ErrTooLong},
-		{"set subscriptions unsorted", func(d []byte) ([]byte, error) {
-			return AppendSetSubscriptions(d, SetSubscriptions{Exact: unsortedExact})
-		}, ErrUnsorted},
-		{"set subscriptions duplicate glob", func(d []byte) ([]byte, error) {
-			return AppendSetSubscriptions(d, SetSubscriptions{Globs: dupGlobs})
-		}, ErrUnsorted},
+		{"notify topic", appending(AppendNotifyHeader, Notify{Topic: longB}), ErrTooLong},
+		{"notify tracing", appending(AppendNotifyHeader, Notify{Tracing: longB}), ErrTooLong},
+		{"notify identifier", appending(AppendNotifyHeader, Notify{Identifier: id}), ErrTooLong},
+		{"subscribe exact url", appending(AppendSubscribeExact, SubscribeExact{URL: long}), ErrTooLong},
+		{"subscribe exact topic", appending(AppendSubscribeExact, SubscribeExact{Topic: longB}), ErrTooLong},
+		{"subscribe exact recovery", appending(AppendSubscribeExact, SubscribeExact{Recovery: long}), ErrTooLong},
+		{"subscribe exact tracing", appending(AppendSubscribeExact, SubscribeExact{Tracing: longB}), ErrTooLong},
+		{"subscribe exact bad url", appending(AppendSubscribeExact, SubscribeExact{URL: "\xff"}), ErrInvalidUTF8},
+		{"subscribe glob glob", appending(AppendSubscribeGlob, SubscribeGlob{Glob: long}), ErrTooLong},
+		{"subscribe glob bad glob", appending(AppendSubscribeGlob, SubscribeGlob{Glob: "\xc0\xaf"}), ErrInvalidUTF8},
+		{"subscribe glob bad recovery", appending(AppendSubscribeGlob, SubscribeGlob{Recovery: "\xff"}), ErrInvalidUTF8},
+		{"unsubscribe exact topic", appending(AppendUnsubscribeExact, SubscribeExact{Topic: longB}), ErrTooLong},
+		{"unsubscribe glob url", appending(AppendUnsubscribeGlob, SubscribeGlob{URL: long}), ErrTooLong},
+		{"check subscriptions url", appending(AppendCheckSubscriptions, CheckSubscriptions{URL: long}), ErrTooLong},
+		{"set subscriptions url", appending(AppendSetSubscriptions, SetSubscriptions{URL: long}), ErrTooLong},
+		{"set subscriptions topic", appending(AppendSetSubscriptions, SetSubscriptions{Exact: []ExactEntry{{Topic: longB}}}), ErrTooLong},
+		{"set subscriptions glob recovery", appending(AppendSetSubscriptions, SetSubscriptions{Globs: []GlobEntry{{Glob: "g", Recovery: long}}}), ErrTooLong},
+		{"set subscriptions unsorted", appending(AppendSetSubscriptions, SetSubscriptions{Exact: unsortedExact}), ErrUnsorted},
+		{"set subscriptions duplicate glob", appending(AppendSetSubscriptions, SetSubscriptions{Globs: dupGlobs}), ErrUnsorted},
 		{"response generic authorization", func(d []byte) ([]byte, error) { return AppendResponseGeneric(d, long, nil) }, ErrTooLong},
 		{"response generic tracing", func(d []byte) ([]byte, error) { return AppendResponseGeneric(d, "", longB) }, ErrTooLong},
 		{"response notify identifier", func(d []byte) ([]byte, error) { return AppendResponseNotify(d, "", nil, 0, id) }, ErrTooLong},
 		{"response check subscriptions bad authorization", func(d []byte) ([]byte, error) {
 			return AppendResponseCheckSubscriptions(d, "\xff", nil, [64]byte{})
 		}, ErrInvalidUTF8},
-		{"receive topic", func(d []byte) ([]byte, error) { return AppendReceiveHeader(d, Receive{Topic: longB}) }, ErrTooLong},
-		{"receive identifier", func(d []byte) ([]byte, error) { return AppendReceiveHeader(d, Receive{Identifier: id}) }, ErrTooLong},
-		{"missed tracing", func(d []byte) ([]byte, error) { return AppendMissed(d, Missed{Tracing: longB}) }, ErrTooLong},
-		{"confirm receive identifier", func(d []byte) ([]byte, error) {
-			return AppendConfirmReceive(d, ConfirmReceive{Identifier: id})
-		}, ErrTooLong},
-		{"confirm missed authorization", func(d []byte) ([]byte, error) {
-			return AppendConfirmMissed(d, ConfirmMissed{Authorization: long})
-		}, ErrTooLong},
+		{"receive topic", appending(AppendReceiveHeader, Receive{Topic: longB}), ErrTooLong},
+		{"receive identifier", appending(AppendReceiveHeader, Receive{Identifier: id}), ErrTooLong},
+		{"missed tracing", appending(AppendMissed, Missed{Tracing: longB}), ErrTooLong},
+		{"confirm receive identifier", appending(AppendConfirmReceive, ConfirmReceive{Identifier: id}), ErrTooLong},
+		{"confirm missed authorization", appending(AppendConfirmMissed, ConfirmMissed{Authorization: long}), ErrTooLong},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -434,7 +416,7 @@ func TestEncodeAtLimits(t *testing.T) {
 
 // Parsed values must not alias the input, so callers can reuse buffers.
 func TestParseDoesNotAlias(t *testing.T) {
-	b := mustHex(t, vecSetSubscriptionsBody)
+	b := wiretest.Hex(t, vecSetSubscriptionsBody)
 	m, err := ParseSetSubscriptions(b)
 	if err != nil {
 		t.Fatal(err)
@@ -448,50 +430,34 @@ func TestParseDoesNotAlias(t *testing.T) {
 }
 
 func TestEtagBuilderMisuse(t *testing.T) {
-	mustPanic := func(name string, f func()) {
-		t.Helper()
-		defer func() {
-			if recover() == nil {
-				t.Errorf("%s: no panic", name)
-			}
-		}()
-		f()
+	tests := []struct {
+		name   string
+		misuse func(b *EtagBuilder)
+	}{
+		{"AddExact after StartGlobs", func(b *EtagBuilder) { b.StartGlobs(); b.AddExact([]byte("t"), "") }},
+		{"AddExact after AddGlob", func(b *EtagBuilder) { b.AddGlob("g", ""); b.AddExact([]byte("t"), "") }},
+		{"AddExact after Sum", func(b *EtagBuilder) { b.Sum(); b.AddExact([]byte("t"), "") }},
+		{"AddGlob after Sum", func(b *EtagBuilder) { b.Sum(); b.AddGlob("g", "") }},
+		{"StartGlobs after Sum", func(b *EtagBuilder) { b.Sum(); b.StartGlobs() }},
+		{"oversize topic", func(b *EtagBuilder) { b.AddExact(make([]byte, MaxStr16+1), "") }},
+		{"oversize url", func(*EtagBuilder) { NewEtagBuilder(strings.Repeat("u", MaxStr16+1)) }},
 	}
-	mustPanic("AddExact after StartGlobs", func() {
-		b := NewEtagBuilder(vecURL)
-		b.StartGlobs()
-		b.AddExact([]byte("t"), "")
-	})
-	mustPanic("AddExact after AddGlob", func() {
-		b := NewEtagBuilder(vecURL)
-		b.AddGlob("g", "")
-		b.AddExact([]byte("t"), "")
-	})
-	mustPanic("AddExact after Sum", func() {
-		b := NewEtagBuilder(vecURL)
-		b.Sum()
-		b.AddExact([]byte("t"), "")
-	})
-	mustPanic("AddGlob after Sum", func() {
-		b := NewEtagBuilder(vecURL)
-		b.Sum()
-		b.AddGlob("g", "")
-	})
-	mustPanic("StartGlobs after Sum", func() {
-		b := NewEtagBuilder(vecURL)
-		b.Sum()
-		b.StartGlobs()
-	})
-	mustPanic("oversize topic", func() {
-		NewEtagBuilder(vecURL).AddExact(make([]byte, MaxStr16+1), "")
-	})
-	mustPanic("oversize url", func() { NewEtagBuilder(strings.Repeat("u", MaxStr16+1)) })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			tt.misuse(NewEtagBuilder(vecURL))
+		})
+	}
 
 	// StartGlobs twice is harmless.
 	b := NewEtagBuilder(vecURL)
 	b.StartGlobs()
 	b.StartGlobs()
-	if got, want := b.Sum(), mustHex64(t, vecEtagEmpty); got != want {
+	if got, want := b.Sum(), wiretest.Hex64(t, vecEtagEmpty); got != want {
 		t.Errorf("double StartGlobs: %x, want %x", got, want)
 	}
 }
@@ -519,7 +485,7 @@ func TestEtagLargeValues(t *testing.T) {
 }
 
 func TestParseReprDigest(t *testing.T) {
-	want := mustHex64(t, vecMessageSHA512)
+	want := wiretest.Hex64(t, vecMessageSHA512)
 	unpadded := strings.TrimRight(vecMessageB64, "=")
 	tests := []struct {
 		name   string

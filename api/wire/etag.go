@@ -142,16 +142,7 @@ func (b *EtagBuilder) u16(v uint16) {
 	b.n += 2
 }
 
-func (b *EtagBuilder) writeString(s string) {
-	for len(s) > 0 {
-		if b.n == len(b.buf) {
-			b.flush()
-		}
-		k := copy(b.buf[b.n:], s)
-		b.n += k
-		s = s[k:]
-	}
-}
+func (b *EtagBuilder) writeString(s string) { buffered(b, s) }
 
 func (b *EtagBuilder) write(p []byte) {
 	if len(p) >= len(b.buf) {
@@ -160,13 +151,19 @@ func (b *EtagBuilder) write(p []byte) {
 		b.w.Write(p) //nolint:errcheck // hash and bytes.Buffer writes never fail
 		return
 	}
-	for len(p) > 0 {
+	buffered(b, p)
+}
+
+// buffered copies s into b's buffer, flushing it whenever it fills; a
+// string is copied without being converted, so without allocating.
+func buffered[S string | []byte](b *EtagBuilder, s S) {
+	for len(s) > 0 {
 		if b.n == len(b.buf) {
 			b.flush()
 		}
-		k := copy(b.buf[b.n:], p)
+		k := copy(b.buf[b.n:], s)
 		b.n += k
-		p = p[k:]
+		s = s[k:]
 	}
 }
 

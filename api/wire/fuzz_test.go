@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // Every fuzz target is seeded with every vector body (each parser should also
@@ -15,7 +17,7 @@ import (
 // `go test` the seed corpus runs as ordinary test cases.
 func addSeeds(f *testing.F, extra ...[]byte) {
 	for _, v := range bodyVectors(f) {
-		f.Add(mustHex(f, v.hex))
+		f.Add(wiretest.Hex(f, v.hex))
 	}
 	for _, b := range extra {
 		f.Add(b)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/sha512"
 	"encoding/binary"
-	"encoding/hex"
-	"testing"
 )
 
 // etagDocument builds the document Etag hashes, through the same builder
@@ -25,26 +23,6 @@ func etagDocument(url string, exact []ExactEntry, globs []GlobEntry) []byte {
 	return buf.Bytes()
 }
 
-func mustHex(tb testing.TB, s string) []byte {
-	tb.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		tb.Fatalf("bad hex in test: %v", err)
-	}
-	return b
-}
-
-func mustHex64(tb testing.TB, s string) [64]byte {
-	tb.Helper()
-	var out [64]byte
-	b := mustHex(tb, s)
-	if len(b) != 64 {
-		tb.Fatalf("hex %q is %d bytes, want 64", s, len(b))
-	}
-	copy(out[:], b)
-	return out
-}
-
 // body assembles hand-made bodies for error cases the encoders refuse to
 // produce.
 type body []byte
@@ -58,3 +36,21 @@ func (b body) s16(p string) body { return b.u16(uint16(len(p))).raw(p) }
 func (b body) s8(p string) body  { return b.u8(uint8(len(p))).raw(p) }
 
 func sha512Sum(p []byte) [64]byte { return sha512.Sum512(p) }
+
+// appending binds m to an Append function, for tables of encoders.
+func appending[M any](f func([]byte, M) ([]byte, error), m M) func([]byte) ([]byte, error) {
+	return func(dst []byte) ([]byte, error) { return f(dst, m) }
+}
+
+// parsing makes a Parse function's result an any, for tables of decoders.
+func parsing[M any](f func([]byte) (M, error)) func([]byte) (any, error) {
+	return func(b []byte) (any, error) { return f(b) }
+}
+
+// withMessage is appending for a header the vector's message follows.
+func withMessage[M any](f func([]byte, M) ([]byte, error), m M) func([]byte) ([]byte, error) {
+	return func(dst []byte) ([]byte, error) {
+		b, err := f(dst, m)
+		return append(b, vecMessage...), err
+	}
+}

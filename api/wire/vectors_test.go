@@ -7,6 +7,8 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // Inputs and expected bytes copied from the reference's test vectors, which the
@@ -137,75 +139,62 @@ type replyResult struct {
 }
 
 func bodyVectors(tb testing.TB) []bodyVector {
-	sha := mustHex64(tb, vecMessageSHA512)
-	etag := mustHex64(tb, vecEtagSample)
+	sha := wiretest.Hex64(tb, vecMessageSHA512)
+	etag := wiretest.Hex64(tb, vecEtagSample)
 	notify := Notify{Topic: []byte(vecTopic), SHA512: sha, Identifier: vecIdent4, Length: uint64(len(vecMessage))}
 	receive := Receive{Topic: []byte(vecTopic), Identifier: vecIdent8, Length: uint64(len(vecMessage))}
 	return []bodyVector{
 		{
 			name: "stateless_notify_body", hex: vecNotifyBody, want: notify,
 			header: len(vecNotifyBody)/2 - len(vecMessage),
-			encode: func(dst []byte) ([]byte, error) {
-				b, err := AppendNotifyHeader(dst, notify)
-				return append(b, vecMessage...), err
-			},
+			encode: withMessage(AppendNotifyHeader, notify),
 			decode: func(b []byte) (any, error) { return ReadNotifyHeader(bytes.NewReader(b)) },
 		},
 		{
 			name: "stateless_subscribe_exact_body", hex: vecSubscribeExactBody,
-			want: SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendSubscribeExact(dst, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery, Tracing: []byte{}})
-			},
-			decode: func(b []byte) (any, error) { return ParseSubscribeExact(b) },
+			want:   SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery},
+			encode: appending(AppendSubscribeExact, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery, Tracing: []byte{}}),
+			decode: parsing(ParseSubscribeExact),
 		},
 		{
 			name: "stateless_subscribe_glob_body", hex: vecSubscribeGlobBody,
-			want: SubscribeGlob{URL: vecURL, Glob: "foo/*"},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendSubscribeGlob(dst, SubscribeGlob{URL: vecURL, Glob: "foo/*"})
-			},
-			decode: func(b []byte) (any, error) { return ParseSubscribeGlob(b) },
+			want:   SubscribeGlob{URL: vecURL, Glob: "foo/*"},
+			encode: appending(AppendSubscribeGlob, SubscribeGlob{URL: vecURL, Glob: "foo/*"}),
+			decode: parsing(ParseSubscribeGlob),
 		},
 		{
 			name: "stateless_unsubscribe_exact_body", hex: vecUnsubscribeExactBody,
 			want: SubscribeExact{URL: vecURL, Topic: []byte(vecTopic)},
-			encode: func(dst []byte) ([]byte, error) {
-				// Recovery is not part of an unsubscribe body and must not leak in.
-				return AppendUnsubscribeExact(dst, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery})
-			},
-			decode: func(b []byte) (any, error) { return ParseUnsubscribeExact(b) },
+			// Recovery is not part of an unsubscribe body and must not leak in.
+			encode: appending(AppendUnsubscribeExact, SubscribeExact{URL: vecURL, Topic: []byte(vecTopic), Recovery: vecRecovery}),
+			decode: parsing(ParseUnsubscribeExact),
 		},
 		{
 			name: "stateless_check_subscriptions_body", hex: vecCheckSubscriptionsBody,
-			want: CheckSubscriptions{URL: vecURL},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendCheckSubscriptions(dst, CheckSubscriptions{URL: vecURL})
-			},
-			decode: func(b []byte) (any, error) { return ParseCheckSubscriptions(b) },
+			want:   CheckSubscriptions{URL: vecURL},
+			encode: appending(AppendCheckSubscriptions, CheckSubscriptions{URL: vecURL}),
+			decode: parsing(ParseCheckSubscriptions),
 		},
 		{
 			name: "stateless_set_subscriptions_body", hex: vecSetSubscriptionsBody,
 			want: SetSubscriptions{URL: vecURL, Etag: etag, Exact: vecSampleExact, Globs: vecSampleGlobs},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendSetSubscriptions(dst, SetSubscriptions{
-					URL: vecURL, Etag: Etag(vecURL, vecSampleExact, vecSampleGlobs),
-					Exact: vecSampleExact, Globs: vecSampleGlobs,
-				})
-			},
-			decode: func(b []byte) (any, error) { return ParseSetSubscriptions(b) },
+			encode: appending(AppendSetSubscriptions, SetSubscriptions{
+				URL: vecURL, Etag: Etag(vecURL, vecSampleExact, vecSampleGlobs),
+				Exact: vecSampleExact, Globs: vecSampleGlobs,
+			}),
+			decode: parsing(ParseSetSubscriptions),
 		},
 		{
 			name: "stateless_response_generic_noauth", hex: vecResponseGeneric,
 			want:   ResponseGeneric{},
 			encode: func(dst []byte) ([]byte, error) { return AppendResponseGeneric(dst, "", nil) },
-			decode: func(b []byte) (any, error) { return ParseResponseGeneric(b) },
+			decode: parsing(ParseResponseGeneric),
 		},
 		{
 			name: "stateless_response_notify_noauth", hex: vecResponseNotify,
 			want:   ResponseNotify{Count: 2, Identifier: vecIdent4},
 			encode: func(dst []byte) ([]byte, error) { return AppendResponseNotify(dst, "", nil, 2, vecIdent4) },
-			decode: func(b []byte) (any, error) { return ParseResponseNotify(b) },
+			decode: parsing(ParseResponseNotify),
 		},
 		{
 			name: "stateless_response_check_subscriptions_noauth", hex: vecResponseCheckSubscriptions,
@@ -213,29 +202,24 @@ func bodyVectors(tb testing.TB) []bodyVector {
 			encode: func(dst []byte) ([]byte, error) {
 				return AppendResponseCheckSubscriptions(dst, "", nil, Etag(vecURL, vecSampleExact, vecSampleGlobs))
 			},
-			decode: func(b []byte) (any, error) { return ParseResponseCheckSubscriptions(b) },
+			decode: parsing(ParseResponseCheckSubscriptions),
 		},
 		{
 			name: "stateless_receive_body", hex: vecReceiveBody, want: receive,
 			header: len(vecReceiveBody)/2 - len(vecMessage),
-			encode: func(dst []byte) ([]byte, error) {
-				b, err := AppendReceiveHeader(dst, receive)
-				return append(b, vecMessage...), err
-			},
+			encode: withMessage(AppendReceiveHeader, receive),
 			decode: func(b []byte) (any, error) { return ReadReceiveHeader(bytes.NewReader(b)) },
 		},
 		{
 			name: "stateless_missed_body", hex: vecMissedBody,
 			want:   Missed{Topic: []byte(vecTopic)},
-			encode: func(dst []byte) ([]byte, error) { return AppendMissed(dst, Missed{Topic: []byte(vecTopic)}) },
-			decode: func(b []byte) (any, error) { return ParseMissed(b) },
+			encode: appending(AppendMissed, Missed{Topic: []byte(vecTopic)}),
+			decode: parsing(ParseMissed),
 		},
 		{
 			name: "stateless_response_confirm_receive_noauth", hex: vecResponseConfirmReceive,
-			want: replyResult{ReplyConfirmReceive, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1}},
-			encode: func(dst []byte) ([]byte, error) {
-				return AppendConfirmReceive(dst, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1})
-			},
+			want:   replyResult{ReplyConfirmReceive, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1}},
+			encode: appending(AppendConfirmReceive, ConfirmReceive{Identifier: vecIdent8, NumSubscribers: 1}),
 			decode: func(b []byte) (any, error) {
 				k, m, err := ParseReceiveReply(b)
 				return replyResult{k, m}, err
@@ -244,8 +228,8 @@ func bodyVectors(tb testing.TB) []bodyVector {
 		{
 			name: "stateless_response_confirm_missed_noauth", hex: vecResponseConfirmMissed,
 			want:   ConfirmMissed{},
-			encode: func(dst []byte) ([]byte, error) { return AppendConfirmMissed(dst, ConfirmMissed{}) },
-			decode: func(b []byte) (any, error) { return ParseMissedReply(b) },
+			encode: appending(AppendConfirmMissed, ConfirmMissed{}),
+			decode: parsing(ParseMissedReply),
 		},
 		{
 			name: "stateless_response_unsubscribe_immediate", hex: vecResponseUnsubscribeImmediate,
@@ -285,7 +269,7 @@ func TestVectorBodiesEncode(t *testing.T) {
 func TestVectorBodiesDecode(t *testing.T) {
 	for _, v := range bodyVectors(t) {
 		t.Run(v.name, func(t *testing.T) {
-			b := mustHex(t, v.hex)
+			b := wiretest.Hex(t, v.hex)
 			got, err := v.decode(b)
 			if err != nil {
 				t.Fatalf("decode: %v", err)
@@ -312,7 +296,7 @@ func TestVectorBodiesDecode(t *testing.T) {
 func TestVectorBodiesTruncated(t *testing.T) {
 	for _, v := range bodyVectors(t) {
 		t.Run(v.name, func(t *testing.T) {
-			full := mustHex(t, v.hex)
+			full := wiretest.Hex(t, v.hex)
 			for n := range len(full) {
 				prefix := bytes.Clone(full[:n]) // exact capacity, so overreads would panic
 				got, err := v.decode(prefix)
@@ -344,7 +328,7 @@ func TestReadHeaderStopsAtMessage(t *testing.T) {
 		{"receive", vecReceiveBody, func(r *bytes.Reader) error { _, err := ReadReceiveHeader(oneByteReader{r}); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := bytes.NewReader(mustHex(t, tc.hex))
+			r := bytes.NewReader(wiretest.Hex(t, tc.hex))
 			if err := tc.read(r); err != nil {
 				t.Fatal(err)
 			}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // checkAckAgrees is the differential check of ParseAck against ParseS2B:
@@ -61,7 +63,7 @@ func TestParseAckVectors(t *testing.T) {
 	}
 	for vector, want := range cases {
 		t.Run(vector, func(t *testing.T) {
-			b := mustHex(t, stateVectors[vector])
+			b := wiretest.Hex(t, stateVectors[vector])
 			a, ok := ParseAck(b)
 			if ok != (want != nil) {
 				t.Fatalf("ParseAck ok = %t, want %t", ok, want != nil)

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // Every strict prefix of a vector that cuts into the flags, type or headers
@@ -16,7 +18,7 @@ import (
 func TestParseTruncated(t *testing.T) {
 	for _, c := range allEncodedCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			full := mustHex(t, c.hex)
+			full := wiretest.Hex(t, c.hex)
 			parse := parserFor(c.msg)
 			headerEnd := len(full) - len(payloadOf(c.msg))
 			for n := 0; n < len(full); n++ {
@@ -180,36 +182,30 @@ func TestParseBadHeaders(t *testing.T) {
 // Every message carries an authorization, which must be UTF-8, in either
 // header form; the encoders refuse to produce an invalid one.
 func TestInvalidUTF8Authorization(t *testing.T) {
-	for _, c := range allEncodedCases(t) {
-		if c.minimal {
-			continue
+	forEachExpanded(t, func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte) {
+		// The vectors list expanded headers in minimal order, so the
+		// values alone are the minimal form.
+		var values []string
+		for i := range hs {
+			if hs[i].name == hAuthorization {
+				hs[i].value = "valid \xc0\xaf"
+			}
+			values = append(values, hs[i].value)
 		}
-		t.Run(c.name, func(t *testing.T) {
-			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
-			// The vectors list expanded headers in minimal order, so the
-			// values alone are the minimal form.
-			var values []string
-			for i := range hs {
-				if hs[i].name == hAuthorization {
-					hs[i].value = "valid \xc0\xaf"
-				}
-				values = append(values, hs[i].value)
-			}
-			if _, err := parserFor(c.msg)(expanded(flags, typ, hs, payload)); !errors.Is(err, ErrInvalidUTF8) {
-				t.Errorf("expanded: %v; want ErrInvalidUTF8", err)
-			}
-			if _, err := parserFor(c.msg)(minimal(typ, string(payload), values...)); !errors.Is(err, ErrInvalidUTF8) {
-				t.Errorf("minimal: %v; want ErrInvalidUTF8", err)
-			}
-			m := setAuthorization(c.msg, "\xff")
-			if out, err := AppendMinimal(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
-				t.Errorf("AppendMinimal: %x, %v; want ErrInvalidUTF8", out, err)
-			}
-			if out, err := AppendExpanded(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
-				t.Errorf("AppendExpanded: %x, %v; want ErrInvalidUTF8", out, err)
-			}
-		})
-	}
+		if _, err := parserFor(c.msg)(expanded(flags, typ, hs, payload)); !errors.Is(err, ErrInvalidUTF8) {
+			t.Errorf("expanded: %v; want ErrInvalidUTF8", err)
+		}
+		if _, err := parserFor(c.msg)(minimal(typ, string(payload), values...)); !errors.Is(err, ErrInvalidUTF8) {
+			t.Errorf("minimal: %v; want ErrInvalidUTF8", err)
+		}
+		m := setAuthorization(c.msg, "\xff")
+		if out, err := AppendMinimal(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
+			t.Errorf("AppendMinimal: %x, %v; want ErrInvalidUTF8", out, err)
+		}
+		if out, err := AppendExpanded(nil, m); !errors.Is(err, ErrInvalidUTF8) || len(out) != 0 {
+			t.Errorf("AppendExpanded: %x, %v; want ErrInvalidUTF8", out, err)
+		}
+	})
 }
 
 func setAuthorization(m Message, auth string) Message {
@@ -222,60 +218,48 @@ func setAuthorization(m Message, auth string) Message {
 // Removing any header from the expanded form of a vector is an error, except
 // x-initial-dict, which defaults to 0.
 func TestParseExpandedMissingHeader(t *testing.T) {
-	for _, c := range allEncodedCases(t) {
-		if c.minimal {
-			continue
-		}
-		t.Run(c.name, func(t *testing.T) {
-			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
-			for i := range hs {
-				rest := append(append([]header(nil), hs[:i]...), hs[i+1:]...)
-				got, err := parserFor(c.msg)(expanded(flags, typ, rest, payload))
-				if hs[i].name == hInitialDict {
-					if err != nil || got.(Configure).InitialDict != 0 {
-						t.Errorf("without %s: %#v, %v; want InitialDict 0", hs[i].name, got, err)
-					}
-					continue
+	forEachExpanded(t, func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte) {
+		for i := range hs {
+			rest := append(append([]header(nil), hs[:i]...), hs[i+1:]...)
+			got, err := parserFor(c.msg)(expanded(flags, typ, rest, payload))
+			if hs[i].name == hInitialDict {
+				if err != nil || got.(Configure).InitialDict != 0 {
+					t.Errorf("without %s: %#v, %v; want InitialDict 0", hs[i].name, got, err)
 				}
-				if !errors.Is(err, ErrHeader) || got != nil {
-					t.Errorf("without %s: %#v, %v; want ErrHeader", hs[i].name, got, err)
-				}
+				continue
 			}
-		})
-	}
+			if !errors.Is(err, ErrHeader) || got != nil {
+				t.Errorf("without %s: %#v, %v; want ErrHeader", hs[i].name, got, err)
+			}
+		}
+	})
 }
 
 // Expanded headers: names are case-insensitive, order is free, a repeated
 // name keeps its last value and unknown names are ignored.
 func TestParseExpandedFlexibility(t *testing.T) {
-	for _, c := range allEncodedCases(t) {
-		if c.minimal {
-			continue
+	forEachExpanded(t, func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte) {
+		var mixed []header
+		mixed = append(mixed, header{"X-Unknown-Header", "whatever"})
+		for i := len(hs) - 1; i >= 0; i-- { // reversed order
+			mixed = append(mixed, header{strings.ToUpper(hs[i].name), "stale value, replaced below"})
 		}
-		t.Run(c.name, func(t *testing.T) {
-			flags, typ, hs, payload := splitExpanded(t, mustHex(t, c.hex))
-			var mixed []header
-			mixed = append(mixed, header{"X-Unknown-Header", "whatever"})
-			for i := len(hs) - 1; i >= 0; i-- { // reversed order
-				mixed = append(mixed, header{strings.ToUpper(hs[i].name), "stale value, replaced below"})
+		for i := len(hs) - 1; i >= 0; i-- {
+			name := hs[i].name
+			if i%2 == 0 {
+				name = strings.ToUpper(name[:1]) + name[1:]
 			}
-			for i := len(hs) - 1; i >= 0; i-- {
-				name := hs[i].name
-				if i%2 == 0 {
-					name = strings.ToUpper(name[:1]) + name[1:]
-				}
-				mixed = append(mixed, header{name, hs[i].value})
-			}
-			mixed = append(mixed, header{"", ""}, header{"x-another", strings.Repeat("z", 300)})
-			got, err := parserFor(c.msg)(expanded(flags, typ, mixed, payload))
-			if err != nil {
-				t.Fatalf("parse: %v", err)
-			}
-			if !reflect.DeepEqual(got, any(c.msg)) {
-				t.Fatalf("got %#v\nwant %#v", got, c.msg)
-			}
-		})
-	}
+			mixed = append(mixed, header{name, hs[i].value})
+		}
+		mixed = append(mixed, header{"", ""}, header{"x-another", strings.Repeat("z", 300)})
+		got, err := parserFor(c.msg)(expanded(flags, typ, mixed, payload))
+		if err != nil {
+			t.Fatalf("parse: %v", err)
+		}
+		if !reflect.DeepEqual(got, any(c.msg)) {
+			t.Fatalf("got %#v\nwant %#v", got, c.msg)
+		}
+	})
 }
 
 func TestParseExpandedNonASCIIName(t *testing.T) {
@@ -304,7 +288,7 @@ func TestParseStreamContinuationIgnoresFirstHeaders(t *testing.T) {
 // Flag bits other than bit 0 are tolerated.
 func TestParseUnknownFlagBits(t *testing.T) {
 	for _, c := range allEncodedCases(t) {
-		b := mustHex(t, c.hex)
+		b := wiretest.Hex(t, c.hex)
 		b[0] |= 0x80
 		b[1] |= 0xf0
 		got, err := parserFor(c.msg)(b)
@@ -320,7 +304,7 @@ func TestParseTrailingBytesIgnored(t *testing.T) {
 		if payloadOf(c.msg) != nil || hasPayloadField(c.msg) {
 			continue
 		}
-		b := append(mustHex(t, c.hex), "trailing"...)
+		b := append(wiretest.Hex(t, c.hex), "trailing"...)
 		got, err := parserFor(c.msg)(b)
 		if err != nil || !reflect.DeepEqual(got, any(c.msg)) {
 			t.Errorf("%s with trailing bytes: %#v, %v", c.name, got, err)
@@ -338,7 +322,7 @@ func hasPayloadField(m Message) bool {
 
 func TestEncodeErrors(t *testing.T) {
 	id65 := []byte(strings.Repeat("i", 65))
-	helloSHA := mustHex64(t, vecSHA512)
+	helloSHA := wiretest.Hex64(t, vecSHA512)
 	big := make([]byte, MaxHeaderValue+1)
 	first := &StreamFirst{Topic: []byte(vecTopic), CompressedLength: 11, DecompressedLength: 11, CompressedSHA512: helloSHA}
 	cases := []struct {
@@ -346,7 +330,7 @@ func TestEncodeErrors(t *testing.T) {
 		msg  Message
 		want error
 	}{
-		{"notify identifier 65", Notify{Identifier: id65, CompressedSHA512: mustHex64(t, vecEmptySHA)}, ErrHeader},
+		{"notify identifier 65", Notify{Identifier: id65, CompressedSHA512: wiretest.Hex64(t, vecEmptySHA)}, ErrHeader},
 		{"notify length mismatch", Notify{CompressedLength: 3, DecompressedLength: 3, CompressedSHA512: helloSHA, Payload: []byte(vecMessage)}, ErrPayload},
 		{"notify hash mismatch", Notify{CompressedLength: 11, DecompressedLength: 11, Payload: []byte(vecMessage)}, ErrPayload},
 		{"notify uncompressed lengths differ", Notify{CompressedLength: 11, DecompressedLength: 12, CompressedSHA512: helloSHA, Payload: []byte(vecMessage)}, ErrHeader},
@@ -424,7 +408,7 @@ func TestParseUnsigned(t *testing.T) {
 // The protocol's fixed-width exceptions, checked on values the vectors
 // do not cover.
 func TestFixedWidths(t *testing.T) {
-	sha := mustHex64(t, vecSHA512)
+	sha := wiretest.Hex64(t, vecSHA512)
 	cases := []struct {
 		name string
 		msg  Message
@@ -497,7 +481,7 @@ func TestParseNarrowValues(t *testing.T) {
 // Header values are private copies; payloads alias the parsed buffer with
 // their capacity capped.
 func TestParseAliasing(t *testing.T) {
-	b := mustHex(t, stateVectors["stateful_notify_uncompressed_minimal"])
+	b := wiretest.Hex(t, stateVectors["stateful_notify_uncompressed_minimal"])
 	got, err := ParseS2B(b)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package wsproto
 import (
 	"reflect"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // Both fuzz targets are seeded with every vector of both directions (each
@@ -10,7 +12,7 @@ import (
 // so that under plain `go test` the seeds run as ordinary test cases.
 func addSeeds(f *testing.F) {
 	for _, c := range allEncodedCases(f) {
-		f.Add(mustHex(f, c.hex))
+		f.Add(wiretest.Hex(f, c.hex))
 	}
 	for _, c := range badHeaderCases() {
 		f.Add(c.b)

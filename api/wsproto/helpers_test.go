@@ -3,9 +3,10 @@ package wsproto
 import (
 	"crypto/sha512"
 	"encoding/binary"
-	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // stateVectors is the reference vectors, section "Stateful (websocket) messages", copied
@@ -75,24 +76,6 @@ var (
 	vecIdent4     = []byte{1, 2, 3, 4}
 	vecDictionary = []byte(strings.Repeat("example dictionary bytes ", 4))
 )
-
-func mustHex(tb testing.TB, s string) []byte {
-	tb.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		tb.Fatalf("bad hex in test: %v", err)
-	}
-	return b
-}
-
-func mustHex64(tb testing.TB, s string) [64]byte {
-	tb.Helper()
-	var out [64]byte
-	if b := mustHex(tb, s); copy(out[:], b) != 64 || len(b) != 64 {
-		tb.Fatalf("hex %q is %d bytes, want 64", s, len(b))
-	}
-	return out
-}
 
 func nonce(b byte) (n [NonceSize]byte) {
 	for i := range n {
@@ -198,4 +181,18 @@ func minimal(typ uint16, payload string, values ...string) []byte {
 func sum512(s string) string {
 	h := sha512.Sum512([]byte(s))
 	return string(h[:])
+}
+
+// forEachExpanded runs test as a subtest of every expanded-form vector,
+// taken apart by splitExpanded.
+func forEachExpanded(t *testing.T, test func(t *testing.T, c encodedCase, flags, typ uint16, hs []header, payload []byte)) {
+	for _, c := range allEncodedCases(t) {
+		if c.minimal {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			flags, typ, hs, payload := splitExpanded(t, wiretest.Hex(t, c.hex))
+			test(t, c, flags, typ, hs, payload)
+		})
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"reflect"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // vectorCase is one message of the reference vectors built from the inputs they
@@ -17,7 +19,7 @@ type vectorCase struct {
 }
 
 func vectorCases(tb testing.TB) []vectorCase {
-	helloSHA := mustHex64(tb, vecSHA512)
+	helloSHA := wiretest.Hex64(tb, vecSHA512)
 	return []vectorCase{
 		{"stateful_configure", Configure{
 			SubscriberNonce: nonce(0x11), EnableZstd: true, EnableTraining: true, InitialDict: 0,
@@ -34,7 +36,7 @@ func vectorCases(tb testing.TB) []vectorCase {
 			Payload: []byte(vecMessage),
 		}},
 		{"stateful_notify_empty_message", Notify{
-			Identifier: vecIdent4, Topic: []byte(vecTopic), CompressedSHA512: mustHex64(tb, vecEmptySHA),
+			Identifier: vecIdent4, Topic: []byte(vecTopic), CompressedSHA512: wiretest.Hex64(tb, vecEmptySHA),
 		}},
 		{"stateful_confirm_notify_2", ConfirmNotify{Identifier: vecIdent4, Subscribers: 2}},
 		{"stateful_confirm_notify_0", ConfirmNotify{Identifier: vecIdent4, Subscribers: 0}},
@@ -58,7 +60,7 @@ func vectorCases(tb testing.TB) []vectorCase {
 			Identifier: vecIdent4,
 			First: &StreamFirst{
 				Topic: []byte(vecTopic), Compressor: 1, CompressedLength: 3, DecompressedLength: 11,
-				CompressedSHA512: mustHex64(tb, vecABCSHA),
+				CompressedSHA512: wiretest.Hex64(tb, vecABCSHA),
 			},
 			Payload: []byte("abc"),
 		}},
@@ -71,7 +73,7 @@ func vectorCases(tb testing.TB) []vectorCase {
 		}},
 		{"stateful_enable_zstd_custom_65536", EnableZstdCustom{
 			Identifier: 65536, CompressionLevel: 3, MinSize: 32, MaxSize: 16384,
-			SHA512: mustHex64(tb, vecDictSHA512), Dictionary: vecDictionary,
+			SHA512: wiretest.Hex64(tb, vecDictSHA512), Dictionary: vecDictionary,
 		}},
 		{"stateful_disable_zstd_custom_65536", DisableZstdCustom{Identifier: 65536}},
 	}
@@ -120,7 +122,7 @@ func allEncodedCases(tb testing.TB) []encodedCase {
 	}
 	for _, c := range derivedCases() {
 		for _, minimal := range []bool{true, false} {
-			b := mustHex(tb, stateVectors[c.sibling+modeSuffix(minimal)])
+			b := wiretest.Hex(tb, stateVectors[c.sibling+modeSuffix(minimal)])
 			binary.BigEndian.PutUint16(b[2:], c.typ)
 			out = append(out, encodedCase{"derived_" + c.key + modeSuffix(minimal), c.msg, minimal, hex.EncodeToString(b)})
 		}
@@ -188,7 +190,7 @@ func TestVectorsEncode(t *testing.T) {
 func TestVectorsParse(t *testing.T) {
 	for _, c := range allEncodedCases(t) {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := parserFor(c.msg)(mustHex(t, c.hex))
+			got, err := parserFor(c.msg)(wiretest.Hex(t, c.hex))
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
@@ -203,7 +205,7 @@ func TestVectorsParse(t *testing.T) {
 // message, which must fail or at least not panic; for most vectors it fails.
 func TestVectorsWrongDirectionDoesNotPanic(t *testing.T) {
 	for _, c := range allEncodedCases(t) {
-		b := mustHex(t, c.hex)
+		b := wiretest.Hex(t, c.hex)
 		_, _ = ParseS2B(b)
 		_, _ = ParseB2S(b)
 	}

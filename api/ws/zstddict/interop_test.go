@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 // The live half of the Python interop (make test-interop; needs Debian's
@@ -115,7 +117,7 @@ func TestPythonInterop(t *testing.T) {
 			t.Fatalf("%s: python returned %d frames", kind, len(back[kind]))
 		}
 		for i, f := range back[kind] {
-			got, err := c.DecodeAll(unhex(t, f), uint64(len(msgs[i])))
+			got, err := c.DecodeAll(wiretest.Hex(t, f), uint64(len(msgs[i])))
 			if err != nil || !bytes.Equal(got, msgs[i]) {
 				t.Fatalf("%s frame %d from python: %v", kind, i, err)
 			}

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/lonelypsd/lonelypsd/api/wire/wiretest"
 )
 
 const window = 8 << 20
@@ -32,15 +34,6 @@ type pyVectors struct {
 		SHA512 string `json:"sha512"`
 		Frame  string `json:"frame"`
 	} `json:"stream_plain"`
-}
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func loadPy(t *testing.T) pyVectors {
@@ -76,7 +69,7 @@ func mustParse(t testing.TB, b []byte) *Dict {
 
 func TestDecodesPythonFrames(t *testing.T) {
 	v := loadPy(t)
-	full, raw := mustParse(t, unhex(t, v.FullDict)), mustParse(t, unhex(t, v.RawDict))
+	full, raw := mustParse(t, wiretest.Hex(t, v.FullDict)), mustParse(t, wiretest.Hex(t, v.RawDict))
 	if full.Raw() || !raw.Raw() {
 		t.Fatalf("dictionary kinds: full.Raw()=%t raw.Raw()=%t", full.Raw(), raw.Raw())
 	}
@@ -93,11 +86,11 @@ func TestDecodesPythonFrames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustCodec(t, tc.dict, 3)
 			for i, f := range tc.frames {
-				frame := unhex(t, f)
+				frame := wiretest.Hex(t, f)
 				if h, _ := parseHeader(frame); h.didLen != 0 {
 					t.Fatalf("vector %d carries a dictionary id; the vectors are wrong", i)
 				}
-				want := unhex(t, v.Messages[i])
+				want := wiretest.Hex(t, v.Messages[i])
 				got, err := c.DecodeAll(frame, uint64(len(want)))
 				if err != nil {
 					t.Fatalf("frame %d: %v", i, err)
@@ -110,7 +103,7 @@ func TestDecodesPythonFrames(t *testing.T) {
 	}
 	t.Run("stream without content size, no dictionary", func(t *testing.T) {
 		var out bytes.Buffer
-		if err := mustCodec(t, nil, 3).Decode(&out, bytes.NewReader(unhex(t, v.StreamPlain.Frame)), v.StreamPlain.Length); err != nil {
+		if err := mustCodec(t, nil, 3).Decode(&out, bytes.NewReader(wiretest.Hex(t, v.StreamPlain.Frame)), v.StreamPlain.Length); err != nil {
 			t.Fatal(err)
 		}
 		if sum := sha512.Sum512(out.Bytes()); hex.EncodeToString(sum[:]) != v.StreamPlain.SHA512 {
@@ -122,8 +115,8 @@ func TestDecodesPythonFrames(t *testing.T) {
 		// exercises the header rewrite.
 		failed := 0
 		for i, f := range v.FullFrames {
-			want := unhex(t, v.Messages[i])
-			got, err := mustCodec(t, nil, 3).DecodeAll(unhex(t, f), uint64(len(want)))
+			want := wiretest.Hex(t, v.Messages[i])
+			got, err := mustCodec(t, nil, 3).DecodeAll(wiretest.Hex(t, f), uint64(len(want)))
 			if err != nil || !bytes.Equal(got, want) {
 				failed++
 			}
@@ -161,8 +154,8 @@ func TestRoundTrip(t *testing.T) {
 		dict *Dict
 	}{
 		{"none", nil},
-		{"python-trained", mustParse(t, unhex(t, v.FullDict))},
-		{"raw content", mustParse(t, unhex(t, v.RawDict))},
+		{"python-trained", mustParse(t, wiretest.Hex(t, v.FullDict))},
+		{"raw content", mustParse(t, wiretest.Hex(t, v.RawDict))},
 		{"trained here", trained(t)},
 	}
 	inputs := [][]byte{{}, []byte("x"), jsonSamples(r, 1)[0], bytes.Repeat([]byte("abc"), 7000), big}
