@@ -21,6 +21,7 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/auth"
 	"github.com/lonelypsd/lonelypsd/api/metrics"
 	"github.com/lonelypsd/lonelypsd/api/spool"
+	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/fanout"
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
@@ -160,10 +161,10 @@ func New(cfg Config, writer Writer, ready Readiness, table Reader, fan *fanout.F
 		e.Use(accessLog(log))
 	}
 	e.POST("/v1/notify", s.notify)
-	e.POST("/v1/subscribe/exact", s.subscribeExact)
-	e.POST("/v1/subscribe/glob", s.subscribeGlob)
-	e.POST("/v1/unsubscribe/exact", s.unsubscribeExact)
-	e.POST("/v1/unsubscribe/glob", s.unsubscribeGlob)
+	e.POST("/v1/subscribe/exact", changeRoute(s, fsm.OpSubscribeExact, wire.ParseSubscribeExact, exactCommand))
+	e.POST("/v1/subscribe/glob", changeRoute(s, fsm.OpSubscribeGlob, wire.ParseSubscribeGlob, globCommand))
+	e.POST("/v1/unsubscribe/exact", changeRoute(s, fsm.OpUnsubscribeExact, wire.ParseUnsubscribeExact, exactCommand))
+	e.POST("/v1/unsubscribe/glob", changeRoute(s, fsm.OpUnsubscribeGlob, wire.ParseUnsubscribeGlob, globCommand))
 	e.POST("/v1/check_subscriptions", s.checkSubscriptions)
 	e.POST("/v1/set_subscriptions", s.setSubscriptions)
 	e.GET("/healthz", s.healthz)

@@ -130,9 +130,15 @@ func (s *Server) respondChange(c echo.Context, outcome fsm.Outcome, confirm auth
 	case fsm.Replayed:
 		return authError(auth.Forbidden, "subscription change (replayed authorization)")
 	}
+	return s.respondGeneric(c, "confirmation", confirm)
+}
+
+// respondGeneric answers 200 with a RESPONSE_GENERIC carrying the
+// authorization of confirm (what names it in an error).
+func (s *Server) respondGeneric(c echo.Context, what string, confirm auth.Message) error {
 	authz, err := s.auth.Authorize(confirm)
 	if err != nil {
-		return fmt.Errorf("sign confirmation: %w", err)
+		return fmt.Errorf("sign %s: %w", what, err)
 	}
 	body, err := wire.AppendResponseGeneric(nil, authz, nil)
 	if err != nil {
@@ -141,87 +147,56 @@ func (s *Server) respondChange(c echo.Context, outcome fsm.Outcome, confirm auth
 	return c.Blob(http.StatusOK, octetStream, body)
 }
 
-func (s *Server) subscribeExact(c echo.Context) error {
-	return s.changeExact(c, true)
+// changeRoute serves one of the four subscribe and unsubscribe endpoints:
+// the body parsed by parse, the command it asks for (and the tracing the
+// client signed) made by command.
+func changeRoute[M any](s *Server, op fsm.Op, parse func([]byte) (M, error), command func(M) (fsm.Command, []byte)) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		body, err := readBody(c, s.cfg.MaxSmallBody)
+		if err != nil {
+			return err
+		}
+		m, err := parse(body)
+		if err != nil {
+			return badRequest(op.String(), err)
+		}
+		cmd, tracing := command(m)
+		cmd.Op = op
+		return s.change(c, cmd, tracing)
+	}
 }
 
-func (s *Server) unsubscribeExact(c echo.Context) error {
-	return s.changeExact(c, false)
+func exactCommand(m wire.SubscribeExact) (fsm.Command, []byte) {
+	return fsm.Command{URL: m.URL, Topic: m.Topic, Recovery: m.Recovery}, m.Tracing
 }
 
-func (s *Server) subscribeGlob(c echo.Context) error {
-	return s.changeGlob(c, true)
+func globCommand(m wire.SubscribeGlob) (fsm.Command, []byte) {
+	return fsm.Command{URL: m.URL, Glob: m.Glob, Recovery: m.Recovery}, m.Tracing
 }
 
-func (s *Server) unsubscribeGlob(c echo.Context) error {
-	return s.changeGlob(c, false)
+func isGlobChange(op fsm.Op) bool { return op == fsm.OpSubscribeGlob || op == fsm.OpUnsubscribeGlob }
+
+// changeMessages returns what the client asking for cmd signed and what
+// the answer to it signs.
+func changeMessages(cmd fsm.Command, tracing []byte) (signed, confirm auth.Message) {
+	if isGlobChange(cmd.Op) {
+		return auth.SubscribeGlob{Tracing: tracing, URL: cmd.URL, Recovery: cmd.Recovery, Glob: cmd.Glob},
+			auth.ConfirmSubscribeGlob{URL: cmd.URL, Recovery: cmd.Recovery, Glob: cmd.Glob}
+	}
+	return auth.SubscribeExact{Tracing: tracing, URL: cmd.URL, Recovery: cmd.Recovery, Topic: cmd.Topic},
+		auth.ConfirmSubscribeExact{URL: cmd.URL, Recovery: cmd.Recovery, Topic: cmd.Topic}
 }
 
-func (s *Server) changeExact(c echo.Context, subscribe bool) error {
-	body, err := readBody(c, s.cfg.MaxSmallBody)
-	if err != nil {
-		return err
-	}
-	var m wire.SubscribeExact
-	op := fsm.OpUnsubscribeExact
-	if subscribe {
-		op = fsm.OpSubscribeExact
-		m, err = wire.ParseSubscribeExact(body)
-	} else {
-		m, err = wire.ParseUnsubscribeExact(body)
-	}
-	if err != nil {
-		return badRequest(op.String(), err)
-	}
-	return s.change(c, change{
-		cmd:     fsm.Command{Op: op, URL: m.URL, Topic: m.Topic, Recovery: m.Recovery},
-		keyLen:  len(m.Topic),
-		signed:  auth.SubscribeExact{Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Topic: m.Topic},
-		confirm: auth.ConfirmSubscribeExact{URL: m.URL, Recovery: m.Recovery, Topic: m.Topic},
-	})
-}
-
-func (s *Server) changeGlob(c echo.Context, subscribe bool) error {
-	body, err := readBody(c, s.cfg.MaxSmallBody)
-	if err != nil {
-		return err
-	}
-	var m wire.SubscribeGlob
-	op := fsm.OpUnsubscribeGlob
-	if subscribe {
-		op = fsm.OpSubscribeGlob
-		m, err = wire.ParseSubscribeGlob(body)
-	} else {
-		m, err = wire.ParseUnsubscribeGlob(body)
-	}
-	if err != nil {
-		return badRequest(op.String(), err)
-	}
-	if err := s.checkGlob(m.Glob); err != nil {
-		return badRequest(op.String(), err)
-	}
-	return s.change(c, change{
-		cmd:     fsm.Command{Op: op, URL: m.URL, Glob: m.Glob, Recovery: m.Recovery},
-		keyLen:  len(m.Glob),
-		signed:  auth.SubscribeGlob{Tracing: m.Tracing, URL: m.URL, Recovery: m.Recovery, Glob: m.Glob},
-		confirm: auth.ConfirmSubscribeGlob{URL: m.URL, Recovery: m.Recovery, Glob: m.Glob},
-	})
-}
-
-// change is a parsed subscribe or unsubscribe, exact or glob: the command
-// it asks for, what the client signed and what the answer signs.
-type change struct {
-	cmd     fsm.Command
-	keyLen  int // of the topic or glob
-	signed  auth.Message
-	confirm auth.Message
-}
-
-// change checks the URLs and the row's size, verifies the signature and
-// applies the command through Raft.
-func (s *Server) change(c echo.Context, ch change) error {
-	cmd := ch.cmd
+// change checks a subscribe or unsubscribe (its glob, URLs and row size),
+// verifies the client's signature (over tracing and cmd) and applies cmd
+// through Raft.
+func (s *Server) change(c echo.Context, cmd fsm.Command, tracing []byte) error {
 	op := cmd.Op.String()
+	if isGlobChange(cmd.Op) {
+		if err := s.checkGlob(cmd.Glob); err != nil {
+			return badRequest(op, err)
+		}
+	}
 	subscribe := cmd.Op == fsm.OpSubscribeExact || cmd.Op == fsm.OpSubscribeGlob
 	if subscribe {
 		if err := s.checkURLs(cmd.URL, cmd.Recovery); err != nil {
@@ -230,10 +205,11 @@ func (s *Server) change(c echo.Context, ch change) error {
 	} else if err := checkURL("url", cmd.URL); err != nil {
 		return badRequest(op, err)
 	}
-	if err := checkRowLen(cmd.URL, ch.keyLen); err != nil {
+	if err := checkRowLen(cmd.URL, len(cmd.Topic)+len(cmd.Glob)); err != nil {
 		return badRequest(op, err)
 	}
-	r, replay := s.auth.VerifyDeferred(c.Request().Context(), ch.signed, c.Request().Header.Get("Authorization"))
+	signed, confirm := changeMessages(cmd, tracing)
+	r, replay := s.auth.VerifyDeferred(c.Request().Context(), signed, c.Request().Header.Get("Authorization"))
 	if r != auth.OK {
 		return authError(r, op)
 	}
@@ -245,7 +221,7 @@ func (s *Server) change(c echo.Context, ch change) error {
 	if err != nil {
 		return err
 	}
-	return s.respondChange(c, outcome, ch.confirm)
+	return s.respondChange(c, outcome, confirm)
 }
 
 func (s *Server) checkSubscriptions(c echo.Context) error {
@@ -344,15 +320,7 @@ func (s *Server) setSubscriptions(c echo.Context) error {
 	if outcome == fsm.Replayed {
 		return authError(auth.Forbidden, "set_subscriptions (replayed authorization)")
 	}
-	authz, err := s.auth.Authorize(auth.SetSubscriptionsResponse{Etag: etag})
-	if err != nil {
-		return fmt.Errorf("sign set_subscriptions response: %w", err)
-	}
-	out, err := wire.AppendResponseGeneric(nil, authz, nil)
-	if err != nil {
-		return err
-	}
-	return c.Blob(http.StatusOK, octetStream, out)
+	return s.respondGeneric(c, "set_subscriptions response", auth.SetSubscriptionsResponse{Etag: etag})
 }
 
 // readRest reads the rest of a body of at most limit bytes after head,
@@ -384,12 +352,7 @@ func (s *Server) setSubscriptionsCommand(m wire.SetSubscriptions) (fsm.Command, 
 		cmd.Exact = make([]fsm.ExactEntry, 0, len(m.Exact))
 	}
 	for _, e := range m.Exact {
-		if e.Recovery != "" {
-			if err := s.checkURLPolicy("recovery url", e.Recovery); err != nil {
-				return fsm.Command{}, err
-			}
-		}
-		if err := checkRowLen(m.URL, len(e.Topic)); err != nil {
+		if err := s.checkEntry(m.URL, e.Recovery, len(e.Topic)); err != nil {
 			return fsm.Command{}, err
 		}
 		cmd.Exact = append(cmd.Exact, fsm.ExactEntry{Topic: e.Topic, Recovery: e.Recovery})
@@ -401,15 +364,21 @@ func (s *Server) setSubscriptionsCommand(m wire.SetSubscriptions) (fsm.Command, 
 		if err := s.checkGlob(g.Glob); err != nil {
 			return fsm.Command{}, err
 		}
-		if g.Recovery != "" {
-			if err := s.checkURLPolicy("recovery url", g.Recovery); err != nil {
-				return fsm.Command{}, err
-			}
-		}
-		if err := checkRowLen(m.URL, len(g.Glob)); err != nil {
+		if err := s.checkEntry(m.URL, g.Recovery, len(g.Glob)); err != nil {
 			return fsm.Command{}, err
 		}
 		cmd.Globs = append(cmd.Globs, fsm.GlobEntry{Glob: g.Glob, Recovery: g.Recovery})
 	}
 	return cmd, nil
+}
+
+// checkEntry checks one entry of a set_subscriptions of url: its recovery
+// URL, if any, and the size of its row.
+func (s *Server) checkEntry(url, recovery string, keyLen int) error {
+	if recovery != "" {
+		if err := s.checkURLPolicy("recovery url", recovery); err != nil {
+			return err
+		}
+	}
+	return checkRowLen(url, keyLen)
 }

@@ -66,12 +66,7 @@ type healthRequest struct {
 	URLs []string `json:"urls"`
 }
 
-func (n *Node) serveHealth(w http.ResponseWriter, _ *http.Request, body []byte) {
-	var req healthRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
-	}
+func (n *Node) serveHealth(w http.ResponseWriter, _ *http.Request, req healthRequest) {
 	writeJSON(w, http.StatusOK, n.cfg.Health.Get(req.URLs))
 }
 
@@ -141,12 +136,7 @@ func (n *Node) peerHealth(ctx context.Context, info fsm.NodeInfo, urls []string)
 
 // serveList streams the rows the filter selects as a JSON array, with
 // the cluster's merged health of each URL.
-func (n *Node) serveList(w http.ResponseWriter, r *http.Request, body []byte) {
-	var f ListFilter
-	if err := json.Unmarshal(body, &f); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
-	}
+func (n *Node) serveList(w http.ResponseWriter, r *http.Request, f ListFilter) {
 	ctx := r.Context()
 	n.barrierForAdmin(ctx)
 	var urls []string
@@ -251,15 +241,10 @@ func (n *Node) RemoveSubscriptions(ctx context.Context, req RemoveRequest) (int,
 	return rows, nil
 }
 
-func (n *Node) serveRemoveSubscriptions(w http.ResponseWriter, r *http.Request, body []byte) {
-	var req RemoveRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
-	}
+func (n *Node) serveRemoveSubscriptions(w http.ResponseWriter, r *http.Request, req RemoveRequest) {
 	removed, err := n.RemoveSubscriptions(r.Context(), req)
 	if errors.Is(err, ErrNoSuchSubscription) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		writeError(w, http.StatusNotFound, err.Error())
 		return
 	}
 	if err != nil {

@@ -15,12 +15,53 @@ import (
 	"github.com/lonelypsd/lonelypsd/fsm"
 )
 
+// Client is what operator commands use to talk to a node.
+type Client struct{ peers *peerClient }
+
+// NewClient returns a client signing with secret; with an empty one its
+// requests go unsigned, which only the status endpoint accepts.
+func NewClient(secret string) *Client {
+	return &Client{peers: &peerClient{http: &http.Client{Timeout: 15 * time.Second}, secret: []byte(secret)}}
+}
+
 // NewClientHTTP returns a client signing with secret that sends its
 // requests through hc (its TLS settings, proxies); hc's Timeout should
 // be zero for backups and restores, which take as long as the table is
 // large: bound them with the context instead.
 func NewClientHTTP(secret string, hc *http.Client) *Client {
 	return &Client{peers: &peerClient{http: hc, secret: []byte(secret)}}
+}
+
+// Status fetches a node's status.
+func (c *Client) Status(ctx context.Context, httpAddr string) (Status, error) {
+	var st Status
+	err := c.peers.send(ctx, http.MethodGet, httpAddr, "", "/cluster/status", nil, &st)
+	return st, err
+}
+
+// Remove asks the cluster (through any node) to remove a member. It
+// retries while the cluster has no leader (503), until ctx ends.
+func (c *Client) Remove(ctx context.Context, httpAddr, id string) error {
+	for {
+		err := c.peers.callAt(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
+		var se *StatusError
+		if err == nil || !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Subscriptions lists, from one node's replica, the subscriptions of url
+// (signed with the cluster secret: subscriber URLs are not public).
+func (c *Client) Subscriptions(ctx context.Context, httpAddr, url string) ([]fsm.Subscription, error) {
+	var out []fsm.Subscription
+	err := c.peers.callAt(ctx, http.MethodPost, httpAddr, "/cluster/subscriptions", subscriptionsRequest{URL: url}, &out)
+	return out, err
 }
 
 // ListSubscriptions calls fn for every row f selects, with the cluster's

@@ -59,7 +59,7 @@ func (n *Node) serveRestore(w http.ResponseWriter, r *http.Request) {
 		var se *StatusError
 		if errors.As(err, &se) {
 			w.Header().Set("Connection", "close")
-			writeJSON(w, se.Code, map[string]string{"error": se.Body})
+			writeError(w, se.Code, se.Body)
 			return
 		}
 		writeErr(w, err)
@@ -71,7 +71,7 @@ func (n *Node) serveRestore(w http.ResponseWriter, r *http.Request) {
 	info, err := n.Restore(ctx, f)
 	switch {
 	case errors.Is(err, fsm.ErrBadBackup):
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
 		writeErr(w, err)
 	default:

@@ -86,13 +86,13 @@ func (n *Node) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /cluster/apply", n.peerOnly(maxApplyBody, n.serveApply))
 	mux.HandleFunc("POST /cluster/read_index", n.peerOnly(maxPeerBody, n.serveReadIndex))
-	mux.HandleFunc("POST /cluster/join", n.peerOnly(maxPeerBody, n.serveJoin))
-	mux.HandleFunc("POST /cluster/boot", n.peerOnly(maxPeerBody, n.serveBoot))
-	mux.HandleFunc("POST /cluster/remove", n.peerOnly(maxPeerBody, n.serveRemove))
-	mux.HandleFunc("POST /cluster/subscriptions", n.peerOnly(maxPeerBody, n.serveSubscriptions))
-	mux.HandleFunc("POST "+pathHealth, n.peerOnly(maxApplyBody, n.serveHealth))
-	mux.HandleFunc("POST "+pathAdminList, n.peerOnly(maxPeerBody, n.serveList))
-	mux.HandleFunc("POST "+pathAdminRemove, n.peerOnly(maxPeerBody, n.serveRemoveSubscriptions))
+	mux.HandleFunc("POST /cluster/join", n.peerOnly(maxPeerBody, decoded(n.serveJoin)))
+	mux.HandleFunc("POST /cluster/boot", n.peerOnly(maxPeerBody, decoded(n.serveBoot)))
+	mux.HandleFunc("POST /cluster/remove", n.peerOnly(maxPeerBody, decoded(n.serveRemove)))
+	mux.HandleFunc("POST /cluster/subscriptions", n.peerOnly(maxPeerBody, decoded(n.serveSubscriptions)))
+	mux.HandleFunc("POST "+pathHealth, n.peerOnly(maxApplyBody, decoded(n.serveHealth)))
+	mux.HandleFunc("POST "+pathAdminList, n.peerOnly(maxPeerBody, decoded(n.serveList)))
+	mux.HandleFunc("POST "+pathAdminRemove, n.peerOnly(maxPeerBody, decoded(n.serveRemoveSubscriptions)))
 	mux.HandleFunc("POST "+pathAdminBackup, n.peerOnly(maxPeerBody, n.serveBackup))
 	mux.HandleFunc("POST "+pathAdminRestore, n.serveRestore)
 	return mux
@@ -102,6 +102,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers status with msg as {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// decoded adapts h, the handler of a JSON request, to peerOnly: a body
+// that does not decode is refused (400).
+func decoded[In any](h func(http.ResponseWriter, *http.Request, In)) func(http.ResponseWriter, *http.Request, []byte) {
+	return func(w http.ResponseWriter, r *http.Request, body []byte) {
+		var in In
+		if err := json.Unmarshal(body, &in); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		h(w, r, in)
+	}
 }
 
 // writeErr answers err: 507 for a full disk (a forwarding follower turns
@@ -118,7 +136,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrInvalidCommand):
 		status = http.StatusBadRequest
 	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
+	writeError(w, status, err.Error())
 }
 
 // peerOnly checks the cluster signature before h runs: the headers, MAC,
@@ -135,7 +153,7 @@ func (n *Node) peerOnly(limit int64, h func(http.ResponseWriter, *http.Request, 
 		body, err := io.ReadAll(io.LimitReader(r.Body, stamp.length+1))
 		if err != nil || int64(len(body)) != stamp.length {
 			w.Header().Set("Connection", "close")
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body unreadable or not of the signed length"})
+			writeError(w, http.StatusBadRequest, "body unreadable or not of the signed length")
 			return
 		}
 		if sha256.Sum256(body) != stamp.digest {
@@ -156,14 +174,12 @@ func (n *Node) checkPeer(w http.ResponseWriter, r *http.Request, limit int64) (p
 	}
 	if stamp.length > limit {
 		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{
-			"error": fmt.Sprintf("body of %d bytes declared, at most %d accepted", stamp.length, limit)})
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes declared, at most %d accepted", stamp.length, limit))
 		return stamp, false
 	}
 	if r.ContentLength >= 0 && r.ContentLength != stamp.length {
 		w.Header().Set("Connection", "close")
-		writeJSON(w, http.StatusBadRequest, map[string]string{
-			"error": fmt.Sprintf("body of %d bytes signed, %d sent", stamp.length, r.ContentLength)})
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("body of %d bytes signed, %d sent", stamp.length, r.ContentLength))
 		return stamp, false
 	}
 	return stamp, true
@@ -172,7 +188,7 @@ func (n *Node) checkPeer(w http.ResponseWriter, r *http.Request, limit int64) (p
 func (n *Node) refusePeer(w http.ResponseWriter, r *http.Request, err error) {
 	n.log.Warn("refused a cluster request", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 	w.Header().Set("Connection", "close")
-	writeJSON(w, http.StatusForbidden, map[string]string{"error": err.Error()})
+	writeError(w, http.StatusForbidden, err.Error())
 }
 
 func (n *Node) serveApply(w http.ResponseWriter, r *http.Request, body []byte) {
@@ -181,7 +197,7 @@ func (n *Node) serveApply(w http.ResponseWriter, r *http.Request, body []byte) {
 		err = validateCommand(cmd)
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if n.raft.State() != raft.Leader {
@@ -218,12 +234,7 @@ func (n *Node) forwardToLeader(w http.ResponseWriter, r *http.Request, path stri
 	writeJSON(w, http.StatusOK, map[string]string{})
 }
 
-func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, body []byte) {
-	var info fsm.NodeInfo
-	if err := json.Unmarshal(body, &info); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
-	}
+func (n *Node) serveJoin(w http.ResponseWriter, r *http.Request, info fsm.NodeInfo) {
 	n.changeMembers(w, r, "/cluster/join", info, func(ctx context.Context) error { return n.addMember(ctx, info) })
 }
 
@@ -243,10 +254,9 @@ func (n *Node) changeMembers(w http.ResponseWriter, r *http.Request, path string
 	writeJSON(w, http.StatusOK, map[string]string{})
 }
 
-func (n *Node) serveBoot(w http.ResponseWriter, _ *http.Request, body []byte) {
-	var info fsm.NodeInfo
-	if err := json.Unmarshal(body, &info); err != nil || info.ID == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "boot request without a node"})
+func (n *Node) serveBoot(w http.ResponseWriter, _ *http.Request, info fsm.NodeInfo) {
+	if info.ID == "" {
+		writeError(w, http.StatusBadRequest, "boot request without a node")
 		return
 	}
 	writeJSON(w, http.StatusOK, n.noteCandidate(info))
@@ -256,66 +266,19 @@ type removeRequest struct {
 	ID string `json:"id"`
 }
 
-func (n *Node) serveRemove(w http.ResponseWriter, r *http.Request, body []byte) {
-	var req removeRequest
-	if err := json.Unmarshal(body, &req); err != nil || req.ID == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "remove request without an id"})
+func (n *Node) serveRemove(w http.ResponseWriter, r *http.Request, req removeRequest) {
+	if req.ID == "" {
+		writeError(w, http.StatusBadRequest, "remove request without an id")
 		return
 	}
 	n.changeMembers(w, r, "/cluster/remove", req, func(ctx context.Context) error { return n.removeMember(ctx, req.ID) })
-}
-
-// Client is what operator commands use to talk to a node.
-type Client struct{ peers *peerClient }
-
-// NewClient returns a client signing with secret; with an empty one its
-// requests go unsigned, which only the status endpoint accepts.
-func NewClient(secret string) *Client {
-	return &Client{peers: &peerClient{http: &http.Client{Timeout: 15 * time.Second}, secret: []byte(secret)}}
-}
-
-// Status fetches a node's status.
-func (c *Client) Status(ctx context.Context, httpAddr string) (Status, error) {
-	var st Status
-	err := c.peers.send(ctx, http.MethodGet, httpAddr, "", "/cluster/status", nil, &st)
-	return st, err
-}
-
-// Remove asks the cluster (through any node) to remove a member. It
-// retries while the cluster has no leader (503), until ctx ends.
-func (c *Client) Remove(ctx context.Context, httpAddr, id string) error {
-	for {
-		err := c.peers.callAt(ctx, http.MethodPost, httpAddr, "/cluster/remove", removeRequest{ID: id}, nil)
-		var se *StatusError
-		if err == nil || !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// Subscriptions lists, from one node's replica, the subscriptions of url
-// (signed with the cluster secret: subscriber URLs are not public).
-func (c *Client) Subscriptions(ctx context.Context, httpAddr, url string) ([]fsm.Subscription, error) {
-	var out []fsm.Subscription
-	err := c.peers.callAt(ctx, http.MethodPost, httpAddr, "/cluster/subscriptions", subscriptionsRequest{URL: url}, &out)
-	return out, err
 }
 
 type subscriptionsRequest struct {
 	URL string `json:"url"`
 }
 
-func (n *Node) serveSubscriptions(w http.ResponseWriter, _ *http.Request, body []byte) {
-	var req subscriptionsRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
-	}
+func (n *Node) serveSubscriptions(w http.ResponseWriter, _ *http.Request, req subscriptionsRequest) {
 	exact, globs, err := n.fsm.List(req.URL)
 	if err != nil {
 		writeErr(w, err)

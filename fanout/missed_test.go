@@ -2,9 +2,7 @@ package fanout
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -14,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lonelypsd/lonelypsd/fsm"
+	"github.com/lonelypsd/lonelypsd/fsm/expiring/expiringtest"
 )
 
 // fixedPolicy has no jitter, so due times are exact: delay(n) = 2^n s + 1 s.
@@ -453,28 +452,14 @@ func TestMissedStoreRekeysOldRecords(t *testing.T) {
 	rec := MissedRecord{Kind: fsm.Exact, URL: "http://sub/v1/receive", Key: "t", Recovery: "http://sub/v1/recover",
 		Topic: []byte("t"), DueMs: time.Now().Add(-time.Second).UnixMilli()}
 	old := append([]byte{byte(rec.Kind)}, rec.URL+"\x00"+rec.Key...)
-	db, err := bolt.Open(path, 0o600, nil)
+	v, err := json.Marshal(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		p, err := tx.CreateBucket(bucketPending)
-		if err != nil {
-			return err
-		}
-		d, err := tx.CreateBucket(bucketDue)
-		if err != nil {
-			return err
-		}
-		v, _ := json.Marshal(rec)
-		if err := p.Put(old, v); err != nil {
-			return err
-		}
-		return d.Put(dueKey(rec.DueMs, old), nil)
-	})
-	if err != nil || db.Close() != nil {
-		t.Fatal(err)
-	}
+	expiringtest.WriteFile(t, path,
+		expiringtest.Entry{Bucket: bucketPending, Key: old, Value: v},
+		expiringtest.Entry{Bucket: bucketDue, Key: dueKey(rec.DueMs, old)},
+	)
 	s, err := OpenMissedStore(path, fixedPolicy)
 	if err != nil {
 		t.Fatal(err)
@@ -505,34 +490,16 @@ func TestMissedStoreReadsAFileWrittenByHand(t *testing.T) {
 	now := time.Unix(1700000000, 0)
 	sub := fsm.Subscription{Kind: fsm.Exact, URL: "http://127.0.0.1:1/v1/receive", Key: "t", Recovery: "http://127.0.0.1:1/v1/recover"}
 	rk := recordKey(sub.Kind, sub.URL, sub.Key)
-	u64 := func(ms int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(ms)) }
 	dueMs := now.Add(-time.Second).UnixMilli()
 	record := fmt.Sprintf(`{"kind":1,"url":%q,"key":"t","recovery":%q,"topic":"dA==","attempts":1,"due_ms":%d}`,
 		sub.URL, sub.Recovery, dueMs)
 	damaged := []string{"\x00", "\x00\x00\x00\x00\x00\x00\x00\x00"}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
+	raw := []expiringtest.Entry{{Bucket: []byte("pending"), Key: rk, Value: []byte(record)}}
+	for _, k := range damaged {
+		raw = append(raw, expiringtest.Entry{Bucket: []byte("due"), Key: []byte(k)})
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		p, err1 := tx.CreateBucket([]byte("pending"))
-		d, err2 := tx.CreateBucket([]byte("due"))
-		if err := errors.Join(err1, err2); err != nil {
-			return err
-		}
-		for _, k := range damaged {
-			if err := d.Put([]byte(k), nil); err != nil {
-				return err
-			}
-		}
-		return errors.Join(p.Put(rk, []byte(record)), d.Put(append(u64(dueMs), rk...), nil))
-	})
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw = append(raw, expiringtest.Entry{Bucket: []byte("due"), Key: append(expiringtest.Stamp(dueMs), rk...)})
+	expiringtest.WriteFile(t, path, raw...)
 
 	s, err := OpenMissedStore(path, fixedPolicy)
 	if err != nil {
@@ -567,7 +534,7 @@ func TestMissedStoreReadsAFileWrittenByHand(t *testing.T) {
 	if pending["attempts"] != 2.0 || pending["due_ms"] != float64(nextMs) {
 		t.Errorf("rescheduled record %v, want attempts 2, due_ms %d", pending, nextMs)
 	}
-	wantIndex := append(slices.Clone(damaged), string(append(u64(nextMs), rk...)))
+	wantIndex := append(slices.Clone(damaged), string(append(expiringtest.Stamp(nextMs), rk...)))
 	if !slices.Equal(index, wantIndex) {
 		t.Errorf("due index %q, want %q", index, wantIndex)
 	}

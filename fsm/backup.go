@@ -57,25 +57,15 @@ func (f *FSM) WriteBackup(w io.Writer) (BackupInfo, error) {
 			info.Applied = binary.BigEndian.Uint64(v)
 		}
 		bw.header(info)
-		for _, kind := range []Kind{Exact, Glob} {
-			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKeyBytes(k)
-				if err != nil {
-					return err
-				}
-				bw.row(kind, url, key, v)
-				if kind == Exact {
-					info.Exact++
-				} else {
-					info.Globs++
-				}
-				return bw.err
-			})
-			if err != nil {
-				return err
+		return eachRowIn(tx, func(kind Kind, url, key, recovery []byte) error {
+			bw.row(kind, url, key, recovery)
+			if kind == Exact {
+				info.Exact++
+			} else {
+				info.Globs++
 			}
-		}
-		return nil
+			return bw.err
+		})
 	})
 	if err == nil {
 		err = bw.finish(uint64(info.Exact + info.Globs))
@@ -269,18 +259,8 @@ func (f *FSM) EachRow(fn func(Subscription) error) error {
 		return ErrClosed
 	}
 	return f.db.View(func(tx *bolt.Tx) error {
-		for _, kind := range []Kind{Exact, Glob} {
-			err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
-				url, key, err := splitKeyBytes(k)
-				if err != nil {
-					return err
-				}
-				return fn(Subscription{Kind: kind, URL: string(url), Key: string(key), Recovery: string(v)})
-			})
-			if err != nil {
-				return err
-			}
-		}
-		return nil
+		return eachRowIn(tx, func(kind Kind, url, key, recovery []byte) error {
+			return fn(Subscription{Kind: kind, URL: string(url), Key: string(key), Recovery: string(recovery)})
+		})
 	})
 }

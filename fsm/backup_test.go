@@ -3,7 +3,6 @@ package fsm
 import (
 	"bytes"
 	"errors"
-	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -167,11 +166,7 @@ func TestReadBackupRefusals(t *testing.T) {
 // accepts yields exactly the rows its trailer counts, each within the
 // limits a restore entry is held to.
 func FuzzReadBackup(f *testing.F) {
-	src, err := Open(filepath.Join(f.TempDir(), "subs.db"), nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer src.Close()
+	src, _ := openTest(f)
 	a := &applier{t: f, f: src}
 	a.apply(sub("a"), sub("b\xff"), Command{Op: OpSubscribeGlob, URL: u2, Glob: "x/*", Recovery: rec})
 	var good bytes.Buffer

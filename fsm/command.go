@@ -227,6 +227,18 @@ func checkRow(url string, keyLen int) error {
 	return nil
 }
 
+// checkEntry checks a row of a set or a restore: checkRow, and its
+// recovery URL within MaxURL.
+func checkEntry(url string, keyLen int, recovery string) error {
+	if err := checkRow(url, keyLen); err != nil {
+		return err
+	}
+	if len(recovery) > MaxURL {
+		return fmt.Errorf("recovery url of %d bytes exceeds %d", len(recovery), MaxURL)
+	}
+	return nil
+}
+
 // validateSet checks a desired state: rows bbolt can hold, each list
 // strictly ascending (the order reconcile merges in; it also rules out
 // duplicates), recovery URLs within MaxURL.
@@ -235,22 +247,16 @@ func (c Command) validateSet() error {
 		return err
 	}
 	for i, e := range c.Exact {
-		if err := checkRow(c.URL, len(e.Topic)); err != nil {
+		if err := checkEntry(c.URL, len(e.Topic), e.Recovery); err != nil {
 			return fmt.Errorf("exact entry %d: %w", i, err)
-		}
-		if len(e.Recovery) > MaxURL {
-			return fmt.Errorf("exact entry %d: recovery url of %d bytes exceeds %d", i, len(e.Recovery), MaxURL)
 		}
 		if i > 0 && bytes.Compare(c.Exact[i-1].Topic, e.Topic) >= 0 {
 			return fmt.Errorf("exact entry %d: topics not strictly ascending", i)
 		}
 	}
 	for i, g := range c.Globs {
-		if err := checkRow(c.URL, len(g.Glob)); err != nil {
+		if err := checkEntry(c.URL, len(g.Glob), g.Recovery); err != nil {
 			return fmt.Errorf("glob entry %d: %w", i, err)
-		}
-		if len(g.Recovery) > MaxURL {
-			return fmt.Errorf("glob entry %d: recovery url of %d bytes exceeds %d", i, len(g.Recovery), MaxURL)
 		}
 		if !utf8.ValidString(g.Glob) {
 			return fmt.Errorf("glob entry %d: not valid UTF-8", i)
@@ -273,11 +279,8 @@ func (c Command) validateRestore() error {
 		if r.Kind != Exact && r.Kind != Glob {
 			return fmt.Errorf("row %d: unknown kind %d", i, r.Kind)
 		}
-		if err := checkRow(r.URL, len(r.Key)); err != nil {
+		if err := checkEntry(r.URL, len(r.Key), r.Recovery); err != nil {
 			return fmt.Errorf("row %d: %w", i, err)
-		}
-		if len(r.Recovery) > MaxURL {
-			return fmt.Errorf("row %d: recovery url of %d bytes exceeds %d", i, len(r.Recovery), MaxURL)
 		}
 		if r.Kind == Glob && !utf8.Valid(r.Key) {
 			return fmt.Errorf("row %d: glob is not valid UTF-8", i)

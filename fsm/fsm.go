@@ -229,27 +229,40 @@ func (f *FSM) loadRows(tx *bolt.Tx) (*index, *globmatch.Index, error) {
 	exact, glob := tx.Bucket(bucketExact), tx.Bucket(bucketGlob)
 	l := &loader{x: newIndex(exact.Stats().KeyN, glob.Stats().KeyN)}
 	trie := globmatch.NewIndex()
+	err := eachRowIn(tx, func(kind Kind, url, key, recovery []byte) error {
+		if l.add(kind, url, key, recovery) && kind == Glob {
+			if err := trie.AddNew(string(key)); err != nil {
+				// Validate refuses such globs; one stored by an older
+				// version is kept but cannot match.
+				f.log.Error("glob not indexed", "glob", string(key), "err", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	l.done()
+	return l.x, trie, nil
+}
+
+// eachRowIn calls fn for every row in tx in table order (kind, URL, key);
+// url, key and recovery are bbolt's memory, valid only during tx. A
+// damaged row key, or an error from fn, stops the walk and is returned.
+func eachRowIn(tx *bolt.Tx, fn func(kind Kind, url, key, recovery []byte) error) error {
 	for _, kind := range []Kind{Exact, Glob} {
 		err := tx.Bucket(kind.bucket()).ForEach(func(k, v []byte) error {
 			url, key, err := splitKeyBytes(k)
 			if err != nil {
 				return err
 			}
-			if l.add(kind, url, key, v) && kind == Glob {
-				if err := trie.AddNew(string(key)); err != nil {
-					// Validate refuses such globs; one stored by an
-					// older version is kept but cannot match.
-					f.log.Error("glob not indexed", "glob", string(key), "err", err)
-				}
-			}
-			return nil
+			return fn(kind, url, key, v)
 		})
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 	}
-	l.done()
-	return l.x, trie, nil
+	return nil
 }
 
 // AppliedIndex is the index of the last Raft log entry reflected in the

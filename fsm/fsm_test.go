@@ -7,21 +7,38 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
-func openTest(t *testing.T) (*FSM, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "subs.db")
-	f, err := Open(path, nil)
+// openTest opens a table in a new file, closed when the test ends.
+func openTest(tb testing.TB) (*FSM, string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "subs.db")
+	return openAt(tb, path), path
+}
+
+// openAt opens the table in the file at path, closed when the test ends.
+func openAt(tb testing.TB, path string) *FSM {
+	tb.Helper()
+	f, err := Open(path, discardLogger())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = f.Close() })
-	return f, path
+	tb.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// reopen closes f, as a stopping node does, and opens its file again.
+func reopen(tb testing.TB, f *FSM, path string) *FSM {
+	tb.Helper()
+	if err := f.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return openAt(tb, path)
 }
 
 type applier struct {
@@ -32,6 +49,13 @@ type applier struct {
 
 func (a *applier) apply(cmds ...Command) []Result {
 	a.t.Helper()
+	return a.applyAt(time.Time{}, cmds...)
+}
+
+// applyAt applies cmds as one batch of entries appended to the log at
+// when: the log time by which request ids and HMAC codes expire.
+func (a *applier) applyAt(when time.Time, cmds ...Command) []Result {
+	a.t.Helper()
 	logs := make([]*raft.Log, len(cmds))
 	for i, c := range cmds {
 		data, err := c.Encode()
@@ -39,7 +63,7 @@ func (a *applier) apply(cmds ...Command) []Result {
 			a.t.Fatal(err)
 		}
 		a.index++
-		logs[i] = &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data}
+		logs[i] = &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: data, AppendedAt: when}
 	}
 	out := a.f.ApplyBatch(logs)
 	res := make([]Result, len(out))
@@ -57,6 +81,15 @@ const (
 
 func sub(topic string) Command {
 	return Command{Op: OpSubscribeExact, URL: u1, Topic: []byte(topic), Recovery: rec}
+}
+
+// subsTo returns n subscribes of u1, to the topics prefix0 ... prefix<n-1>.
+func subsTo(prefix string, n int) []Command {
+	cmds := make([]Command, n)
+	for i := range cmds {
+		cmds[i] = sub(prefix + strconv.Itoa(i))
+	}
+	return cmds
 }
 
 func TestSubscribeUnsubscribeOutcomes(t *testing.T) {
@@ -203,20 +236,10 @@ func TestListOrdersByKeyBytes(t *testing.T) {
 func TestRestartNeitherLosesNorReapplies(t *testing.T) {
 	f, path := openTest(t)
 	a := &applier{t: t, f: f}
-	var cmds []Command
-	for i := range 50 {
-		cmds = append(cmds, sub(fmt.Sprintf("t%d", i)))
-	}
+	cmds := subsTo("t", 50)
 	a.apply(cmds...)
 	before := f.All()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	g, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := reopen(t, f, path)
 	if g.AppliedIndex() != 50 {
 		t.Fatalf("applied index after restart = %d, want 50", g.AppliedIndex())
 	}
@@ -304,17 +327,9 @@ func TestUndecodableEntryChangesNothing(t *testing.T) {
 }
 
 func BenchmarkMatchExact1000Topics(b *testing.B) {
-	f, err := Open(filepath.Join(b.TempDir(), "s.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	f, _ := openTest(b)
 	a := &applier{t: b, f: f}
-	var cmds []Command
-	for i := range 1000 {
-		cmds = append(cmds, sub(fmt.Sprintf("topic-%d", i)))
-	}
-	a.apply(cmds...)
+	a.apply(subsTo("topic-", 1000)...)
 	topic := []byte("topic-500")
 	b.ResetTimer()
 	for b.Loop() {
@@ -326,34 +341,29 @@ func BenchmarkMatchExact1000Topics(b *testing.B) {
 
 func TestRequestIDAppliesAtMostOnce(t *testing.T) {
 	f, _ := openTest(t)
+	a := &applier{t: t, f: f}
 	at := time.Unix(1700000000, 0)
-	apply := func(index uint64, c Command, when time.Time) Result {
-		data, err := c.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: data, AppendedAt: when}})[0].(Result)
-	}
+	apply := func(c Command, when time.Time) Result { return a.applyAt(when, c)[0] }
 	c := sub("a")
 	c.ID = "req-1"
-	if r := apply(1, c, at); r.Outcome != Applied {
+	if r := apply(c, at); r.Outcome != Applied {
 		t.Fatalf("first: %+v", r)
 	}
 	// The same request retried (a new log entry, after a leader change)
 	// reports its first outcome instead of a 409.
-	if r := apply(2, c, at.Add(time.Second)); r.Outcome != Applied {
+	if r := apply(c, at.Add(time.Second)); r.Outcome != Applied {
 		t.Fatalf("retry: %+v, want the first outcome (applied)", r)
 	}
 	// Even when a later write undid it in between, the retry changes
 	// nothing.
-	apply(3, Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a"), ID: "req-2"}, at.Add(2*time.Second))
-	apply(4, c, at.Add(3*time.Second))
+	apply(Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a"), ID: "req-2"}, at.Add(2*time.Second))
+	apply(c, at.Add(3*time.Second))
 	if _, ok := f.Lookup(Exact, u1, "a"); ok {
 		t.Fatal("a retried request was applied a second time")
 	}
 	// After the retention, the id is forgotten (and the table bounded).
-	apply(5, Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("z"), ID: "req-3"}, at.Add(RequestRetention+time.Minute))
-	if r := apply(6, c, at.Add(RequestRetention+2*time.Minute)); r.Outcome != Applied {
+	apply(Command{Op: OpSubscribeExact, URL: u1, Topic: []byte("z"), ID: "req-3"}, at.Add(RequestRetention+time.Minute))
+	if r := apply(c, at.Add(RequestRetention+2*time.Minute)); r.Outcome != Applied {
 		t.Fatalf("after retention: %+v", r)
 	}
 	if _, ok := f.Lookup(Exact, u1, "a"); !ok {
@@ -376,12 +386,7 @@ func TestNodesAreReplicatedState(t *testing.T) {
 	if got := f.Nodes(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("nodes %+v", got)
 	}
-	f.Close()
-	g, err := Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := reopen(t, f, path)
 	if got := g.Nodes(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("nodes after reopen %+v", got)
 	}
@@ -391,26 +396,24 @@ func TestReplayedAuthCodeIsRefused(t *testing.T) {
 	f, _ := openTest(t)
 	at := time.Unix(1700000000, 0)
 	code := &AuthCode{Code: bytes.Repeat([]byte{7}, 64), ExpiresMs: at.Add(3 * time.Minute).UnixMilli()}
-	apply := func(index uint64, c Command, when time.Time) Result {
-		data, _ := c.Encode()
-		return f.ApplyBatch([]*raft.Log{{Index: index, Type: raft.LogCommand, Data: data, AppendedAt: when}})[0].(Result)
-	}
+	a := &applier{t: t, f: f}
+	apply := func(c Command, when time.Time) Result { return a.applyAt(when, c)[0] }
 	first := sub("a")
 	first.AuthCode = code
-	if r := apply(1, first, at); r.Outcome != Applied {
+	if r := apply(first, at); r.Outcome != Applied {
 		t.Fatalf("first use: %+v", r)
 	}
 	// The same signed request again (another request id: a replay, not a
 	// retry), even for another change, is refused and changes nothing.
 	again := Command{Op: OpUnsubscribeExact, URL: u1, Topic: []byte("a"), AuthCode: code}
-	if r := apply(2, again, at.Add(time.Minute)); r.Outcome != Replayed {
+	if r := apply(again, at.Add(time.Minute)); r.Outcome != Replayed {
 		t.Fatalf("replay: %+v", r)
 	}
 	if _, ok := f.Lookup(Exact, u1, "a"); !ok {
 		t.Fatal("a replayed command changed the table")
 	}
 	// Once expired (by log time) the code is forgotten.
-	if r := apply(3, again, at.Add(4*time.Minute)); r.Outcome != Applied {
+	if r := apply(again, at.Add(4*time.Minute)); r.Outcome != Applied {
 		t.Fatalf("after expiry: %+v", r)
 	}
 }

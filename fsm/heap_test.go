@@ -143,11 +143,7 @@ func TestIndexHeapPerRow(t *testing.T) {
 // fsync a batch, as Raft hands them over), and reports rows a second:
 // the FSM's part of loading a table.
 func BenchmarkApplySetSubscriptions(b *testing.B) {
-	f, err := Open(filepath.Join(b.TempDir(), "subs.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	f, _ := openTest(b)
 	a := &applier{t: b, f: f}
 	const perBatch = 64
 	u := 0

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"io"
 	"math/rand/v2"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -205,12 +204,7 @@ func TestIndexMatchesBbolt(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 4} {
 		t.Run("", func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 11))
-			path := filepath.Join(t.TempDir(), "subs.db")
-			f, err := Open(path, discardLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = f.Close() }()
+			f, path := openTest(t)
 			a := &applier{t: t, f: f}
 			for step := range 120 {
 				switch r.IntN(20) {
@@ -233,18 +227,6 @@ func TestIndexMatchesBbolt(t *testing.T) {
 			}
 		})
 	}
-}
-
-func reopen(t *testing.T, f *FSM, path string) *FSM {
-	t.Helper()
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	g, err := Open(path, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
 }
 
 func restoreOwnSnapshot(t *testing.T, f *FSM) {

@@ -95,14 +95,7 @@ func TestOversizedIDEntrySurvivesRestart(t *testing.T) {
 	if !errors.Is(res[1].Err, ErrInvalidCommand) {
 		t.Fatalf("40,000-byte id: %+v, want ErrInvalidCommand", res[1])
 	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	g, err := Open(path, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := reopen(t, f, path)
 	if g.AppliedIndex() != 3 {
 		t.Fatalf("applied index after restart = %d, want 3", g.AppliedIndex())
 	}
@@ -178,12 +171,7 @@ func TestPerURLCap(t *testing.T) {
 			if len(exact)+len(globs) != tc.rows {
 				t.Fatalf("%s holds %d rows, want %d", u1, len(exact)+len(globs), tc.rows)
 			}
-			f.Close()
-			h, err := Open(path, discardLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h.Close()
+			h := reopen(t, f, path)
 			if h.idx.strs.rowsOf(u1) != tc.rows {
 				t.Fatalf("count after restart %d, want %d", h.idx.strs.rowsOf(u1), tc.rows)
 			}
