@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha512"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,21 +52,13 @@ func (f *clientFlags) client() (*client.Client, error) {
 	return c, nil
 }
 
-func parseTool(name, usage string, args []string, stderr io.Writer, register func(*flag.FlagSet)) (*flag.FlagSet, int, bool) {
-	fs := flag.NewFlagSet("lonelypsd "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// parseTool parses the flags of a client tool, which register adds;
+// ok false means the tool ends at once with code (see parseFlags).
+func parseTool(name, usage string, args []string, stderr io.Writer, register func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
+	fs = newFlagSet(name, "Usage: lonelypsd "+usage+"\n\nFlags:\n", stderr)
 	register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: lonelypsd %s\n\nFlags:\n", usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0, false
-		}
-		return nil, 2, false
-	}
-	return fs, 0, true
+	code, stop := parseFlags(fs, args)
+	return fs, code, !stop
 }
 
 // notifyFlags say where notify's message comes from.
