@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha512"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,11 +19,7 @@ import (
 // and the subscribers' secrets.
 func setupSecrets(t *testing.T, toB, toS string) (string, auth.Secrets) {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command(binPath, "setup", "--dir", dir, "--to-broadcaster-auth", toB, "--to-subscriber-auth", toS).CombinedOutput()
-	if err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
+	dir := setupDir(t, toB, toS)
 	s, err := auth.LoadSecrets(filepath.Join(dir, "subscriber-secrets.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,10 +145,7 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 	}
 	msg := []byte("m")
 	sum := sha512.Sum512(msg)
-	notifyBody := func(topic string) []byte {
-		b, _ := wire.AppendNotifyHeader(nil, wire.Notify{Topic: []byte(topic), SHA512: sum, Identifier: []byte{1, 2, 3, 4}, Length: 1})
-		return append(b, msg...)
-	}
+	notify := func(topic string) []byte { return notifyBody(t, []byte(topic), msg, sum, uint64(len(msg))) }
 	signNotify := func(sch auth.Scheme, topic string) string {
 		h, _ := sch.Authorize(auth.Notify{Topic: []byte(topic), Identifier: []byte{1, 2, 3, 4}, SHA512: sum})
 		return h
@@ -171,7 +163,7 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 		t.Fatal("setup changed the subscriptions")
 	}
 	notifyReplayed := signNotify(right, "t")
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notify("t")); code != 200 {
 		t.Fatalf("first notify: %d", code)
 	}
 	delivered := len(s.Received())
@@ -189,10 +181,10 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 		{"subscribe replayed", "/v1/subscribe/exact", replayed, subBody("x"), 403},
 		{"subscribe with a tampered topic", "/v1/subscribe/exact", sign(right, "y"), subBody("z"), 403},
 		{"subscribe with a token instead", "/v1/subscribe/exact", "Bearer " + secrets.ToBroadcaster.Secret, subBody("y"), 403},
-		{"notify without authorization", "/v1/notify", "", notifyBody("t"), 401},
-		{"notify with the wrong secret", "/v1/notify", signNotify(wrong, "t"), notifyBody("t"), 403},
-		{"notify replayed", "/v1/notify", notifyReplayed, notifyBody("t"), 403},
-		{"notify with a tampered topic", "/v1/notify", signNotify(right, "u"), notifyBody("t"), 403},
+		{"notify without authorization", "/v1/notify", "", notify("t"), 401},
+		{"notify with the wrong secret", "/v1/notify", signNotify(wrong, "t"), notify("t"), 403},
+		{"notify replayed", "/v1/notify", notifyReplayed, notify("t"), 403},
+		{"notify with a tampered topic", "/v1/notify", signNotify(right, "u"), notify("t"), 403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -223,7 +215,7 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 	}
 	// And a notify replayed after a clean restart: the node-local store is
 	// durable.
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 403 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notify("t")); code != 403 {
 		t.Fatalf("notify replayed after a restart: %d, want 403", code)
 	}
 	if after, _ := good.CheckSubscriptions(ctx, s.Receive); after != before {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha512"
 	"encoding/binary"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,15 +12,6 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/wire"
 	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
-
-func notifyBody(t testing.TB, topic, msg []byte, claimed [64]byte, length uint64) []byte {
-	t.Helper()
-	head, err := wire.AppendNotifyHeader(nil, wire.Notify{Topic: topic, SHA512: claimed, Identifier: []byte{1, 2, 3, 4}, Length: length})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(head, msg...)
-}
 
 func TestBadInputIsRefusedAndNodeStaysUp(t *testing.T) {
 	node, ctx, c := startNodeClient(t, t.TempDir())
@@ -77,17 +66,8 @@ func TestBadInputIsRefusedAndNodeStaysUp(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(ctx, tc.method, node.HTTP+tc.path, bytes.NewReader(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			if code, _ := lonelypsdtest.Request(t, tc.method, node.HTTP+tc.path, "", tc.body); code != tc.want {
+				t.Fatalf("status %d, want %d", code, tc.want)
 			}
 		})
 	}
@@ -126,14 +106,7 @@ func TestMisbehavingSubscribers(t *testing.T) {
 		},
 	}
 	for name, h := range handlers {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: h}
-		go func() { _ = srv.Serve(l) }()
-		t.Cleanup(func() { _ = srv.Close() })
-		if err := c.SubscribeExact(ctx, "http://"+l.Addr().String()+"/"+name, []byte("t"), ""); err != nil {
+		if err := c.SubscribeExact(ctx, lonelypsdtest.Serve(t, h)+"/"+name, []byte("t"), ""); err != nil {
 			t.Fatal(err)
 		}
 	}

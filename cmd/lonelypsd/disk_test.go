@@ -92,18 +92,6 @@ func fillTo(t *testing.T, dir string, leave int64) {
 	}
 }
 
-// statusOf is the HTTP status of a refusal, 200 for success.
-func statusOf(err error) int {
-	if err == nil {
-		return http.StatusOK
-	}
-	var se *client.StatusError
-	if errors.As(err, &se) {
-		return se.Code
-	}
-	return -1
-}
-
 // TestFullDisk: with the data folder on a small volume, a notify that
 // would eat into the free-space reserve and a subscription change once
 // the volume is almost full answer 503 with a reason, never 500; the node

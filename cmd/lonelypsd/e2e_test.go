@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -299,11 +298,11 @@ func TestListenAndNotifyCommands(t *testing.T) {
 	listen := startListen(t, "--addr", node.HTTP, "--glob", "deploy/*", "--topic", "cache/bust")
 	notify := func(topic, msg string) string {
 		t.Helper()
-		b, err := exec.Command(binPath, "notify", "--addr", node.HTTP, "--topic", topic, "--message", msg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("notify: %v\n%s", err, b)
+		out, errs, code := cli(t, "notify", "--addr", node.HTTP, "--topic", topic, "--message", msg)
+		if code != 0 {
+			t.Fatalf("notify: exit %d\n%s%s", code, out, errs)
 		}
-		return strings.TrimSpace(string(b))
+		return strings.TrimSpace(out + errs)
 	}
 	if got := notify("deploy/api", "restart please"); got != "delivered to 1 subscriber(s)" {
 		t.Fatalf("notify printed %q", got)

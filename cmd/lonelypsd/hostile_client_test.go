@@ -112,14 +112,7 @@ func TestConcurrentNotifiesWithinBudget(t *testing.T) {
 	node, ctx, c := startNodeClient(t, t.TempDir(), "--max-buffered-bytes", fmt.Sprint(budget))
 	sub := &slowSubscriber{Subscriber: client.NewSubscriber()}
 	sub.Discard = true
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: sub, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	if err := c.SubscribeExact(ctx, "http://"+l.Addr().String()+"/v1/receive", []byte("big"), ""); err != nil {
+	if err := c.SubscribeExact(ctx, lonelypsdtest.Serve(t, sub)+"/v1/receive", []byte("big"), ""); err != nil {
 		t.Fatal(err)
 	}
 	msg := bytes.Repeat([]byte("0123456789abcdef"), 9<<20/16)
@@ -275,11 +268,8 @@ func TestMaxMessageSize(t *testing.T) {
 	}{{1000, http.StatusOK}, {1001, http.StatusRequestEntityTooLarge}, {1 << 20, http.StatusRequestEntityTooLarge}}
 	for _, tc := range cases {
 		msg := bytes.Repeat([]byte{'m'}, tc.size)
-		body, err := wire.AppendNotifyHeader(nil, wire.Notify{Topic: []byte("t"), SHA512: sha512.Sum512(msg), Length: uint64(len(msg))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if code, text := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", "", append(body, msg...)); code != tc.want {
+		body := notifyBody(t, []byte("t"), msg, sha512.Sum512(msg), uint64(len(msg)))
+		if code, text := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", "", body); code != tc.want {
 			t.Errorf("notify of %d bytes: %d %q, want %d", tc.size, code, text, tc.want)
 		}
 	}

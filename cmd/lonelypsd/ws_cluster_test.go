@@ -122,19 +122,11 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 
 	// Closing the socket removes A's rows, seen from C's replica.
 	urls := receiveURLs(t, a, 1)
-	cc := cluster.NewClient(c.secret)
-	rows := func() int {
-		subs, err := cc.Subscriptions(ctx, cn.Addr(), urls[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(subs)
-	}
-	if n := rows(); n != 1 {
-		t.Fatalf("%d exact rows of A's receive URL, want 1", n)
+	if rows := c.topics(cn, urls[0]); len(rows) != 1 {
+		t.Fatalf("exact rows %q of A's receive URL, want 1", rows)
 	}
 	_ = sub.Close()
-	lonelypsdtest.WaitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
+	lonelypsdtest.WaitFor(t, "A's rows removed", 10*time.Second, func() bool { return len(c.topics(cn, urls[0])) == 0 })
 }
 
 // A node killed with websocket subscriptions leaves rows behind; the next
@@ -152,15 +144,7 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 	if err != nil || secret == "" {
 		t.Fatalf("generated cluster secret: %q, %v", secret, err)
 	}
-	cc := cluster.NewClient(secret)
-	addr := p.Addr()
-	rows := func(url string) int {
-		subs, err := cc.Subscriptions(ctx, addr, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(subs)
-	}
+	rows := func(url string) int { return len(tableKeys(t, secret, p, url)) }
 	if rows(old[0]) != 1 {
 		t.Fatal("no row for the websocket subscription")
 	}
