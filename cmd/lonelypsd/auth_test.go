@@ -152,13 +152,22 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 		return h
 	}
 
-	replayed := sign(right, "x")
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", replayed, subBody("x")); code != 200 {
-		t.Fatalf("first use of a valid header: %d", code)
+	// subscribeOnce subscribes to topic with a valid header and
+	// unsubscribes again, which leaves the table as it was, and returns
+	// the subscribe's header, now spent.
+	subscribeOnce := func(topic string) string {
+		t.Helper()
+		h := sign(right, topic)
+		if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", h, subBody(topic)); code != 200 {
+			t.Fatalf("first use of a valid header for %s: %d", topic, code)
+		}
+		unsub := subBody(topic)
+		if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, topic), unsub[:len(unsub)-2]); code != 200 {
+			t.Fatalf("unsubscribe from %s: %d", topic, code)
+		}
+		return h
 	}
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "x"), subBody("x")[:len(subBody("x"))-2]); code != 200 {
-		t.Fatalf("unsubscribe: %d", code)
-	}
+	replayed := subscribeOnce("x")
 	before2, _ := good.CheckSubscriptions(ctx, s.Receive)
 	if before2 != before {
 		t.Fatal("setup changed the subscriptions")
@@ -203,13 +212,7 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 
 	// A subscribe replayed after a restart is still refused: the code is
 	// in the Raft log, not in memory.
-	fresh := sign(right, "after-restart")
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 200 {
-		t.Fatalf("subscribe: %d", code)
-	}
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "after-restart"), subBody("after-restart")[:len(subBody("after-restart"))-2]); code != 200 {
-		t.Fatalf("unsubscribe: %d", code)
-	}
+	fresh := subscribeOnce("after-restart")
 	node.Restart()
 	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 403 {
 		t.Fatalf("subscribe replayed after a restart: %d, want 403", code)
