@@ -336,99 +336,90 @@ func notifyWorkload(ctx context.Context, c *client.Client, srv *server, o option
 // notify must count want subscribers.
 func notifyLoop(ctx context.Context, clients []*client.Client, d time.Duration, want uint32,
 	topic func(*rand.Rand) []byte, msg []byte) (int64, []time.Duration, time.Duration, error) {
+	runCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	rands := make([]*rand.Rand, len(clients))
+	for w := range rands {
+		rands[w] = rand.New(rand.NewPCG(uint64(w), 7))
+	}
+	latencies, elapsed, err := timedOps(len(clients), func(w int) (bool, error) {
+		if runCtx.Err() != nil {
+			return false, nil
+		}
+		n, err := clients[w].Notify(runCtx, topic(rands[w]), msg)
+		switch {
+		case err != nil && runCtx.Err() != nil:
+			// Cut off by the end of the run.
+			return false, nil
+		case err != nil:
+			return false, err
+		case n != want:
+			return false, fmt.Errorf("notify counted %d subscribers, want %d", n, want)
+		}
+		return true, nil
+	})
+	if err == nil && len(latencies) == 0 {
+		err = errors.New("no notify completed")
+	}
+	return int64(len(latencies)), latencies, elapsed, err
+}
+
+// timedOps runs workers goroutines, each calling op with its index until
+// op reports no more work or fails, and returns the latencies of the
+// calls that worked (sorted), the time taken and the first failure.
+func timedOps(workers int, op func(w int) (worked bool, err error)) ([]time.Duration, time.Duration, error) {
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
-		notifies  atomic.Int64
 		firstErr  error
 	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
-	}
-	runCtx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(w), 7))
-			var local []time.Duration
-			for runCtx.Err() == nil {
-				t0 := time.Now()
-				n, err := c.Notify(runCtx, topic(r), msg)
-				if err != nil {
-					if runCtx.Err() == nil {
-						fail(err)
-					}
-					break
-				}
-				if n != want {
-					fail(fmt.Errorf("notify counted %d subscribers, want %d", n, want))
-					break
-				}
-				local = append(local, time.Since(t0))
-				notifies.Add(1)
-			}
-			mu.Lock()
-			latencies = append(latencies, local...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(latencies)
-	if firstErr == nil && len(latencies) == 0 {
-		firstErr = errors.New("no notify completed")
-	}
-	return notifies.Load(), latencies, elapsed, firstErr
-}
-
-func subscribeWorkload(ctx context.Context, c *client.Client, total, inFlight int) (float64, time.Duration, time.Duration, error) {
-	url := fmt.Sprintf("http://127.0.0.1:9/bench/%d", inFlight)
-	var next atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var firstErr error
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range inFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for w := range workers {
+		wg.Go(func() {
 			var local []time.Duration
 			for {
-				i := next.Add(1) - 1
-				if i >= int64(total) || ctx.Err() != nil {
-					break
-				}
 				t0 := time.Now()
-				if err := c.SubscribeExact(ctx, url, []byte("sub/"+strconv.FormatInt(i, 10)), ""); err != nil {
+				worked, err := op(w)
+				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
 						firstErr = err
 					}
 					mu.Unlock()
-					return
+				}
+				if !worked || err != nil {
+					break
 				}
 				local = append(local, time.Since(t0))
 			}
 			mu.Lock()
-			lat = append(lat, local...)
+			latencies = append(latencies, local...)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if firstErr != nil {
-		return 0, 0, 0, firstErr
+	slices.Sort(latencies)
+	return latencies, elapsed, firstErr
+}
+
+func subscribeWorkload(ctx context.Context, c *client.Client, total, inFlight int) (float64, time.Duration, time.Duration, error) {
+	url := fmt.Sprintf("http://127.0.0.1:9/bench/%d", inFlight)
+	var next atomic.Int64
+	lat, elapsed, err := timedOps(inFlight, func(int) (bool, error) {
+		i := next.Add(1) - 1
+		if i >= int64(total) || ctx.Err() != nil {
+			return false, nil
+		}
+		if err := c.SubscribeExact(ctx, url, []byte("sub/"+strconv.FormatInt(i, 10)), ""); err != nil {
+			return false, err
+		}
+		return true, nil
+	})
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	slices.Sort(lat)
 	if len(lat) == 0 {
 		return 0, 0, 0, errors.New("no subscribes completed")
 	}

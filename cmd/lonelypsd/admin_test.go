@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,22 +14,6 @@ import (
 	"github.com/lonelypsd/lonelypsd/cluster"
 	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
-
-// cli runs the binary and returns its stdout and stderr and exit code.
-func cli(t *testing.T, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	cmd := exec.Command(binPath, args...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return out.String(), errb.String(), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errb.String(), 0
-}
 
 // listRows runs `subs list --json` with extra flags against p.
 func listRows(t *testing.T, p *lonelypsdtest.Proc, extra ...string) []cluster.Row {
@@ -243,18 +226,30 @@ func TestSnapshotSaveAndRestoreOnAFreshNode(t *testing.T) {
 	}
 }
 
+// TestEveryCommandHasHelp: --help of every command exits 0 and prints
+// its usage; the client commands name the flags they share.
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, args := range [][]string{
-		{"--help"}, {"help"}, {"dev", "--help"}, {"serve", "--help"}, {"setup", "--help"},
-		{"notify", "--help"}, {"listen", "--help"}, {"version", "--help"}, {"train-dict", "--help"},
-		{"cluster", "--help"}, {"cluster", "status", "--help"}, {"cluster", "remove", "--help"},
-		{"subs", "--help"}, {"subs", "list", "--help"}, {"subs", "remove", "--help"},
-		{"snapshot", "--help"}, {"snapshot", "save", "--help"}, {"snapshot", "restore", "--help"},
+	clientFlags := []string{"-addr", "-secrets", "-tls-ca"}
+	for _, tc := range []struct {
+		args     []string
+		mentions []string
+	}{
+		{[]string{"--help"}, nil}, {[]string{"help"}, nil}, {[]string{"dev", "--help"}, nil}, {[]string{"serve", "--help"}, nil},
+		{[]string{"setup", "--help"}, nil}, {[]string{"notify", "--help"}, clientFlags}, {[]string{"listen", "--help"}, clientFlags},
+		{[]string{"version", "--help"}, nil}, {[]string{"train-dict", "--help"}, nil},
+		{[]string{"cluster", "--help"}, nil}, {[]string{"cluster", "status", "--help"}, nil}, {[]string{"cluster", "remove", "--help"}, nil},
+		{[]string{"subs", "--help"}, nil}, {[]string{"subs", "list", "--help"}, nil}, {[]string{"subs", "remove", "--help"}, nil},
+		{[]string{"snapshot", "--help"}, nil}, {[]string{"snapshot", "save", "--help"}, nil}, {[]string{"snapshot", "restore", "--help"}, nil},
 	} {
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			out, errs, code := cli(t, args...)
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, errs, code := cli(t, tc.args...)
 			if code != 0 || !strings.Contains(out+errs, "Usage") {
 				t.Fatalf("exit %d; stdout %q stderr %q", code, out, errs)
+			}
+			for _, flag := range tc.mentions {
+				if !strings.Contains(out+errs, flag) {
+					t.Errorf("the help does not mention %s", flag)
+				}
 			}
 		})
 	}

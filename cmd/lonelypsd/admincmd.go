@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,9 +55,12 @@ func (a *adminFlags) client(unsigned bool) (*cluster.Client, error) {
 	return cluster.NewClientHTTP(secret, hc), nil
 }
 
-// subcommand runs the named entry of cmds, or prints usage.
-func subcommand(name, usage string, args []string, stdout, stderr io.Writer,
-	cmds map[string]func(args []string) int) int {
+// command runs a subcommand with the arguments after its name and
+// returns the exit code.
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+
+// subcommand runs the entry of cmds that args name, or prints usage.
+func subcommand(ctx context.Context, usage string, args []string, stdout, stderr io.Writer, cmds map[string]command) int {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -67,7 +69,7 @@ func subcommand(name, usage string, args []string, stdout, stderr io.Writer,
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	return cmds[args[0]](args[1:])
+	return cmds[args[0]](ctx, args[1:], stdout, stderr)
 }
 
 // adminCmd is one operator command: its flags, a check of them, and what
@@ -84,21 +86,18 @@ type adminCmd struct {
 // exec parses args and runs the command: exit 0 when it succeeded, 1 when
 // it failed, 2 for a usage error.
 func (ac adminCmd) exec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lonelypsd "+ac.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(ac.name, ac.usage+"\nFlags:\n", stderr)
 	var a adminFlags
 	a.register(fs, ac.timeout)
 	if ac.flags != nil {
 		ac.flags(fs)
 	}
-	fs.Usage = func() { fmt.Fprint(fs.Output(), ac.usage+"\nFlags:\n"); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	if code, stop := parseFlags(fs, args); stop {
+		if code == 0 {
 			fs.SetOutput(stdout)
 			fs.Usage()
-			return 0
 		}
-		return 2
+		return code
 	}
 	if ac.check != nil {
 		if msg := ac.check(fs); msg != "" {
@@ -132,10 +131,7 @@ against 'make run' from the repository folder without flags).
 `
 
 func runSubs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return subcommand("subs", subsUsage, args, stdout, stderr, map[string]func([]string) int{
-		"list":   func(a []string) int { return subsList(ctx, a, stdout, stderr) },
-		"remove": func(a []string) int { return subsRemove(ctx, a, stdout, stderr) },
-	})
+	return subcommand(ctx, subsUsage, args, stdout, stderr, map[string]command{"list": subsList, "remove": subsRemove})
 }
 
 // optString is a flag that records whether it was given, so an empty
@@ -281,10 +277,7 @@ Both sign with the cluster secret, found as 'lonelypsd subs' finds it.
 `
 
 func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return subcommand("snapshot", snapshotUsage, args, stdout, stderr, map[string]func([]string) int{
-		"save":    func(a []string) int { return snapshotSave(ctx, a, stdout, stderr) },
-		"restore": func(a []string) int { return snapshotRestore(ctx, a, stdout, stderr) },
-	})
+	return subcommand(ctx, snapshotUsage, args, stdout, stderr, map[string]command{"save": snapshotSave, "restore": snapshotRestore})
 }
 
 func snapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha512"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,11 +20,7 @@ import (
 // and the subscribers' secrets.
 func setupSecrets(t *testing.T, toB, toS string) (string, auth.Secrets) {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command(binPath, "setup", "--dir", dir, "--to-broadcaster-auth", toB, "--to-subscriber-auth", toS).CombinedOutput()
-	if err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
+	dir := setupDir(t, toB, toS)
 	s, err := auth.LoadSecrets(filepath.Join(dir, "subscriber-secrets.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -150,28 +146,34 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 	}
 	msg := []byte("m")
 	sum := sha512.Sum512(msg)
-	notifyBody := func(topic string) []byte {
-		b, _ := wire.AppendNotifyHeader(nil, wire.Notify{Topic: []byte(topic), SHA512: sum, Identifier: []byte{1, 2, 3, 4}, Length: 1})
-		return append(b, msg...)
-	}
+	notify := func(topic string) []byte { return notifyBody(t, []byte(topic), msg, sum, uint64(len(msg))) }
 	signNotify := func(sch auth.Scheme, topic string) string {
 		h, _ := sch.Authorize(auth.Notify{Topic: []byte(topic), Identifier: []byte{1, 2, 3, 4}, SHA512: sum})
 		return h
 	}
 
-	replayed := sign(right, "x")
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", replayed, subBody("x")); code != 200 {
-		t.Fatalf("first use of a valid header: %d", code)
+	// subscribeOnce subscribes to topic with a valid header and
+	// unsubscribes again, which leaves the table as it was, and returns
+	// the subscribe's header, now spent.
+	subscribeOnce := func(topic string) string {
+		t.Helper()
+		h := sign(right, topic)
+		if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", h, subBody(topic)); code != 200 {
+			t.Fatalf("first use of a valid header for %s: %d", topic, code)
+		}
+		unsub := subBody(topic)
+		if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, topic), unsub[:len(unsub)-2]); code != 200 {
+			t.Fatalf("unsubscribe from %s: %d", topic, code)
+		}
+		return h
 	}
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "x"), subBody("x")[:len(subBody("x"))-2]); code != 200 {
-		t.Fatalf("unsubscribe: %d", code)
-	}
+	replayed := subscribeOnce("x")
 	before2, _ := good.CheckSubscriptions(ctx, s.Receive)
 	if before2 != before {
 		t.Fatal("setup changed the subscriptions")
 	}
 	notifyReplayed := signNotify(right, "t")
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 200 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notify("t")); code != 200 {
 		t.Fatalf("first notify: %d", code)
 	}
 	delivered := len(s.Received())
@@ -189,10 +191,10 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 		{"subscribe replayed", "/v1/subscribe/exact", replayed, subBody("x"), 403},
 		{"subscribe with a tampered topic", "/v1/subscribe/exact", sign(right, "y"), subBody("z"), 403},
 		{"subscribe with a token instead", "/v1/subscribe/exact", "Bearer " + secrets.ToBroadcaster.Secret, subBody("y"), 403},
-		{"notify without authorization", "/v1/notify", "", notifyBody("t"), 401},
-		{"notify with the wrong secret", "/v1/notify", signNotify(wrong, "t"), notifyBody("t"), 403},
-		{"notify replayed", "/v1/notify", notifyReplayed, notifyBody("t"), 403},
-		{"notify with a tampered topic", "/v1/notify", signNotify(right, "u"), notifyBody("t"), 403},
+		{"notify without authorization", "/v1/notify", "", notify("t"), 401},
+		{"notify with the wrong secret", "/v1/notify", signNotify(wrong, "t"), notify("t"), 403},
+		{"notify replayed", "/v1/notify", notifyReplayed, notify("t"), 403},
+		{"notify with a tampered topic", "/v1/notify", signNotify(right, "u"), notify("t"), 403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -210,20 +212,14 @@ func TestAuthRefusalsChangeNothing(t *testing.T) {
 
 	// A subscribe replayed after a restart is still refused: the code is
 	// in the Raft log, not in memory.
-	fresh := sign(right, "after-restart")
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 200 {
-		t.Fatalf("subscribe: %d", code)
-	}
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/unsubscribe/exact", sign(right, "after-restart"), subBody("after-restart")[:len(subBody("after-restart"))-2]); code != 200 {
-		t.Fatalf("unsubscribe: %d", code)
-	}
+	fresh := subscribeOnce("after-restart")
 	node.Restart()
 	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/subscribe/exact", fresh, subBody("after-restart")); code != 403 {
 		t.Fatalf("subscribe replayed after a restart: %d, want 403", code)
 	}
 	// And a notify replayed after a clean restart: the node-local store is
 	// durable.
-	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notifyBody("t")); code != 403 {
+	if code, _ := lonelypsdtest.Post(t, node.HTTP+"/v1/notify", notifyReplayed, notify("t")); code != 403 {
 		t.Fatalf("notify replayed after a restart: %d, want 403", code)
 	}
 	if after, _ := good.CheckSubscriptions(ctx, s.Receive); after != before {
@@ -253,3 +249,49 @@ func TestMissingOrMalformedSecretsStopStartUp(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// TestSetupTakesTheReferenceSpellings: the flags of `lonelypss --setup`
+// work on `lonelypsd setup` and mean the same as ours.
+func TestSetupTakesTheReferenceSpellings(t *testing.T) {
+	secret := strings.Repeat("A", 86) // 64 bytes, url-safe base64 as lonelypss draws them
+	cases := []struct {
+		name         string
+		args         []string
+		wantCode     int
+		wantB, wantS string // types written
+		wantSecret   string // the to-broadcaster secret, when given
+	}{
+		{"reference hmac both ways", []string{"--setup", "--to-broadcasters-auth", "hmac", "--to-subscribers-auth", "hmac"}, 0, "hmac", "hmac", ""},
+		{"reference token and none, sqlite", []string{"--setup", "--db", "sqlite", "--to-broadcasters-auth", "token", "--to-subscribers-auth", "none"}, 0, "token", "none", ""},
+		{"reference secret", []string{"--to-broadcasters-auth", "hmac", "--to-broadcasters-secret", secret, "--db", "rqlite"}, 0, "hmac", "hmac", secret},
+		{"our spelling still works", []string{"--to-broadcaster-auth", "none", "--to-subscriber-auth", "token"}, 0, "none", "token", ""},
+		{"both spellings of one flag", []string{"--to-broadcaster-auth", "hmac", "--to-broadcasters-auth", "none"}, 2, "", "", ""},
+		{"unknown db", []string{"--setup", "--db", "postgres"}, 2, "", "", ""},
+		{"bad auth type", []string{"--to-subscribers-auth", "basic"}, 1, "", "", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var out, errOut bytes.Buffer
+			code := run(t.Context(), append([]string{"setup", "--dir", dir}, tc.args...), &out, &errOut)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d: %s", code, tc.wantCode, errOut.String())
+			}
+			if code != 0 {
+				return
+			}
+			for _, name := range []string{"broadcaster-secrets.json", "subscriber-secrets.json"} {
+				s, err := auth.LoadSecrets(filepath.Join(dir, name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.ToBroadcaster.Type != tc.wantB || s.ToSubscriber.Type != tc.wantS {
+					t.Fatalf("%s: types %s/%s, want %s/%s", name, s.ToBroadcaster.Type, s.ToSubscriber.Type, tc.wantB, tc.wantS)
+				}
+				if tc.wantSecret != "" && s.ToBroadcaster.Secret != tc.wantSecret {
+					t.Fatalf("%s: the given secret was not used", name)
+				}
+			}
+		})
+	}
+}

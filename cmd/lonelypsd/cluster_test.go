@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,11 +32,7 @@ type testCluster struct {
 
 func startCluster(t *testing.T, n int, extra ...string) *testCluster {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command(binPath, "setup", "--dir", dir, "--to-broadcaster-auth", "none", "--to-subscriber-auth", "none").CombinedOutput()
-	if err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
+	dir := setupDir(t, "none", "none")
 	secretsPath := filepath.Join(dir, "broadcaster-secrets.json")
 	s, err := auth.LoadSecrets(secretsPath)
 	if err != nil || s.Cluster == "" {
@@ -128,18 +122,7 @@ func (c *testCluster) followers() []*lonelypsdtest.Proc {
 // topics lists, from node p's replica, the exact topics of url.
 func (c *testCluster) topics(p *lonelypsdtest.Proc, url string) []string {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	subs, err := cluster.NewClient(c.secret).Subscriptions(ctx, p.Addr(), url)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var out []string
-	for _, s := range subs {
-		out = append(out, s.Key)
-	}
-	sort.Strings(out)
-	return out
+	return tableKeys(c.t, c.secret, p, url)
 }
 
 func TestClusterForwardsWritesAndDeliversFromAnyNode(t *testing.T) {
@@ -250,20 +233,11 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 	killed := time.Now()
 	leader.Kill()
 	// Writes resume at a new leader, within a bounded time.
-	var failover time.Duration
 	survivor := c.nodes[(li+1)%3]
-	for {
-		err := survivor.Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("probe-%d", time.Now().UnixNano())), "")
-		if err == nil {
-			failover = time.Since(killed)
-			break
-		}
-		if time.Since(killed) > 10*time.Second {
-			t.Fatalf("no successful write 10s after the leader died: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Logf("leader killed to first successful write: %s", failover)
+	lonelypsdtest.WaitFor(t, "a successful write after the leader died", 10*time.Second, func() bool {
+		return survivor.Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("probe-%d", time.Now().UnixNano())), "") == nil
+	})
+	t.Logf("leader killed to first successful write: %s", time.Since(killed))
 	before := ackedCount()
 	lonelypsdtest.WaitFor(t, "subscribes acknowledged by the new leader", 20*time.Second, func() bool { return ackedCount() >= before+20 })
 	close(stopAt)
@@ -354,9 +328,7 @@ func TestClusterMinorityServesNotifiesAndRefusesWrites(t *testing.T) {
 		t.Fatalf("notify in the minority: %d, %v\n%s", n, err, lone.Logs())
 	}
 	start := time.Now()
-	err := lone.Client().SubscribeExact(ctx, s.Receive, []byte("minority"), "")
-	var se *client.StatusError
-	if !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable {
+	if err := lone.Client().SubscribeExact(ctx, s.Receive, []byte("minority"), ""); statusOf(err) != http.StatusServiceUnavailable {
 		t.Fatalf("write in the minority: %v, want 503", err)
 	}
 	if d := time.Since(start); d > 6*time.Second {
@@ -376,18 +348,9 @@ func TestClusterMinorityServesNotifiesAndRefusesWrites(t *testing.T) {
 	for _, p := range c.nodes {
 		lonelypsdtest.WaitFor(t, "convergence", 5*time.Second, func() bool {
 			ts := c.topics(p, s.Receive)
-			return contains(ts, "t") && contains(ts, "healed")
+			return slices.Contains(ts, "t") && slices.Contains(ts, "healed")
 		})
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // TestClusterCompactsLogAndCatchesUpFromSnapshot: under a steady stream of
@@ -453,9 +416,8 @@ func TestClusterRemoveMember(t *testing.T) {
 		}
 	}
 	gone.Stop()
-	out, err := exec.Command(binPath, "cluster", "remove", st.ID, "--addr", c.followers()[0].Addr(), "--secrets", c.secrets).CombinedOutput()
-	if err != nil {
-		t.Fatalf("cluster remove: %v\n%s", err, out)
+	if out, errs, code := cli(t, "cluster", "remove", st.ID, "--addr", c.followers()[0].Addr(), "--secrets", c.secrets); code != 0 {
+		t.Fatalf("cluster remove: exit %d\n%s%s", code, out, errs)
 	}
 	var live *lonelypsdtest.Proc
 	for _, p := range c.nodes {
@@ -474,18 +436,17 @@ func TestClusterRemoveMember(t *testing.T) {
 		t.Fatal("another node's subscription was removed")
 	}
 	// Without the cluster secret the request is refused.
-	out, err = exec.Command(binPath, "cluster", "remove", "n1", "--addr", live.Addr()).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "403") {
-		t.Fatalf("unsigned remove: %v\n%s", err, out)
+	if out, errs, code := cli(t, "cluster", "remove", "n1", "--addr", live.Addr()); code == 0 || !strings.Contains(out+errs, "403") {
+		t.Fatalf("unsigned remove: exit %d\n%s%s", code, out, errs)
 	}
 	// Writes still work with two of three.
 	if err := live.Client().SubscribeExact(ctx, other, []byte("after"), ""); err != nil {
 		t.Fatal(err)
 	}
 	// The status command prints the leader and both members.
-	out, err = exec.Command(binPath, "cluster", "status", "--addr", live.Addr()).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "leader: n") || strings.Contains(string(out), st.ID+" ") {
-		t.Fatalf("cluster status: %v\n%s", err, out)
+	out, errs, code := cli(t, "cluster", "status", "--addr", live.Addr())
+	if code != 0 || !strings.Contains(out, "leader: n") || strings.Contains(out+errs, st.ID+" ") {
+		t.Fatalf("cluster status: exit %d\n%s%s", code, out, errs)
 	}
 }
 
@@ -506,9 +467,9 @@ func TestAdvertisedAddressesSeparateFromBind(t *testing.T) {
 		return err == nil && len(st.Members) == 1 && st.Members[0] == want
 	})
 	// Without an advertised address a wildcard bind is refused with a reason.
-	out, err := exec.Command(binPath, "serve", "--node-id", "a2", "--bootstrap", "--http-addr", fmt.Sprintf("0.0.0.0:%d", lonelypsdtest.FreePort(t)),
-		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t)), "--data-dir", t.TempDir()).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "wildcard") {
-		t.Fatalf("wildcard without --advertise-http: %v\n%s", err, out)
+	out, errs, code := cli(t, "serve", "--node-id", "a2", "--bootstrap", "--http-addr", fmt.Sprintf("0.0.0.0:%d", lonelypsdtest.FreePort(t)),
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", lonelypsdtest.FreePort(t)), "--data-dir", t.TempDir())
+	if code == 0 || !strings.Contains(out+errs, "wildcard") {
+		t.Fatalf("wildcard without --advertise-http: exit %d\n%s%s", code, out, errs)
 	}
 }

@@ -25,10 +25,7 @@ generated in --data-dir.
 
 // runCluster holds the operator commands of membership.
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return subcommand("cluster", clusterUsage, args, stdout, stderr, map[string]func([]string) int{
-		"status": func(a []string) int { return clusterStatus(ctx, a, stdout, stderr) },
-		"remove": func(a []string) int { return clusterRemove(ctx, a, stdout, stderr) },
-	})
+	return subcommand(ctx, clusterUsage, args, stdout, stderr, map[string]command{"status": clusterStatus, "remove": clusterRemove})
 }
 
 func clusterStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -163,3 +163,50 @@ func subscribeMany(t *testing.T, ctx context.Context, c *client.Client, n int, u
 		t.Fatal(err)
 	}
 }
+
+// TestMisbehavingSubscribers: one that never answers, one that answers
+// garbage, one that closes the connection. Each is a failed delivery;
+// the healthy subscriber is counted and the node stays up.
+func TestMisbehavingSubscribers(t *testing.T) {
+	node, ctx, c := startNodeClient(t, t.TempDir(), "--delivery-timeout", "500ms")
+	good := lonelypsdtest.StartSubscriber(t, client.NewSubscriber())
+
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	handlers := map[string]http.HandlerFunc{
+		"silent":  func(w http.ResponseWriter, r *http.Request) { <-hang },
+		"garbage": func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("\x00\x08\xff")) },
+		"hangup": func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		},
+		"html": func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "<html>oops</html>", http.StatusBadGateway)
+		},
+	}
+	for name, h := range handlers {
+		if err := c.SubscribeExact(ctx, lonelypsdtest.Serve(t, h)+"/"+name, []byte("t"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A subscriber on a port where nobody listens.
+	if err := c.SubscribeExact(ctx, "http://127.0.0.1:1/v1/receive", []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SubscribeExact(ctx, good.Receive, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n, err := c.Notify(ctx, []byte("t"), []byte("m"))
+	if err != nil || n != 1 {
+		t.Fatalf("notify: %d, %v; want 1", n, err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("notify took %s: the silent subscriber was not cut off", d)
+	}
+	if code, _ := lonelypsdtest.Get(t, node.HTTP+"/healthz"); code != http.StatusOK {
+		t.Fatalf("node unhealthy after bad subscribers: %d", code)
+	}
+}

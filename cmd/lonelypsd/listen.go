@@ -26,6 +26,7 @@ import (
 
 // listenFlags configure the listen command.
 type listenFlags struct {
+	clientFlags
 	listen    string
 	websocket bool
 	out       string
@@ -40,10 +41,8 @@ type listenFlags struct {
 // it holds a websocket instead, reconnecting as needed. It prints what
 // arrives until stopped, then unsubscribes.
 func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cf clientFlags
 	var lf listenFlags
-	fs, code, ok := parseTool("listen", "listen [--topic T]... [--glob G]... [--websocket | --listen HOST:PORT] [--out DIR] [flags]", args, stderr, func(fs *flag.FlagSet) {
-		cf.register(fs)
+	fs, code, ok := parseTool("listen", "listen [--topic T]... [--glob G]... [--websocket | --listen HOST:PORT] [--out DIR] [flags]", args, stderr, &lf.clientFlags, func(fs *flag.FlagSet) {
 		fs.StringVar(&lf.listen, "listen", "127.0.0.1:0", "HOST:PORT this subscriber listens on (the broadcaster must reach it; not with --websocket)")
 		fs.BoolVar(&lf.websocket, "websocket", false, "receive over a websocket to the broadcaster (reconnecting), instead of listening for its HTTP requests")
 		fs.StringVar(&lf.out, "out", "", "save each message to a file in this folder (named by arrival number and topic)")
@@ -63,7 +62,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "lonelypsd listen:", err)
 		return 1
 	}
-	c, err := cf.client()
+	c, err := lf.client()
 	if err != nil {
 		return fail(err)
 	}

@@ -98,6 +98,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// newFlagSet is the flag set of `lonelypsd name`: refused flags and the
+// usage (usage, then each flag with its default) go to stderr.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("lonelypsd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; stop reports that the command ends at once with
+// code: 0 after --help, 2 for a refused flag (the flag package has printed
+// the usage or the error).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, stop bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0, true
+	case err != nil:
+		return 2, true
+	}
+	return 0, false
+}
+
 // flagAliases pairs each deprecated flag name with the one it stands for,
 // both ways.
 var flagAliases = map[string]string{
@@ -294,23 +320,15 @@ func runNode(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 // result means stop with the exit code (0 after --help).
 func parseNodeFlags(cmd string, args []string, stderr io.Writer) (*nodeFlags, int) {
 	dev := cmd == "dev"
-	fs := flag.NewFlagSet("lonelypsd "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	usage := "Usage: lonelypsd serve --node-id ID --http-addr HOST:PORT --raft-addr HOST:PORT --data-dir DIR [--bootstrap] [flags]\n\nFlags:\n"
+	if dev {
+		usage = "Usage: lonelypsd dev [flags]\n\nA single-node broadcaster: bootstraps itself, keeps its data in ./lonelypsd-data, auth none unless --secrets.\n\nFlags:\n"
+	}
+	fs := newFlagSet(cmd, usage, stderr)
 	var f nodeFlags
 	f.register(fs, dev)
-	fs.Usage = func() {
-		if dev {
-			fmt.Fprintln(fs.Output(), "Usage: lonelypsd dev [flags]\n\nA single-node broadcaster: bootstraps itself, keeps its data in ./lonelypsd-data, auth none unless --secrets.\n\nFlags:")
-		} else {
-			fmt.Fprintln(fs.Output(), "Usage: lonelypsd serve --node-id ID --http-addr HOST:PORT --raft-addr HOST:PORT --data-dir DIR [--bootstrap] [flags]\n\nFlags:")
-		}
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0
-		}
-		return nil, 2
+	if code, stop := parseFlags(fs, args); stop {
+		return nil, code
 	}
 	fail := func(format string, a ...any) (*nodeFlags, int) {
 		fmt.Fprintf(stderr, "lonelypsd %s: %s\n", cmd, fmt.Sprintf(format, a...))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,23 +15,15 @@ import (
 // (both directions plus the cluster secret) and the subscribers' (both
 // directions only, in the format the Python client reads).
 func runSetup(args []string, stdout, stderr io.Writer) int {
-	fset := flag.NewFlagSet("lonelypsd setup", flag.ContinueOnError)
-	fset.SetOutput(stderr)
+	fset := newFlagSet("setup", "Usage: lonelypsd setup [flags]\n\nWrites broadcaster-secrets.json (for lonelypsd --secrets) and subscriber-secrets.json\n(for subscribers, e.g. the Python lonelypsc client). Refuses to overwrite either.\n\nFlags:\n", stderr)
 	toB := fset.String("to-broadcaster-auth", "hmac", "how subscribers authorise to the broadcaster: hmac, token or none")
 	toS := fset.String("to-subscriber-auth", "hmac", "how the broadcaster authorises to subscribers: hmac, token or none")
 	toBSecret := fset.String("to-broadcaster-secret", "", "use this secret instead of a random one")
 	toSSecret := fset.String("to-subscriber-secret", "", "use this secret instead of a random one")
 	dir := fset.String("dir", ".", "folder to write broadcaster-secrets.json and subscriber-secrets.json into")
 	registerReferenceSpellings(fset)
-	fset.Usage = func() {
-		fmt.Fprintln(fset.Output(), "Usage: lonelypsd setup [flags]\n\nWrites broadcaster-secrets.json (for lonelypsd --secrets) and subscriber-secrets.json\n(for subscribers, e.g. the Python lonelypsc client). Refuses to overwrite either.\n\nFlags:")
-		fset.PrintDefaults()
-	}
-	if err := fset.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, stop := parseFlags(fset, args); stop {
+		return code
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "lonelypsd setup: %v\n", err)

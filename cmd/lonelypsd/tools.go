@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha512"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,7 +15,8 @@ import (
 	"github.com/lonelypsd/lonelypsd/api/client"
 )
 
-// clientFlags are shared by the notify and listen commands.
+// clientFlags are the flags every client tool (notify, listen) takes:
+// where the broadcasters are and how to reach them.
 type clientFlags struct {
 	addr    string
 	secrets string
@@ -53,25 +53,20 @@ func (f *clientFlags) client() (*client.Client, error) {
 	return c, nil
 }
 
-func parseTool(name, usage string, args []string, stderr io.Writer, register func(*flag.FlagSet)) (*flag.FlagSet, int, bool) {
-	fs := flag.NewFlagSet("lonelypsd "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// parseTool parses the flags of a client tool: the client flags into cf,
+// and those register adds; ok false means the tool ends at once with code
+// (see parseFlags).
+func parseTool(name, usage string, args []string, stderr io.Writer, cf *clientFlags, register func(*flag.FlagSet)) (fs *flag.FlagSet, code int, ok bool) {
+	fs = newFlagSet(name, "Usage: lonelypsd "+usage+"\n\nFlags:\n", stderr)
+	cf.register(fs)
 	register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: lonelypsd %s\n\nFlags:\n", usage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0, false
-		}
-		return nil, 2, false
-	}
-	return fs, 0, true
+	code, stop := parseFlags(fs, args)
+	return fs, code, !stop
 }
 
 // notifyFlags say where notify's message comes from.
 type notifyFlags struct {
+	clientFlags
 	topic, message, file, spoolDir string
 	timeout                        time.Duration
 }
@@ -79,10 +74,8 @@ type notifyFlags struct {
 // runNotify publishes one message and prints how many subscribers
 // confirmed it.
 func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cf clientFlags
 	var nf notifyFlags
-	fs, code, ok := parseTool("notify", "notify --topic TOPIC [--message TEXT | --file PATH | reads stdin] [flags]", args, stderr, func(fs *flag.FlagSet) {
-		cf.register(fs)
+	fs, code, ok := parseTool("notify", "notify --topic TOPIC [--message TEXT | --file PATH | reads stdin] [flags]", args, stderr, &nf.clientFlags, func(fs *flag.FlagSet) {
 		fs.StringVar(&nf.topic, "topic", "", "topic to publish to (required)")
 		fs.StringVar(&nf.message, "message", "", "the message; without it or --file the message is read from stdin")
 		fs.StringVar(&nf.file, "file", "", "publish this file's content (any size; streamed, sent again on a retry)")
@@ -96,7 +89,7 @@ func runNotify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
-	c, err := cf.client()
+	c, err := nf.client()
 	if err != nil {
 		fmt.Fprintln(stderr, "lonelypsd notify:", err)
 		return 1

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,24 +14,16 @@ import (
 // sample messages, for --ws-preset-dict on the broadcaster and the same
 // file in the clients' compression_dictionary_by_id.
 func runTrainDict(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lonelypsd train-dict", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("train-dict", "Usage: lonelypsd train-dict --out FILE [flags] SAMPLE_FILE...\n\n"+
+		"Builds a zstd dictionary from sample messages (32 bytes up to 16 KiB each are\n"+
+		"what dictionaries help). Then serve with --ws-preset-dict ID:LEVEL:FILE and\n"+
+		"give the clients the same file under the same ID.\n\n", stderr)
 	out := fs.String("out", "", "file to write the dictionary to (required; not overwritten)")
 	size := fs.Int("size", 16384, "largest dictionary size in bytes")
 	level := fs.Int("level", 3, "zstd level the dictionary is tuned for; give the same to --ws-preset-dict")
 	lines := fs.Bool("lines", false, "each line of the files is a sample (default: each file is one)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: lonelypsd train-dict --out FILE [flags] SAMPLE_FILE...\n\n"+
-			"Builds a zstd dictionary from sample messages (32 bytes up to 16 KiB each are\n"+
-			"what dictionaries help). Then serve with --ws-preset-dict ID:LEVEL:FILE and\n"+
-			"give the clients the same file under the same ID.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, stop := parseFlags(fs, args); stop {
+		return code
 	}
 	if *out == "" || fs.NArg() == 0 {
 		fs.Usage()

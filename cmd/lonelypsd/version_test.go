@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -49,11 +48,11 @@ func TestVersionCommand(t *testing.T) {
 // TestStatusReportsVersion: a node's /cluster/status and `cluster status`
 // carry the version the binary prints.
 func TestStatusReportsVersion(t *testing.T) {
-	out, err := exec.Command(binPath, "version").Output()
-	if err != nil {
-		t.Fatal(err)
+	out, errs, code := cli(t, "version")
+	if code != 0 {
+		t.Fatalf("version: exit %d: %s", code, errs)
 	}
-	want := strings.Fields(string(out))[1]
+	want := strings.Fields(out)[1]
 	node := startNode(t, t.TempDir())
 	resp, err := http.Get(node.HTTP + "/cluster/status")
 	if err != nil {
@@ -71,11 +70,10 @@ func TestStatusReportsVersion(t *testing.T) {
 	}
 	// The table reads each member's own status once the member has
 	// recorded its API address, just after start-up.
-	var table []byte
 	lonelypsdtest.WaitFor(t, "cluster status to show the version", 10*time.Second, func() bool {
-		table, err = exec.Command(binPath, "cluster", "status", "--addr", node.Addr()).CombinedOutput()
-		lines := strings.Split(strings.TrimSpace(string(table)), "\n")
-		return err == nil && len(lines) >= 3 && strings.HasSuffix(strings.TrimSpace(lines[1]), "VERSION") &&
+		table, errs, code := cli(t, "cluster", "status", "--addr", node.Addr())
+		lines := strings.Split(strings.TrimSpace(table+errs), "\n")
+		return code == 0 && len(lines) >= 3 && strings.HasSuffix(strings.TrimSpace(lines[1]), "VERSION") &&
 			strings.HasSuffix(strings.TrimSpace(lines[2]), " "+want)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"regexp"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,19 +123,11 @@ func TestWebsocketSubscriberAcrossCluster(t *testing.T) {
 
 	// Closing the socket removes A's rows, seen from C's replica.
 	urls := receiveURLs(t, a, 1)
-	cc := cluster.NewClient(c.secret)
-	rows := func() int {
-		subs, err := cc.Subscriptions(ctx, cn.Addr(), urls[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(subs)
-	}
-	if n := rows(); n != 1 {
-		t.Fatalf("%d exact rows of A's receive URL, want 1", n)
+	if rows := c.topics(cn, urls[0]); len(rows) != 1 {
+		t.Fatalf("exact rows %q of A's receive URL, want 1", rows)
 	}
 	_ = sub.Close()
-	lonelypsdtest.WaitFor(t, "A's rows removed", 10*time.Second, func() bool { return rows() == 0 })
+	lonelypsdtest.WaitFor(t, "A's rows removed", 10*time.Second, func() bool { return len(c.topics(cn, urls[0])) == 0 })
 }
 
 // A node killed with websocket subscriptions leaves rows behind; the next
@@ -152,15 +145,7 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 	if err != nil || secret == "" {
 		t.Fatalf("generated cluster secret: %q, %v", secret, err)
 	}
-	cc := cluster.NewClient(secret)
-	addr := p.Addr()
-	rows := func(url string) int {
-		subs, err := cc.Subscriptions(ctx, addr, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(subs)
-	}
+	rows := func(url string) int { return len(tableKeys(t, secret, p, url)) }
 	if rows(old[0]) != 1 {
 		t.Fatal("no row for the websocket subscription")
 	}
@@ -181,4 +166,50 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 	p.Stop()
 	p.Start()
 	lonelypsdtest.WaitFor(t, "rows of the stopped process gone", 10*time.Second, func() bool { return rows(cur) == 0 })
+}
+
+// TestWebsocketSubscriberSeesMissed: a websocket subscriber's node is
+// frozen while another node publishes to it; the delivery times out, and
+// once the node runs again the publisher's MISSED reaches the subscriber
+// as an EventMissed.
+func TestWebsocketSubscriberSeesMissed(t *testing.T) {
+	c := startCluster(t, 3, "--delivery-timeout", "500ms")
+	pubNode, subNode := c.nodes[0], c.nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	s, _ := lonelypsdtest.RunSubscriber(t, ctx, wsclient.SubscriberOptions{URLs: []string{subNode.WebsocketURL()}}, "m")
+	pub := pubNode.Client()
+	if n, err := pub.Notify(ctx, []byte("m"), []byte("delivered")); err != nil || n != 1 {
+		t.Fatalf("notify while the subscriber's node runs: %d, %v", n, err)
+	}
+	if e := lonelypsdtest.NextEvent(t, s, wsclient.EventMessage, 10*time.Second); string(e.Message.Data) != "delivered" {
+		t.Fatalf("received %q", e.Message.Data)
+	}
+
+	if err := subNode.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	n, err := pub.Notify(ctx, []byte("m"), []byte("lost"))
+	_ = subNode.Signal(syscall.SIGCONT)
+	if err != nil || n != 0 {
+		t.Fatalf("notify while the subscriber's node is frozen: %d, %v (want 0 confirmations)", n, err)
+	}
+	// The frozen node may still hand over the message it had read before
+	// the publisher gave up on it; what matters is the MISSED.
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case e := <-s.Events():
+			switch {
+			case e.Kind == wsclient.EventMissed && string(e.Message.Topic) == "m":
+				return
+			case e.Kind == wsclient.EventMessage && string(e.Message.Data) == "lost":
+			case e.Kind == wsclient.EventMessage || e.Kind == wsclient.EventMissed:
+				t.Fatalf("unexpected %s on %q: %q", e.Kind, e.Message.Topic, e.Message.Data)
+			}
+		case <-deadline.C:
+			t.Fatal("no MISSED within 30s")
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,9 +34,8 @@ func writeDict(t *testing.T, dir string) (string, []byte) {
 	if err := os.WriteFile(in, samples.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binPath, "train-dict", "--lines", "--out", path, in).CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("from 3000 samples")) {
-		t.Fatalf("train-dict: %v\n%s", err, out)
+	if out, errs, code := cli(t, "train-dict", "--lines", "--out", path, in); code != 0 || !strings.Contains(out, "from 3000 samples") {
+		t.Fatalf("train-dict: exit %d\n%s%s", code, out, errs)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -64,9 +62,9 @@ func TestTrainDictRefusals(t *testing.T) {
 		{"size out of range", []string{"--size", "10", "--out", filepath.Join(dir, "x.zdict"), samples}, "--size must be"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := exec.Command(binPath, append([]string{"train-dict"}, tc.args...)...).CombinedOutput()
-			if err == nil || !bytes.Contains(out, []byte(tc.want)) {
-				t.Fatalf("got %v, output:\n%s\nwant it to fail saying %q", err, out, tc.want)
+			out, errs, code := cli(t, append([]string{"train-dict"}, tc.args...)...)
+			if code == 0 || !strings.Contains(out+errs, tc.want) {
+				t.Fatalf("exit %d, output:\n%s%s\nwant it to fail saying %q", code, out, errs, tc.want)
 			}
 		})
 	}

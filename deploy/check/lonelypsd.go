@@ -206,17 +206,20 @@ func (c *checker) parseNodeFlags(o object, where string, n *node, args []string,
 	}
 }
 
-// splitHostPort is net.SplitHostPort with the port checked.
-func splitHostPort(s string) (string, int32, error) {
-	h, p, err := net.SplitHostPort(s)
+// hostPort splits v, a HOST:PORT with a fixed port; one that does not
+// split is an error of what (the flag or --join entry that gave v), and ok
+// is false.
+func (c *checker) hostPort(o object, where, what, v string) (host string, port int32, ok bool) {
+	h, p, err := net.SplitHostPort(v)
 	if err != nil {
-		return "", 0, err
+		c.errf(o, "%s: %s: %v", where, what, err)
+		return "", 0, false
 	}
-	port, ok := atoiPort(p)
-	if !ok {
-		return "", 0, fmt.Errorf("%q needs a fixed port", s)
+	if port, ok = atoiPort(p); !ok {
+		c.errf(o, "%s: %s: %q needs a fixed port", where, what, v)
+		return "", 0, false
 	}
-	return h, port, nil
+	return h, port, true
 }
 
 // checkNode checks one lonelypsd container's effective flags against its
@@ -266,9 +269,8 @@ func (c *checker) checkListen(o object, where string, n *node, ports map[int32]s
 		if !ok {
 			continue
 		}
-		_, port, err := splitHostPort(v)
-		if err != nil {
-			c.errf(o, "%s: --%s: %v", where, f, err)
+		_, port, ok := c.hostPort(o, where, "--"+f, v)
+		if !ok {
 			continue
 		}
 		listen[f] = port
@@ -297,9 +299,8 @@ func (c *checker) checkAdvertise(o object, where string, n *node, listen map[str
 		if !ok {
 			continue
 		}
-		host, port, err := splitHostPort(adv)
-		if err != nil {
-			c.errf(o, "%s: %s: %v", where, from, err)
+		host, port, ok := c.hostPort(o, where, from, adv)
+		if !ok {
 			continue
 		}
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
@@ -507,9 +508,8 @@ func (c *checker) checkPodDNSName(o object, where, from, host string, n *node) {
 }
 
 func (c *checker) checkJoin(o object, where, j string, n *node, httpPort int32) {
-	host, port, err := splitHostPort(j)
-	if err != nil {
-		c.errf(o, "%s: --join entry %s: %v", where, j, err)
+	host, port, ok := c.hostPort(o, where, "--join entry "+j, j)
+	if !ok {
 		return
 	}
 	if httpPort != 0 && port != httpPort {

@@ -16,29 +16,27 @@ import (
 // Get fetches url and returns the status and the answer's body.
 func Get(t testing.TB, url string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return do(t, req)
+	return Request(t, http.MethodGet, url, "", nil)
 }
 
 // Post sends body to url with the Authorization header authz (none when
 // empty) and returns the status and the answer's body.
 func Post(t testing.TB, url, authz string, body []byte) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	return Request(t, http.MethodPost, url, authz, body)
+}
+
+// Request sends body to url with method and the Authorization header
+// authz (none when empty) and returns the status and the answer's body.
+func Request(t testing.TB, method, url, authz string, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if authz != "" {
 		req.Header.Set("Authorization", authz)
 	}
-	return do(t, req)
-}
-
-func do(t testing.TB, req *http.Request) (int, string) {
-	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +47,20 @@ func do(t testing.TB, req *http.Request) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// Serve serves h on a free loopback port until the test ends and returns
+// its base URL, http://127.0.0.1:PORT.
+func Serve(t testing.TB, h http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + l.Addr().String()
 }
 
 // SendLarge posts to path at addr a JSON request with the headers h and a

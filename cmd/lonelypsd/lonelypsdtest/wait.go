@@ -3,8 +3,6 @@ package lonelypsdtest
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -123,14 +121,7 @@ type Subscriber struct {
 // StartSubscriber serves sub on a free loopback port.
 func StartSubscriber(t testing.TB, sub *client.Subscriber) *Subscriber {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + l.Addr().String()
-	srv := &http.Server{Handler: sub, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	base := Serve(t, sub)
 	return &Subscriber{Subscriber: sub, Receive: base + "/v1/receive", Recover: base + "/v1/recover"}
 }
 
