@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -90,16 +89,6 @@ func (c *countedConn) CloseWrite() error {
 		return cw.CloseWrite()
 	}
 	return nil
-}
-
-// SyscallConn gives the websocket poller the socket itself, as a bare TCP
-// connection would.
-func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("connection has no raw socket")
-	}
-	return sc.SyscallConn()
 }
 
 func (c *countedConn) Close() error {

@@ -78,7 +78,7 @@ func TestBatchConnWritesABatchWithOneSystemCall(t *testing.T) {
 			b := &batchConn{Conn: cc, timeout: 5 * time.Second, pool: &pool}
 			var want []byte
 			if tc.corked {
-				b.cork(true)
+				b.cork()
 			}
 			for i, n := range tc.sizes {
 				p := bytes.Repeat([]byte{byte('a' + i)}, n)
@@ -88,7 +88,7 @@ func TestBatchConnWritesABatchWithOneSystemCall(t *testing.T) {
 				}
 			}
 			if tc.corked {
-				if _, err := b.uncork(); err != nil {
+				if err := b.uncork(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -207,12 +207,9 @@ func TestRefillAt(t *testing.T) {
 // may be unacknowledged, so writes are batched and refilled.
 func TestFanOutToSeveralConnectionsInOrder(t *testing.T) {
 	const conns, messages = 4, 12
-	for _, tc := range []struct {
-		hmac    bool
-		pollers int
-	}{{false, 0}, {true, 0}, {false, -1}, {true, -1}, {false, 1}} {
-		t.Run(fmt.Sprintf("hmac=%t,pollers=%d", tc.hmac, tc.pollers), func(t *testing.T) {
-			n := startTestNode(t, nodeOptions{hmac: tc.hmac, ws: func(c *Config) { c.Pollers = tc.pollers }})
+	for _, hmac := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hmac=%t", hmac), func(t *testing.T) {
+			n := startTestNode(t, nodeOptions{hmac: hmac})
 			ctx := ctxT(t)
 			var cs []*wsclient.Conn
 			for range conns {
@@ -286,7 +283,7 @@ func TestWriteMessageFramesForTheLibrary(t *testing.T) {
 			bc, _, client := acceptBatched(t)
 			var want [][]byte
 			if corked {
-				bc.cork(true)
+				bc.cork()
 			}
 			for i, n := range sizes {
 				p := bytes.Repeat([]byte{byte('a' + i)}, n)
@@ -296,7 +293,7 @@ func TestWriteMessageFramesForTheLibrary(t *testing.T) {
 				}
 			}
 			if corked {
-				if _, err := bc.uncork(); err != nil {
+				if err := bc.uncork(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -332,7 +329,7 @@ func TestNoMessageAfterTheCloseFrame(t *testing.T) {
 				t.Fatal(err)
 			}
 			if corked {
-				b.cork(true)
+				b.cork()
 			}
 			if err := b.writeMessage([]byte("after")); err != nil {
 				t.Fatal(err)
@@ -341,7 +338,7 @@ func TestNoMessageAfterTheCloseFrame(t *testing.T) {
 				t.Fatal(err)
 			}
 			if corked {
-				if _, err := b.uncork(); err != nil {
+				if err := b.uncork(); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -49,13 +48,6 @@ type batchConn struct {
 	buf      *[]byte // the batch, from pool while corked
 	deadline time.Time
 	closing  bool // a close frame is written: no frame may follow
-	// noWait: the batch is the poller's, whose goroutine serves other
-	// connections too: everything goes into the batch, which leaves with
-	// one attempt that does not wait, and what the socket does not take
-	// stays in rest, written before anything else.
-	noWait bool
-	rest   []byte
-	rc     syscall.RawConn // nil: every write may wait
 
 	// pre is what the HTTP server read past the upgrade request, the
 	// first bytes of the frame reader.
@@ -86,7 +78,7 @@ func (b *batchConn) writeMessage(p []byte) error {
 	if b.closing {
 		return nil
 	}
-	if b.corked && (len(p) < batchDirect || b.noWait) {
+	if b.corked && len(p) < batchDirect {
 		*b.buf = append(append(*b.buf, h...), p...)
 		return nil
 	}
@@ -127,10 +119,9 @@ func (b *batchConn) writeControl(op byte, p []byte) error {
 	return err
 }
 
-// writeLocked writes what an attempt that could not wait left, then p,
-// with a deadline between half the timeout and the timeout from now:
-// moving the deadline costs about as much as a small write, so it moves
-// only once it is closer than half the timeout.
+// writeLocked writes p with a deadline between half the timeout and the
+// timeout from now: moving the deadline costs about as much as a small
+// write, so it moves only once it is closer than half the timeout.
 func (b *batchConn) writeLocked(p []byte) (int, error) {
 	now := time.Now()
 	if b.deadline.Sub(now) < b.timeout/2 {
@@ -139,64 +130,24 @@ func (b *batchConn) writeLocked(p []byte) (int, error) {
 			return 0, fmt.Errorf("set write deadline: %w", err)
 		}
 	}
-	if len(b.rest) > 0 {
-		if _, err := b.Conn.Write(b.rest); err != nil {
-			return 0, err
-		}
-		b.rest = nil
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
 	return b.Conn.Write(p)
 }
 
-// flushLocked writes the batch, if any, after what is left of the last.
+// flushLocked writes the batch, if any.
 func (b *batchConn) flushLocked() error {
-	var p []byte
-	if b.buf != nil {
-		p = *b.buf
-	}
-	if len(p) == 0 && len(b.rest) == 0 {
+	if b.buf == nil || len(*b.buf) == 0 {
 		return nil
 	}
-	_, err := b.writeLocked(p)
-	if b.buf != nil {
-		*b.buf = (*b.buf)[:0]
-	}
+	_, err := b.writeLocked(*b.buf)
+	*b.buf = (*b.buf)[:0]
 	return err
 }
 
-// tryFlushLocked writes the batch with one system call that does not
-// wait; what the socket does not take joins rest. left reports that some
-// is waiting there.
-func (b *batchConn) tryFlushLocked() (left bool, err error) {
-	p := *b.buf
-	*b.buf = (*b.buf)[:0]
-	if len(b.rest) > 0 || b.rc == nil {
-		b.rest = append(b.rest, p...)
-		return len(b.rest) > 0, nil
-	}
-	if len(p) == 0 {
-		return false, nil
-	}
-	n, err := writeNow(b.rc, p)
-	if err != nil {
-		return false, err
-	}
-	if n < len(p) {
-		b.rest = append([]byte(nil), p[n:]...)
-		return true, nil
-	}
-	return false, nil
-}
-
-// cork starts a batch; with wait false, uncork makes one attempt that
-// does not wait.
-func (b *batchConn) cork(wait bool) {
+// cork starts a batch.
+func (b *batchConn) cork() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.corked, b.noWait = true, !wait
+	b.corked = true
 	if b.buf == nil {
 		if p, ok := b.pool.Get().(*[]byte); ok {
 			b.buf = p
@@ -208,25 +159,19 @@ func (b *batchConn) cork(wait bool) {
 }
 
 // uncork writes the batch with one system call and gives its buffer back,
-// so an idle connection holds none. left reports bytes a batch that could
-// not wait left to the writer.
-func (b *batchConn) uncork() (left bool, err error) {
+// so an idle connection holds none.
+func (b *batchConn) uncork() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.corked = false
-	if b.noWait {
-		b.noWait = false
-		left, err = b.tryFlushLocked()
-	} else {
-		err = b.flushLocked()
-	}
+	err := b.flushLocked()
 	if b.buf != nil {
 		if cap(*b.buf) <= 4*batchDirect {
 			b.pool.Put(b.buf)
 		}
 		b.buf = nil
 	}
-	return left, err
+	return err
 }
 
 // batchResponse hands websocket.Accept a batchConn when it hijacks the

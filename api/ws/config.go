@@ -65,12 +65,6 @@ type Config struct {
 	// MaxUnackedParts bounds the RECEIVE_STREAM parts sent but not yet
 	// acknowledged on one connection (the reference's 3).
 	MaxUnackedParts int
-	// Pollers is how many goroutines wait together for the sockets of
-	// connections between acknowledgements (poller_linux.go): 0 means
-	// GOMAXPROCS, a negative number none (each connection's reader waits
-	// for its own socket, as it does where there is no epoll and over
-	// TLS).
-	Pollers int
 
 	// Spool holds message bodies, within the node-wide memory budget it
 	// shares with HTTP notifies. Nil makes one of the hub's own from
@@ -242,9 +236,6 @@ func (c *Config) setDefaults() error {
 	positive(&c.MaxTrainingMemory, DefaultMaxTrainingMemory)
 	if c.MaxConcurrentTraining <= 0 {
 		c.MaxConcurrentTraining = max(1, runtime.GOMAXPROCS(0)/2)
-	}
-	if c.Pollers == 0 {
-		c.Pollers = runtime.GOMAXPROCS(0)
 	}
 	return nil
 }

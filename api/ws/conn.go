@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -98,19 +97,10 @@ type conn struct {
 	// ws made the handshake and is not used since; held so that its
 	// finalizer, which closes the socket, cannot run while the connection
 	// lives.
-	ws  *websocket.Conn
-	bc  *batchConn   // the socket: every frame is written there
-	fr  *frameReader // the reader's, or the poller's while it holds the socket
-	log *slog.Logger
-
-	// The poller that waits for the socket between acknowledgements; nil
-	// when the reader waits itself (no raw socket, or no poller).
-	poll   *poller
-	rc     syscall.RawConn
-	pollMu sync.Mutex // held by the poller while it serves the connection
-	polled bool       // the socket is in the poller's set
-	pollID uint64
-	unpark chan struct{} // the poller gave the socket back
+	ws     *websocket.Conn
+	bc     *batchConn   // the socket: every frame is written there
+	fr     *frameReader // the reader's only
+	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -209,7 +199,6 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		ws:       ws,
 		bc:       bc,
 		fr:       newFrameReader(bc.Conn, bc.pre, wsReadBuffer),
-		unpark:   make(chan struct{}, 1),
 		log:      h.log.With("conn", h.nextID.Add(1), "remote", c.RealIP()),
 		exact:    make(map[string]struct{}),
 		globs:    make(map[string]*reg),
@@ -225,11 +214,6 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 	}
 	bc.pre = nil
 	cn.fr.control = cn.control
-	if p := h.pollerFor(); p != nil {
-		if cn.rc = rawConnOf(bc.Conn); cn.rc != nil {
-			cn.poll, bc.rc = p, cn.rc
-		}
-	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	if !h.addConn(cn) {
 		_ = bc.writeControl(opClose, closePayload(statusGoingAway, "broadcaster shutting down"))

@@ -65,7 +65,7 @@ func (c *conn) process(buf []byte) error {
 	// Acknowledgements, one per delivery, are read in place; the rest,
 	// and acknowledgements in expanded form, take the generic parser.
 	if a, ok := wsproto.ParseAck(buf); ok {
-		return c.ack(a, true)
+		return c.ack(a)
 	}
 	m, err := wsproto.ParseS2B(buf)
 	if err != nil {
@@ -87,9 +87,9 @@ func (c *conn) process(buf []byte) error {
 	case wsproto.NotifyStream:
 		return c.notifyStream(m)
 	case wsproto.ContinueReceive:
-		return c.ack(wsproto.Ack{Identifier: m.Identifier, PartID: m.PartID, Authorization: []byte(m.Authorization), Tracing: m.Tracing}, true)
+		return c.ack(wsproto.Ack{Identifier: m.Identifier, PartID: m.PartID, Authorization: []byte(m.Authorization), Tracing: m.Tracing})
 	case wsproto.ConfirmReceive:
-		return c.ack(wsproto.Ack{Final: true, Identifier: m.Identifier, Authorization: []byte(m.Authorization), Tracing: m.Tracing, NumSubscribers: m.NumSubscribers}, true)
+		return c.ack(wsproto.Ack{Final: true, Identifier: m.Identifier, Authorization: []byte(m.Authorization), Tracing: m.Tracing, NumSubscribers: m.NumSubscribers})
 	}
 	return protocolErr("unexpected message %T", m)
 }
@@ -97,7 +97,7 @@ func (c *conn) process(buf []byte) error {
 // ack takes a CONTINUE_RECEIVE or CONFIRM_RECEIVE: its counter value, its
 // authorization, and the part it acknowledges. a's byte fields may alias
 // the read buffer: nothing here keeps them.
-func (c *conn) ack(a wsproto.Ack, wait bool) error {
+func (c *conn) ack(a wsproto.Ack) error {
 	url := c.nextSubscriberURL()
 	if c.hub.verifies {
 		what, am := "continue receive", auth.Message(auth.StatefulContinueReceive{
@@ -110,7 +110,7 @@ func (c *conn) ack(a wsproto.Ack, wait bool) error {
 			return err
 		}
 	}
-	return c.acked(a.Identifier, a.PartID, a.Final, wait)
+	return c.acked(a.Identifier, a.PartID, a.Final)
 }
 
 // verify checks a message's authorization; a refusal closes the
@@ -361,7 +361,7 @@ func (c *conn) notifyStream(m wsproto.NotifyStream) error {
 // acked checks an acknowledgement against the oldest unacknowledged part:
 // CONTINUE_RECEIVE for a non-final part (same identifier and part id),
 // CONFIRM_RECEIVE for a final one.
-func (c *conn) acked(id []byte, part uint64, final, wait bool) error {
+func (c *conn) acked(id []byte, part uint64, final bool) error {
 	c.amu.Lock()
 	if len(c.acks) == 0 {
 		c.amu.Unlock()
@@ -379,7 +379,7 @@ func (c *conn) acked(id []byte, part uint64, final, wait bool) error {
 	n := len(c.acks)
 	c.amu.Unlock()
 	if n <= refillAt(c.hub.cfg.MaxUnackedParts) {
-		c.sendFreed(n, wait)
+		c.sendFreed(n)
 	}
 	return nil
 }

@@ -31,12 +31,6 @@ func (c *conn) readLoop() error {
 	limit := c.hub.cfg.IncomingMaxMessage
 	closing := false
 	for {
-		if !closing && c.poll != nil && c.fr.r == c.fr.w {
-			var err error
-			if closing, err = c.waitInPoller(); err != nil {
-				return c.readErr(err)
-			}
-		}
 		b, err := c.fr.readMessage(buf, limit)
 		if err != nil {
 			if errors.Is(err, errTooBig) {
@@ -58,22 +52,6 @@ func (c *conn) readLoop() error {
 		}
 		buf = nil // the processor owns b now
 		closing = !c.handOver(b)
-	}
-}
-
-// waitInPoller hands the socket to the poller until it gives it back or
-// the connection starts closing (then reading goes on here, to see the
-// peer's close frame).
-func (c *conn) waitInPoller() (closing bool, err error) {
-	if err := c.poll.park(c); err != nil {
-		return false, err
-	}
-	select {
-	case <-c.unpark:
-		return false, nil
-	case <-c.stop:
-		c.poll.release(c)
-		return true, nil
 	}
 }
 

@@ -133,12 +133,10 @@ func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
 // writer for them meanwhile), so that what queued up leaves together, up
 // to MaxUnackedParts of it with one system call: Nagle's algorithm at the
 // protocol's level. The caller then writes them itself when the writer is
-// not busy, which spares a switch to the writer per delivery; a caller
-// that may not wait (the poller, serving other connections too) leaves
-// what the socket does not take at once to the writer. The parts of a
-// long message are the writer's, woken from refillAt on to keep the
+// not busy, which spares a switch to the writer per delivery. The parts of
+// a long message are the writer's, woken from refillAt on to keep the
 // peer's pipe full.
-func (c *conn) sendFreed(unacked int, wait bool) {
+func (c *conn) sendFreed(unacked int) {
 	if c.wmu.TryLock() {
 		if !c.hasWork() {
 			c.wmu.Unlock()
@@ -155,7 +153,7 @@ func (c *conn) sendFreed(unacked int, wait bool) {
 			c.wmu.Unlock()
 			return
 		}
-		more, err := c.writeBatch(nil, wait)
+		more, err := c.writeBatch(nil)
 		c.wmu.Unlock()
 		if err != nil {
 			c.fail(err)
@@ -240,7 +238,7 @@ func (c *conn) writeLoop() error {
 		for more := true; more; {
 			var err error
 			c.wmu.Lock()
-			more, err = c.writeBatch(first, true)
+			more, err = c.writeBatch(first)
 			c.wmu.Unlock()
 			if err != nil {
 				return err
@@ -259,16 +257,13 @@ const maxBatch = 64
 
 // writeBatch writes first (a reply, or nil) and then whatever may be sent
 // now, up to maxBatch messages, with one system call; more reports that
-// the limit cut it short, or (when it may not wait) that the socket did
-// not take it all. c.wmu is held.
-func (c *conn) writeBatch(first []byte, wait bool) (more bool, err error) {
-	c.bc.cork(wait)
+// the limit cut it short. c.wmu is held.
+func (c *conn) writeBatch(first []byte) (more bool, err error) {
+	c.bc.cork()
 	defer func() {
-		left, uerr := c.bc.uncork()
-		if err == nil && uerr != nil {
+		if uerr := c.bc.uncork(); err == nil && uerr != nil {
 			err = closeErr(statusTryAgainLater, "write failed", uerr)
 		}
-		more = more || left
 	}()
 	if first != nil {
 		if err := c.write(first); err != nil {

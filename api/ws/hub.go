@@ -75,9 +75,6 @@ type Hub struct {
 	bodies    *msgspool.Spool // message bodies, shared with the rest of the node
 	nconns    atomic.Int64
 	nextID    atomic.Uint64
-	// pollers wait for idle connections' sockets (poller_linux.go); none
-	// where the system has no epoll or the configuration says so.
-	pollers []*poller
 
 	ctx    context.Context // ends at Shutdown: stops reconcilers and clean-up
 	cancel context.CancelFunc
@@ -152,25 +149,8 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 	if h.plain, h.presets, err = newCompressors(&cfg); err != nil {
 		return nil, err
 	}
-	for range cfg.Pollers {
-		p, err := newPoller()
-		if err != nil {
-			h.log.Info("websocket readers wait on their own", "err", err)
-			break
-		}
-		h.pollers = append(h.pollers, p)
-	}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h, nil
-}
-
-// pollerFor picks the poller of a new connection, in turn; nil when there
-// is none.
-func (h *Hub) pollerFor() *poller {
-	if len(h.pollers) == 0 {
-		return nil
-	}
-	return h.pollers[h.nextID.Load()%uint64(len(h.pollers))]
 }
 
 // isNone reports whether s is auth.None (compared by type: a scheme's
@@ -598,9 +578,6 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	h.cancel()
 	h.wg.Wait()
-	for _, p := range h.pollers {
-		p.close()
-	}
 	// Bounded on its own: without a quorum the rows cannot go, and the
 	// next process of this node removes them anyway (Start).
 	sweepCtx, cancel := context.WithTimeout(ctx, shutdownSweepTimeout)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
-
-	"github.com/lonelypsd/lonelypsd/api/wsproto"
 )
 
 // The subscriber's frames (RFC 6455 section 5), read here rather than
@@ -253,38 +251,4 @@ func unmask(b []byte, key [4]byte) {
 	for i := range b {
 		b[i] ^= key[i&3]
 	}
-}
-
-// nextAck takes the frame at the front of the buffer when it is a whole
-// one-frame CONFIRM_RECEIVE or CONTINUE_RECEIVE in the minimal form,
-// unmasked into scratch (which the result points into); false, taking
-// nothing, for anything else, which readMessage then reads.
-func (f *frameReader) nextAck(scratch []byte) (wsproto.Ack, bool) {
-	b := f.buf[f.r:f.w]
-	if len(b) < 2 || b[0] != finBit|opBinary || b[1]&maskBit == 0 {
-		return wsproto.Ack{}, false
-	}
-	n, hl := int(b[1]&0x7f), 6
-	if n == 126 {
-		if len(b) < 4 {
-			return wsproto.Ack{}, false
-		}
-		n, hl = int(binary.BigEndian.Uint16(b[2:])), 8
-	} else if n == 127 {
-		return wsproto.Ack{}, false
-	}
-	if len(b) < hl+n || n > len(scratch) {
-		return wsproto.Ack{}, false
-	}
-	p := scratch[:n]
-	copy(p, b[hl:hl+n])
-	unmask(p, [4]byte(b[hl-4:hl]))
-	if !isAck(p) {
-		return wsproto.Ack{}, false
-	}
-	a, ok := wsproto.ParseAck(p)
-	if ok {
-		f.r += hl + n
-	}
-	return a, ok
 }
