@@ -438,18 +438,8 @@ func TestMissedNotices(t *testing.T) {
 					t.Fatal(err)
 				}
 				body, _ := wire.AppendMissed(nil, wire.Missed{Topic: []byte(topic)})
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, recovery, bytes.NewReader(body))
-				if a != "" {
-					req.Header.Set("Authorization", a)
-				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				var out bytes.Buffer
-				_, _ = out.ReadFrom(resp.Body)
-				return resp.StatusCode, out.Bytes()
+				status, reply := lonelypsdtest.Post(t, recovery, a, body)
+				return status, []byte(reply)
 			}
 			// The recovery URLs are those of the rows, as the sweeper
 			// would use them.
