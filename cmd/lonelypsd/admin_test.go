@@ -102,9 +102,10 @@ func TestSubsListShowsHealthAndRemoves(t *testing.T) {
 			}
 		})
 	}
-	// Without the secret the operator endpoints refuse.
+	// Without the secret the operator endpoints refuse, and the command
+	// says where it looked for one.
 	_, errs, code := cli(t, "subs", "list", "--addr", n.Addr(), "--data-dir", t.TempDir())
-	if code == 0 || !strings.Contains(errs, "cluster secret") {
+	if code == 0 || !strings.Contains(errs, "403") || !strings.Contains(errs, "no cluster secret was found") {
 		t.Fatalf("without a secret: exit %d, %q", code, errs)
 	}
 }

@@ -23,6 +23,7 @@ import (
 // endpoints (cluster, subs, snapshot).
 type adminFlags struct {
 	addr, secrets, secretFile, dataDir, tlsCA string
+	noSecret                                  bool // client found none: requests go unsigned
 	timeout                                   time.Duration
 }
 
@@ -51,8 +52,19 @@ func (a *adminFlags) client(unsigned bool) (*cluster.Client, error) {
 		if secret, err = clusterSecret(a.secrets, a.secretFile, a.dataDir); err != nil {
 			return nil, fmt.Errorf("%w (give --secrets, --cluster-secret-file or the node's --data-dir)", err)
 		}
+		a.noSecret = secret == ""
 	}
 	return cluster.NewClientHTTP(secret, hc), nil
+}
+
+// explain adds to an error of a command sent unsigned, because no secret
+// was found, where the secret is looked for: the node's refusal alone
+// does not say why the request carried none.
+func (a *adminFlags) explain(err error) error {
+	if err == nil || !a.noSecret {
+		return err
+	}
+	return fmt.Errorf("%w; no cluster secret was found: give --cluster-secret-file, --secrets, or --data-dir of the node that generated one (%s holds none)", err, a.dataDir)
 }
 
 // command runs a subcommand with the arguments after its name and
@@ -109,7 +121,7 @@ func (ac adminCmd) exec(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, a.timeout)
 		defer cancel()
-		err = ac.run(ctx, c, a.addr)
+		err = a.explain(ac.run(ctx, c, a.addr))
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", ac.name, err)
