@@ -400,18 +400,25 @@ func TestSamplesSpillPastTheBudget(t *testing.T) {
 	}
 }
 
+// trainingSubscriber starts a node that trains dictionaries at the two
+// watermarks and subscribes a connection with zstd to topic.
+func trainingSubscriber(t *testing.T, low, high int64, topic string) (*testNode, *wsclient.Conn) {
+	t.Helper()
+	n := startTestNode(t, nodeOptions{ws: func(c *Config) {
+		c.TrainingLowWatermark, c.TrainingHighWatermark = low, high
+	}})
+	sub := n.dial(wsclient.Options{EnableZstd: true})
+	if err := sub.SubscribeExact(ctxT(t), []byte(topic)); err != nil {
+		t.Fatal(err)
+	}
+	return n, sub
+}
+
 // Random samples are not worth a dictionary: the connection is told
 // nothing and keeps compressor 1 only; JSON samples get one.
 func TestNoDictionaryForIncompressibleSamples(t *testing.T) {
-	n := startTestNode(t, nodeOptions{ws: func(c *Config) {
-		c.TrainingLowWatermark = 16 << 10
-		c.TrainingHighWatermark = 64 << 10
-	}})
+	n, sub := trainingSubscriber(t, 16<<10, 64<<10, "r")
 	ctx := ctxT(t)
-	sub := n.dial(wsclient.Options{EnableZstd: true})
-	if err := sub.SubscribeExact(ctx, []byte("r")); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 100 {
 		msg := randomBytes(t, 1024)
 		if got, err := n.client().Notify(ctx, []byte("r"), msg); err != nil || got != 1 {
@@ -445,15 +452,8 @@ func TestNoDictionaryForIncompressibleSamples(t *testing.T) {
 // builder; the connection gets them as a raw-content dictionary instead,
 // and the next such message travels in a few bytes.
 func TestAlikeSamplesGetRawDictionary(t *testing.T) {
-	n := startTestNode(t, nodeOptions{ws: func(c *Config) {
-		c.TrainingLowWatermark = 16 << 10
-		c.TrainingHighWatermark = 1 << 20
-	}})
+	n, sub := trainingSubscriber(t, 16<<10, 1<<20, "z")
 	ctx := ctxT(t)
-	sub := n.dial(wsclient.Options{EnableZstd: true})
-	if err := sub.SubscribeExact(ctx, []byte("z")); err != nil {
-		t.Fatal(err)
-	}
 	zeros := make([]byte, 1024)
 	// The dictionary is built in the background once 16 KiB have passed:
 	// keep sending (a bounded number) until a message arrives with it.
