@@ -173,7 +173,9 @@ func TestWebsocketRowsOfCrashedProcessRemoved(t *testing.T) {
 // once the node runs again the publisher's MISSED reaches the subscriber
 // as an EventMissed.
 func TestWebsocketSubscriberSeesMissed(t *testing.T) {
-	c := startCluster(t, 3, "--delivery-timeout", "500ms")
+	// Long enough for a delivery on a busy machine under -race, short
+	// enough for the frozen node's to fail soon.
+	c := startCluster(t, 3, "--delivery-timeout", "2s")
 	pubNode, subNode := c.nodes[0], c.nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
