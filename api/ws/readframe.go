@@ -236,7 +236,22 @@ func (f *frameReader) readControl(h frameHeader) error {
 	case !utf8.Valid(p[2:]):
 		return protocolErr("close reason not UTF-8")
 	}
-	return &peerClose{code: binary.BigEndian.Uint16(p), reason: string(p[2:])}
+	code := binary.BigEndian.Uint16(p)
+	if !sendableCloseCode(code) {
+		return protocolErr("close code %d may not be sent", code)
+	}
+	return &peerClose{code: code, reason: string(p[2:])}
+}
+
+// sendableCloseCode reports whether a peer may put code in a close frame
+// (RFC 6455 7.4: the defined codes that are not reserved for reporting,
+// and those of libraries and applications).
+func sendableCloseCode(code uint16) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	}
+	return code >= 3000 && code <= 4999
 }
 
 // unmask applies a frame's masking key to its payload, eight bytes at a
