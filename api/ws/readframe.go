@@ -95,27 +95,26 @@ func (f *frameReader) fill(n int) error {
 }
 
 // readFull reads len(p) bytes: from the buffer first, then, for payloads
-// longer than what it holds, from the socket directly.
+// longer than what it holds, from the socket directly. The stream ending
+// first is io.ErrUnexpectedEOF: p is part of a frame.
 func (f *frameReader) readFull(p []byte) error {
 	n := copy(p, f.buf[f.r:f.w])
 	f.r += n
 	if n == len(p) {
 		return nil
 	}
+	var err error
 	if len(p)-n < len(f.buf) {
-		if err := f.fill(len(p) - n); err != nil {
-			return err
+		if err = f.fill(len(p) - n); err == nil {
+			f.r += copy(p[n:], f.buf[f.r:f.w])
 		}
-		f.r += copy(p[n:], f.buf[f.r:f.w])
-		return nil
+	} else {
+		_, err = io.ReadFull(f.src, p[n:])
 	}
-	if _, err := io.ReadFull(f.src, p[n:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return io.ErrUnexpectedEOF
-		}
-		return err
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
 	}
-	return nil
+	return err
 }
 
 // frameHeader is what a frame's header says.

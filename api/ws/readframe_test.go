@@ -136,6 +136,8 @@ func TestFrameReaderReadsMessages(t *testing.T) {
 			want: want{errText: "UTF-8"}},
 		{name: "cut inside a header", in: frames(bin(mid))[:3], want: want{errIs: io.ErrUnexpectedEOF}},
 		{name: "cut inside a payload", in: frames(bin(long))[:5000], want: want{errIs: io.ErrUnexpectedEOF}},
+		{name: "cut inside a short payload, at the end of what was read", in: frames(bin([]byte("0123456789")))[:10],
+			pre: 10, want: want{errIs: io.ErrUnexpectedEOF}},
 		{name: "end between messages", in: nil, want: want{errIs: io.EOF}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
