@@ -48,10 +48,6 @@ type batchConn struct {
 	buf      *[]byte // the batch, from pool while corked
 	deadline time.Time
 	closing  bool // a close frame is written: no frame may follow
-
-	// pre is what the HTTP server read past the upgrade request, the
-	// first bytes of the frame reader.
-	pre []byte
 }
 
 // appendFrameHeader appends the header of a final, unmasked (RFC 6455
@@ -180,6 +176,9 @@ func (b *batchConn) uncork() error {
 type batchResponse struct {
 	http.ResponseWriter
 	conn *batchConn
+	// pre is what the HTTP server read past the upgrade request, the
+	// first bytes of the frame reader.
+	pre []byte
 }
 
 func (w *batchResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -194,7 +193,7 @@ func (w *batchResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.conn.Conn = nc
 	if n := brw.Reader.Buffered(); n > 0 {
 		pre, _ := brw.Reader.Peek(n)
-		w.conn.pre = append([]byte(nil), pre...)
+		w.pre = append([]byte(nil), pre...)
 	}
 	// The library reads and writes nothing after the handshake: tiny
 	// buffers, so the server's 4 KiB ones are freed.

@@ -184,7 +184,8 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		}
 	}()
 	bc := &batchConn{timeout: h.cfg.WriteTimeout, pool: &h.batches}
-	ws, err := websocket.Accept(&batchResponse{ResponseWriter: c.Response(), conn: bc}, c.Request(), &websocket.AcceptOptions{
+	br := &batchResponse{ResponseWriter: c.Response(), conn: bc}
+	ws, err := websocket.Accept(br, c.Request(), &websocket.AcceptOptions{
 		// The protocol compresses with zstd itself; permessage-deflate on
 		// top would cost CPU for nothing.
 		CompressionMode: websocket.CompressionDisabled,
@@ -198,7 +199,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		hub:      h,
 		ws:       ws,
 		bc:       bc,
-		fr:       newFrameReader(bc.Conn, bc.pre, wsReadBuffer),
+		fr:       newFrameReader(bc.Conn, br.pre, wsReadBuffer),
 		log:      h.log.With("conn", h.nextID.Add(1), "remote", c.RealIP()),
 		exact:    make(map[string]struct{}),
 		globs:    make(map[string]*reg),
@@ -212,7 +213,6 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		closed:   make(chan struct{}),
 		decoders: make(map[uint64]*compressor),
 	}
-	bc.pre = nil
 	cn.fr.control = cn.control
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	if !h.addConn(cn) {

@@ -86,9 +86,10 @@ func (c *conn) control(op byte, p []byte) error {
 		}
 		return nil
 	}
+	// Only this goroutine stores pongSeq.
 	if len(p) == 8 {
-		seq := binary.BigEndian.Uint64(p)
-		for cur := c.pongSeq.Load(); seq > cur && !c.pongSeq.CompareAndSwap(cur, seq); cur = c.pongSeq.Load() {
+		if seq := binary.BigEndian.Uint64(p); seq > c.pongSeq.Load() {
+			c.pongSeq.Store(seq)
 		}
 		select {
 		case c.pongWake <- struct{}{}:
