@@ -26,6 +26,9 @@ type decoder struct {
 	// entries counts the list entries claimed so far, maxEntries bounds
 	// them (set_subscriptions).
 	entries, maxEntries uint64
+	// zeros is what fixed-width reads get once the body has failed (64
+	// bytes: the widest, an etag's).
+	zeros [64]byte
 }
 
 func (d *decoder) fail(err error) {
@@ -60,7 +63,7 @@ func (d *decoder) fixed(n int, name string) []byte {
 			d.what, d.field(name), n, d.off, len(d.b), ErrTruncated))
 	}
 	if d.err != nil {
-		return make([]byte, n)
+		return d.zeros[:n:n]
 	}
 	return d.take(n)
 }
