@@ -301,27 +301,40 @@ func (c *Conn) send(ctx context.Context, m wsproto.Message) error {
 
 // SubscribeExact subscribes to topic and waits for the confirmation.
 func (c *Conn) SubscribeExact(ctx context.Context, topic []byte) error {
-	return c.manage(ctx, wsproto.B2SConfirmSubscribeExact, string(topic))
+	return c.manage(ctx, wsproto.B2SConfirmSubscribeExact, string(topic), func(url string) (wsproto.Message, error) {
+		a, err := c.auth.Authorize(auth.SubscribeExact{URL: url, Topic: topic})
+		return wsproto.SubscribeExact{Authorization: a, Topic: topic}, err
+	})
 }
 
 // SubscribeGlob subscribes to a glob pattern.
 func (c *Conn) SubscribeGlob(ctx context.Context, glob string) error {
-	return c.manage(ctx, wsproto.B2SConfirmSubscribeGlob, glob)
+	return c.manage(ctx, wsproto.B2SConfirmSubscribeGlob, glob, func(url string) (wsproto.Message, error) {
+		a, err := c.auth.Authorize(auth.SubscribeGlob{URL: url, Glob: glob})
+		return wsproto.SubscribeGlob{Authorization: a, Glob: glob}, err
+	})
 }
 
-// UnsubscribeExact undoes SubscribeExact.
+// UnsubscribeExact undoes SubscribeExact; the request signs the same
+// fields as the subscription.
 func (c *Conn) UnsubscribeExact(ctx context.Context, topic []byte) error {
-	return c.manage(ctx, wsproto.B2SConfirmUnsubscribeExact, string(topic))
+	return c.manage(ctx, wsproto.B2SConfirmUnsubscribeExact, string(topic), func(url string) (wsproto.Message, error) {
+		a, err := c.auth.Authorize(auth.SubscribeExact{URL: url, Topic: topic})
+		return wsproto.UnsubscribeExact{Authorization: a, Topic: topic}, err
+	})
 }
 
 // UnsubscribeGlob undoes SubscribeGlob.
 func (c *Conn) UnsubscribeGlob(ctx context.Context, glob string) error {
-	return c.manage(ctx, wsproto.B2SConfirmUnsubscribeGlob, glob)
+	return c.manage(ctx, wsproto.B2SConfirmUnsubscribeGlob, glob, func(url string) (wsproto.Message, error) {
+		a, err := c.auth.Authorize(auth.SubscribeGlob{URL: url, Glob: glob})
+		return wsproto.UnsubscribeGlob{Authorization: a, Glob: glob}, err
+	})
 }
 
-// manage sends the (un)subscribe request that want confirms, for key (a
-// topic or a glob), and waits for the confirmation.
-func (c *Conn) manage(ctx context.Context, want uint16, key string) error {
+// manage sends the request build makes for the url it is signed for, and
+// waits for the confirmation want of key (a topic or a glob).
+func (c *Conn) manage(ctx context.Context, want uint16, key string, build func(url string) (wsproto.Message, error)) error {
 	req := &request{typ: want, key: key, done: make(chan struct{})}
 	err := c.sendCounted(ctx, func() {
 		c.mu.Lock()
@@ -329,7 +342,7 @@ func (c *Conn) manage(ctx context.Context, want uint16, key string) error {
 		c.mu.Unlock()
 	}, func(url string) (wsproto.Message, error) {
 		req.url = url
-		return c.subscription(want, key, url)
+		return build(url)
 	})
 	if err != nil {
 		return err
@@ -342,26 +355,6 @@ func (c *Conn) manage(ctx context.Context, want uint16, key string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// subscription is the (un)subscribe request that typ confirms, for key,
-// signed for url as subscribe/exact or subscribe/glob (unsubscribing signs
-// the same fields).
-func (c *Conn) subscription(typ uint16, key, url string) (wsproto.Message, error) {
-	var signed auth.Message = auth.SubscribeExact{URL: url, Topic: []byte(key)}
-	if isGlob(typ) {
-		signed = auth.SubscribeGlob{URL: url, Glob: key}
-	}
-	a, err := c.auth.Authorize(signed)
-	switch typ {
-	case wsproto.B2SConfirmSubscribeExact:
-		return wsproto.SubscribeExact{Authorization: a, Topic: []byte(key)}, err
-	case wsproto.B2SConfirmSubscribeGlob:
-		return wsproto.SubscribeGlob{Authorization: a, Glob: key}, err
-	case wsproto.B2SConfirmUnsubscribeExact:
-		return wsproto.UnsubscribeExact{Authorization: a, Topic: []byte(key)}, err
-	}
-	return wsproto.UnsubscribeGlob{Authorization: a, Glob: key}, err
 }
 
 // isGlob says whether a confirmation type is about a glob, not a topic.
