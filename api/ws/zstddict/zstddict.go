@@ -167,7 +167,13 @@ func (c *Codec) newEncoder() (*zstd.Encoder, error) {
 		zstd.WithEncoderLevel(c.level), zstd.WithEncoderCRC(false),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(Window),
 	}
-	opts = append(opts, dictOption(c.dict, zstd.WithEncoderDictRaw, zstd.WithEncoderDict)...)
+	switch {
+	case c.dict == nil:
+	case c.dict.raw:
+		opts = append(opts, zstd.WithEncoderDictRaw(c.dict.id, c.dict.data))
+	default:
+		opts = append(opts, zstd.WithEncoderDict(c.dict.data))
+	}
 	e, err := zstd.NewWriter(nil, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
@@ -182,25 +188,18 @@ func (c *Codec) newDecoder() (*zstd.Decoder, error) {
 		zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(uint64(c.window)),
 	}
-	opts = append(opts, dictOption(c.dict, zstd.WithDecoderDictRaw,
-		func(b []byte) zstd.DOption { return zstd.WithDecoderDicts(b) })...)
+	switch {
+	case c.dict == nil:
+	case c.dict.raw:
+		opts = append(opts, zstd.WithDecoderDictRaw(c.dict.id, c.dict.data))
+	default:
+		opts = append(opts, zstd.WithDecoderDicts(c.dict.data))
+	}
 	d, err := zstd.NewReader(nil, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
 	return d, nil
-}
-
-// dictOption is the encoder or decoder option that loads d: none for no
-// dictionary, raw content under d's id, or a full dictionary.
-func dictOption[O any](d *Dict, raw func(id uint32, content []byte) O, full func(dict []byte) O) []O {
-	switch {
-	case d == nil:
-		return nil
-	case d.raw:
-		return []O{raw(d.id, d.data)}
-	}
-	return []O{full(d.data)}
 }
 
 func (c *Codec) getEncoder() (*zstd.Encoder, error) {
