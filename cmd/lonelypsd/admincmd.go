@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,35 +37,36 @@ func (a *adminFlags) register(fs *flag.FlagSet, timeout time.Duration) {
 	fs.DurationVar(&a.timeout, "timeout", timeout, "give up after this long")
 }
 
+// secretHint says where the operator commands find the cluster secret.
+const secretHint = "give --cluster-secret-file, --secrets, or --data-dir of the node that generated one"
+
 // client returns a cluster client signing with the secret the flags
-// name (none when unsigned is true).
-func (a *adminFlags) client(unsigned bool) (*cluster.Client, error) {
+// name (none when unsigned is true); signed reports whether it has one.
+func (a *adminFlags) client(unsigned bool) (c *cluster.Client, signed bool, err error) {
 	hc := &http.Client{}
 	if a.tlsCA != "" {
-		var err error
 		if hc, err = client.HTTPClientTrusting(a.tlsCA); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	secret := ""
 	if !unsigned {
-		var err error
 		if secret, err = clusterSecret(a.secrets, a.secretFile, a.dataDir); err != nil {
-			return nil, fmt.Errorf("%w (give --secrets, --cluster-secret-file or the node's --data-dir)", err)
+			return nil, false, fmt.Errorf("%w (%s)", err, secretHint)
 		}
-		a.noSecret = secret == ""
 	}
-	return cluster.NewClientHTTP(secret, hc), nil
+	return cluster.NewClientHTTP(secret, hc), secret != "", nil
 }
 
-// explain adds to an error of a command sent unsigned, because no secret
-// was found, where the secret is looked for: the node's refusal alone
-// does not say why the request carried none.
-func (a *adminFlags) explain(err error) error {
-	if err == nil || !a.noSecret {
+// explainRefusal adds to the node's refusal of a request that went out
+// unsigned, because no secret was found, where the secret is looked for:
+// the refusal alone does not say why the request carried none.
+func explainRefusal(err error) error {
+	var se *cluster.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusUnauthorized && se.Code != http.StatusForbidden {
 		return err
 	}
-	return fmt.Errorf("%w; no cluster secret was found: give --cluster-secret-file, --secrets, or --data-dir of the node that generated one (%s holds none)", err, a.dataDir)
+	return fmt.Errorf("%w; no cluster secret was found: %s", err, secretHint)
 }
 
 // command runs a subcommand with the arguments after its name and
@@ -117,11 +119,13 @@ func (ac adminCmd) exec(ctx context.Context, args []string, stdout, stderr io.Wr
 			return 2
 		}
 	}
-	c, err := a.client(ac.unsigned)
+	c, signed, err := a.client(ac.unsigned)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(ctx, a.timeout)
 		defer cancel()
-		err = a.explain(ac.run(ctx, c, a.addr))
+		if err = ac.run(ctx, c, a.addr); !signed && !ac.unsigned {
+			err = explainRefusal(err)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "lonelypsd %s: %v\n", ac.name, err)

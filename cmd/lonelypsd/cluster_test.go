@@ -234,8 +234,15 @@ func TestClusterKillLeaderDuringSubscribes(t *testing.T) {
 	leader.Kill()
 	// Writes resume at a new leader, within a bounded time.
 	survivor := c.nodes[(li+1)%3]
+	var probeErr error
+	defer func() {
+		if t.Failed() && probeErr != nil {
+			t.Logf("last write error after the leader died: %v", probeErr)
+		}
+	}()
 	lonelypsdtest.WaitFor(t, "a successful write after the leader died", 10*time.Second, func() bool {
-		return survivor.Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("probe-%d", time.Now().UnixNano())), "") == nil
+		probeErr = survivor.Client().SubscribeExact(ctx, url, []byte(fmt.Sprintf("probe-%d", time.Now().UnixNano())), "")
+		return probeErr == nil
 	})
 	t.Logf("leader killed to first successful write: %s", time.Since(killed))
 	before := ackedCount()

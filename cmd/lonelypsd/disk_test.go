@@ -259,8 +259,8 @@ func appendToRaftLog(t *testing.T, dataDir string, data ...[]byte) {
 // propose (a 40,000-byte request id, past bbolt's key limit; an unknown
 // op; bytes that are not a command) sit in the Raft log of a real node.
 // It starts, refuses each as an error result, applies the valid entry
-// between them, serves, and starts again cleanly; before, the first of
-// them panicked the node on every start.
+// between them, serves, and starts again cleanly, none of them a panic at
+// start-up.
 func TestPoisonedLogEntryDoesNotBrickTheNode(t *testing.T) {
 	dir := t.TempDir()
 	node, ctx, c := startNodeClient(t, dir)
