@@ -298,9 +298,11 @@ func (c *conn) fail(err error) {
 // closeHandshake sends the close frame (unless the peer's came first and
 // was answered) and waits, closeWait at most, for the reader to see the
 // peer's close frame or the end of the stream, then closes the socket. A
-// peer that has not finished CONFIGURE is not waited for.
+// peer that has not finished CONFIGURE, or broke the protocol, is not
+// waited for.
 func (c *conn) closeHandshake(ce *closeError) {
-	if err := c.bc.writeControl(opClose, closePayload(ce.code, ce.reason)); err == nil && c.configured.Load() {
+	wait := c.configured.Load() && ce.code != statusProtocolError && ce.code != statusTooBig
+	if err := c.bc.writeControl(opClose, closePayload(ce.code, ce.reason)); err == nil && wait {
 		t := time.NewTimer(closeWait)
 		select {
 		case <-c.readDone:

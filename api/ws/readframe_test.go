@@ -269,15 +269,12 @@ func (s *rawSocket) frame() (byte, []byte) {
 		s.t.Fatal("masked frame from the node")
 	}
 	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		_, _ = io.ReadFull(s.br, b[:])
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		_, _ = io.ReadFull(s.br, b[:])
-		n = binary.BigEndian.Uint64(b[:])
+	if n >= 126 {
+		b := make([]byte, 2+6*(n-126))
+		if _, err := io.ReadFull(s.br, b); err != nil {
+			s.t.Fatalf("read a frame length: %v", err)
+		}
+		n = binary.BigEndian.Uint64(append(make([]byte, 8-len(b)), b...))
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(s.br, p); err != nil {

@@ -357,11 +357,6 @@ func (c *Conn) manage(ctx context.Context, want uint16, key string, build func(u
 	}
 }
 
-// isGlob says whether a confirmation type is about a glob, not a topic.
-func isGlob(typ uint16) bool {
-	return typ == wsproto.B2SConfirmSubscribeGlob || typ == wsproto.B2SConfirmUnsubscribeGlob
-}
-
 // Notify publishes message on topic and returns the number of subscribers
 // the broadcaster reports.
 func (c *Conn) Notify(ctx context.Context, topic, message []byte) (uint64, error) {
@@ -666,7 +661,7 @@ func (c *Conn) confirmed(ctx context.Context, typ uint16, key, authorization str
 	c.pending = c.pending[1:]
 	c.mu.Unlock()
 	var m auth.Message = auth.ConfirmSubscribeExact{URL: head.url, Topic: []byte(key)}
-	if isGlob(typ) {
+	if typ == wsproto.B2SConfirmSubscribeGlob || typ == wsproto.B2SConfirmUnsubscribeGlob {
 		m = auth.ConfirmSubscribeGlob{URL: head.url, Glob: key}
 	}
 	if r := c.auth.Verify(ctx, m, authorization); r != auth.OK {
