@@ -24,7 +24,6 @@ import (
 // endpoints (cluster, subs, snapshot).
 type adminFlags struct {
 	addr, secrets, secretFile, dataDir, tlsCA string
-	noSecret                                  bool // client found none: requests go unsigned
 	timeout                                   time.Duration
 }
 
