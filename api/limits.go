@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -202,3 +203,13 @@ const (
 	// websockets (--ws-max-connections) and the HTTP clients beside them.
 	DefaultMaxConnections = 16384
 )
+
+// SyscallConn gives the websocket reader the socket itself
+// (api/ws/peekread_linux.go).
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("connection has no socket")
+	}
+	return sc.SyscallConn()
+}

@@ -359,8 +359,8 @@ func TestNoMessageAfterTheCloseFrame(t *testing.T) {
 	}
 }
 
-// queued is the number of items waiting on the node's only connection.
-func queued(t *testing.T, h *Hub) int {
+// onlyConn returns the node's only connection.
+func onlyConn(t *testing.T, h *Hub) *conn {
 	t.Helper()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -368,18 +368,49 @@ func queued(t *testing.T, h *Hub) int {
 		t.Fatalf("%d connections, want 1", len(h.conns))
 	}
 	for c := range h.conns {
-		c.qmu.Lock()
-		defer c.qmu.Unlock()
-		return len(c.queue) - c.qhead
+		return c
 	}
-	return 0
+	return nil
 }
 
-// TestDeliveriesWaitForTheOwedAcknowledgement checks that deliveries
-// queued while the peer owes an acknowledgement stay queued until it
-// comes, then leave in order.
+// queued is the number of items waiting on the node's only connection.
+func queued(t *testing.T, h *Hub) int {
+	t.Helper()
+	c := onlyConn(t, h)
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return len(c.queue) - c.qhead
+}
+
+// holds checks that the node's only connection comes to want items
+// queued and owed unacknowledged parts (acknowledgements sent may still
+// be on their way), then keeps them for a while: long enough that a
+// writer woken by the queue would have sent them.
+func holds(t *testing.T, h *Hub, want, owed int) {
+	t.Helper()
+	c := onlyConn(t, h)
+	for end := time.Now().Add(5 * time.Second); queued(t, h) != want || c.unacked() != owed; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			break
+		}
+	}
+	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if q, u := queued(t, h), c.unacked(); q != want || u != owed {
+			t.Fatalf("%d deliveries queued and %d parts unacknowledged, want %d and %d", q, u, want, owed)
+		}
+	}
+}
+
+// TestDeliveriesWaitForTheOwedAcknowledgement checks the two windows:
+// short deliveries queued while the peer owes an acknowledgement stay
+// queued until it owes none, then leave in order, up to MaxUnackedShort;
+// the parts of a long message stop at MaxUnackedParts.
 func TestDeliveriesWaitForTheOwedAcknowledgement(t *testing.T) {
-	n := startTestNode(t, nodeOptions{})
+	const window = 4
+	n := startTestNode(t, nodeOptions{ws: func(c *Config) {
+		c.MaxUnackedShort = window
+		c.OutgoingMaxMessage = minOutgoingMaxMessage
+	}})
 	ctx := ctxT(t)
 	r := n.dialRaw(false)
 	r.subscribe("held")
@@ -387,38 +418,75 @@ func TestDeliveriesWaitForTheOwedAcknowledgement(t *testing.T) {
 		t.Fatal("no confirmation")
 	}
 	hc := n.client()
-	notify := func(b byte) {
+	notify := func(body []byte) {
 		t.Helper()
-		if got, err := hc.Notify(ctx, []byte("held"), []byte{b}); err != nil || got != 1 {
-			t.Fatalf("notify %d: %d subscribers, %v", b, got, err)
+		if got, err := hc.Notify(ctx, []byte("held"), body); err != nil || got != 1 {
+			t.Fatalf("notify: %d subscribers, %v", got, err)
 		}
 	}
-	receive := func(want byte) []byte {
+	receive := func(want []byte) wsproto.ReceiveStream {
 		t.Helper()
 		rs, ok := r.read().(wsproto.ReceiveStream)
-		if !ok || !bytes.Equal(rs.Payload, []byte{want}) {
-			t.Fatalf("got %#v, want the delivery of %d", rs, want)
+		if !ok || !bytes.HasPrefix(want, rs.Payload) {
+			t.Fatalf("got %#v, want a part of %x", rs, want[:min(len(want), 8)])
 		}
-		return rs.Identifier
+		return rs
 	}
-	notify(0)
-	first := receive(0)
-	// A notify is answered once queued: both are on the queue now, and
+	confirm := func(rs wsproto.ReceiveStream) {
+		t.Helper()
+		a, err := r.pair.Authorize(auth.ConfirmReceive{Identifier: rs.Identifier, NumSubscribers: 1, URL: r.subURL()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.send(wsproto.ConfirmReceive{Identifier: rs.Identifier, NumSubscribers: 1, Authorization: a})
+	}
+
+	notify([]byte{0})
+	first := receive([]byte{0})
+	// A notify is answered once queued: these are on the queue now, and
 	// nothing but the acknowledgement may send them.
-	notify(1)
-	notify(2)
-	// Held for a while: a writer woken by the queue would have taken
-	// them within milliseconds.
-	for end := time.Now().Add(150 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if got := queued(t, n.hub); got != 2 {
-			t.Fatalf("%d deliveries queued behind the unacknowledged one, want 2", got)
-		}
+	for i := 1; i <= window+2; i++ {
+		notify([]byte{byte(i)})
 	}
-	a, err := r.pair.Authorize(auth.ConfirmReceive{Identifier: first, NumSubscribers: 1, URL: r.subURL()})
-	if err != nil {
-		t.Fatal(err)
+	holds(t, n.hub, window+2, 1)
+	confirm(first)
+	var got []wsproto.ReceiveStream
+	for i := 1; i <= window; i++ {
+		got = append(got, receive([]byte{byte(i)}))
 	}
-	r.send(wsproto.ConfirmReceive{Identifier: first, NumSubscribers: 1, Authorization: a})
-	receive(1)
-	receive(2)
+	holds(t, n.hub, 2, window)
+	for _, rs := range got[:window-1] {
+		confirm(rs)
+	}
+	// Owing one, the peer still gets nothing: the two wait for it.
+	holds(t, n.hub, 2, 1)
+	confirm(got[window-1])
+	last := []wsproto.ReceiveStream{receive([]byte{window + 1}), receive([]byte{window + 2})}
+
+	confirm(last[0])
+	confirm(last[1])
+	holds(t, n.hub, 0, 0)
+
+	// A long message starts only while fewer than MaxUnackedParts are
+	// unacknowledged, the short ones before it included; then its parts
+	// keep it at MaxUnackedParts.
+	long := randomBytes(t, 6*minOutgoingMaxMessage)
+	notify([]byte{10})
+	head := receive([]byte{10})
+	for i := byte(11); i <= 13; i++ {
+		notify([]byte{i})
+	}
+	notify(long)
+	holds(t, n.hub, 4, 1)
+	confirm(head)
+	got = got[:0]
+	for i := byte(11); i <= 13; i++ {
+		got = append(got, receive([]byte{i}))
+	}
+	holds(t, n.hub, 1, 3)
+	confirm(got[0])
+	confirm(got[1])
+	off := len(receive(long).Payload)
+	receive(long[off:])
+	holds(t, n.hub, 0, DefaultMaxUnackedParts)
 }

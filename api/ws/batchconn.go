@@ -12,8 +12,8 @@ import (
 )
 
 // The socket of a websocket once the handshake is over. The writer corks
-// it while it writes what is ready (replies, up to MaxUnackedParts
-// deliveries, control frames): the frames collect in memory and leave with
+// it while it writes what is ready (replies, the deliveries the
+// unacknowledged limits allow, control frames): the frames collect in memory and leave with
 // one system call when it uncorks, instead of one call each. Every system
 // call that writes to the socket is made under one mutex, so control frames
 // written from other goroutines (pongs, pings, the close frame) never

@@ -63,8 +63,16 @@ type Config struct {
 	// IncomingMaxMessage is the largest websocket message accepted.
 	IncomingMaxMessage int64
 	// MaxUnackedParts bounds the RECEIVE_STREAM parts sent but not yet
-	// acknowledged on one connection (the reference's 3).
+	// acknowledged on one connection while a long message (over 64 KiB)
+	// is sent (the reference's 3): each part can be megabytes.
 	MaxUnackedParts int
+	// MaxUnackedShort bounds the unacknowledged messages on one
+	// connection before a short one (one part of at most 64 KiB) is sent.
+	// Their bytes are few and the Python client acknowledges a message as
+	// soon as it has it, so a wider window than MaxUnackedParts costs the
+	// peer little, and lets a busy peer's deliveries leave more per system
+	// call. At least MaxUnackedParts.
+	MaxUnackedShort int
 
 	// Spool holds message bodies, within the node-wide memory budget it
 	// shares with HTTP notifies. Nil makes one of the hub's own from
@@ -151,6 +159,7 @@ const (
 	DefaultOutgoingMaxMessage     = 3*1024*1024 + 512*1024 // 3,670,016
 	DefaultIncomingMaxMessage     = 16<<20 + 128<<10       // 16 MiB of payload plus headers
 	DefaultMaxUnackedParts        = 3
+	DefaultMaxUnackedShort        = 16
 	DefaultSpoolThreshold         = 10 << 20
 	DefaultMaxConnections         = 10000
 	DefaultMaxQueuedMessages      = 65536
@@ -206,6 +215,8 @@ func (c *Config) setDefaults() error {
 	}
 	positive(&c.IncomingMaxMessage, DefaultIncomingMaxMessage)
 	positive(&c.MaxUnackedParts, DefaultMaxUnackedParts)
+	positive(&c.MaxUnackedShort, DefaultMaxUnackedShort)
+	c.MaxUnackedShort = max(c.MaxUnackedShort, c.MaxUnackedParts)
 	positive(&c.SpoolThreshold, DefaultSpoolThreshold)
 	if c.SpoolDir == "" {
 		c.SpoolDir = os.TempDir()

@@ -142,7 +142,7 @@ type conn struct {
 	qbytes  int64
 	qclosed bool
 	// wake tells the writer to look again: something was queued, or an
-	// acknowledgement lifted the MaxUnackedParts limit.
+	// acknowledgement lifted the unacknowledged limit.
 	wake chan struct{}
 
 	amu  sync.Mutex
@@ -214,6 +214,9 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.fr.control = cn.control
+	if pr := newPeekReader(bc.Conn, wsReadBuffer); pr != nil {
+		cn.fr.src = pr
+	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
 	if !h.addConn(cn) {
 		_ = bc.writeControl(opClose, closePayload(statusGoingAway, "broadcaster shutting down"))

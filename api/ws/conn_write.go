@@ -131,7 +131,7 @@ func refillAt(maxUnacked int) int { return max(maxUnacked-2, 0) }
 // leaving unacked (at most refillAt) parts unacknowledged. Short
 // deliveries wait until the peer owes nothing (enqueue does not wake the
 // writer for them meanwhile), so that what queued up leaves together, up
-// to MaxUnackedParts of it with one system call: Nagle's algorithm at the
+// to MaxUnackedShort of it with one system call: Nagle's algorithm at the
 // protocol's level. The caller then writes them itself when the writer is
 // not busy, which spares a switch to the writer per delivery. The parts of
 // a long message are the writer's, woken from refillAt on to keep the
@@ -184,8 +184,12 @@ func (c *conn) shortNext() bool {
 		return false
 	}
 	it, ok := c.peek()
-	return !ok || it.body == nil || it.body.n <= maxSharedFrame
+	return !ok || it.body == nil || short(it.body)
 }
+
+// short reports whether a message is sent as one part that fits the
+// socket's buffer: the messages MaxUnackedShort applies to.
+func short(b *body) bool { return b.n <= maxSharedFrame }
 
 func (c *conn) wakeWriter() {
 	select {
@@ -309,6 +313,9 @@ func (c *conn) sendStep() (bool, error) {
 	}
 	switch it.kind {
 	case itemReceive:
+		if short(it.body) {
+			max = c.hub.cfg.MaxUnackedShort
+		}
 		if c.unacked() >= max {
 			return false, nil
 		}
