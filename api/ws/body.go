@@ -56,7 +56,7 @@ func (b *body) ReadAt(p []byte, off int64) (int, error) {
 	return bytes.NewReader(b.data).ReadAt(p, off)
 }
 
-func (b *body) retain() { b.refs.Add(1) }
+func (b *body) retainN(n int) { b.refs.Add(int32(n)) }
 
 func (b *body) release() {
 	if b.refs.Add(-1) != 0 {

@@ -147,6 +147,10 @@ type conn struct {
 
 	amu  sync.Mutex
 	acks []pendingAck
+	// owed is len(acks), written under amu: a publisher queuing a
+	// delivery reads it without taking amu, whose cache line the reader
+	// keeps writing.
+	owed atomic.Int32
 
 	in           chan []byte
 	handedOver   atomic.Int64 // messages on in or being processed
@@ -326,10 +330,8 @@ func (c *conn) teardown() {
 	<-c.closed
 	c.hub.removeConn(c)
 	c.qmu.Lock()
-	for i := c.qhead; i < len(c.queue); i++ {
-		if b := c.queue[i].body; b != nil {
-			b.release()
-		}
+	for _, it := range c.queue[c.qhead:] {
+		it.release()
 	}
 	c.queue, c.qhead = nil, 0
 	c.qmu.Unlock()

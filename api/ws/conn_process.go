@@ -377,6 +377,7 @@ func (c *conn) acked(id []byte, part uint64, final bool) error {
 	// MaxUnackedParts) are reused instead of reallocated.
 	c.acks = c.acks[:copy(c.acks, c.acks[1:])]
 	n := len(c.acks)
+	c.owed.Store(int32(n))
 	c.amu.Unlock()
 	if n <= refillAt(c.hub.cfg.MaxUnackedParts) {
 		c.sendFreed(n)

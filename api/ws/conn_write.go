@@ -29,6 +29,13 @@ type item struct {
 	charge int64
 }
 
+// release gives back the item's reference to its body, if any.
+func (it item) release() {
+	if it.body != nil {
+		it.body.release()
+	}
+}
+
 // pendingAck is a RECEIVE_STREAM part sent and not yet acknowledged.
 type pendingAck struct {
 	id    [receiveIdentifierLen]byte
@@ -50,15 +57,15 @@ type sending struct {
 	done       bool // every part written
 }
 
-func (c *conn) unacked() int {
-	c.amu.Lock()
-	defer c.amu.Unlock()
-	return len(c.acks)
-}
+func (c *conn) unacked() int { return int(c.owed.Load()) }
 
 // enqueue queues a delivery without ever blocking the caller (a publisher
 // serving many connections). A connection whose queue is full is too slow
 // for the traffic it asked for: it is closed, and its client reconnects.
+// It takes over a reference to it.body the caller holds for it, released
+// when the delivery is dropped or sent: the caller takes them for all its
+// connections at once (retainN), one contended atomic add instead of one
+// per connection.
 func (c *conn) enqueue(it item) bool {
 	it.charge = queueOverhead
 	if it.body != nil && it.body.f == nil {
@@ -67,15 +74,14 @@ func (c *conn) enqueue(it item) bool {
 	c.qmu.Lock()
 	if c.qclosed {
 		c.qmu.Unlock()
+		it.release()
 		return false
 	}
 	if len(c.queue)-c.qhead >= c.hub.cfg.MaxQueuedMessages || c.qbytes+it.charge > c.hub.cfg.MaxQueuedBytes {
 		c.qmu.Unlock()
+		it.release()
 		c.fail(closeErr(statusTryAgainLater, "send queue full: subscriber too slow", nil))
 		return false
-	}
-	if it.body != nil {
-		it.body.retain()
 	}
 	c.queue = append(c.queue, it)
 	c.qbytes += it.charge
@@ -514,5 +520,6 @@ func (c *conn) sendPart() error {
 func (c *conn) expectAck(id [receiveIdentifierLen]byte, part uint64, final bool) {
 	c.amu.Lock()
 	c.acks = append(c.acks, pendingAck{id: id, part: part, final: final})
+	c.owed.Store(int32(len(c.acks)))
 	c.amu.Unlock()
 }

@@ -74,6 +74,7 @@ func (h *Hub) receiveForWebsockets(c echo.Context) error {
 		return c.NoContent(http.StatusServiceUnavailable)
 	}
 	count := 0
+	b.retainN(len(conns))
 	for _, cn := range conns {
 		if cn.enqueue(item{kind: itemReceive, topic: rh.Topic, body: b}) {
 			count++

@@ -66,42 +66,20 @@ func (s *server) cpuTicks() (int64, error) {
 	return u + st, nil
 }
 
-// syscalls is the server's read and write system calls so far (syscr and
-// syscw of /proc/<pid>/io).
-func (s *server) syscalls() (int64, error) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	var n int64
-	for _, line := range strings.Split(string(raw), "\n") {
-		k, v, ok := strings.Cut(line, ": ")
-		if ok && (k == "syscr" || k == "syscw") {
-			x, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return 0, err
-			}
-			n += x
-		}
-	}
-	return n, nil
-}
-
 // clockTick is the length of a /proc clock tick (USER_HZ, 100 on Linux).
 const clockTick = 10 * time.Millisecond
 
 // fanoutResult is one fan-out measurement: deliveries per second, and the
-// server's CPU time and read/write system calls per delivery.
+// server's CPU time per delivery.
 type fanoutResult struct {
 	deliveries  int64
 	perSecond   float64
 	cpuPerDeliv time.Duration
-	sysPerDeliv float64
 }
 
 func (r fanoutResult) row(name string) string {
-	return fmt.Sprintf("| %s | %d | %.0f | %.1f µs | %.2f |", name, r.deliveries, r.perSecond,
-		float64(r.cpuPerDeliv.Nanoseconds())/1e3, r.sysPerDeliv)
+	return fmt.Sprintf("| %s | %d | %.0f | %.1f µs |", name, r.deliveries, r.perSecond,
+		float64(r.cpuPerDeliv.Nanoseconds())/1e3)
 }
 
 // runWebsocket runs the websocket scenarios: fan-out to websocket
@@ -111,7 +89,7 @@ func runWebsocket(ctx context.Context, o options, srv *server, c *client.Client,
 	n := o.ws.subscribers
 	wsName, httpName := fmt.Sprintf("ws fan-out: %d websocket subscribers", n), fmt.Sprintf("ws fan-out: %d HTTP subscribers", n)
 	if n > 0 && (want(wsName) || want(httpName)) && ctx.Err() == nil {
-		fmt.Printf("\n| fan-out to one topic | deliveries | deliveries/s | server CPU per delivery | server read+write syscalls per delivery |\n|---|---|---|---|---|\n")
+		fmt.Printf("\n| fan-out to one topic | deliveries | deliveries/s | server CPU per delivery |\n|---|---|---|---|\n")
 		ws, err := wsFanout(ctx, c, srv, o, n)
 		if err != nil {
 			return fmt.Errorf("%s: %w", wsName, err)
@@ -122,7 +100,7 @@ func runWebsocket(ctx context.Context, o options, srv *server, c *client.Client,
 			return fmt.Errorf("%s: %w", httpName, err)
 		}
 		fmt.Println(h.row(httpName))
-		fmt.Printf("| websocket / HTTP per delivery | | | %.3f | %.3f |\n", float64(ws.cpuPerDeliv)/float64(h.cpuPerDeliv), ws.sysPerDeliv/h.sysPerDeliv)
+		fmt.Printf("| websocket / HTTP per delivery | | | %.3f |\n", float64(ws.cpuPerDeliv)/float64(h.cpuPerDeliv))
 	}
 	idleName := fmt.Sprintf("ws idle: %d connections", o.ws.idle)
 	if o.ws.idle > 0 && want(idleName) && ctx.Err() == nil {
@@ -136,29 +114,22 @@ func runWebsocket(ctx context.Context, o options, srv *server, c *client.Client,
 	return nil
 }
 
-// serverCost is what the server spent on some work.
-type serverCost struct {
-	cpu      time.Duration
-	syscalls int64
-}
-
-// measure runs work and returns the server CPU time and system calls it
-// took.
-func measure(srv *server, work func() error) (serverCost, error) {
-	t0, err1 := srv.cpuTicks()
-	s0, err2 := srv.syscalls()
-	if err := errors.Join(err1, err2); err != nil {
-		return serverCost{}, err
+// measure runs work and returns the server CPU time it took. (System
+// calls are not counted: /proc/<pid>/io counts read(2) and write(2), not
+// the recvfrom(2) the websocket reader uses; perf measures them.)
+func measure(srv *server, work func() error) (time.Duration, error) {
+	t0, err := srv.cpuTicks()
+	if err != nil {
+		return 0, err
 	}
 	if err := work(); err != nil {
-		return serverCost{}, err
+		return 0, err
 	}
-	t1, err1 := srv.cpuTicks()
-	s1, err2 := srv.syscalls()
-	if err := errors.Join(err1, err2); err != nil {
-		return serverCost{}, err
+	t1, err := srv.cpuTicks()
+	if err != nil {
+		return 0, err
 	}
-	return serverCost{cpu: time.Duration(t1-t0) * clockTick, syscalls: s1 - s0}, nil
+	return time.Duration(t1-t0) * clockTick, nil
 }
 
 func httpFanout(ctx context.Context, c *client.Client, srv *server, o options, n int) (fanoutResult, error) {
@@ -198,12 +169,11 @@ func httpFanout(ctx context.Context, c *client.Client, srv *server, o options, n
 	return newFanoutResult(pool.received()-start, elapsed, cost), nil
 }
 
-func newFanoutResult(deliveries int64, elapsed time.Duration, cost serverCost) fanoutResult {
+func newFanoutResult(deliveries int64, elapsed, cpu time.Duration) fanoutResult {
 	r := fanoutResult{deliveries: deliveries}
 	if deliveries > 0 {
 		r.perSecond = float64(deliveries) / elapsed.Seconds()
-		r.cpuPerDeliv = cost.cpu / time.Duration(deliveries)
-		r.sysPerDeliv = float64(cost.syscalls) / float64(deliveries)
+		r.cpuPerDeliv = cpu / time.Duration(deliveries)
 	}
 	return r
 }
