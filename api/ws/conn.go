@@ -218,7 +218,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.fr.control = cn.control
-	if pr := newPeekReader(bc.Conn, wsReadBuffer); pr != nil {
+	if pr := newPeekReader(bc.Conn, wsReadBuffer, func() bool { return cn.unacked() > 0 }); pr != nil {
 		cn.fr.src = pr
 	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
