@@ -165,7 +165,22 @@ type server struct {
 	args []string
 }
 
+// startServer starts a single durable node on ports picked free. Another
+// process can take such a port before the node binds it; a node that exits
+// during start-up is started again on other ports (it binds both before it
+// writes anything), three times at most.
 func startServer(ctx context.Context, bin string) (*server, error) {
+	for attempt := 1; ; attempt++ {
+		s, err := startServerOnce(ctx, bin)
+		if errors.Is(err, lonelypsdtest.ErrExited) && attempt < 3 {
+			fmt.Fprintln(os.Stderr, "lonelypsbench: lonelypsd exited during start-up; starting it again on other ports")
+			continue
+		}
+		return s, err
+	}
+}
+
+func startServerOnce(ctx context.Context, bin string) (*server, error) {
 	dir, err := os.MkdirTemp("", "lonelypsbench-")
 	if err != nil {
 		return nil, err
