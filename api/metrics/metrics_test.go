@@ -20,8 +20,8 @@ func TestNilInstrumentsCountNothing(t *testing.T) {
 	d.Observe(Success, time.Second)
 	m.Sent()
 	m.Failed()
-	w.Received()
-	w.Sent()
+	w.Received(1)
+	w.Sent(1)
 	w.Body(In, 1, 2)
 }
 

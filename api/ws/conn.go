@@ -122,6 +122,9 @@ type conn struct {
 	announced  []*compressor   // oldest first
 	cur        *sending        // &sendState while a message is being sent
 	sendState  sending
+	// What the batch being written sent, for the metrics once it is out.
+	sent                int
+	sentWire, sentPlain uint64
 
 	// The compressors the peer may use, by id; customs are the trained
 	// ones in use (oldest first) and retired the last one withdrawn.
@@ -376,7 +379,7 @@ func (c *conn) configure() error {
 		}
 		return closeErr(websocket.StatusNormalClosure, "closed before CONFIGURE", err)
 	}
-	c.hub.cfg.Metrics.Received()
+	c.hub.cfg.Metrics.Received(1)
 	m, err := wsproto.ParseS2B(buf)
 	if err != nil {
 		return protocolErr("parse: %w", err)
@@ -427,6 +430,7 @@ func (c *conn) configure() error {
 	if err := c.write(out); err != nil {
 		return err
 	}
+	c.countSent()
 	// The first things the writer sends: ENABLE_ZSTD_PRESET for
 	// compressor 1 and the preset (each takes a broadcaster counter value).
 	for _, z := range enable {
@@ -439,7 +443,7 @@ func (c *conn) write(b []byte) error {
 	if err := c.bc.writeMessage(b); err != nil {
 		return closeErr(statusTryAgainLater, "write failed", err)
 	}
-	c.hub.cfg.Metrics.Sent()
+	c.sent++
 	return nil
 }
 

@@ -30,6 +30,11 @@ func (c *conn) readLoop() error {
 	var buf []byte
 	limit := c.hub.cfg.IncomingMaxMessage
 	closing := false
+	// Messages read since the metrics were last told: they are told when
+	// the frame reader has nothing left buffered, before it goes to the
+	// socket again.
+	received := 0
+	defer func() { c.hub.cfg.Metrics.Received(received) }()
 	for {
 		b, err := c.fr.readMessage(buf, limit)
 		if err != nil {
@@ -42,7 +47,10 @@ func (c *conn) readLoop() error {
 			buf = b
 			continue
 		}
-		c.hub.cfg.Metrics.Received()
+		if received++; c.fr.buffered() == 0 {
+			c.hub.cfg.Metrics.Received(received)
+			received = 0
+		}
 		if isAck(b) && c.handedOver.Load() == 0 {
 			if err := c.process(b); err != nil {
 				return err

@@ -274,6 +274,7 @@ func (c *conn) writeBatch(first []byte) (more bool, err error) {
 		if uerr := c.bc.uncork(); err == nil && uerr != nil {
 			err = closeErr(statusTryAgainLater, "write failed", uerr)
 		}
+		c.countSent()
 	}()
 	if first != nil {
 		if err := c.write(first); err != nil {
@@ -456,8 +457,19 @@ func (c *conn) startReceive(it item) error {
 	s.id = s.src.identifier()
 	s.url = c.nextBroadcasterURL()
 	c.cur = s
-	c.hub.cfg.Metrics.Body(metrics.Out, s.src.n, s.declen)
+	c.sentWire += s.src.n
+	c.sentPlain += s.declen
 	return nil
+}
+
+// countSent adds what the batch sent to the metrics, once per batch
+// rather than per message. c.wmu is held (or the writer has not started).
+func (c *conn) countSent() {
+	c.hub.cfg.Metrics.Sent(c.sent)
+	if c.sentWire > 0 {
+		c.hub.cfg.Metrics.Body(metrics.Out, c.sentWire, c.sentPlain)
+	}
+	c.sent, c.sentWire, c.sentPlain = 0, 0, 0
 }
 
 // sendPart writes the next part of the current RECEIVE_STREAM: headers,

@@ -69,6 +69,10 @@ func newFrameReader(src io.Reader, pre []byte, size int) *frameReader {
 	return f
 }
 
+// buffered is the number of bytes read from the socket and not yet
+// returned.
+func (f *frameReader) buffered() int { return f.w - f.r }
+
 // fill makes at least n bytes available in the buffer (n at most its size).
 func (f *frameReader) fill(n int) error {
 	if f.w-f.r >= n {
