@@ -221,7 +221,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.fr.control = cn.control
-	if pr := newPeekReader(bc.Conn, wsReadBuffer, func() bool { return cn.unacked() > 0 }); pr != nil {
+	if pr := newPeekReader(bc.Conn, wsReadBuffer); pr != nil {
 		cn.fr.src = pr
 	}
 	cn.ctx, cn.cancel = context.WithCancel(context.Background())
@@ -246,6 +246,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 func (c *conn) run() {
 	defer c.teardown()
 	if err := c.configure(); err != nil {
+		c.fr.settle()
 		c.fail(err)
 		return
 	}
@@ -264,6 +265,7 @@ func (c *conn) run() {
 		if err := c.readLoop(); err != nil {
 			c.fail(err)
 		}
+		c.fr.settle()
 		close(c.readDone)
 		close(c.in)
 	}()

@@ -7,8 +7,6 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // peekReader reads the subscriber's socket so that the TCP acknowledgement
@@ -25,27 +23,16 @@ import (
 // the socket's buffer, which is not emptied, so no ACK is due. The next read
 // first drops them (MSG_TRUNC: no copy) and then peeks again. By then the
 // deliveries the acknowledgements freed are written and their packet has
-// carried the ACK: nothing is left to acknowledge. Long reads (message
-// payloads past the buffer) are plain reads.
-//
-// Where the kernel keeps a peek offset for TCP (SO_PEEK_OFF, Linux 6.10
-// on), a peek returns what follows the bytes peeked before, and the peeked
-// bytes are dropped only once keepPeeked of them have gathered, or when
-// the socket is found empty while the peer owes nothing (it may stay
-// quiet: its bytes should not stay with the kernel). Elsewhere they are
-// dropped by the next read, one system call more per wake-up.
+// carried the ACK: nothing is left to acknowledge. The cost is one system
+// call per wake-up, which takes no packet. Long reads (message payloads past
+// the buffer) are plain reads.
 type peekReader struct {
 	rc   syscall.RawConn
 	peek int // reads of at most this many bytes peek
 	fn   func(fd uintptr) bool
-	// offset: the kernel keeps a peek offset (SO_PEEK_OFF).
-	offset bool
-	// expecting reports whether the peer is expected to send more soon
-	// (it owes acknowledgements): peeked bytes may wait for them.
-	expecting func() bool
 
-	// peeked is what was peeked and handed out, still in the socket's
-	// buffer.
+	// peeked is what the last read peeked: handed out, still in the
+	// socket's buffer.
 	peeked int
 
 	// The read in progress, for fn.
@@ -54,14 +41,9 @@ type peekReader struct {
 	err error
 }
 
-// keepPeeked is how many peeked bytes may stay in the socket's buffer
-// with a peek offset: a few batches of acknowledgements.
-const keepPeeked = 512
-
 // newPeekReader returns a reader of nc's socket that peeks reads of at most
-// peek bytes, or nil when nc has no socket to read that way. expecting
-// (nil: never) tells it the peer will send more soon.
-func newPeekReader(nc any, peek int, expecting func() bool) io.Reader {
+// peek bytes, or nil when nc has no socket to read that way.
+func newPeekReader(nc any, peek int) io.Reader {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -70,16 +52,8 @@ func newPeekReader(nc any, peek int, expecting func() bool) io.Reader {
 	if err != nil {
 		return nil
 	}
-	if expecting == nil {
-		expecting = func() bool { return false }
-	}
-	r := &peekReader{rc: rc, peek: peek, expecting: expecting}
+	r := &peekReader{rc: rc, peek: peek}
 	r.fn = r.read
-	if cerr := rc.Control(func(fd uintptr) {
-		r.offset = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0) == nil
-	}); cerr != nil {
-		return nil
-	}
 	return r
 }
 
@@ -103,45 +77,50 @@ func (r *peekReader) Read(p []byte) (int, error) {
 // became readable after it returned false to wait. True means done, with
 // r.n and r.err set.
 func (r *peekReader) read(fd uintptr) bool {
+	if r.peeked > 0 {
+		n, err := recv(fd, nil, r.peeked, syscall.MSG_TRUNC)
+		switch {
+		case err != nil:
+			r.err = os.NewSyscallError("recvfrom", err)
+			return true
+		case n != r.peeked:
+			r.err = fmt.Errorf("dropped %d of the %d bytes peeked before", n, r.peeked)
+			return true
+		}
+		r.peeked = 0
+	}
 	flags := 0
 	if len(r.p) <= r.peek {
 		flags = syscall.MSG_PEEK
 	}
-	if r.peeked > 0 && (!r.offset || flags == 0 || r.peeked >= keepPeeked) && !r.drop(fd) {
-		return true
-	}
 	n, err := recv(fd, r.p, len(r.p), flags)
 	switch {
 	case errors.Is(err, syscall.EAGAIN):
-		if r.peeked > 0 && !r.expecting() && !r.drop(fd) {
-			return true
-		}
 		return false
 	case err != nil:
 		r.err = os.NewSyscallError("recvfrom", err)
 	case n == 0:
 		r.err = io.EOF
 	case flags != 0:
-		r.peeked += n
+		r.peeked = n
 	}
 	r.n = max(n, 0)
 	return true
 }
 
-// drop takes the peeked bytes out of the socket's buffer without copying
-// them; false, with r.err set, if that failed.
-func (r *peekReader) drop(fd uintptr) bool {
-	n, err := recv(fd, nil, r.peeked, syscall.MSG_TRUNC)
-	switch {
-	case err != nil:
-		r.err = os.NewSyscallError("recvfrom", err)
-		return false
-	case n != r.peeked:
-		r.err = fmt.Errorf("dropped %d of the %d bytes peeked before", n, r.peeked)
-		return false
+// settle takes the peeked bytes out of the socket once the reader has
+// stopped, so that closing it sends a FIN: Linux answers the close of a
+// socket holding unread bytes with a reset, which a peer that closed
+// gracefully would take for an error.
+func (r *peekReader) settle() {
+	if r.peeked == 0 {
+		return
 	}
-	r.peeked = 0
-	return true
+	_ = r.rc.Control(func(fd uintptr) {
+		if n, err := recv(fd, nil, r.peeked, syscall.MSG_TRUNC); err == nil && n == r.peeked {
+			r.peeked = 0
+		}
+	})
 }
 
 // recv is recvfrom(2) of n bytes into p (nil with MSG_TRUNC: dropped), not

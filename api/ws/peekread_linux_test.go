@@ -3,11 +3,9 @@ package ws
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -54,23 +52,12 @@ func segmentsOut(t *testing.T, c net.Conn) uint32 {
 	return n
 }
 
-// peekModes are the two ways of dropping peeked bytes: with the kernel's
-// peek offset, and by the next read (kernels before 6.10).
-var peekModes = []struct {
-	name   string
-	offset bool
-}{{"offset", true}, {"no offset", false}}
-
-func newTestPeekReader(t *testing.T, c net.Conn, offset bool, expecting func() bool) *peekReader {
+func newTestPeekReader(t *testing.T, c net.Conn) io.Reader {
 	t.Helper()
-	r, ok := newPeekReader(c, wsReadBuffer, expecting).(*peekReader)
-	if !ok {
+	r := newPeekReader(c, wsReadBuffer)
+	if r == nil {
 		t.Fatal("no peek reader for a TCP connection")
 	}
-	if offset && !r.offset {
-		t.Skip("this kernel keeps no peek offset for TCP")
-	}
-	r.offset = offset
 	return r
 }
 
@@ -96,77 +83,61 @@ func readWithin(t *testing.T, r io.Reader, p []byte, d time.Duration) (int, erro
 	}
 }
 
-// A short read peeks: its bytes stay in the socket. Without a peek
-// offset the next read drops them; with one they stay while the peer is
-// expected to send more, and are dropped when the socket is found empty
-// otherwise, or once keepPeeked have gathered.
-func TestPeekReaderLeavesBytesInTheSocket(t *testing.T) {
-	for _, mode := range peekModes {
-		t.Run(mode.name, func(t *testing.T) {
-			client, server := tcpPair(t)
-			var expecting atomic.Bool
-			expecting.Store(true)
-			r := newTestPeekReader(t, server, mode.offset, expecting.Load)
-			p := make([]byte, 64)
-			write := func(b string, queued int) {
-				t.Helper()
-				if _, err := client.Write([]byte(b)); err != nil {
-					t.Fatal(err)
-				}
-				for socketQueue(t, server) != queued {
-					time.Sleep(time.Millisecond)
-				}
-			}
-			read := func(want string, left int) {
-				t.Helper()
-				if n, err := readWithin(t, r, p, 5*time.Second); err != nil || string(p[:n]) != want {
-					t.Fatalf("read %q, %v; want %q", p[:n], err, want)
-				}
-				if q := socketQueue(t, server); q != left {
-					t.Fatalf("%d bytes left in the socket after reading %q, want %d", q, want, left)
-				}
-			}
-			write("abc", 3)
-			read("abc", 3)
-			if !mode.offset {
-				write("de", 5)
-				read("de", 2)
-				return
-			}
-			write("de", 5)
-			read("de", 5)
-			// The peer owes nothing now: finding the socket empty, the
-			// read drops what it peeked before it waits for "f".
-			expecting.Store(false)
-			go func() {
-				time.Sleep(50 * time.Millisecond)
-				_, _ = client.Write([]byte("f"))
-			}()
-			read("f", 1)
-			expecting.Store(true)
-			// Past keepPeeked, the next read drops them first.
-			long := bytes.Repeat([]byte{'x'}, 64)
-			for range keepPeeked/64 - 1 {
-				write(string(long), r.peeked+64)
-				read(string(long), r.peeked+64)
-			}
-			write(string(long), r.peeked+64)
-			read(string(long), r.peeked+64)
-			if r.peeked < keepPeeked {
-				t.Fatalf("%d bytes peeked, want at least %d", r.peeked, keepPeeked)
-			}
-			write("g", r.peeked+1)
-			read("g", 1)
-			// A read longer than the peek size drops and consumes.
-			write("hij", 4)
-			long = make([]byte, wsReadBuffer+1)
-			if n, err := readWithin(t, r, long, 5*time.Second); err != nil || string(long[:n]) != "hij" {
-				t.Fatalf("read %q, %v", long[:n], err)
-			}
-			if q := socketQueue(t, server); q != 0 {
-				t.Fatalf("%d bytes left after a plain read", q)
-			}
-		})
+// A short read peeks: its bytes stay in the socket until the next read,
+// which drops them and returns only what came after; nothing peeked stays
+// while a read waits.
+func TestPeekReaderLeavesBytesUntilTheNextRead(t *testing.T) {
+	client, server := tcpPair(t)
+	r := newTestPeekReader(t, server)
+	p := make([]byte, 64)
+	if _, err := client.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(p); err != nil || string(p[:n]) != "abc" {
+		t.Fatalf("read %q, %v", p[:n], err)
+	}
+	if q := socketQueue(t, server); q != 3 {
+		t.Fatalf("%d bytes left in the socket after the peek, want 3", q)
+	}
+	if _, err := client.Write([]byte("de")); err != nil {
+		t.Fatal(err)
+	}
+	for socketQueue(t, server) != 5 {
+		time.Sleep(time.Millisecond)
+	}
+	if n, err := r.Read(p); err != nil || string(p[:n]) != "de" {
+		t.Fatalf("read %q, %v", p[:n], err)
+	}
+	if q := socketQueue(t, server); q != 2 {
+		t.Fatalf("%d bytes left in the socket, want the 2 just peeked", q)
+	}
+	// A read that has to wait drops them first: held while the reader
+	// waits, they (and the segment they came in) could keep the receive
+	// window from opening for a peer with more to send.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if n, err := r.Read(p); err != nil || string(p[:n]) != "x" {
+			t.Errorf("read %q, %v", p[:n], err)
+		}
+	}()
+	for socketQueue(t, server) != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := client.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	// A read longer than the peek size consumes.
+	if _, err := client.Write([]byte("fgh")); err != nil {
+		t.Fatal(err)
+	}
+	long := make([]byte, wsReadBuffer+1)
+	if n, err := readWithin(t, r, long, 5*time.Second); err != nil || string(long[:n]) != "fgh" {
+		t.Fatalf("read %q, %v", long[:n], err)
+	}
+	if q := socketQueue(t, server); q != 0 {
+		t.Fatalf("%d bytes left after a plain read", q)
 	}
 }
 
@@ -183,98 +154,81 @@ func TestPeekReaderReturnsTheStream(t *testing.T) {
 		{"reads shorter than the last peek", func() int { return 1 + rng.IntN(8) }},
 		{"short and long reads", func() int { return 1 + rng.IntN(3*wsReadBuffer) }},
 	} {
-		for _, mode := range peekModes {
-			t.Run(tc.name+"/"+mode.name, func(t *testing.T) {
-				streamThroughPeekReader(t, rng, mode.offset, tc.readSize)
-			})
-		}
-	}
-}
-
-func streamThroughPeekReader(t *testing.T, rng *rand.Rand, offset bool, readSize func() int) {
-	client, server := tcpPair(t)
-	// Expected to send more, and not, in turns.
-	var turns atomic.Int64
-	r := newTestPeekReader(t, server, offset, func() bool { return turns.Add(1)%2 == 0 })
-	want := make([]byte, 256<<10)
-	for i := range want {
-		want[i] = byte(rng.Uint32())
-	}
-	wrng := rand.New(rand.NewPCG(3, 4)) // the writer's own
-	go func() {
-		for rest := want; len(rest) > 0; {
-			n := min(len(rest), 1+wrng.IntN(3000))
-			if _, err := client.Write(rest[:n]); err != nil {
-				return
+		t.Run(tc.name, func(t *testing.T) {
+			client, server := tcpPair(t)
+			r := newTestPeekReader(t, server)
+			want := make([]byte, 256<<10)
+			for i := range want {
+				want[i] = byte(rng.Uint32())
 			}
-			rest = rest[n:]
-			if wrng.IntN(8) == 0 {
-				time.Sleep(time.Millisecond)
+			wrng := rand.New(rand.NewPCG(3, 4)) // the writer's own
+			go func() {
+				for rest := want; len(rest) > 0; {
+					n := min(len(rest), 1+wrng.IntN(3000))
+					if _, err := client.Write(rest[:n]); err != nil {
+						return
+					}
+					rest = rest[n:]
+					if wrng.IntN(8) == 0 {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				client.Close()
+			}()
+			var got []byte
+			for {
+				p := make([]byte, tc.readSize())
+				n, err := readWithin(t, r, p, 10*time.Second)
+				got = append(got, p[:n]...)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		client.Close()
-	}()
-	var got []byte
-	for {
-		p := make([]byte, readSize())
-		n, err := readWithin(t, r, p, 10*time.Second)
-		got = append(got, p[:n]...)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("read %d bytes that differ from the %d written", len(got), len(want))
+			if !bytes.Equal(got, want) {
+				t.Fatalf("read %d bytes that differ from the %d written", len(got), len(want))
+			}
+		})
 	}
 }
 
 // The end of the stream, or a reset, that comes after a peek is seen by
 // the next read: it neither waits nor returns the peeked bytes again.
 func TestPeekReaderSeesTheEndAfterAPeek(t *testing.T) {
-	for _, mode := range peekModes {
-		for _, reset := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/reset=%t", mode.name, reset), func(t *testing.T) {
-				endAfterAPeek(t, mode.offset, reset)
-			})
-		}
-	}
-}
-
-func endAfterAPeek(t *testing.T, offset, reset bool) {
-	client, server := tcpPair(t)
-	// The peer owes more: the peeked bytes stay in the socket.
-	r := newTestPeekReader(t, server, offset, func() bool { return true })
-	if _, err := client.Write([]byte("last")); err != nil {
-		t.Fatal(err)
-	}
-	p := make([]byte, 64)
-	if n, err := readWithin(t, r, p, 5*time.Second); err != nil || string(p[:n]) != "last" {
-		t.Fatalf("read %q, %v", p[:n], err)
-	}
-	if reset {
-		if err := client.(*net.TCPConn).SetLinger(0); err != nil {
+	for _, reset := range []bool{false, true} {
+		client, server := tcpPair(t)
+		r := newTestPeekReader(t, server)
+		if _, err := client.Write([]byte("last")); err != nil {
 			t.Fatal(err)
 		}
-	}
-	client.Close()
-	n, err := readWithin(t, r, p, 5*time.Second)
-	switch {
-	case n != 0:
-		t.Fatalf("reset=%t: read %q again", reset, p[:n])
-	case !reset && !errors.Is(err, io.EOF):
-		t.Fatalf("after the peer's FIN: %v, want io.EOF", err)
-	case reset && !errors.Is(err, syscall.ECONNRESET):
-		t.Fatalf("after the peer's reset: %v, want ECONNRESET", err)
+		p := make([]byte, 64)
+		if n, err := readWithin(t, r, p, 5*time.Second); err != nil || string(p[:n]) != "last" {
+			t.Fatalf("read %q, %v", p[:n], err)
+		}
+		if reset {
+			if err := client.(*net.TCPConn).SetLinger(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		client.Close()
+		n, err := readWithin(t, r, p, 5*time.Second)
+		switch {
+		case n != 0:
+			t.Fatalf("reset=%t: read %q again", reset, p[:n])
+		case !reset && !errors.Is(err, io.EOF):
+			t.Fatalf("after the peer's FIN: %v, want io.EOF", err)
+		case reset && !errors.Is(err, syscall.ECONNRESET):
+			t.Fatalf("after the peer's reset: %v, want ECONNRESET", err)
+		}
 	}
 }
 
 // A read waits for bytes, and ends when the connection is closed here.
 func TestPeekReaderWaitsAndStopsOnClose(t *testing.T) {
 	client, server := tcpPair(t)
-	r := newTestPeekReader(t, server, false, nil)
+	r := newTestPeekReader(t, server)
 	go func() {
 		time.Sleep(50 * time.Millisecond)
 		_, _ = client.Write([]byte("late"))
@@ -298,11 +252,11 @@ func TestPeekReaderWaitsAndStopsOnClose(t *testing.T) {
 // sends a bare ACK first.
 func TestPeekedAcknowledgementsTakeNoSegment(t *testing.T) {
 	const rounds = 50
-	run := func(t *testing.T, peek, offset bool) uint32 {
+	run := func(t *testing.T, peek bool) uint32 {
 		client, server := tcpPair(t)
 		var r io.Reader = server
 		if peek {
-			r = newTestPeekReader(t, server, offset, func() bool { return true })
+			r = newTestPeekReader(t, server)
 		}
 		p := make([]byte, 256)
 		round := func() {
@@ -337,16 +291,12 @@ func TestPeekedAcknowledgementsTakeNoSegment(t *testing.T) {
 		}
 		return segmentsOut(t, server) - before
 	}
-	t.Logf("segments sent in %d rounds reading plainly: %d", rounds, run(t, false, false))
-	for _, mode := range peekModes {
-		t.Run(mode.name, func(t *testing.T) {
-			peeked := run(t, true, mode.offset)
-			t.Logf("segments sent in %d rounds peeking: %d", rounds, peeked)
-			// A delayed-ACK timer may fire in a slow round; a bare ACK
-			// per round may not.
-			if peeked > rounds+rounds/10 {
-				t.Fatalf("peeking, %d segments for %d replies", peeked, rounds)
-			}
-		})
+	plain := run(t, false)
+	peeked := run(t, true)
+	t.Logf("segments sent in %d rounds: %d reading plainly, %d peeking", rounds, plain, peeked)
+	// A delayed-ACK timer may fire in a slow round; a bare ACK per round
+	// may not.
+	if peeked > rounds+rounds/10 {
+		t.Fatalf("peeking, %d segments for %d replies", peeked, rounds)
 	}
 }

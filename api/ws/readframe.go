@@ -73,6 +73,14 @@ func newFrameReader(src io.Reader, pre []byte, size int) *frameReader {
 // returned.
 func (f *frameReader) buffered() int { return f.w - f.r }
 
+// settle leaves the socket as if every byte returned had been read from
+// it (peekReader), once reading has stopped.
+func (f *frameReader) settle() {
+	if s, ok := f.src.(interface{ settle() }); ok {
+		s.settle()
+	}
+}
+
 // fill makes at least n bytes available in the buffer (n at most its size).
 func (f *frameReader) fill(n int) error {
 	if f.w-f.r >= n {
