@@ -24,8 +24,11 @@ import (
 // first drops them (MSG_TRUNC: no copy) and then peeks again. By then the
 // deliveries the acknowledgements freed are written and their packet has
 // carried the ACK: nothing is left to acknowledge. The cost is one system
-// call per wake-up, which takes no packet. Long reads (message payloads past
-// the buffer) are plain reads.
+// call per wake-up, which takes no packet. Nothing peeked stays in the
+// socket while a read waits: held bytes count against the receive window,
+// and a peer with more to send could wait for it forever (api/ws/DESIGN.md
+// says how that was found). Long reads (message payloads past the buffer)
+// are plain reads.
 type peekReader struct {
 	rc   syscall.RawConn
 	peek int // reads of at most this many bytes peek
