@@ -92,6 +92,16 @@ func (c *countedConn) CloseWrite() error {
 	return nil
 }
 
+// SyscallConn gives the websocket reader the socket itself
+// (api/ws/peekread_linux.go), as a bare TCP connection would.
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("connection has no raw socket")
+	}
+	return sc.SyscallConn()
+}
+
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.open.Add(-1) })
@@ -203,13 +213,3 @@ const (
 	// websockets (--ws-max-connections) and the HTTP clients beside them.
 	DefaultMaxConnections = 16384
 )
-
-// SyscallConn gives the websocket reader the socket itself
-// (api/ws/peekread_linux.go).
-func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errors.New("connection has no socket")
-	}
-	return sc.SyscallConn()
-}

@@ -13,12 +13,13 @@ import (
 
 // The socket of a websocket once the handshake is over. The writer corks
 // it while it writes what is ready (replies, the deliveries the
-// unacknowledged limits allow, control frames): the frames collect in memory and leave with
-// one system call when it uncorks, instead of one call each. Every system
-// call that writes to the socket is made under one mutex, so control frames
-// written from other goroutines (pongs, pings, the close frame) never
-// interleave with a batch, and each is bounded by WriteTimeout through the
-// socket's deadline rather than a timer per message.
+// unacknowledged limits allow, control frames): the frames collect in
+// memory and leave with one system call when it uncorks, instead of one
+// call each. Every system call that writes to the socket is made under one
+// mutex, so control frames written from other goroutines (pongs, pings,
+// the close frame) never interleave with a batch, and each is bounded by
+// WriteTimeout through the socket's deadline rather than a timer per
+// message.
 //
 // The websocket library only makes the handshake: every frame is framed
 // here (server frames are short headers before the payload), and once a

@@ -301,10 +301,10 @@ func (c *conn) writeBatch(first []byte) (more bool, err error) {
 // sendStep writes at most one delivery message; false when there is
 // nothing it may send now.
 func (c *conn) sendStep() (bool, error) {
-	max := c.hub.cfg.MaxUnackedParts
+	limit := c.hub.cfg.MaxUnackedParts
 	if c.cur != nil {
 		if !c.cur.done {
-			if c.unacked() >= max {
+			if c.unacked() >= limit {
 				return false, nil
 			}
 			return true, c.sendPart()
@@ -321,9 +321,9 @@ func (c *conn) sendStep() (bool, error) {
 	switch it.kind {
 	case itemReceive:
 		if short(it.body) {
-			max = c.hub.cfg.MaxUnackedShort
+			limit = c.hub.cfg.MaxUnackedShort
 		}
-		if c.unacked() >= max {
+		if c.unacked() >= limit {
 			return false, nil
 		}
 		c.pop()
