@@ -963,3 +963,55 @@ func TestDeliverRunsTheReadBarrierFirst(t *testing.T) {
 		})
 	}
 }
+
+// localRows answers for the URLs it holds as a process's own websocket
+// rows would, and leaves the rest to HTTP.
+type localRows map[string]LocalResult
+
+func (l localRows) DeliverLocal(_ Message, s fsm.Subscription) (LocalResult, bool) {
+	r, ok := l[s.URL]
+	return r, ok
+}
+
+// The deliveries a process makes to itself count as the replies they
+// stand for: confirmed subscribers, a removal, a failure with its MISSED
+// record; any other URL still goes over HTTP.
+func TestDeliverToOwnURLsInProcess(t *testing.T) {
+	good := client.NewSubscriber()
+	gs := serve(t, good)
+	own := "http://127.0.0.1:1/v1/receive_for_websockets?node=n1&inc=1"
+	subs := []fsm.Subscription{
+		{Kind: fsm.Exact, URL: own, Key: "t", Recovery: own + "&missed"},
+		{Kind: fsm.Glob, URL: own + "&glob=a", Key: "t*", Recovery: own + "&glob=a&missed"},
+		{Kind: fsm.Glob, URL: own + "&glob=b", Key: "*", Recovery: own + "&glob=b&missed"},
+		{Kind: fsm.Exact, URL: gs.URL + "/v1/receive", Key: "t", Recovery: gs.URL + "/v1/recover"},
+	}
+	local := localRows{
+		subs[0].URL: {Subscribers: 3},
+		subs[1].URL: {Unsubscribe: true},
+		subs[2].URL: {Err: errors.New("spool full")},
+	}
+	rem := &recordingRemover{}
+	store := openStore(t, DefaultRetryPolicy)
+	f := newFanout(t, Config{}, newTable(subs...), rem, auth.NonePair(), store)
+	f.SetLocal(local)
+
+	if got := f.Deliver(context.Background(), bytesMessage("t", []byte("m"))); got != 4 {
+		t.Errorf("Deliver = %d, want 4 (3 in process, 1 over HTTP)", got)
+	}
+	f.Wait()
+	if removed := rem.Removed(); len(removed) != 1 || removed[0] != subs[1] {
+		t.Errorf("removed %+v, want %+v", removed, subs[1])
+	}
+	if recs := pendingRecords(t, store); len(recs) != 1 || recs[0].URL != subs[2].URL {
+		t.Errorf("missed records %+v, want one for %s", recs, subs[2].URL)
+	}
+	if got := len(good.Received()); got != 1 {
+		t.Errorf("HTTP subscriber received %d messages, want 1", got)
+	}
+	st := f.Stats()
+	if st.Delivered.Load() != 2 || st.Failed.Load() != 1 || st.Unsubscribed.Load() != 1 {
+		t.Errorf("stats delivered=%d failed=%d unsubscribed=%d, want 2/1/1",
+			st.Delivered.Load(), st.Failed.Load(), st.Unsubscribed.Load())
+	}
+}

@@ -50,6 +50,24 @@ type ReadBarrier interface {
 	ReadBarrier(ctx context.Context) error
 }
 
+// Local takes the deliveries to subscriber URLs that are this process's
+// own (the node's websocket rows, api/ws) without an HTTP request to
+// itself.
+type Local interface {
+	// DeliverLocal delivers m to s when s.URL is one of this process's
+	// URLs; ok false sends it over HTTP like any other. It must not block
+	// on a subscriber.
+	DeliverLocal(m Message, s fsm.Subscription) (r LocalResult, ok bool)
+}
+
+// LocalResult is how a local delivery went, as a subscriber's reply would
+// tell it.
+type LocalResult struct {
+	Subscribers uint32 // the subscribers it reached (CONFIRM_RECEIVE)
+	Unsubscribe bool   // nobody holds the row any more (UNSUBSCRIBE_IMMEDIATE)
+	Err         error  // it failed, and a MISSED is due
+}
+
 // Config tunes delivery. Zero values take the defaults below.
 type Config struct {
 	// Barrier, when set, runs before every Deliver matches the topic, so
@@ -197,6 +215,7 @@ type Fanout struct {
 
 	// client calls subscribers; own calls the URLs the policy exempts.
 	client, own *http.Client
+	local       Local // set before the first delivery
 
 	stats Stats
 }
@@ -233,6 +252,10 @@ func New(cfg Config, table Table, remover Remover, pair auth.Pair, missed *Misse
 	}
 	return f
 }
+
+// SetLocal makes l take the deliveries to this process's own URLs. Call it
+// before the first Deliver.
+func (f *Fanout) SetLocal(l Local) { f.local = l }
 
 // CloseIdleConnections closes the keep-alive connections to subscribers.
 func (f *Fanout) CloseIdleConnections() {
@@ -327,6 +350,13 @@ func (f *Fanout) deadline(length uint64) time.Duration {
 func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) uint32 {
 	start, outcome := time.Now(), metrics.Failure
 	defer func() { f.cfg.Metrics.Observe(outcome, time.Since(start)) }()
+	if f.local != nil {
+		if r, ok := f.local.DeliverLocal(m, s); ok {
+			var n uint32
+			n, outcome = f.tookLocal(m, s, r)
+			return n
+		}
+	}
 	u, err := url.Parse(s.URL)
 	if err != nil {
 		f.failed(m, s, fmt.Errorf("subscriber URL: %w", err))
@@ -356,6 +386,30 @@ func (f *Fanout) deliverOne(ctx context.Context, m Message, s fsm.Subscription) 
 	}
 	f.cfg.Health.Success(s.URL)
 	return n
+}
+
+// tookLocal accounts for a delivery the process made to itself as for one
+// made over HTTP.
+func (f *Fanout) tookLocal(m Message, s fsm.Subscription, r LocalResult) (uint32, metrics.Outcome) {
+	switch {
+	case r.Err != nil:
+		f.failed(m, s, r.Err)
+		return 0, metrics.Failure
+	case r.Unsubscribe:
+		f.leave(s, 0)
+		return 0, metrics.Unsubscribed
+	}
+	f.stats.Delivered.Add(1)
+	f.cfg.Health.Success(s.URL)
+	return r.Subscribers, metrics.Success
+}
+
+// leave removes a subscriber that answered UNSUBSCRIBE_IMMEDIATE (with
+// status; 0 in process).
+func (f *Fanout) leave(s fsm.Subscription, status int) {
+	f.stats.Unsubscribed.Add(1)
+	f.log.Info("subscriber asked to unsubscribe", "url", s.URL, "kind", s.Kind.String(), "status", status)
+	f.unsubscribe(s)
 }
 
 // receive posts one RECEIVE; the outcome is Failure whenever err is set.
@@ -418,9 +472,7 @@ func (f *Fanout) receive(ctx context.Context, client *http.Client, m Message, s 
 	kind, confirm, perr := wire.ParseReceiveReply(reply)
 	switch kind {
 	case wire.ReplyUnsubscribeImmediate:
-		f.stats.Unsubscribed.Add(1)
-		f.log.Info("subscriber asked to unsubscribe", "url", s.URL, "kind", s.Kind.String(), "status", resp.StatusCode)
-		f.unsubscribe(s)
+		f.leave(s, resp.StatusCode)
 		return 0, metrics.Unsubscribed, nil
 	case wire.ReplyConfirmReceive:
 		res := f.auth.Verify(ctx, auth.ConfirmReceive{

@@ -356,6 +356,7 @@ func (n *Broadcaster) wire(ctx context.Context) error {
 		return err
 	}
 	n.hub.Register(srv.Echo())
+	n.fan.SetLocal(n.hub)
 	if !cfg.NoMetrics {
 		n.registerGauges(table)
 	}

@@ -9,10 +9,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
 
 	"github.com/lonelypsd/lonelypsd/api"
 	"github.com/lonelypsd/lonelypsd/api/auth"
@@ -35,6 +37,8 @@ type testNode struct {
 	node  *cluster.Node
 	fan   *fanout.Fanout
 	srv   *http.Server
+	// receives counts the POSTs to the node's receive_for_websockets.
+	receives atomic.Int64
 	// clientAuth is what a client of this node signs and verifies with:
 	// the same secrets, its own replay store.
 	clientAuth func() auth.Pair
@@ -44,6 +48,9 @@ type testNode struct {
 type nodeOptions struct {
 	hmac bool
 	ws   func(*Config)
+	// overHTTP makes the node reach its own websockets by POSTing to
+	// itself, as a peer does, instead of in process.
+	overHTTP bool
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -122,11 +129,22 @@ func startTestNode(t *testing.T, o nodeOptions) *testNode {
 		t.Fatal(err)
 	}
 	hub.Register(srv.Echo())
-	hub.Start()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
+	if !o.overHTTP {
+		fan.SetLocal(hub)
+	}
 	n := &testNode{t: t, base: "http://" + addr, wsURL: "ws://" + addr + PathWebsocket, hub: hub, node: node,
-		fan: fan, srv: hs, clientAuth: clientAuth}
+		fan: fan, clientAuth: clientAuth}
+	srv.Echo().Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.Request().URL.Path == PathReceive {
+				n.receives.Add(1)
+			}
+			return next(c)
+		}
+	})
+	hub.Start()
+	n.srv = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = n.srv.Serve(ln) }()
 	t.Cleanup(n.stop)
 	return n
 }

@@ -63,6 +63,7 @@ type Hub struct {
 	// query; query is "node=...&inc=..." shared by every row of this
 	// process.
 	receiveBase, missedBase, query string
+	receiveURL                     string // ReceiveURL()
 
 	plain    *compressor            // compressor 1
 	presets  map[uint64]*compressor // by id
@@ -140,6 +141,7 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 		globs:       make(map[string]*reg),
 		globsByHash: make(map[string]*reg),
 	}
+	h.receiveURL = h.ReceiveURL()
 	h.signs, h.verifies = !isNone(pair.ToSubscriber), !isNone(pair.ToBroadcaster)
 	h.bodies = cfg.Spool
 	if h.bodies == nil {

@@ -73,15 +73,7 @@ func (h *Hub) receiveForWebsockets(c echo.Context) error {
 		h.log.Warn("receive_for_websockets: cannot hold message", "err", err)
 		return c.NoContent(http.StatusServiceUnavailable)
 	}
-	count := 0
-	b.retainN(len(conns))
-	for _, cn := range conns {
-		if cn.enqueue(item{kind: itemReceive, topic: rh.Topic, body: b}) {
-			count++
-		}
-	}
-	b.release()
-	return h.confirmReceive(c, rh.Identifier, uint32(count), rowURL)
+	return h.confirmReceive(c, rh.Identifier, queue(conns, rh.Topic, b), rowURL)
 }
 
 func (h *Hub) confirmReceive(c echo.Context, identifier []byte, count uint32, rowURL string) error {

@@ -25,119 +25,160 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	lonelypsdtest.WaitFor(t, what, 10*time.Second, cond)
 }
 
+// paths are the two ways a node reaches its own websockets: in process,
+// and by POSTing to itself as a peer does.
+var paths = []struct {
+	name     string
+	overHTTP bool
+}{{"in process", false}, {"over HTTP", true}}
+
+// checkPath fails unless the node took the way o asks for to reach its
+// own websockets.
+func (n *testNode) checkPath(o nodeOptions) {
+	n.t.Helper()
+	if got := n.receives.Load(); (got > 0) != o.overHTTP {
+		n.t.Fatalf("%d POSTs to %s; over HTTP: %t", got, PathReceive, o.overHTTP)
+	}
+}
+
 func TestSubscribeAndReceiveFromHTTPNotifier(t *testing.T) {
 	for _, hmac := range []bool{false, true} {
-		t.Run(fmt.Sprintf("hmac=%t", hmac), func(t *testing.T) {
-			n := startTestNode(t, nodeOptions{hmac: hmac})
-			ctx := ctxT(t)
-			c := n.dial(wsclient.Options{})
-			hc := n.client()
-
-			if err := c.SubscribeExact(ctx, []byte("a/b")); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.SubscribeGlob(ctx, "a/*"); err != nil {
-				t.Fatal(err)
-			}
-			// Confirmed means registered: one row per key of this process.
-			if rows := n.rows(); len(rows) != 2 {
-				t.Fatalf("rows after subscribing: %+v", rows)
-			}
-
-			// The topic matches the exact and the glob row: two RECEIVEs
-			// reach the node, the connection takes it once, counted once.
-			if got, err := hc.Notify(ctx, []byte("a/b"), []byte("one")); err != nil || got != 1 {
-				t.Fatalf("notify a/b: %d, %v", got, err)
-			}
-			if m := next(t, c, 5*time.Second); string(m.Topic) != "a/b" || string(m.Data) != "one" || m.Parts != 1 {
-				t.Fatalf("received %+v", m)
-			}
-			none(t, c)
-			if got, err := hc.Notify(ctx, []byte("a/c/d"), []byte("two")); err != nil || got != 1 {
-				t.Fatalf("notify a/c/d: %d, %v", got, err)
-			}
-			if m := next(t, c, 5*time.Second); string(m.Topic) != "a/c/d" || string(m.Data) != "two" {
-				t.Fatalf("received %+v", m)
-			}
-			// A topic nobody holds.
-			if got, err := hc.Notify(ctx, []byte("b"), []byte("x")); err != nil || got != 0 {
-				t.Fatalf("notify b: %d, %v", got, err)
-			}
-
-			if err := c.UnsubscribeExact(ctx, []byte("a/b")); err != nil {
-				t.Fatal(err)
-			}
-			if got, err := hc.Notify(ctx, []byte("a/b"), []byte("three")); err != nil || got != 1 {
-				t.Fatalf("notify a/b after unsubscribing the exact topic: %d, %v", got, err)
-			}
-			if m := next(t, c, 5*time.Second); string(m.Data) != "three" {
-				t.Fatalf("received %+v", m)
-			}
-			if err := c.UnsubscribeGlob(ctx, "a/*"); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, "rows removed", func() bool { return len(n.rows()) == 0 })
-			if got, err := hc.Notify(ctx, []byte("a/b"), []byte("four")); err != nil || got != 0 {
-				t.Fatalf("notify after unsubscribing all: %d, %v", got, err)
-			}
-			none(t, c)
-
-			// A closed connection gives its rows up.
-			if err := c.SubscribeExact(ctx, []byte("z")); err != nil {
-				t.Fatal(err)
-			}
-			if len(n.rows()) != 1 {
-				t.Fatal("no row for z")
-			}
-			_ = c.Close()
-			waitFor(t, "rows of a closed connection removed", func() bool { return len(n.rows()) == 0 })
-		})
+		for _, path := range paths {
+			t.Run(fmt.Sprintf("hmac=%t/%s", hmac, path.name), func(t *testing.T) {
+				subscribeAndReceive(t, nodeOptions{hmac: hmac, overHTTP: path.overHTTP})
+			})
+		}
 	}
+}
+
+func subscribeAndReceive(t *testing.T, o nodeOptions) {
+	n := startTestNode(t, o)
+	ctx := ctxT(t)
+	c := n.dial(wsclient.Options{})
+	hc := n.client()
+
+	if err := c.SubscribeExact(ctx, []byte("a/b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SubscribeGlob(ctx, "a/*"); err != nil {
+		t.Fatal(err)
+	}
+	// Confirmed means registered: one row per key of this process.
+	if rows := n.rows(); len(rows) != 2 {
+		t.Fatalf("rows after subscribing: %+v", rows)
+	}
+
+	// The topic matches the exact and the glob row: two RECEIVEs
+	// reach the node, the connection takes it once, counted once.
+	if got, err := hc.Notify(ctx, []byte("a/b"), []byte("one")); err != nil || got != 1 {
+		t.Fatalf("notify a/b: %d, %v", got, err)
+	}
+	if m := next(t, c, 5*time.Second); string(m.Topic) != "a/b" || string(m.Data) != "one" || m.Parts != 1 {
+		t.Fatalf("received %+v", m)
+	}
+	none(t, c)
+	if got, err := hc.Notify(ctx, []byte("a/c/d"), []byte("two")); err != nil || got != 1 {
+		t.Fatalf("notify a/c/d: %d, %v", got, err)
+	}
+	if m := next(t, c, 5*time.Second); string(m.Topic) != "a/c/d" || string(m.Data) != "two" {
+		t.Fatalf("received %+v", m)
+	}
+	// A topic nobody holds.
+	if got, err := hc.Notify(ctx, []byte("b"), []byte("x")); err != nil || got != 0 {
+		t.Fatalf("notify b: %d, %v", got, err)
+	}
+
+	if err := c.UnsubscribeExact(ctx, []byte("a/b")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := hc.Notify(ctx, []byte("a/b"), []byte("three")); err != nil || got != 1 {
+		t.Fatalf("notify a/b after unsubscribing the exact topic: %d, %v", got, err)
+	}
+	if m := next(t, c, 5*time.Second); string(m.Data) != "three" {
+		t.Fatalf("received %+v", m)
+	}
+	if err := c.UnsubscribeGlob(ctx, "a/*"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rows removed", func() bool { return len(n.rows()) == 0 })
+	if got, err := hc.Notify(ctx, []byte("a/b"), []byte("four")); err != nil || got != 0 {
+		t.Fatalf("notify after unsubscribing all: %d, %v", got, err)
+	}
+	none(t, c)
+
+	// A closed connection gives its rows up.
+	if err := c.SubscribeExact(ctx, []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	if len(n.rows()) != 1 {
+		t.Fatal("no row for z")
+	}
+	_ = c.Close()
+	waitFor(t, "rows of a closed connection removed", func() bool { return len(n.rows()) == 0 })
+
+	// A row of this process that no connection holds is removed
+	// by the first notify that reaches it.
+	orphan := fsm.Command{Op: fsm.OpSubscribeExact, URL: n.hub.ReceiveURL(), Topic: []byte("orphan")}
+	if _, err := n.node.Apply(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := hc.Notify(ctx, []byte("orphan"), []byte("x")); err != nil || got != 0 {
+		t.Fatalf("notify orphan: %d, %v", got, err)
+	}
+	waitFor(t, "orphan row removed", func() bool { return len(n.rows()) == 0 })
+	n.checkPath(o)
 }
 
 func TestWebsocketNotifier(t *testing.T) {
 	for _, hmac := range []bool{false, true} {
-		t.Run(fmt.Sprintf("hmac=%t", hmac), func(t *testing.T) {
-			n := startTestNode(t, nodeOptions{hmac: hmac})
-			ctx := ctxT(t)
-			notifier := n.dial(wsclient.Options{Expanded: true})
-			sub := n.dial(wsclient.Options{})
-			hsub, hurl := httpSubscriber(t, n.clientAuth())
-
-			if got, err := notifier.Notify(ctx, []byte("t"), nil); err != nil || got != 0 {
-				t.Fatalf("notify with no subscriber: %d, %v", got, err)
-			}
-			if err := sub.SubscribeExact(ctx, []byte("t")); err != nil {
-				t.Fatal(err)
-			}
-			if err := n.client().SubscribeExact(ctx, hurl, []byte("t"), ""); err != nil {
-				t.Fatal(err)
-			}
-			for i := range 5 {
-				msg := []byte(fmt.Sprintf("message %d", i))
-				if got, err := notifier.Notify(ctx, []byte("t"), msg); err != nil || got != 2 {
-					t.Fatalf("notify: %d, %v; want 2 (one HTTP, one websocket)", got, err)
-				}
-				if m := next(t, sub, 5*time.Second); !bytes.Equal(m.Data, msg) {
-					t.Fatalf("websocket received %q, want %q", m.Data, msg)
-				}
-			}
-			got := hsub.Received()
-			if len(got) != 5 || string(got[4].Message) != "message 4" {
-				t.Fatalf("HTTP subscriber received %d messages", len(got))
-			}
-			// A notifier subscribed to its own topic receives its message.
-			if err := notifier.SubscribeExact(ctx, []byte("t")); err != nil {
-				t.Fatal(err)
-			}
-			if got, err := notifier.Notify(ctx, []byte("t"), []byte("self")); err != nil || got != 3 {
-				t.Fatalf("notify: %d, %v; want 3", got, err)
-			}
-			if m := next(t, notifier, 5*time.Second); string(m.Data) != "self" {
-				t.Fatalf("notifier received %q", m.Data)
-			}
-		})
+		for _, path := range paths {
+			t.Run(fmt.Sprintf("hmac=%t/%s", hmac, path.name), func(t *testing.T) {
+				websocketNotifier(t, nodeOptions{hmac: hmac, overHTTP: path.overHTTP})
+			})
+		}
 	}
+}
+
+func websocketNotifier(t *testing.T, o nodeOptions) {
+	n := startTestNode(t, o)
+	ctx := ctxT(t)
+	notifier := n.dial(wsclient.Options{Expanded: true})
+	sub := n.dial(wsclient.Options{})
+	hsub, hurl := httpSubscriber(t, n.clientAuth())
+
+	if got, err := notifier.Notify(ctx, []byte("t"), nil); err != nil || got != 0 {
+		t.Fatalf("notify with no subscriber: %d, %v", got, err)
+	}
+	if err := sub.SubscribeExact(ctx, []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.client().SubscribeExact(ctx, hurl, []byte("t"), ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		msg := []byte(fmt.Sprintf("message %d", i))
+		if got, err := notifier.Notify(ctx, []byte("t"), msg); err != nil || got != 2 {
+			t.Fatalf("notify: %d, %v; want 2 (one HTTP, one websocket)", got, err)
+		}
+		if m := next(t, sub, 5*time.Second); !bytes.Equal(m.Data, msg) {
+			t.Fatalf("websocket received %q, want %q", m.Data, msg)
+		}
+	}
+	got := hsub.Received()
+	if len(got) != 5 || string(got[4].Message) != "message 4" {
+		t.Fatalf("HTTP subscriber received %d messages", len(got))
+	}
+	// A notifier subscribed to its own topic receives its message.
+	if err := notifier.SubscribeExact(ctx, []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := notifier.Notify(ctx, []byte("t"), []byte("self")); err != nil || got != 3 {
+		t.Fatalf("notify: %d, %v; want 3", got, err)
+	}
+	if m := next(t, notifier, 5*time.Second); string(m.Data) != "self" {
+		t.Fatalf("notifier received %q", m.Data)
+	}
+	n.checkPath(o)
 }
 
 // Large messages both ways: NOTIFY_STREAM in, RECEIVE_STREAM out in parts
@@ -147,14 +188,18 @@ func TestLargeMessagesInParts(t *testing.T) {
 		name         string
 		hmac, zstd   bool
 		compressible bool
+		overHTTP     bool
 	}{
-		{"none", false, false, false},
-		{"hmac", true, false, false},
-		{"hmac+zstd", true, true, true},
-		{"zstd-incompressible", false, true, false},
+		{"none", false, false, false, false},
+		{"hmac", true, false, false, false},
+		{"hmac+zstd", true, true, true, false},
+		{"zstd-incompressible", false, true, false, false},
+		{"none over HTTP", false, false, false, true},
+		{"hmac+zstd over HTTP", true, true, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := startTestNode(t, nodeOptions{hmac: tc.hmac})
+			o := nodeOptions{hmac: tc.hmac, overHTTP: tc.overHTTP}
+			n := startTestNode(t, o)
 			ctx := ctxT(t)
 			opts := wsclient.Options{EnableZstd: tc.zstd, CompressNotifies: tc.zstd}
 			notifier := n.dial(opts)
@@ -206,6 +251,7 @@ func TestLargeMessagesInParts(t *testing.T) {
 			// The writer lets go of a body once its last part is written,
 			// which can be just after the client has it.
 			waitFor(t, "every body released from the memory budget", func() bool { return n.hub.bodies.Buffered() == 0 })
+			n.checkPath(o)
 		})
 	}
 }
