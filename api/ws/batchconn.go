@@ -43,6 +43,8 @@ type batchConn struct {
 	net.Conn
 	timeout time.Duration
 	pool    *sync.Pool // *[]byte batch buffers, shared by the hub
+	// raw writes short batches when the socket allows (rawwrite_linux.go).
+	raw func([]byte) (int, error)
 
 	mu       sync.Mutex
 	corked   bool
@@ -118,7 +120,8 @@ func (b *batchConn) writeControl(op byte, p []byte) error {
 
 // writeLocked writes p with a deadline between half the timeout and the
 // timeout from now: moving the deadline costs about as much as a small
-// write, so it moves only once it is closer than half the timeout.
+// write, so it moves only once it is closer than half the timeout. Short
+// writes are raw where the socket allows (rawwrite_linux.go).
 func (b *batchConn) writeLocked(p []byte) (int, error) {
 	now := time.Now()
 	if b.deadline.Sub(now) < b.timeout/2 {
@@ -126,6 +129,9 @@ func (b *batchConn) writeLocked(p []byte) (int, error) {
 		if err := b.Conn.SetWriteDeadline(b.deadline); err != nil {
 			return 0, fmt.Errorf("set write deadline: %w", err)
 		}
+	}
+	if b.raw != nil && len(p) < batchDirect {
+		return b.raw(p)
 	}
 	return b.Conn.Write(p)
 }

@@ -221,6 +221,7 @@ func (h *Hub) serveWebsocket(c echo.Context) error {
 		decoders: make(map[uint64]*compressor),
 	}
 	cn.fr.control = cn.control
+	bc.raw = newRawWriter(bc.Conn)
 	if pr := newPeekReader(bc.Conn, wsReadBuffer); pr != nil {
 		cn.fr.src = pr
 	}

@@ -128,14 +128,14 @@ func (r *peekReader) settle() {
 
 // recv is recvfrom(2) of n bytes into p (nil with MSG_TRUNC: dropped), not
 // waiting, without the address syscall.Recvfrom allocates for. EINTR is
-// retried.
+// retried. The call is raw, as rawWriter's is: it cannot block.
 func recv(fd uintptr, p []byte, n int, flags int) (int, error) {
 	var base unsafe.Pointer
 	if len(p) > 0 {
 		base = unsafe.Pointer(&p[0])
 	}
 	for {
-		m, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(base), uintptr(n),
+		m, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(base), uintptr(n),
 			uintptr(flags|syscall.MSG_DONTWAIT), 0, 0)
 		switch errno {
 		case 0:
