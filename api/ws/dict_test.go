@@ -216,17 +216,20 @@ func TestPresetConfigRefused(t *testing.T) {
 	}
 }
 
-// serverConn returns the node's only websocket connection.
+// serverConn returns the node's only connection once CONFIGURE is done
+// with it: what configure wrote is then ordered before what the test does
+// with it (the bytes the test read off the socket are not, for the race
+// detector, when the node wrote them with raw system calls).
 func (n *testNode) serverConn() *conn {
 	n.t.Helper()
 	var c *conn
-	waitFor(n.t, "the connection registered", func() bool {
+	waitFor(n.t, "the connection configured", func() bool {
 		n.hub.mu.Lock()
 		defer n.hub.mu.Unlock()
 		for x := range n.hub.conns {
 			c = x
 		}
-		return len(n.hub.conns) == 1
+		return len(n.hub.conns) == 1 && c.configured.Load()
 	})
 	return c
 }
