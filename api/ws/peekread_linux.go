@@ -47,12 +47,8 @@ type peekReader struct {
 // newPeekReader returns a reader of nc's socket that peeks reads of at most
 // peek bytes, or nil when nc has no socket to read that way.
 func newPeekReader(nc any, peek int) io.Reader {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := socketOf(nc)
+	if rc == nil {
 		return nil
 	}
 	r := &peekReader{rc: rc, peek: peek}

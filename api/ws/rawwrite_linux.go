@@ -34,6 +34,17 @@ type rawWriter struct {
 // newRawWriter returns a raw writer of nc's socket, or nil when nc has no
 // socket to write that way.
 func newRawWriter(nc any) func([]byte) (int, error) {
+	rc := socketOf(nc)
+	if rc == nil {
+		return nil
+	}
+	w := &rawWriter{rc: rc}
+	w.fn = w.write
+	return w.Write
+}
+
+// socketOf returns nc's socket, or nil when it has none.
+func socketOf(nc any) syscall.RawConn {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -42,9 +53,7 @@ func newRawWriter(nc any) func([]byte) (int, error) {
 	if err != nil {
 		return nil
 	}
-	w := &rawWriter{rc: rc}
-	w.fn = w.write
-	return w.Write
+	return rc
 }
 
 // Write writes all of p, waiting for room in the socket's buffer through

@@ -41,15 +41,18 @@ func (n *testNode) checkPath(o nodeOptions) {
 	}
 }
 
-func TestSubscribeAndReceiveFromHTTPNotifier(t *testing.T) {
+// eachPath runs f with and without HMAC, for each of the paths.
+func eachPath(t *testing.T, f func(*testing.T, nodeOptions)) {
 	for _, hmac := range []bool{false, true} {
 		for _, path := range paths {
 			t.Run(fmt.Sprintf("hmac=%t/%s", hmac, path.name), func(t *testing.T) {
-				subscribeAndReceive(t, nodeOptions{hmac: hmac, overHTTP: path.overHTTP})
+				f(t, nodeOptions{hmac: hmac, overHTTP: path.overHTTP})
 			})
 		}
 	}
 }
+
+func TestSubscribeAndReceiveFromHTTPNotifier(t *testing.T) { eachPath(t, subscribeAndReceive) }
 
 func subscribeAndReceive(t *testing.T, o nodeOptions) {
 	n := startTestNode(t, o)
@@ -129,15 +132,7 @@ func subscribeAndReceive(t *testing.T, o nodeOptions) {
 	n.checkPath(o)
 }
 
-func TestWebsocketNotifier(t *testing.T) {
-	for _, hmac := range []bool{false, true} {
-		for _, path := range paths {
-			t.Run(fmt.Sprintf("hmac=%t/%s", hmac, path.name), func(t *testing.T) {
-				websocketNotifier(t, nodeOptions{hmac: hmac, overHTTP: path.overHTTP})
-			})
-		}
-	}
-}
+func TestWebsocketNotifier(t *testing.T) { eachPath(t, websocketNotifier) }
 
 func websocketNotifier(t *testing.T, o nodeOptions) {
 	n := startTestNode(t, o)
