@@ -43,7 +43,9 @@ func newRawWriter(nc any) func([]byte) (int, error) {
 	return w.Write
 }
 
-// socketOf returns nc's socket, or nil when it has none.
+// socketOf returns nc's socket, or nil when it has none. A TLS connection
+// has none: its bytes go through TLS (cmd/lonelypsd's
+// TestWebsocketOverTLS).
 func socketOf(nc any) syscall.RawConn {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/lonelypsd/lonelypsd/api/client"
+	"github.com/lonelypsd/lonelypsd/api/ws/wsclient"
 	"github.com/lonelypsd/lonelypsd/cmd/lonelypsd/lonelypsdtest"
 )
 
@@ -149,5 +153,43 @@ func TestHTTPSDelivery(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWebsocketOverTLS: a wss subscriber of an https node gets short
+// messages (the node's batches) and a long one (written past the batch)
+// intact, through TLS, whether they come from an https notifier or a
+// wss one. The node reaches its own websockets without trusting its own
+// certificate (no --tls-ca).
+func TestWebsocketOverTLS(t *testing.T) {
+	ca := newTestCA(t)
+	node := startTLSNode(t, ca, false)
+	ctx := ctxT(t)
+	opts := wsclient.Options{DialOptions: &websocket.DialOptions{HTTPClient: ca.httpClient()}}
+	sub := dialWS(t, node, opts)
+	pub := dialWS(t, node, opts)
+	if err := sub.SubscribeExact(ctx, []byte("t")); err != nil {
+		t.Fatal(err)
+	}
+	long := bytes.Repeat([]byte("0123456789abcdef"), 32<<10) // 512 KiB
+	msgs := [][]byte{[]byte("one"), []byte("two"), long, []byte("three")}
+	for i, m := range msgs {
+		var n uint64
+		var err error
+		if i%2 == 0 {
+			var k uint32
+			k, err = node.Client().Notify(ctx, []byte("t"), m)
+			n = uint64(k)
+		} else {
+			n, err = pub.Notify(ctx, []byte("t"), m)
+		}
+		if err != nil || n != 1 {
+			t.Fatalf("notify %d: %d, %v", i, n, err)
+		}
+	}
+	for i, want := range msgs {
+		if got := lonelypsdtest.NextMessage(t, sub, 10*time.Second); !bytes.Equal(got.Data, want) {
+			t.Fatalf("message %d: %d bytes, want %d", i, len(got.Data), len(want))
+		}
 	}
 }
