@@ -63,7 +63,7 @@ type Hub struct {
 	// query; query is "node=...&inc=..." shared by every row of this
 	// process.
 	receiveBase, missedBase, query string
-	receiveURL                     string // ReceiveURL()
+	receiveURL                     string // of the exact-topic rows
 
 	plain    *compressor            // compressor 1
 	presets  map[uint64]*compressor // by id
@@ -141,7 +141,7 @@ func New(cfg Config, writer Writer, table Table, fan Deliverer, pair auth.Pair, 
 		globs:       make(map[string]*reg),
 		globsByHash: make(map[string]*reg),
 	}
-	h.receiveURL = h.ReceiveURL()
+	h.receiveURL = h.receiveBase + "?" + h.query
 	h.signs, h.verifies = !isNone(pair.ToSubscriber), !isNone(pair.ToBroadcaster)
 	h.bodies = cfg.Spool
 	if h.bodies == nil {
@@ -170,7 +170,7 @@ func (h *Hub) Register(e *echo.Echo) {
 
 // ReceiveURL is the URL of this process's exact-topic rows; glob rows add
 // a glob parameter.
-func (h *Hub) ReceiveURL() string { return h.receiveBase + "?" + h.query }
+func (h *Hub) ReceiveURL() string { return h.receiveURL }
 
 // MissedURL is the recovery URL of this process's exact-topic rows.
 func (h *Hub) MissedURL() string { return h.missedBase + "?" + h.query }

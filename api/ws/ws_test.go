@@ -71,8 +71,8 @@ func subscribeAndReceive(t *testing.T, o nodeOptions) {
 		t.Fatalf("rows after subscribing: %+v", rows)
 	}
 
-	// The topic matches the exact and the glob row: two RECEIVEs
-	// reach the node, the connection takes it once, counted once.
+	// The topic matches the exact and the glob row: two deliveries
+	// reach the hub, the connection takes it once, counted once.
 	if got, err := hc.Notify(ctx, []byte("a/b"), []byte("one")); err != nil || got != 1 {
 		t.Fatalf("notify a/b: %d, %v", got, err)
 	}
